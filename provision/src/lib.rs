@@ -1,0 +1,1 @@
+//! SSH provisioning of the lab hosts (issue 5).

@@ -1,0 +1,263 @@
+//! HTTP/1.x heads and body framing over httparse. Pure and fuzzable: no I/O, no clock.
+//!
+//! Heads are parsed in place: [`RequestHead`] / [`ResponseHead`] hold offsets into the caller's
+//! buffer, and header spans go into a caller-owned `Vec<HeaderSpan>` that is reused across
+//! requests, so the hot path does not allocate.
+//!
+//! API contract used by `forward` (keep these signatures):
+//! - [`parse_request`] / [`parse_response`]: `Ok(None)` = need more bytes.
+//! - [`write_upstream_head`] / [`write_client_head`]: rewrite a head for the other side, appending
+//!   to `out` (never clearing it).
+//! - [`ChunkedDecoder`]: incremental chunked-body scanner that works for pass-through (forward
+//!   `input[..consumed]` verbatim) and for de-chunking (forward only `input[data]`).
+//! - [`error_response`]: a complete small HTML error response (the seed's 50x page style).
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// Request method; `Other` keeps the bytes in the buffer (see [`RequestHead::method_span`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Trace,
+    Patch,
+    Connect,
+    Other,
+}
+
+impl Method {
+    /// RFC 9110 9.2.2 idempotent methods (safe to replay on another upstream).
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body (requests without CL/TE; HEAD, 1xx, 204, 304 responses; CL: 0).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Response only: body ends when the upstream closes.
+    CloseDelimited,
+}
+
+/// A header's name and value as byte offsets into the parsed buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSpan {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Limits applied while parsing a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest head (request line + headers + CRLFCRLF) in bytes; more is 431.
+    pub max_head: usize,
+    /// Most header fields; more is 431.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head: 8 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Bytes of the head including the final CRLFCRLF; the body (or the next pipelined request)
+    /// starts here.
+    pub head_len: usize,
+    pub method: Method,
+    pub method_span: Range<usize>,
+    /// Request target (path and query) as sent.
+    pub target: Range<usize>,
+    pub version: Version,
+    /// The request line without CRLF (nginx `$request`).
+    pub request_line: Range<usize>,
+    pub body: BodyKind,
+    /// Whether the client wants the connection kept open after this exchange (HTTP/1.1 default
+    /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The Host header value, if any.
+    pub host: Option<Range<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub head_len: usize,
+    pub version: Version,
+    pub status: u16,
+    /// Reason phrase as sent (may be empty).
+    pub reason: Range<usize>,
+    /// Already accounts for the request method (HEAD) and status (1xx/204/304).
+    pub body: BodyKind,
+    /// Whether the upstream connection may be reused after this response.
+    pub keep_alive: bool,
+}
+
+/// Why a request head was refused; [`RequestError::status`] is what the client gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+    #[error("request header block too large")]
+    HeadTooLarge,
+}
+
+impl RequestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::Bad(_) => 400,
+            RequestError::HeadTooLarge => 431,
+        }
+    }
+}
+
+/// Why an upstream response head was refused (the proxy answers 502).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid upstream response: {0}")]
+pub struct ResponseError(pub &'static str);
+
+/// Invalid chunked framing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid chunked body: {0}")]
+pub struct ChunkError(pub &'static str);
+
+/// One step of [`ChunkedDecoder::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkStep {
+    /// Input bytes consumed by this step (framing and data).
+    pub consumed: usize,
+    /// Body data inside `input[..consumed]` (may be empty).
+    pub data: Range<usize>,
+    /// The terminating zero chunk and trailers have been consumed.
+    pub done: bool,
+}
+
+/// What the client side of an exchange needs from a rewritten response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientMode {
+    pub version: Version,
+    pub keep_alive: bool,
+    /// The body will be de-chunked (HTTP/1.0 client, chunked upstream response): drop
+    /// Transfer-Encoding.
+    pub dechunk: bool,
+}
+
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<RequestHead>, RequestError> {
+    let _ = (buf, limits, headers);
+    todo!("http helper")
+}
+
+pub fn parse_response(
+    buf: &[u8],
+    method: Method,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    let _ = (buf, method, headers);
+    todo!("http helper")
+}
+
+/// Value of the first header named `name` (ASCII case-insensitive).
+pub fn header<'a>(buf: &'a [u8], headers: &[HeaderSpan], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| &buf[h.value.clone()])
+}
+
+/// Rewrite a client request head for the upstream. See the module docs.
+///
+/// - request line kept, version sent as HTTP/1.1;
+/// - hop-by-hop headers dropped (Connection and the tokens it lists, Keep-Alive,
+///   Proxy-Connection, TE, Trailer, Upgrade), and `Expect` (the proxy answers 100-continue itself);
+/// - `X-Forwarded-For`: client address appended to the existing value(s), or added;
+///   `X-Real-IP: client` replaces any sent;
+/// - Host passed through; added as `default_host` when missing;
+/// - `content_length`: `Some(n)` replaces the body framing with `Content-Length: n` (used when
+///   a chunked request body was buffered and de-chunked), `None` keeps CL/TE as sent;
+/// - `Connection: keep-alive` added (pooled upstream connections).
+pub fn write_upstream_head(
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderSpan],
+    client: IpAddr,
+    default_host: &str,
+    content_length: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    let _ = (buf, head, headers, client, default_host, content_length, out);
+    todo!("http helper")
+}
+
+/// Rewrite an upstream response head for the client: status line as `HTTP/1.1 <status>
+/// <reason>` (or HTTP/1.0 for 1.0 clients), hop-by-hop headers dropped, `Connection: keep-alive`
+/// or `Connection: close` per `client.keep_alive`, Transfer-Encoding dropped when de-chunking.
+pub fn write_client_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderSpan],
+    client: ClientMode,
+    out: &mut Vec<u8>,
+) {
+    let _ = (buf, head, headers, client, out);
+    todo!("http helper")
+}
+
+/// Append a complete error response (status line, Content-Type text/html, Content-Length,
+/// Connection header per `keep_alive`, small HTML body naming the status like nginx's pages).
+pub fn error_response(status: u16, keep_alive: bool, out: &mut Vec<u8>) {
+    let _ = (status, keep_alive, out);
+    todo!("http helper")
+}
+
+/// Incremental chunked transfer-coding scanner (RFC 9112 7.1), including chunk extensions and
+/// trailer fields. Rejects bad hex, overflowing sizes, overlong size lines and missing CRLFs.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkedDecoder {
+    _private: (),
+}
+
+impl ChunkedDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scan `input`; returns how much was consumed and which part of it is body data. Call again
+    /// with the rest (or with more input) until `done`. `consumed == 0` with `!done` means more
+    /// input is needed.
+    pub fn decode(&mut self, input: &[u8]) -> Result<ChunkStep, ChunkError> {
+        let _ = input;
+        todo!("http helper")
+    }
+
+    pub fn is_done(&self) -> bool {
+        todo!("http helper")
+    }
+}
