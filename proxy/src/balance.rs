@@ -55,3 +55,35 @@ pub struct PeerState {
     pub active_conns: u32,
     pub fails_total: u64,
 }
+
+// TEMPORARY stub until the balancer lands (merge takes the real implementation).
+pub struct Balancer {
+    peers: Vec<config::UpstreamServer>,
+    next: usize,
+}
+impl Balancer {
+    pub fn new(upstream: &config::Upstream) -> Balancer {
+        Balancer {
+            peers: upstream.servers.clone(),
+            next: 0,
+        }
+    }
+    pub fn pick(&mut self, _now: Instant, _client: IpAddr, tried: &mut Tried) -> Option<PeerId> {
+        for _ in 0..self.peers.len() {
+            let id = PeerId(self.next % self.peers.len());
+            self.next += 1;
+            if !tried.contains(id) {
+                tried.insert(id);
+                return Some(id);
+            }
+        }
+        None
+    }
+    pub fn release(&mut self, _id: PeerId, _now: Instant, _outcome: Outcome) {}
+    pub fn address(&self, id: PeerId) -> SocketAddr {
+        self.peers[id.0].address
+    }
+    pub fn states(&self, _now: Instant) -> Vec<PeerState> {
+        Vec::new()
+    }
+}

@@ -84,3 +84,15 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
 }
+
+// TEMPORARY stub until the config module lands (merge takes the real implementation).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.join("\n"))
+    }
+}
+pub fn load(_path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    Err(ConfigErrors(vec!["stub".into()]))
+}

@@ -1,1 +1,202 @@
-fn main() {}
+//! `proxy --config proxy.toml` runs the proxy; `proxy --check --config proxy.toml` validates the
+//! configuration like `nginx -t`.
+//!
+//! Signals (as nginx): HUP reload, QUIT graceful stop, TERM/INT fast stop, USR1 reopen the access
+//! log.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use clap::Parser;
+use proxy::config::{self, Config, Workers};
+use proxy::log::LogSink;
+use proxy::worker::{self, Engine, Shared};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Thread-per-core io_uring HTTP/1.1 reverse proxy and load balancer"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "/etc/proxy/proxy.toml")]
+    config: PathBuf,
+    /// Check the configuration and exit (like `nginx -t`).
+    #[arg(short = 't', long)]
+    check: bool,
+    /// I/O engine: "auto" (io_uring, falling back to epoll) or "epoll".
+    #[arg(long, default_value = "auto")]
+    engine: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "proxy: configuration file {} test failed",
+                args.config.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check {
+        println!(
+            "proxy: configuration file {} test is successful",
+            args.config.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let engine = match args.engine.as_str() {
+        "auto" => Engine::Auto,
+        "epoll" => Engine::Epoll,
+        other => {
+            eprintln!("proxy: unknown --engine {other:?} (expected auto or epoll)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args.config, config, engine) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_log(config: &Config) -> Result<Option<LogSink>, String> {
+    match &config.access_log {
+        None => Ok(None),
+        Some(path) => LogSink::start(path)
+            .map(Some)
+            .map_err(|e| format!("cannot open access log {}: {e}", path.display())),
+    }
+}
+
+fn run(path: &Path, config: Config, engine: Engine) -> Result<(), String> {
+    let workers = match config.workers {
+        Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Workers::Count(n) => n,
+    };
+    let log = open_log(&config)?;
+    let admin = config.admin;
+    let shared = Shared::new(Arc::new(config), workers, log, engine);
+
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (sig_tx, sig_rx) = mpsc::channel();
+    let mut signals_handle = signals;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals_handle.forever() {
+                if sig_tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    let mut handles = Vec::with_capacity(workers);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    for id in 0..workers {
+        handles
+            .push(worker::spawn(id, shared.clone(), ready_tx.clone()).map_err(|e| e.to_string())?);
+    }
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok((id, Ok(engine))) => tracing::info!(worker = id, engine, "worker started"),
+            Ok((id, Err(e))) => return Err(format!("worker {id}: {e}")),
+            Err(_) => return Err("a worker died while starting".into()),
+        }
+    }
+    if let Some(addr) = admin {
+        admin_spawn(addr, &shared)?;
+    }
+    tracing::info!(workers, config = %path.display(), "proxy started");
+
+    loop {
+        match sig_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(SIGHUP) => reload(path, &shared),
+            Ok(SIGUSR1) => {
+                if let Some(sink) = shared.log_sink() {
+                    sink.reopen();
+                }
+            }
+            Ok(SIGQUIT) => {
+                tracing::info!("graceful stop: finishing in-flight requests");
+                shared.draining.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                tracing::info!("graceful stop complete");
+                return Ok(());
+            }
+            Ok(_) => {
+                tracing::info!("fast stop");
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("signal thread died".into()),
+        }
+        // A worker that died (it should not: connection panics are contained) is noticed,
+        // logged and replaced.
+        for (id, h) in handles.iter_mut().enumerate() {
+            if h.is_finished() {
+                tracing::error!(worker = id, "worker thread died; restarting it");
+                shared.stats[id].alive.store(false, Ordering::Relaxed);
+                let (tx, rx) = mpsc::channel();
+                match worker::spawn(id, shared.clone(), tx) {
+                    Ok(new) => {
+                        let old = std::mem::replace(h, new);
+                        let _ = old.join();
+                        if let Ok((_, Err(e))) = rx.recv_timeout(Duration::from_secs(5)) {
+                            tracing::error!(worker = id, error = %e, "worker restart failed");
+                        }
+                    }
+                    Err(e) => tracing::error!(worker = id, error = %e, "cannot restart worker"),
+                }
+            }
+        }
+    }
+}
+
+fn admin_spawn(addr: std::net::SocketAddr, shared: &Arc<Shared>) -> Result<(), String> {
+    proxy::admin::spawn(addr, shared.clone())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// SIGHUP: a bad configuration is refused and the running one stays.
+fn reload(path: &Path, shared: &Shared) {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            tracing::error!("reload refused, keeping the running configuration:\n{errors}");
+            return;
+        }
+    };
+    let log = match open_log(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("reload refused: {e}");
+            return;
+        }
+    };
+    shared.replace(Arc::new(config), log);
+    tracing::info!(config = %path.display(), "reload: new configuration published");
+}

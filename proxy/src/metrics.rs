@@ -1,1 +1,172 @@
-//! metrics
+//! Per-worker counters, read by the admin thread for `/metrics`.
+//!
+//! Each worker owns one [`WorkerStats`] and is its only writer, so the relaxed atomics never
+//! contend between workers; the admin thread only reads. Peer state lives in each worker's
+//! balancers (thread-local), so workers publish a snapshot about once a second.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::balance::PeerState;
+
+/// Status codes are counted in a flat table indexed by code (100..=599).
+const STATUS_SLOTS: usize = 600;
+
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub id: usize,
+    pub alive: AtomicBool,
+    pub requests: AtomicU64,
+    statuses: Box<[AtomicU64]>,
+    pub active_connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub bytes_from_clients: AtomicU64,
+    pub bytes_to_clients: AtomicU64,
+    pub upstream_failures: AtomicU64,
+    pub upstream_retries: AtomicU64,
+    /// (upstream name, peer states), replaced about once a second by the worker.
+    pub peers: Mutex<Vec<(String, Vec<PeerState>)>>,
+}
+
+impl WorkerStats {
+    pub fn new(id: usize) -> Arc<WorkerStats> {
+        Arc::new(WorkerStats {
+            id,
+            alive: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            active_connections: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            bytes_from_clients: AtomicU64::new(0),
+            bytes_to_clients: AtomicU64::new(0),
+            upstream_failures: AtomicU64::new(0),
+            upstream_retries: AtomicU64::new(0),
+            peers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn count_status(&self, status: u16) {
+        self.requests.fetch_add(1, Relaxed);
+        if let Some(slot) = self.statuses.get(usize::from(status)) {
+            slot.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn status_count(&self, status: u16) -> u64 {
+        self.statuses
+            .get(usize::from(status))
+            .map_or(0, |s| s.load(Relaxed))
+    }
+}
+
+/// Render all workers' counters in the Prometheus text exposition format.
+pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
+    let mut out = String::with_capacity(4096);
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+
+    out.push_str("# HELP proxy_up 1 while the proxy accepts and serves requests.\n");
+    out.push_str("# TYPE proxy_up gauge\n");
+    let _ = writeln!(out, "proxy_up {}", u8::from(serving));
+
+    out.push_str("# HELP proxy_workers_alive Worker threads currently running.\n");
+    out.push_str("# TYPE proxy_workers_alive gauge\n");
+    let alive = workers.iter().filter(|w| w.alive.load(Relaxed)).count();
+    let _ = writeln!(out, "proxy_workers_alive {alive}");
+
+    out.push_str("# HELP proxy_requests_total Requests answered, by status code.\n");
+    out.push_str("# TYPE proxy_requests_total counter\n");
+    for code in 100..STATUS_SLOTS as u16 {
+        let n = sum(&|w| w.status_count(code));
+        if n > 0 {
+            let _ = writeln!(out, "proxy_requests_total{{status=\"{code}\"}} {n}");
+        }
+    }
+
+    let gauges: [(&str, &str, &str, u64); 6] = [
+        (
+            "proxy_active_connections",
+            "gauge",
+            "Client connections currently open.",
+            sum(&|w| w.active_connections.load(Relaxed)),
+        ),
+        (
+            "proxy_accepted_connections_total",
+            "counter",
+            "Client connections accepted.",
+            sum(&|w| w.accepted.load(Relaxed)),
+        ),
+        (
+            "proxy_received_bytes_total",
+            "counter",
+            "Bytes received from clients.",
+            sum(&|w| w.bytes_from_clients.load(Relaxed)),
+        ),
+        (
+            "proxy_sent_bytes_total",
+            "counter",
+            "Bytes sent to clients.",
+            sum(&|w| w.bytes_to_clients.load(Relaxed)),
+        ),
+        (
+            "proxy_upstream_failures_total",
+            "counter",
+            "Failed attempts to use an upstream server (connect, send or read).",
+            sum(&|w| w.upstream_failures.load(Relaxed)),
+        ),
+        (
+            "proxy_upstream_retries_total",
+            "counter",
+            "Requests passed to the next upstream server after a failure.",
+            sum(&|w| w.upstream_retries.load(Relaxed)),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+
+    out.push_str(
+        "# HELP proxy_upstream_server_up 1 if the server is eligible in a worker (by worker).\n",
+    );
+    out.push_str("# TYPE proxy_upstream_server_up gauge\n");
+    let mut fails = String::new();
+    let mut conns = String::new();
+    for w in workers {
+        let Ok(peers) = w.peers.lock() else { continue };
+        for (upstream, states) in peers.iter() {
+            for p in states {
+                let labels = format!(
+                    "upstream=\"{upstream}\",server=\"{}\",backup=\"{}\",worker=\"{}\"",
+                    p.address, p.backup, w.id
+                );
+                let _ = writeln!(
+                    out,
+                    "proxy_upstream_server_up{{{labels}}} {}",
+                    u8::from(p.available)
+                );
+                let _ = writeln!(
+                    fails,
+                    "proxy_upstream_server_failures_total{{{labels}}} {}",
+                    p.fails_total
+                );
+                let _ = writeln!(
+                    conns,
+                    "proxy_upstream_server_active{{{labels}}} {}",
+                    p.active_conns
+                );
+            }
+        }
+    }
+    out.push_str("# HELP proxy_upstream_server_failures_total Failures counted against the server (by worker).\n");
+    out.push_str("# TYPE proxy_upstream_server_failures_total counter\n");
+    out.push_str(&fails);
+    out.push_str(
+        "# HELP proxy_upstream_server_active Requests in flight to the server (by worker).\n",
+    );
+    out.push_str("# TYPE proxy_upstream_server_active gauge\n");
+    out.push_str(&conns);
+    out
+}

@@ -1,1 +1,121 @@
-//! pool
+//! Per-worker pool of idle keep-alive upstream connections (nginx's `keepalive N`).
+//!
+//! The stale-connection problem: a backend closes an idle keep-alive connection (Apache after
+//! its 5 s KeepAliveTimeout) while it sits in our pool; reusing it fails and, done naively,
+//! becomes a spurious 502. Three defences, cheapest first:
+//! 1. idle connections expire after the upstream's `keepalive_timeout` (default 4 s, below
+//!    Apache's 5 s), so we normally close first;
+//! 2. before reuse, a non-blocking `MSG_PEEK` sees a FIN (or stray bytes) that already arrived;
+//! 3. `forward` retries once on a fresh connection when a reused one fails before any response
+//!    byte (the request cannot have been processed by a backend that had closed it).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+struct Idle {
+    addr: SocketAddr,
+    stream: TcpStream,
+    since: Instant,
+}
+
+struct Group {
+    cap: usize,
+    idle_timeout: Duration,
+    /// Most recently returned at the back.
+    conns: VecDeque<Idle>,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    groups: HashMap<String, Group>,
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool::default()
+    }
+
+    /// An idle connection to `addr` of group `upstream`, if one is still usable.
+    pub fn take(&mut self, upstream: &str, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+        let group = self.groups.get_mut(upstream)?;
+        // Newest first: the least likely to have been closed by the backend.
+        while let Some(pos) = group.conns.iter().rposition(|c| c.addr == addr) {
+            let idle = group.conns.remove(pos)?;
+            if now.saturating_duration_since(idle.since) < group.idle_timeout
+                && still_open(&idle.stream)
+            {
+                return Some(idle.stream);
+            }
+        }
+        None
+    }
+
+    /// Return a connection after a complete exchange. Over capacity, the oldest is closed.
+    pub fn put(
+        &mut self,
+        upstream: &str,
+        cap: usize,
+        idle_timeout: Duration,
+        addr: SocketAddr,
+        stream: TcpStream,
+        now: Instant,
+    ) {
+        if cap == 0 || idle_timeout.is_zero() {
+            return;
+        }
+        let group = self
+            .groups
+            .entry(upstream.to_string())
+            .or_insert_with(|| Group {
+                cap,
+                idle_timeout,
+                conns: VecDeque::with_capacity(cap),
+            });
+        group.cap = cap;
+        group.idle_timeout = idle_timeout;
+        while group.conns.len() >= group.cap {
+            group.conns.pop_front();
+        }
+        group.conns.push_back(Idle {
+            addr,
+            stream,
+            since: now,
+        });
+    }
+
+    /// Close connections idle for longer than their group's timeout.
+    pub fn prune(&mut self, now: Instant) {
+        for g in self.groups.values_mut() {
+            let timeout = g.idle_timeout;
+            g.conns
+                .retain(|c| now.saturating_duration_since(c.since) < timeout);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.groups.values().map(|g| g.conns.len()).sum()
+    }
+
+    pub fn clear(&mut self) {
+        self.groups.clear();
+    }
+}
+
+/// True when nothing (no FIN, no stray bytes) has arrived on an idle connection.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: the fd is owned by `stream` and open; the buffer is one valid byte.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}

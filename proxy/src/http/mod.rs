@@ -35,7 +35,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }
@@ -212,7 +217,15 @@ pub fn write_upstream_head(
     content_length: Option<u64>,
     out: &mut Vec<u8>,
 ) {
-    let _ = (buf, head, headers, client, default_host, content_length, out);
+    let _ = (
+        buf,
+        head,
+        headers,
+        client,
+        default_host,
+        content_length,
+        out,
+    );
     todo!("http helper")
 }
 

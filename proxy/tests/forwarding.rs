@@ -1,0 +1,264 @@
+//! Forwarding through a real `proxy` process to real loopback backends.
+
+mod common;
+
+use common::{Backend, Client, Proxy, Reply};
+use std::time::Duration;
+
+#[test]
+fn seed_weights_alternate_node_01_and_02() {
+    let b1 = Backend::page("HTTP WEB NODE 01\n");
+    let b2 = Backend::page("HTTP WEB NODE 02\n");
+    let p = Proxy::with_backends(&[&b1, &b2], "", "");
+    let bodies: Vec<String> = (0..10).map(|_| p.get("/").text()).collect();
+    for pair in bodies.windows(2) {
+        assert_ne!(
+            pair[0], pair[1],
+            "consecutive responses must alternate: {bodies:?}"
+        );
+    }
+    assert_eq!(b1.count(), 5);
+    assert_eq!(b2.count(), 5);
+}
+
+#[test]
+fn smooth_weighted_round_robin_5_1_1() {
+    let a = Backend::page("a");
+    let b = Backend::page("b");
+    let c = Backend::page("c");
+    let upstream = format!(
+        "servers = [{{ address = \"{}\", weight = 5 }}, {{ address = \"{}\" }}, {{ address = \"{}\" }}]",
+        a.addr, b.addr, c.addr
+    );
+    let p = Proxy::start("", &upstream, "");
+    let seq: String = (0..14).map(|_| p.get("/").text()).collect();
+    assert_eq!(seq, "aabacaaaabacaa");
+}
+
+#[test]
+fn two_hundred_requests_on_one_connection() {
+    let b1 = Backend::page("one");
+    let b2 = Backend::page("two");
+    let p = Proxy::with_backends(&[&b1, &b2], "", "");
+    let mut c = p.client();
+    for i in 0..200 {
+        c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.text(), if i % 2 == 0 { "one" } else { "two" });
+    }
+    // The upstream side reused pooled connections instead of one per request.
+    assert!(b1.connections.load(std::sync::atomic::Ordering::Relaxed) < 10);
+}
+
+#[test]
+fn pipelined_requests_answered_in_order() {
+    let b = Backend::start(|r| Reply::text(&r.target));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch.push_str(&format!("GET /req/{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    c.send(&batch);
+    for i in 0..20 {
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), format!("/req/{i}"));
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn one_mib_post_is_forwarded_byte_exact() {
+    let b = Backend::start(|r| Reply::bytes(r.body.clone()));
+    let p = Proxy::with_backends(&[&b], "", "client_max_body_size = \"2m\"");
+    let body = pattern(1 << 20);
+    let mut c = p.client();
+    c.send(&format!(
+        "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    c.send_bytes(&body);
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "echoed body differs");
+    assert_eq!(b.last().body, body);
+}
+
+#[test]
+fn eight_mib_response_byte_exact() {
+    let big = pattern(8 << 20);
+    let expected = big.clone();
+    let b = Backend::start(move |_| Reply::bytes(big.clone()));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    for _ in 0..2 {
+        c.send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("8388608"));
+        assert!(r.body == expected, "8 MiB body differs");
+    }
+}
+
+#[test]
+fn chunked_request_and_response_bodies() {
+    let b = Backend::start(|r| Reply::chunked(r.body.repeat(3)));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.text(), "hello worldhello worldhello world");
+    // The backend got the de-chunked body with a Content-Length.
+    let got = b.last();
+    assert_eq!(got.body, b"hello world");
+    assert_eq!(got.header("content-length"), Some("11"));
+    assert_eq!(got.header("transfer-encoding"), None);
+    // And the connection keeps working.
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+}
+
+#[test]
+fn head_204_304_have_no_body_and_keep_the_connection() {
+    let b = Backend::start(|r| match r.target.as_str() {
+        "/204" => Reply::Full {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+            chunked: false,
+            close: false,
+        },
+        "/304" => Reply::Full {
+            status: 304,
+            headers: vec![],
+            body: vec![],
+            chunked: false,
+            close: false,
+        },
+        _ => Reply::text("body that HEAD must not see"),
+    });
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.head_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("27"));
+    for path in ["/204", "/304"] {
+        c.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let r = c.response();
+        assert_eq!(r.status.to_string(), path[1..]);
+    }
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.text(), "body that HEAD must not see");
+}
+
+#[test]
+fn expect_100_continue() {
+    let b = Backend::start(|r| Reply::bytes(r.body.clone()));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send("PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let interim = c.response();
+    assert_eq!(interim.status, 100);
+    c.send("abcde");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "abcde");
+    assert_eq!(b.last().header("expect"), None);
+}
+
+#[test]
+fn http_1_0_client_gets_a_dechunked_close_delimited_body() {
+    let b = Backend::start(|_| Reply::chunked(b"old client".to_vec()));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send("GET / HTTP/1.0\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.text(), "old client");
+    assert!(c.closed_within(Duration::from_secs(2)));
+    // The backend saw an HTTP/1.1 request with a Host header.
+    assert!(b.last().header("host").is_some());
+}
+
+#[test]
+fn http_1_0_keep_alive_is_honoured() {
+    let b = Backend::page("ka");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    for _ in 0..3 {
+        c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.text(), "ka");
+        assert_eq!(
+            r.header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("keep-alive")
+        );
+    }
+}
+
+#[test]
+fn close_delimited_upstream_response() {
+    let b = Backend::start(|_| Reply::UntilClose(b"until the end".to_vec()));
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.text(), "until the end");
+}
+
+#[test]
+fn hop_by_hop_stripped_forwarded_headers_added_host_kept() {
+    let b = Backend::page("x");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    c.send(
+        "GET /h HTTP/1.1\r\nHost: www.example.com\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: websocket\r\n\
+         X-Forwarded-For: 10.1.1.1\r\nX-Real-IP: 6.6.6.6\r\nX-Kept: yes\r\n\r\n",
+    );
+    assert_eq!(c.response().status, 200);
+    let r = b.last();
+    for h in [
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+    ] {
+        assert_eq!(r.header(h), None, "{h} must not be forwarded");
+    }
+    assert_eq!(r.header("host"), Some("www.example.com"));
+    assert_eq!(r.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
+    assert_eq!(r.headers_named("x-real-ip"), vec!["127.0.0.1"]);
+    assert_eq!(r.header("x-kept"), Some("yes"));
+}
+
+#[test]
+fn epoll_engine_serves_too() {
+    let b = Backend::page("epoll");
+    let dir = common::temp_dir("epoll");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = common::config_text(port, admin, "", &common::servers(&[&b]), "", "off");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = Proxy::spawn(path, dir, port, admin, &["--engine", "epoll"]);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..5 {
+        c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response().text(), "epoll");
+    }
+    assert!(p.stderr().contains("epoll"), "{}", p.stderr());
+}
