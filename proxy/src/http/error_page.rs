@@ -92,3 +92,63 @@ fn push_title(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_gateway_page_is_exact() {
+        let mut out = b"prefix".to_vec();
+        error_response(502, false, &mut out);
+        let body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+                    <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>proxy</center>\r\n\
+                    </body>\r\n</html>\r\n";
+        let want = format!(
+            "prefixHTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn content_length_matches_body_for_every_status() {
+        for status in [
+            400u16, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505, 599, 0, 1000,
+        ] {
+            for ka in [true, false] {
+                let mut out = Vec::new();
+                error_response(status, ka, &mut out);
+                let text = String::from_utf8(out).unwrap();
+                let (head, body) = text.split_once("\r\n\r\n").unwrap();
+                let cl: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(cl, body.len(), "{status}");
+                let shown = if (100..=999).contains(&status) {
+                    status
+                } else {
+                    500
+                };
+                assert!(head.starts_with(&format!("HTTP/1.1 {shown} ")), "{head}");
+                assert!(body.contains(&format!("<h1>{shown} ")), "{body}");
+                let conn = if ka {
+                    "Connection: keep-alive"
+                } else {
+                    "Connection: close"
+                };
+                assert!(head.contains(conn));
+                if (400..=505).contains(&status) && status != 599 {
+                    assert!(!reason_phrase(shown).is_empty(), "{status}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        error_response(504, true, &mut out);
+        assert!(out.starts_with(b"HTTP/1.1 504 Gateway Time-out\r\n"));
+    }
+}

@@ -50,7 +50,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }
@@ -188,4 +193,3 @@ pub fn header<'a>(buf: &'a [u8], headers: &[HeaderSpan], name: &str) -> Option<&
         .find(|h| util::at(buf, &h.name).eq_ignore_ascii_case(name.as_bytes()))
         .map(|h| util::at(buf, &h.value))
 }
-

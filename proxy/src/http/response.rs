@@ -2,9 +2,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::util::{
-    connection_flags, name_is, span_of, ClError, ContentLength, TransferEncoding,
-};
+use super::util::{connection_flags, name_is, span_of, ClError, ContentLength, TransferEncoding};
 use super::{BodyKind, HeaderSpan, Method, ResponseError, ResponseHead, Version};
 
 /// Most header fields accepted from an upstream.
@@ -83,7 +81,8 @@ pub fn parse_response(
         headers.push(span);
     }
 
-    let no_body = method == Method::Head || (100..200).contains(&status) || matches!(status, 204 | 304);
+    let no_body =
+        method == Method::Head || (100..200).contains(&status) || matches!(status, 204 | 304);
     let body = if no_body {
         // Framing headers describe the representation, not this message: nothing to read, so
         // nothing to validate.
@@ -131,4 +130,221 @@ pub fn parse_response(
         body,
         keep_alive,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(buf: &[u8], m: Method) -> Result<Option<ResponseHead>, ResponseError> {
+        let mut h = Vec::new();
+        parse_response(buf, m, &mut h)
+    }
+
+    fn ok(buf: &[u8], m: Method) -> ResponseHead {
+        match parse(buf, m) {
+            Ok(Some(h)) => h,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn err(buf: &[u8]) -> &'static str {
+        match parse(buf, Method::Get) {
+            Err(ResponseError(m)) => m,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn resp(status: &str, extra: &str) -> String {
+        format!("HTTP/1.1 {status}\r\n{extra}\r\n")
+    }
+
+    #[test]
+    fn status_line_and_headers() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello";
+        let mut headers = Vec::new();
+        let h = parse_response(buf, Method::Get, &mut headers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.head_len, buf.len() - 5);
+        assert_eq!(h.status, 200);
+        assert_eq!(&buf[h.reason.clone()], b"OK");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.body, BodyKind::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(headers.len(), 2);
+        for i in 0..buf.len() - 5 {
+            assert_eq!(parse(&buf[..i], Method::Get), Ok(None), "prefix {i}");
+        }
+        // Empty reason phrase, with and without the SP.
+        let h = ok(b"HTTP/1.1 204\r\n\r\n", Method::Get);
+        assert!(h.reason.is_empty());
+        let h = ok(b"HTTP/1.1 299 \r\n\r\n", Method::Get);
+        assert!(h.reason.is_empty());
+        assert_eq!(h.body, BodyKind::CloseDelimited);
+    }
+
+    #[test]
+    fn bodies_by_method_and_status() {
+        let cl = "Content-Length: 10\r\n";
+        let te = "Transfer-Encoding: chunked\r\n";
+        for status in [
+            "100 Continue",
+            "101 Switching",
+            "103 Early",
+            "204 No Content",
+            "304 Not Modified",
+        ] {
+            assert_eq!(
+                ok(resp(status, cl).as_bytes(), Method::Get).body,
+                BodyKind::Empty
+            );
+            assert_eq!(
+                ok(resp(status, te).as_bytes(), Method::Get).body,
+                BodyKind::Empty
+            );
+        }
+        assert_eq!(
+            ok(resp("200 OK", cl).as_bytes(), Method::Head).body,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            ok(resp("200 OK", te).as_bytes(), Method::Head).body,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            ok(resp("200 OK", "").as_bytes(), Method::Head).body,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            ok(resp("200 OK", cl).as_bytes(), Method::Get).body,
+            BodyKind::Length(10)
+        );
+        assert_eq!(
+            ok(
+                resp("200 OK", "Content-Length: 0\r\n").as_bytes(),
+                Method::Get
+            )
+            .body,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            ok(resp("200 OK", te).as_bytes(), Method::Post).body,
+            BodyKind::Chunked
+        );
+        assert_eq!(
+            ok(
+                resp("200 OK", "Transfer-Encoding: gzip, Chunked\r\n").as_bytes(),
+                Method::Get
+            )
+            .body,
+            BodyKind::Chunked
+        );
+        let h = ok(
+            resp("200 OK", "Transfer-Encoding: gzip\r\n").as_bytes(),
+            Method::Get,
+        );
+        assert_eq!(h.body, BodyKind::CloseDelimited);
+        assert!(!h.keep_alive);
+        let h = ok(resp("200 OK", "").as_bytes(), Method::Get);
+        assert_eq!(h.body, BodyKind::CloseDelimited);
+        assert!(!h.keep_alive);
+        assert_eq!(
+            ok(
+                resp("404 Not Found", "Content-Length: 3, 3\r\n").as_bytes(),
+                Method::Get
+            )
+            .body,
+            BodyKind::Length(3)
+        );
+    }
+
+    #[test]
+    fn framing_errors() {
+        assert_eq!(
+            err(resp("200 OK", "Content-Length: 1\r\nContent-Length: 2\r\n").as_bytes()),
+            "conflicting Content-Length"
+        );
+        assert_eq!(
+            err(resp("200 OK", "Content-Length: 1, 2\r\n").as_bytes()),
+            "conflicting Content-Length"
+        );
+        assert_eq!(
+            err(resp("200 OK", "Content-Length: -1\r\n").as_bytes()),
+            "invalid Content-Length"
+        );
+        assert_eq!(
+            err(resp(
+                "200 OK",
+                "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+            )
+            .as_bytes()),
+            "both Content-Length and Transfer-Encoding"
+        );
+        assert_eq!(
+            err(resp("200 OK", "Transfer-Encoding: chunked, gzip, chunked\r\n").as_bytes()),
+            "chunked applied before another coding"
+        );
+        assert_eq!(
+            err(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "Transfer-Encoding in an HTTP/1.0 response"
+        );
+        assert_eq!(err(b"HTTP/1.1 099 X\r\n\r\n"), "invalid status code");
+        assert_eq!(err(b"HTTP/2.0 200 OK\r\n\r\n"), "unsupported HTTP version");
+        assert_eq!(err(b"HTTP/1.1 20 OK\r\n\r\n"), "invalid status line");
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nA b: c\r\n\r\n"),
+            "invalid header name"
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nA: c\r\n d\r\n\r\n"),
+            "invalid header name"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut many = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..RESPONSE_MAX_HEADERS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        assert!(ok(format!("{many}\r\n").as_bytes(), Method::Get).head_len > 0);
+        many.push_str("X-last: v\r\n\r\n");
+        assert_eq!(err(many.as_bytes()), "too many headers");
+
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
+            "a".repeat(RESPONSE_MAX_HEAD)
+        );
+        assert_eq!(err(big.as_bytes()), "response head too large");
+        assert_eq!(
+            err(&big.as_bytes()[..RESPONSE_MAX_HEAD]),
+            "response head too large"
+        );
+        assert_eq!(
+            parse(&big.as_bytes()[..RESPONSE_MAX_HEAD - 1], Method::Get),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn keep_alive() {
+        let ka = |v: &str, extra: &str| {
+            ok(
+                format!("HTTP/{v} 200 OK\r\nContent-Length: 1\r\n{extra}\r\n").as_bytes(),
+                Method::Get,
+            )
+            .keep_alive
+        };
+        assert!(ka("1.1", ""));
+        assert!(!ka("1.1", "Connection: close\r\n"));
+        assert!(!ka("1.0", ""));
+        assert!(ka("1.0", "Connection: keep-alive\r\n"));
+        assert!(!ka(
+            "1.0",
+            "Connection: keep-alive\r\nConnection: close\r\n"
+        ));
+        // No body to delimit: the connection stays usable.
+        assert!(ok(b"HTTP/1.1 304 Not Modified\r\n\r\n", Method::Get).keep_alive);
+    }
 }
