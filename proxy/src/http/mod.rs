@@ -12,8 +12,23 @@
 //!   `input[..consumed]` verbatim) and for de-chunking (forward only `input[data]`).
 //! - [`error_response`]: a complete small HTML error response (the seed's 50x page style).
 
-use std::net::IpAddr;
 use std::ops::Range;
+
+mod chunked;
+mod error_page;
+mod request;
+mod response;
+mod rewrite;
+mod util;
+
+#[cfg(test)]
+mod tests;
+
+pub use chunked::{ChunkedDecoder, MAX_SIZE_LINE, MAX_TRAILERS};
+pub use error_page::{error_response, reason_phrase};
+pub use request::{parse_request, MAX_HEADERS_CAP};
+pub use response::{parse_response, RESPONSE_MAX_HEAD, RESPONSE_MAX_HEADERS};
+pub use rewrite::{write_client_head, write_upstream_head};
 
 /// Request method; `Other` keeps the bytes in the buffer (see [`RequestHead::method_span`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,106 +186,10 @@ pub struct ClientMode {
     pub dechunk: bool,
 }
 
-pub fn parse_request(
-    buf: &[u8],
-    limits: &Limits,
-    headers: &mut Vec<HeaderSpan>,
-) -> Result<Option<RequestHead>, RequestError> {
-    let _ = (buf, limits, headers);
-    todo!("http helper")
-}
-
-pub fn parse_response(
-    buf: &[u8],
-    method: Method,
-    headers: &mut Vec<HeaderSpan>,
-) -> Result<Option<ResponseHead>, ResponseError> {
-    let _ = (buf, method, headers);
-    todo!("http helper")
-}
-
 /// Value of the first header named `name` (ASCII case-insensitive).
 pub fn header<'a>(buf: &'a [u8], headers: &[HeaderSpan], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
-        .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| &buf[h.value.clone()])
-}
-
-/// Rewrite a client request head for the upstream. See the module docs.
-///
-/// - request line kept, version sent as HTTP/1.1;
-/// - hop-by-hop headers dropped (Connection and the tokens it lists, Keep-Alive,
-///   Proxy-Connection, TE, Trailer, Upgrade), and `Expect` (the proxy answers 100-continue itself);
-/// - `X-Forwarded-For`: client address appended to the existing value(s), or added;
-///   `X-Real-IP: client` replaces any sent;
-/// - Host passed through; added as `default_host` when missing;
-/// - `content_length`: `Some(n)` replaces the body framing with `Content-Length: n` (used when
-///   a chunked request body was buffered and de-chunked), `None` keeps CL/TE as sent;
-/// - `Connection: keep-alive` added (pooled upstream connections).
-pub fn write_upstream_head(
-    buf: &[u8],
-    head: &RequestHead,
-    headers: &[HeaderSpan],
-    client: IpAddr,
-    default_host: &str,
-    content_length: Option<u64>,
-    out: &mut Vec<u8>,
-) {
-    let _ = (
-        buf,
-        head,
-        headers,
-        client,
-        default_host,
-        content_length,
-        out,
-    );
-    todo!("http helper")
-}
-
-/// Rewrite an upstream response head for the client: status line as `HTTP/1.1 <status>
-/// <reason>` (or HTTP/1.0 for 1.0 clients), hop-by-hop headers dropped, `Connection: keep-alive`
-/// or `Connection: close` per `client.keep_alive`, Transfer-Encoding dropped when de-chunking.
-pub fn write_client_head(
-    buf: &[u8],
-    head: &ResponseHead,
-    headers: &[HeaderSpan],
-    client: ClientMode,
-    out: &mut Vec<u8>,
-) {
-    let _ = (buf, head, headers, client, out);
-    todo!("http helper")
-}
-
-/// Append a complete error response (status line, Content-Type text/html, Content-Length,
-/// Connection header per `keep_alive`, small HTML body naming the status like nginx's pages).
-pub fn error_response(status: u16, keep_alive: bool, out: &mut Vec<u8>) {
-    let _ = (status, keep_alive, out);
-    todo!("http helper")
-}
-
-/// Incremental chunked transfer-coding scanner (RFC 9112 7.1), including chunk extensions and
-/// trailer fields. Rejects bad hex, overflowing sizes, overlong size lines and missing CRLFs.
-#[derive(Debug, Clone, Default)]
-pub struct ChunkedDecoder {
-    _private: (),
-}
-
-impl ChunkedDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Scan `input`; returns how much was consumed and which part of it is body data. Call again
-    /// with the rest (or with more input) until `done`. `consumed == 0` with `!done` means more
-    /// input is needed.
-    pub fn decode(&mut self, input: &[u8]) -> Result<ChunkStep, ChunkError> {
-        let _ = input;
-        todo!("http helper")
-    }
-
-    pub fn is_done(&self) -> bool {
-        todo!("http helper")
-    }
+        .find(|h| util::at(buf, &h.name).eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| util::at(buf, &h.value))
 }
