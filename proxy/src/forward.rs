@@ -31,6 +31,8 @@ use crate::worker::WorkerCtx;
 
 const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
+/// nginx's `send_timeout` default: the longest a write to the client may stall.
+const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serve one accepted client connection until it closes.
 pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: Rc<WorkerCtx>) {
@@ -47,6 +49,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
         ubuf: Vec::with_capacity(READ_CHUNK),
         uheaders: Vec::with_capacity(32),
         body: Vec::new(),
+        req: Vec::with_capacity(READ_CHUNK),
         served: 0,
     };
     conn.run().await;
@@ -76,6 +79,8 @@ struct Conn {
     uheaders: Vec<HeaderSpan>,
     /// A de-chunked request body, held so it can be sent with Content-Length (and replayed).
     body: Vec<u8>,
+    /// The rewritten request for the upstream (reused across requests).
+    req: Vec<u8>,
     served: u64,
 }
 
@@ -270,11 +275,10 @@ impl Conn {
         to_stream: u64,
         server: &Server,
     ) -> Done {
-        let Some(balancer) = self.ctx.balancer(upstream_index(&self.ctx, upstream)) else {
-            return self.fail(502, head, server, Next::KeepAlive).await;
-        };
-        // Everything we must send: the rewritten head plus the body bytes we hold.
-        let mut request = Vec::with_capacity(consumed + 256);
+        // Everything we must send: the rewritten head plus the body bytes we hold (kept until
+        // the exchange ends, for retries).
+        let mut request = std::mem::take(&mut self.req);
+        request.clear();
         http::write_upstream_head(
             &self.buf,
             head,
@@ -289,6 +293,22 @@ impl Conn {
         } else {
             request.extend_from_slice(&self.buf[head.head_len..consumed]);
         }
+        let done = self.try_servers(head, upstream, &mut request, to_stream, server).await;
+        self.req = request;
+        done
+    }
+
+    async fn try_servers(
+        &mut self,
+        head: &RequestHead,
+        upstream: &Upstream,
+        request: &mut Vec<u8>,
+        to_stream: u64,
+        server: &Server,
+    ) -> Done {
+        let Some(balancer) = self.ctx.balancer(upstream_index(&self.ctx, upstream)) else {
+            return self.fail(502, head, server, Next::KeepAlive).await;
+        };
         let replayable = to_stream == 0 && head.method.is_idempotent();
         let mut tried = Tried::default();
         let mut last = UpErr::NoLive;
@@ -304,7 +324,7 @@ impl Conn {
                     head,
                     upstream,
                     addr,
-                    &mut request,
+                    request,
                     to_stream,
                     replayable,
                     server,
@@ -639,11 +659,9 @@ impl Conn {
             let got = self.read_upstream(up, want, upstream).await?;
             remaining -= got as u64;
             *sent += got as u64;
-            let ctx = &self.ctx;
-            write_all_timeout(&mut self.client, &mut self.ubuf, Duration::from_secs(60))
+            write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
                 .await
                 .map_err(|_| StreamErr::Client)?;
-            let _ = ctx;
         }
         Ok(!extra)
     }
@@ -711,7 +729,7 @@ impl Conn {
                 Ok(Ok(0)) => return Ok(false),
                 Ok(Ok(n)) => {
                     *sent += n as u64;
-                    write_all_timeout(&mut self.client, &mut self.ubuf, Duration::from_secs(60))
+                    write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
                         .await
                         .map_err(|_| StreamErr::Client)?;
                 }
@@ -739,7 +757,7 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = write_all_timeout(&mut self.client, &mut self.out, Duration::from_secs(60)).await;
+        let r = write_all_timeout(&mut self.client, &mut self.out, CLIENT_SEND_TIMEOUT).await;
         self.out.clear();
         r.map_err(|_| StreamErr::Client)
     }
