@@ -168,7 +168,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates config text; `path` is only used in error messages and as [`Config::source`].
 /// Upstream server host names are resolved here (once, like nginx at startup).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    build::build(text, path)
+    build::build(text, path, &build::system_resolver)
 }
 
 /// Default values, nginx's where nginx has one.

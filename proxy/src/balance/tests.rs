@@ -646,3 +646,142 @@ fn states_and_accessors() {
     let mut e = balancer(Balance::LeastConn, vec![]);
     assert_eq!(e.pick(t, CLIENT, &mut Tried::default()), None);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn servers() -> impl Strategy<Value = Vec<UpstreamServer>> {
+        prop::collection::vec(
+            (1u32..6, 0u32..4, any::<bool>(), any::<bool>(), 0u32..3),
+            1..7,
+        )
+        .prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (weight, max_fails, backup, down, max_conns))| {
+                    let name = char::from(b'a' + i as u8).to_string();
+                    let mut s = srv(&name, weight);
+                    s.max_fails = max_fails;
+                    s.backup = backup && i > 0;
+                    s.down = down && i % 3 == 1;
+                    s.max_conns = max_conns;
+                    s
+                })
+                .collect()
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Pick for a new request, or a retry of the previous one.
+        Pick { retry: bool, client: u8 },
+        /// Release the n-th held pick.
+        Release { n: usize, fail: bool },
+        /// Advance the clock.
+        Wait { millis: u64 },
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                (any::<bool>(), any::<u8>()).prop_map(|(retry, client)| Op::Pick { retry, client }),
+                (0usize..8, any::<bool>()).prop_map(|(n, fail)| Op::Release { n, fail }),
+                (0u64..15_000).prop_map(|millis| Op::Wait { millis }),
+            ],
+            0..200,
+        )
+    }
+
+    proptest! {
+        /// Whatever happens, a pick never returns a down, tried or full peer, active
+        /// connection counts match what is held, and nothing panics.
+        #[test]
+        fn picks_respect_down_tried_and_max_conns(
+            servers in servers(),
+            method in 0u8..3,
+            ops in ops(),
+        ) {
+            let balance = match method {
+                0 => Balance::RoundRobin,
+                1 => Balance::LeastConn,
+                _ => Balance::IpHash,
+            };
+            let mut servers = servers;
+            if balance == Balance::IpHash {
+                for s in &mut servers {
+                    s.backup = false;
+                }
+            }
+            if servers.iter().all(|s| s.backup) {
+                servers[0].backup = false;
+            }
+            let mut b = balancer(balance, servers.clone());
+            let base = Instant::now();
+            let mut now = base;
+            let mut held: Vec<PeerId> = Vec::new();
+            let mut tried = Tried::default();
+            for op in ops {
+                match op {
+                    Op::Pick { retry, client } => {
+                        if !retry {
+                            tried = Tried::default();
+                        }
+                        let before = tried.clone();
+                        let client = IpAddr::V4(Ipv4Addr::new(client, 1, 2, 3));
+                        if let Some(p) = b.pick(now, client, &mut tried) {
+                            let cfg = servers.iter().find(|s| s.name == b.name(p)).expect("known");
+                            prop_assert!(!cfg.down, "picked a down peer");
+                            prop_assert!(!before.contains(p), "picked a tried peer");
+                            prop_assert!(tried.contains(p));
+                            let active = b.states(now)[p.0].active_conns;
+                            prop_assert!(cfg.max_conns == 0 || active <= cfg.max_conns);
+                            held.push(p);
+                        }
+                    }
+                    Op::Release { n, fail } => {
+                        if !held.is_empty() {
+                            let p = held.remove(n % held.len());
+                            let outcome = if fail { Outcome::Failure } else { Outcome::Success };
+                            b.release(p, now, outcome);
+                        }
+                    }
+                    Op::Wait { millis } => now += Duration::from_millis(millis),
+                }
+                let states = b.states(now);
+                for (i, s) in states.iter().enumerate() {
+                    let mine = held.iter().filter(|p| p.0 == i).count();
+                    prop_assert_eq!(s.active_conns as usize, mine);
+                }
+            }
+        }
+
+        /// Smooth WRR: with no failures, every window of sum(weights) picks gives each peer
+        /// exactly its weight, for round robin and for least_conn with immediate releases.
+        #[test]
+        fn each_cycle_follows_the_weights(
+            weights in prop::collection::vec(1u32..8, 1..6),
+            least_conn in any::<bool>(),
+        ) {
+            let servers: Vec<UpstreamServer> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| srv(&char::from(b'a' + i as u8).to_string(), w))
+                .collect();
+            let balance = if least_conn { Balance::LeastConn } else { Balance::RoundRobin };
+            let mut b = balancer(balance, servers);
+            let total: u32 = weights.iter().sum();
+            let t = Instant::now();
+            for _cycle in 0..3 {
+                let mut counts = vec![0u32; weights.len()];
+                for _ in 0..total {
+                    let p = b.pick(t, CLIENT, &mut Tried::default()).expect("a peer");
+                    counts[p.0] += 1;
+                    b.release(p, t, Outcome::Success);
+                }
+                prop_assert_eq!(&counts, &weights);
+            }
+        }
+    }
+}

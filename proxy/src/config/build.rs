@@ -19,11 +19,15 @@ use super::{
 
 type Span = Option<Range<usize>>;
 
+/// Resolves a "host:port" (or bare "host", port 80) that is not an IP literal.
+pub(super) type Resolver<'r> = &'r dyn Fn(&str) -> Result<SocketAddr, String>;
+
 /// Error collector: turns byte spans into line:col and keeps going.
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
     errors: Vec<ConfigError>,
+    resolver: Resolver<'a>,
 }
 
 impl Ctx<'_> {
@@ -167,11 +171,16 @@ fn table_array(item: &Item) -> Option<Vec<Item>> {
     }
 }
 
-pub(super) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+pub(super) fn build(
+    text: &str,
+    path: &Path,
+    resolver: Resolver<'_>,
+) -> Result<Config, ConfigErrors> {
     let mut cx = Ctx {
         path,
         text,
         errors: Vec::new(),
+        resolver,
     };
     let doc = match toml_edit::ImDocument::parse(text) {
         Ok(doc) => doc,
@@ -422,7 +431,7 @@ fn peer(
     let Some(raw) = cx.section::<RawPeer>(item, item.span(), &format!("{what} server")) else {
         return (None, None);
     };
-    let address = resolve(raw.address.get_ref());
+    let address = resolve(raw.address.get_ref(), cx.resolver);
     if let Err(e) = &address {
         cx.error_at(&raw.address, format!("{what}: {e}"));
     }
@@ -462,9 +471,8 @@ fn peer(
 }
 
 /// An upstream server address: "ip:port", "[v6]:port", a bare IP (port 80, as nginx), or
-/// "host:port" / "host" resolved once now. nginx would add every address a name resolves to as
-/// its own peer; we take the first, so a name should resolve to one address.
-fn resolve(address: &str) -> Result<SocketAddr, String> {
+/// a host name handed to `resolver`.
+fn resolve(address: &str, resolver: Resolver<'_>) -> Result<SocketAddr, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -476,6 +484,12 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
             "address \"{address}\" is not ip:port, [v6]:port or host:port"
         ));
     }
+    resolver(address)
+}
+
+/// The system resolver, once at load (like nginx at startup). nginx would add every address a
+/// name resolves to as its own peer; we take the first, so a name should resolve to one address.
+pub(super) fn system_resolver(address: &str) -> Result<SocketAddr, String> {
     let resolved = if address.contains(':') {
         address.to_socket_addrs()
     } else {

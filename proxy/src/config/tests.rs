@@ -716,3 +716,83 @@ fn garbage_input_never_panics() {
         assert!(parse(input, Path::new("g")).is_err(), "{input:?}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Damaged addresses must not turn into DNS queries: only "localhost" resolves here.
+    fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        build::build(src, path, &|host: &str| {
+            if host.starts_with("localhost") {
+                build::system_resolver(host)
+            } else {
+                Err(format!("no DNS in tests: {host}"))
+            }
+        })
+    }
+
+    proptest! {
+        /// Any text: an error list or a config, never a panic; every error has a position
+        /// inside the file.
+        #[test]
+        fn arbitrary_text_never_panics(src in "\\PC{0,300}") {
+            if let Err(e) = parse(&src, Path::new("p")) {
+                let lines = src.split('\n').count();
+                for err in e.0 {
+                    prop_assert!(err.line >= 1 && err.line <= lines, "{err:?}");
+                    prop_assert!(err.col >= 1);
+                }
+            }
+        }
+
+        /// The DESIGN example with one span of bytes replaced by arbitrary text.
+        #[test]
+        fn damaged_design_example_never_panics(
+            at in 0usize..DESIGN_EXAMPLE.len(),
+            len in 0usize..20,
+            with in "[a-z0-9\"=\\[\\]{}:., \n#-]{0,12}",
+        ) {
+            let mut src = DESIGN_EXAMPLE.to_string();
+            let start = (0..=at).rev().find(|&i| src.is_char_boundary(i)).unwrap_or(0);
+            let end = (start + len).min(src.len());
+            let end = (end..=src.len()).find(|&i| src.is_char_boundary(i)).unwrap_or(src.len());
+            src.replace_range(start..end, &with);
+            if let Err(e) = parse(&src, Path::new("p")) {
+                let lines = src.split('\n').count();
+                for err in e.0 {
+                    prop_assert!(err.line >= 1 && err.line <= lines, "{err:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn host_names_go_through_the_resolver_once() {
+    let src = base_with(
+        2,
+        "servers = [{ address = \"backend.example:8080\" }, { address = \"gone.example\" }]",
+    );
+    let asked = std::cell::RefCell::new(Vec::new());
+    let resolver = |host: &str| {
+        asked.borrow_mut().push(host.to_string());
+        match host {
+            "backend.example:8080" => Ok(addr("192.0.2.7:8080")),
+            _ => Err(format!("cannot resolve \"{host}\": not found")),
+        }
+    };
+    let err = build::build(&src, Path::new("t.toml"), &resolver).expect_err("gone.example");
+    assert_eq!(err.0.len(), 1);
+    assert_eq!((err.0[0].line, err.0[0].col), (2, 62)); // the opening quote of "gone.example"
+    assert!(err.0[0].message.contains("cannot resolve \"gone.example\""));
+    assert_eq!(
+        *asked.borrow(),
+        vec!["backend.example:8080", "gone.example"]
+    );
+
+    let src = base_with(2, "servers = [{ address = \"backend.example:8080\" }]");
+    let c = build::build(&src, Path::new("t.toml"), &resolver).expect("resolves");
+    assert_eq!(c.upstreams[0].servers[0].address, addr("192.0.2.7:8080"));
+    assert_eq!(c.upstreams[0].servers[0].name, "backend.example:8080");
+}
