@@ -113,6 +113,8 @@ struct Done {
     status: u16,
     body_bytes: u64,
     next: Next,
+    /// Bytes of `buf` the request occupied (head and held body); 0 when the connection closes.
+    consumed: usize,
 }
 
 impl Conn {
@@ -143,6 +145,9 @@ impl Conn {
             if matches!(done.next, Next::Close) {
                 return;
             }
+            // Whatever follows the request (pipelined requests) moves to the front.
+            let consumed = done.consumed.max(head.head_len).min(self.buf.len());
+            self.buf.drain(..consumed);
         }
     }
 
@@ -215,10 +220,16 @@ impl Conn {
             .filter(|l| path.starts_with(l.path.as_bytes()))
             .max_by_key(|l| l.path.len())
         else {
-            return self.fail(404, head, server, Next::KeepAlive).await;
+            // An unread body would be taken for the next request: close instead.
+            let next = if head.body == BodyKind::Empty {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
+            return self.fail(404, head, server, next).await;
         };
         let Some(upstream) = config.upstreams.get(loc.upstream) else {
-            return self.fail(500, head, server, Next::KeepAlive).await;
+            return self.fail(500, head, server, Next::Close).await;
         };
 
         // Request body: how much we hold, how much is still to stream from the client.
@@ -251,17 +262,16 @@ impl Conn {
                         consumed = head.head_len + used;
                         body_override = Some(self.body.len() as u64);
                     }
-                    Err(status) if status == 0 => return closed(0),
+                    Err(0) => return closed(0),
                     Err(status) => return self.fail(status, head, server, Next::Close).await,
                 }
             }
         }
 
-        let done = self
+        let mut done = self
             .proxy(head, upstream, consumed, body_override, to_stream, server)
             .await;
-        // Whatever follows the request (pipelined requests) moves to the front.
-        self.buf.drain(..consumed.min(self.buf.len()));
+        done.consumed = consumed;
         done
     }
 
@@ -293,7 +303,9 @@ impl Conn {
         } else {
             request.extend_from_slice(&self.buf[head.head_len..consumed]);
         }
-        let done = self.try_servers(head, upstream, &mut request, to_stream, server).await;
+        let done = self
+            .try_servers(head, upstream, &mut request, to_stream, server)
+            .await;
         self.req = request;
         done
     }
@@ -320,15 +332,7 @@ impl Conn {
             };
             let addr = balancer.borrow().address(peer);
             let attempt = self
-                .attempt(
-                    head,
-                    upstream,
-                    addr,
-                    request,
-                    to_stream,
-                    replayable,
-                    server,
-                )
+                .attempt(head, upstream, addr, request, to_stream, replayable, server)
                 .await;
             match attempt {
                 Attempt::Done(done, outcome) => {
@@ -616,6 +620,7 @@ impl Conn {
                         status,
                         body_bytes,
                         next,
+                        consumed: 0,
                     },
                     Outcome::Success,
                 )
@@ -626,6 +631,7 @@ impl Conn {
                     status,
                     body_bytes,
                     next: Next::Close,
+                    consumed: 0,
                 },
                 Outcome::Failure,
             ),
@@ -633,6 +639,7 @@ impl Conn {
                 status,
                 body_bytes,
                 next: Next::Close,
+                consumed: 0,
             }),
         }
     }
@@ -820,6 +827,7 @@ impl Conn {
             status,
             body_bytes,
             next,
+            consumed: 0,
         }
     }
 
@@ -907,6 +915,7 @@ fn closed(body_bytes: u64) -> Done {
         status: 499,
         body_bytes,
         next: Next::Close,
+        consumed: 0,
     }
 }
 
