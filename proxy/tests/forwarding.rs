@@ -327,3 +327,28 @@ fn epoll_engine_serves_too() {
     }
     assert!(p.stderr().contains("epoll"), "{}", p.stderr());
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6_with_two_workers() {
+    let b = Backend::page("dual stack");
+    let dir = common::temp_dir("v6");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = format!(
+        "workers = 2\nadmin = \"127.0.0.1:{admin}\"\n[upstream.u]\n{}\n\
+         [[server]]\nlisten = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n\
+         [[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n",
+        common::servers(&[&b])
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = Proxy::spawn(path, dir, port, admin, &[]);
+    for addr in [p.addr, format!("[::1]:{port}").parse().unwrap()] {
+        for _ in 0..10 {
+            let mut c = Client::connect(addr);
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().text(), "dual stack");
+        }
+    }
+    // The backend saw the IPv6 client's address in X-Forwarded-For.
+    assert!(b.received.lock().unwrap().iter().any(|r| r.header("x-forwarded-for") == Some("::1")));
+}
