@@ -36,7 +36,11 @@ fn fixture(text: &str) -> Fixture {
 
 macro_rules! fx {
     ($name:literal) => {
-        fixture(include_str!(concat!("../../tests/fixtures/", $name, ".hex")))
+        fixture(include_str!(concat!(
+            "../../tests/fixtures/",
+            $name,
+            ".hex"
+        )))
     };
 }
 
@@ -161,7 +165,11 @@ fn every_single_bit_flip_is_rejected() {
             let mut b = f.bytes.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             // v3 reserved bits are ignored by the parser but still covered by the checksum.
-            assert!(decode(&b, f.src, f.dst).is_err(), "bit {bit} of {:02x?}", f.bytes);
+            assert!(
+                decode(&b, f.src, f.dst).is_err(),
+                "bit {bit} of {:02x?}",
+                f.bytes
+            );
         }
     }
 }
@@ -210,16 +218,33 @@ fn field_checks() {
         b[6..8].copy_from_slice(&sum);
         b
     };
-    assert_eq!(decode(&with(0, 0x11), src, dst), Err(PacketError::BadVersion(1)));
-    assert_eq!(decode(&with(0, 0x41), src, dst), Err(PacketError::BadVersion(4)));
-    assert_eq!(decode(&with(0, 0x32), src, dst), Err(PacketError::BadType(2)));
+    assert_eq!(
+        decode(&with(0, 0x11), src, dst),
+        Err(PacketError::BadVersion(1))
+    );
+    assert_eq!(
+        decode(&with(0, 0x41), src, dst),
+        Err(PacketError::BadVersion(4))
+    );
+    assert_eq!(
+        decode(&with(0, 0x32), src, dst),
+        Err(PacketError::BadType(2))
+    );
     assert_eq!(decode(&with(1, 0), src, dst), Err(PacketError::ZeroVrid));
     assert_eq!(decode(&with(3, 0), src, dst), Err(PacketError::ZeroCount));
     assert!(matches!(
         decode(&with(3, 2), src, dst),
-        Err(PacketError::LengthMismatch { count: 2, expected: 16, len: 20, .. })
+        Err(PacketError::LengthMismatch {
+            count: 2,
+            expected: 16,
+            len: 20,
+            ..
+        })
     ));
-    assert_eq!(decode(&with(5, 0), src, dst), Err(PacketError::ZeroInterval));
+    assert_eq!(
+        decode(&with(5, 0), src, dst),
+        Err(PacketError::ZeroInterval)
+    );
     // Reserved bits are ignored on receive.
     let reserved = with(4, 0xf0);
     assert_eq!(decode(&reserved, src, dst).unwrap().interval_cs, 10);
@@ -248,13 +273,19 @@ fn v2_specific_checks() {
     };
     let mut ah = f.bytes.clone();
     ah[4] = 2;
-    assert_eq!(decode(&fix(ah), f.src, f.dst), Err(PacketError::BadAuthType(2)));
+    assert_eq!(
+        decode(&fix(ah), f.src, f.dst),
+        Err(PacketError::BadAuthType(2))
+    );
     let mut none = f.bytes.clone();
     none[4] = 0;
     assert_eq!(decode(&fix(none), f.src, f.dst).unwrap().auth, Auth::None);
     let mut zero = f.bytes.clone();
     zero[5] = 0;
-    assert_eq!(decode(&fix(zero), f.src, f.dst), Err(PacketError::ZeroInterval));
+    assert_eq!(
+        decode(&fix(zero), f.src, f.dst),
+        Err(PacketError::ZeroInterval)
+    );
     // keepalived's non-standard v2-over-IPv6 is refused both ways.
     let s6: IpAddr = "fe80::1".parse().unwrap();
     let d6: IpAddr = "ff02::12".parse().unwrap();
@@ -342,8 +373,17 @@ fn encode_rejects_what_cannot_be_sent() {
     a.interval_cs = 25500;
     assert!(encode(&a, s, d, ChecksumMode::PseudoHeader, &mut out).is_ok());
     assert_eq!(
-        encode(&a, s, "ff02::12".parse().unwrap(), ChecksumMode::PseudoHeader, &mut out),
-        Err(PacketError::FamilyMismatch { src: s, dst: "ff02::12".parse().unwrap() })
+        encode(
+            &a,
+            s,
+            "ff02::12".parse().unwrap(),
+            ChecksumMode::PseudoHeader,
+            &mut out
+        ),
+        Err(PacketError::FamilyMismatch {
+            src: s,
+            dst: "ff02::12".parse().unwrap()
+        })
     );
 }
 
@@ -354,8 +394,14 @@ fn auth_pass_pads_and_truncates_like_keepalived() {
 }
 
 fn arb_advert() -> impl Strategy<Value = (Advert, IpAddr, IpAddr, ChecksumMode)> {
-    let v4s = prop::collection::vec(any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))), 1..=255);
-    let v6s = prop::collection::vec(any::<u128>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))), 1..=255);
+    let v4s = prop::collection::vec(
+        any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        1..=255,
+    );
+    let v6s = prop::collection::vec(
+        any::<u128>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+        1..=255,
+    );
     let v2 = (
         1..=255u8,
         any::<u8>(),
