@@ -181,8 +181,7 @@ impl Sim {
         self.sent[i]
             .iter()
             .map(|(s, _)| *s)
-            .filter(|s| *s <= t)
-            .last()
+            .rfind(|s| *s <= t)
             .unwrap()
     }
 
