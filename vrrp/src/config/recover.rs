@@ -33,30 +33,34 @@ pub(super) fn parse_raw(text: &str) -> (Option<RawFile>, Vec<(Range<usize>, Stri
                 let Some(kv) = enclosing_kv(doc.as_table(), span.start) else {
                     break;
                 };
-                blank(&mut work, kv);
+                if !blank(&mut work, kv) {
+                    break;
+                }
             }
         }
     }
     (None, errors)
 }
 
-/// Replaces `range` with spaces, keeping newlines (so line numbers do not move).
-fn blank(work: &mut String, range: Range<usize>) {
-    let blanked: String = work
-        .get(range.clone())
-        .unwrap_or("")
+/// Replaces `range` with spaces, keeping newlines (so line numbers do not move). False if
+/// there was nothing to blank (so the caller cannot loop on the same error).
+fn blank(work: &mut String, range: Range<usize>) -> bool {
+    let Some(old) = work.get(range.clone()) else {
+        return false; // not on char boundaries: cannot happen with toml spans, but never panic
+    };
+    if old.trim().is_empty() {
+        return false;
+    }
+    // ASCII spaces for every byte of a character keep all later offsets unchanged.
+    let blanked: String = old
         .chars()
-        .flat_map(|c| {
-            let n = c.len_utf8();
-            std::iter::repeat_n(
-                if c == '\n' { '\n' } else { ' ' },
-                if c == '\n' { 1 } else { n },
-            )
+        .flat_map(|c| match c {
+            '\n' => std::iter::repeat_n('\n', 1),
+            c => std::iter::repeat_n(' ', c.len_utf8()),
         })
         .collect();
-    if work.get(range.clone()).is_some() {
-        work.replace_range(range, &blanked);
-    }
+    work.replace_range(range, &blanked);
+    true
 }
 
 /// The span from key start to value end of the innermost `key = value` (in a standard table)

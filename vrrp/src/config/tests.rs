@@ -466,3 +466,42 @@ fn positions_are_one_based_and_count_characters() {
     assert_eq!(pos.line_col(7), (2, 4), "é is one column");
     assert_eq!(pos.line_col(1000), (3, 1));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Mutated versions of a valid file: errors, never panics, every error has a line.
+        #[test]
+        fn mutated_design_example(edits in prop::collection::vec((any::<prop::sample::Index>(), 0..4u8, any::<char>()), 1..8)) {
+            let mut text: Vec<char> = DESIGN_EXAMPLE.chars().collect();
+            for (at, op, c) in edits {
+                if text.is_empty() { break; }
+                let i = at.index(text.len());
+                match op {
+                    0 => { text.remove(i); }
+                    1 => text.insert(i, c),
+                    2 => text[i] = c,
+                    _ => { text.insert(i, '\n'); }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            match p(&text) {
+                Ok(c) => { let _ = lint(&c); let _ = lint_pair(&[c.clone(), c]); }
+                Err(e) => {
+                    prop_assert!(!e.0.is_empty());
+                    let lines = text.lines().count().max(1) + 1;
+                    for err in &e.0 {
+                        prop_assert!(err.line >= 1 && err.line <= lines, "{err}");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,200}") {
+            let _ = p(&text);
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::*;
 
+mod props;
 mod sim;
 
 fn ip(s: &str) -> IpAddr {
