@@ -32,7 +32,7 @@ fn event(kind: u8, prio: u8, addr: u8, flag: bool, template: &Advert) -> Event {
         _ => {
             let mut advert = template.clone();
             advert.priority = prio;
-            if flag && addr % 8 == 0 {
+            if flag && addr.is_multiple_of(8) {
                 advert.vrid = advert.vrid.wrapping_add(1);
             }
             Event::Advert {
