@@ -180,6 +180,7 @@ fn lint_flags_the_seeds_weight_trap() {
     assert!(
         w[0].message.contains("check_nginx (weight -20)")
             && w[0].message.contains("priority 150 drops only to 130")
+            && w[0].message.contains("total weight of -51 or lower")
             && w[0].message.contains("100"),
         "{}",
         w[0].message
