@@ -13,10 +13,14 @@
 //! - v2: adverts whose interval differs from ours are dropped (keepalived: "advertisement
 //!   interval mismatch"); Skew_Time is (256 - priority) / 256 s as in RFC 3768.
 //!   v3: the backup learns the master's interval and Skew_Time scales with it (RFC 5798).
-//! - `preempt_delay`: after the first advertisement timeout... precisely as keepalived: while a
-//!   "preempt time" (set at startup and whenever a higher-priority master is seen) lies in the
-//!   future, lower-priority adverts are still accepted; after it, they are ignored and the master
-//!   down timer preempts.
+//! - `preempt_delay` (keepalived.conf(5): "delay until preemption ... at startup or when seeing
+//!   a lower priority master"): a "preempt time" is set to now + delay at startup, when the first
+//!   lower-priority advert is seen without one, and again whenever a higher-priority master is
+//!   seen; it is cleared when stepping down from Master. Until it passes, lower-priority adverts
+//!   are accepted like a master's; afterwards they are ignored and the down timer preempts. It
+//!   never delays taking over from a master that went silent.
+//! - Entering Master emits, in order: Transition, AddVips, SendAdvert, SendGratuitous (the
+//!   advert first so backups stop their timers; GARP once the addresses exist).
 //! - Leaving Master for Fault sends one priority-0 advert (keepalived does) so a backup takes
 //!   over after Skew_Time instead of Master_Down_Interval; no adverts are sent while in Fault.
 //! - Address list: the advert's addresses must equal ours as a set (keepalived checks the count
