@@ -520,7 +520,7 @@ impl Instance {
 
     fn learn_interval(&mut self, adv: &Advert) {
         if self.cfg.version == Version::V3 {
-            self.master_interval = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+            self.master_interval = adv.interval();
         }
     }
 
