@@ -140,3 +140,41 @@ fn election_link_cut_graceful_stop_and_preempt_v3() {
     assert_eq!(lab.wait_exit(p1, Duration::from_secs(3)), Some(0));
     assert!(holds_none(&mut w1));
 }
+
+#[test]
+fn ipv6_v3_election_and_failover() {
+    let mut lab = Lab::new("ipv6", 2);
+    let mut c0 = cfg(&lab, 0, 150, 3, 0.1);
+    c0.vips = vec!["fd99::80/64", "fd99::90/64"];
+    let mut c1 = cfg(&lab, 1, 100, 3, 0.1);
+    c1.vips = c0.vips.clone();
+    let (c0, c1) = (c0.render("b0"), c1.render("b1"));
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    // The sending address is the interface's link-local one: wait until it exists.
+    for h in lab.hosts.clone() {
+        let ok = wait_for(Duration::from_secs(5), || {
+            let out = lab.exec(
+                &h,
+                &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+            );
+            String::from_utf8_lossy(&out.stdout).contains("fe80::")
+        });
+        assert!(ok.is_some());
+    }
+    let p0 = lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    let both = |w: &mut Watch| w.has("fd99::80") && w.has("fd99::90");
+    let none = |w: &mut Watch| !w.has("fd99::80") && !w.has("fd99::90");
+    let t = wait_for(Duration::from_secs(3), || both(&mut w0) && none(&mut w1));
+    assert!(t.is_some(), "no IPv6 election\n{}", lab.log_dump());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(both(&mut w0) && none(&mut w1), "{}", lab.log_dump());
+    lab.signal(p0, libc::SIGKILL);
+    let t = wait_for(Duration::from_secs(2), || both(&mut w1));
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(600)),
+        "{t:?}\n{}",
+        lab.log_dump()
+    );
+}

@@ -266,3 +266,34 @@ fn check_reports_errors_with_positions_and_lints() {
     assert!(text.contains("warning"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn track_interface_down_means_fault() {
+    let mut lab = Lab::new("trackif", 2);
+    let h0 = lab.hosts[0].clone();
+    // No dummy driver here: a veth pair inside the host stands in for an uplink. Taking the
+    // far end down drops trk0's carrier, as a pulled cable would.
+    run(
+        "ip",
+        &[
+            "-n", &h0, "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+        ],
+    );
+    run("ip", &["-n", &h0, "link", "set", "trk0", "up"]);
+    run("ip", &["-n", &h0, "link", "set", "trk1", "up"]);
+    let mut c0 = cfg(&lab, 0, 150, 3, 0.1);
+    c0.extra_instance = "track_interface = [\"trk0\"]\n".into();
+    let c0 = c0.render("b0");
+    let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
+    let mut w0 = Watch::new(&lab, &h0);
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    assert!(wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP)).is_some());
+    run("ip", &["-n", &h0, "link", "set", "trk1", "down"]);
+    let t = wait_for(Duration::from_secs(2), || w1.has(VIP) && !w0.has(VIP));
+    assert!(t.is_some(), "{}", lab.log_dump());
+    run("ip", &["-n", &h0, "link", "set", "trk1", "up"]);
+    let t = wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP));
+    assert!(t.is_some(), "{}", lab.log_dump());
+}
