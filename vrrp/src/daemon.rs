@@ -660,8 +660,11 @@ fn announce(inst: &InstRt) {
     }
 }
 
-/// Executes an instance's pending actions, in order.
+/// Executes an instance's pending actions, in order. Notify scripts run after the whole
+/// batch, as keepalived runs them after the VIPs are in place: a notify_master script that
+/// binds to a VIP must find it.
 fn drive(inst: &mut InstRt, nl: &mut Netlink, children: &mut notify::Children) {
+    let mut notifications = Vec::new();
     while let Some(action) = inst.m.poll_action() {
         match action {
             Action::SendAdvert(adv) => {
@@ -712,22 +715,25 @@ fn drive(inst: &mut InstRt, nl: &mut Netlink, children: &mut notify::Children) {
                     inst.garp_left = 0;
                     inst.garp_next = None;
                 }
-                let specific = match to {
-                    State::Master => inst.conf.notify_master.as_deref(),
-                    State::Backup => inst.conf.notify_backup.as_deref(),
-                    State::Fault => inst.conf.notify_fault.as_deref(),
-                    State::Initialize => None,
-                };
-                children.notify(
-                    Instant::now(),
-                    &inst.conf.name,
-                    to,
-                    inst.m.effective_priority(),
-                    specific,
-                    inst.conf.notify.as_deref(),
-                );
+                notifications.push(to);
             }
         }
+    }
+    for to in notifications {
+        let specific = match to {
+            State::Master => inst.conf.notify_master.as_deref(),
+            State::Backup => inst.conf.notify_backup.as_deref(),
+            State::Fault => inst.conf.notify_fault.as_deref(),
+            State::Initialize => None,
+        };
+        children.notify(
+            Instant::now(),
+            &inst.conf.name,
+            to,
+            inst.m.effective_priority(),
+            specific,
+            inst.conf.notify.as_deref(),
+        );
     }
 }
 

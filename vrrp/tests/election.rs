@@ -25,6 +25,16 @@ fn assert_single_holder(a: &mut Watch, b: &mut Watch, dur: Duration, lab: &Lab) 
     }
 }
 
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
 #[test]
 fn election_link_cut_graceful_stop_and_preempt_v3() {
     let mut lab = Lab::new("elect", 2);
@@ -40,7 +50,12 @@ fn election_link_cut_graceful_stop_and_preempt_v3() {
         holds_all(&mut w0) && holds_none(&mut w1)
     });
     assert!(t.is_some(), "no election\n{}", lab.log_dump());
+    let cpu_before = cpu_ticks(p0) + cpu_ticks(p1);
     assert_single_holder(&mut w0, &mut w1, Duration::from_millis(800), &lab);
+    // Idle cost: adverts every 100 ms and a link poll are nothing; a busy loop would burn
+    // ~80 ticks (10 ms each) per daemon in 800 ms.
+    let used = cpu_ticks(p0) + cpu_ticks(p1) - cpu_before;
+    assert!(used < 20, "daemons used {used} CPU ticks in 800 ms");
     assert!(holds_all(&mut w0) && holds_none(&mut w1));
 
     // `vrrp status` reads the daemon's status file.

@@ -67,8 +67,13 @@ fn failing_track_script_moves_the_vip_and_back() {
     );
     let mut c0 = cfg(&lab, 0, 150, 3, 0.1);
     c0.extra_top = script;
-    c0.extra_instance = "track_script = [\"chk\"]\nnotify = \"echo >>NOTIFY\"\n"
-        .replace("NOTIFY", &lab.path("notify.log").display().to_string());
+    // notify_master runs once the VIPs are in place (keepalived's order).
+    c0.extra_instance = format!(
+        "track_script = [\"chk\"]\nnotify = \"echo >>{n}\"\n\
+         notify_master = \"ip addr show dev eth0 | grep -q {VIP}/ && echo has-vip >>{m}\"\n",
+        n = lab.path("notify.log").display(),
+        m = lab.path("master.log").display(),
+    );
     let c0 = c0.render("b0");
     let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
     let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
@@ -87,6 +92,16 @@ fn failing_track_script_moves_the_vip_and_back() {
     let n = std::fs::read_to_string(lab.path("notify.log")).unwrap_or_default();
     assert!(n.contains("INSTANCE VI_1 MASTER 150"), "{n}");
     assert!(n.contains("INSTANCE VI_1 BACKUP 90"), "{n}");
+    // Notify scripts run asynchronously: give the second one a moment.
+    let count = || {
+        let m = std::fs::read_to_string(lab.path("master.log")).unwrap_or_default();
+        m.lines().filter(|l| *l == "has-vip").count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(2), || count() == 2).is_some(),
+        "{}",
+        count()
+    );
 }
 
 #[test]
