@@ -236,3 +236,73 @@ fn v2_ours_with_ours() {
 fn v2_keepalived_with_keepalived() {
     scenario(Kind::Keepalived, Kind::Keepalived, 2, 1.0);
 }
+
+/// IPv6 (v3 only): keepalived master, our backup and the reverse; adverts from link-local
+/// addresses with the IPv6 pseudo-header checksum.
+#[test]
+fn v3_ipv6_both_directions() {
+    let mut lab = Lab::new("ka-v6", 2);
+    for h in lab.hosts.clone() {
+        let ok = wait_for(Duration::from_secs(5), || {
+            let out = lab.exec(
+                &h,
+                &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+            );
+            String::from_utf8_lossy(&out.stdout).contains("fe80::")
+        });
+        assert!(ok.is_some());
+    }
+    let vips = ["fd99::80/64", "fd99::90/64"];
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    let both = |w: &mut Watch| w.has("fd99::80") && w.has("fd99::90");
+    let none = |w: &mut Watch| !w.has("fd99::80") && !w.has("fd99::90");
+    let ours = |lab: &Lab, host: usize, prio: u8, name: &str| {
+        let mut c = cfg(lab, host, prio, 3, 0.1);
+        c.vips = vips.to_vec();
+        c.render(name)
+    };
+    // keepalived 150 on host 0, ours 100 on host 1.
+    let c1 = ours(&lab, 1, 100, "o1");
+    let o1 = lab.start_vrrp(1, "o1", &c1);
+    let k0 = lab.start_keepalived(0, "k0", &keepalived_conf(150, 3, 0.1, &vips, ""));
+    let t = wait_for(Duration::from_secs(4), || both(&mut w0) && none(&mut w1));
+    assert!(t.is_some(), "keepalived master (IPv6)\n{}", lab.log_dump());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        both(&mut w0) && none(&mut w1),
+        "unstable\n{}",
+        lab.log_dump()
+    );
+    let child = wait_some(|| lab.keepalived_vrrp_pid("k0"));
+    let t0 = Instant::now();
+    lab.signal(child, libc::SIGKILL);
+    assert!(wait_for(Duration::from_secs(2), || both(&mut w1)).is_some());
+    let crash = t0.elapsed();
+    assert!(crash < Duration::from_millis(450), "{crash:?}");
+    let _ = lab.wait_exit(k0, Duration::from_secs(3));
+    lab.signal(o1, libc::SIGTERM);
+    assert_eq!(lab.wait_exit(o1, Duration::from_secs(3)), Some(0));
+    // Reverse: ours 150 on host 0, where the crashed keepalived left its VIPs (our start
+    // removes them), keepalived 100 on host 1.
+    assert!(both(&mut w0));
+    lab.start_keepalived(1, "k1", &keepalived_conf(100, 3, 0.1, &vips, ""));
+    let c0 = ours(&lab, 0, 150, "o0");
+    let o0 = lab.start_vrrp(0, "o0", &c0);
+    let t = wait_for(Duration::from_secs(4), || both(&mut w0) && none(&mut w1));
+    assert!(t.is_some(), "our master (IPv6)\n{}", lab.log_dump());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        both(&mut w0) && none(&mut w1),
+        "unstable\n{}",
+        lab.log_dump()
+    );
+    let t0 = Instant::now();
+    lab.signal(o0, libc::SIGTERM);
+    assert!(wait_for(Duration::from_secs(2), || both(&mut w1)).is_some());
+    eprintln!(
+        "FAILOVER v3 IPv6 0.1s: keepalived -> ours crash {:.0} ms; ours -> keepalived graceful {:.0} ms",
+        crash.as_secs_f64() * 1e3,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+}
