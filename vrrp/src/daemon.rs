@@ -607,9 +607,11 @@ impl Daemon {
                 .unwrap_or(0),
             instance: insts,
         };
-        match status::write(&self.runtime_dir, &st) {
-            Ok(()) => self.status_sig = Some(sig),
-            Err(e) => tracing::warn!(error = %e, "cannot write status file"),
+        // Remember the state even when the write fails: retrying on every wake-up would only
+        // repeat the warning; the next change tries again.
+        self.status_sig = Some(sig);
+        if let Err(e) = status::write(&self.runtime_dir, &st) {
+            tracing::warn!(error = %e, "cannot write status file");
         }
     }
 }

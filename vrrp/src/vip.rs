@@ -319,7 +319,7 @@ impl Netlink {
 
     /// Sends a request with NLM_F_ACK; the kernel's errno comes back as the io::Error.
     fn request_ack(&mut self, op: &'static str, msg: &[u8]) -> Result<(), io::Error> {
-        let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        let seq = header_u32(msg, 8);
         let to_io = |e: VipError| match e {
             VipError::Io { source, .. } => source,
             other => io::Error::other(other.to_string()),
@@ -356,7 +356,11 @@ impl Netlink {
         seq: u32,
         mut f: impl FnMut(u16, &[u8]) -> Result<(), String>,
     ) -> Result<(), VipError> {
-        let is_dump = u16::from_ne_bytes([msg[6], msg[7]]) & (libc::NLM_F_DUMP as u16) != 0;
+        // nlmsg_flags is the u16 at offset 6 of the header we built.
+        let flags = msg
+            .get(6..8)
+            .map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]));
+        let is_dump = flags & (libc::NLM_F_DUMP as u16) != 0;
         self.send(op, msg)?;
         let mut buf = vec![0u8; 32768];
         for _ in 0..10_000 {
@@ -407,9 +411,18 @@ fn nlmsg(ty: u16, flags: i32, seq: u32) -> Vec<u8> {
     m
 }
 
+/// A native-endian u32 of a message header (0 if the message is shorter).
+fn header_u32(m: &[u8], off: usize) -> u32 {
+    m.get(off..off + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_ne_bytes)
+}
+
 fn finish(m: &mut [u8]) {
     let len = (m.len() as u32).to_ne_bytes();
-    m[..4].copy_from_slice(&len);
+    if let Some(h) = m.get_mut(..4) {
+        h.copy_from_slice(&len);
+    }
 }
 
 fn push_attr(m: &mut Vec<u8>, ty: u16, data: &[u8]) {
