@@ -380,6 +380,13 @@ impl Daemon {
 
     fn poll_links(&mut self, now: Instant) {
         for i in 0..self.insts.len() {
+            // A deleted and re-created interface has a new index: sockets bound to the old
+            // one would never see a packet again.
+            if let Ok(idx) = vip::ifindex(&self.insts[i].conf.interface) {
+                if idx != self.insts[i].ifindex {
+                    self.reopen(i, idx);
+                }
+            }
             for j in 0..self.insts[i].links.len() {
                 let name = self.insts[i].links[j].0.clone();
                 let up = self.link_up(&name);
@@ -391,6 +398,35 @@ impl Daemon {
             }
         }
         self.apply_health(now);
+    }
+
+    fn reopen(&mut self, i: usize, ifindex: u32) {
+        let mac = self.nl.link(ifindex).ok().and_then(|l| l.mac);
+        let Some(inst) = self.insts.get_mut(i) else {
+            return;
+        };
+        let sock = VrrpSocket::open(SocketConfig {
+            ifname: inst.conf.interface.clone(),
+            ifindex,
+            src: inst.src,
+            peers: inst.conf.unicast_peer.clone(),
+        });
+        match sock {
+            Ok(sock) => {
+                tracing::info!(instance = %inst.conf.name, interface = %inst.conf.interface, ifindex, "interface re-created: sockets reopened");
+                inst.sock = sock;
+                inst.ifindex = ifindex;
+                let vips: Vec<IpAddr> = inst.conf.vips.iter().map(|(a, _)| *a).collect();
+                inst.ann = mac.and_then(|mac| {
+                    Announcer::open(&inst.conf.interface, ifindex, mac, &vips)
+                        .map_err(|e| tracing::warn!(instance = %inst.conf.name, error = %e, "no gratuitous ARP/NA"))
+                        .ok()
+                });
+            }
+            Err(e) => {
+                tracing::warn!(instance = %inst.conf.name, error = %e, "cannot reopen socket on re-created interface; retrying")
+            }
+        }
     }
 
     fn drive_all(&mut self) {

@@ -48,7 +48,8 @@ fn two_instances_active_active_and_garbage_on_protocol_112() {
             let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
             sock.set_multicast_ttl_v4(255).unwrap();
             // No routes in the lab: name the outgoing interface by its address.
-            sock.set_multicast_if_v4(&CLIENT_IP.parse().unwrap()).unwrap();
+            sock.set_multicast_if_v4(&CLIENT_IP.parse().unwrap())
+                .unwrap();
             let dst = SockAddr::from(SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0));
             let mut carp = vec![0x21, 51, 0, 1, 0, 1, 0, 0];
             carp.extend_from_slice(&[0xab; 48]);
@@ -101,4 +102,62 @@ fn two_instances_active_active_and_garbage_on_protocol_112() {
     });
     assert!(t.is_some(), "{}", lab.log_dump());
     assert_eq!(lab.wait_exit(p1, Duration::from_secs(3)), Some(0));
+}
+
+#[test]
+fn interface_deleted_and_recreated() {
+    let mut lab = Lab::new("recreate", 2);
+    let c0 = cfg(&lab, 0, 150, 3, 0.1).render("b0");
+    let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    let vip = "10.99.0.80";
+    assert!(wait_for(Duration::from_secs(3), || w0.has(vip) && !w1.has(vip)).is_some());
+    // Host 0's cable is replaced: its eth0 disappears (with the VIPs) and comes back with a
+    // new ifindex. The backup takes over meanwhile; afterwards 150 must preempt again.
+    let (br, h0) = (lab.br.clone(), lab.hosts[0].clone());
+    run("ip", &["-n", &br, "link", "del", "p0"]);
+    assert!(
+        wait_for(Duration::from_secs(2), || w1.has(vip)).is_some(),
+        "{}",
+        lab.log_dump()
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &br,
+            "link",
+            "add",
+            "p0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            "02:99:00:00:00:01",
+            "netns",
+            &h0,
+        ],
+    );
+    run(
+        "ip",
+        &["-n", &br, "link", "set", "p0", "master", "br0", "up"],
+    );
+    run(
+        "ip",
+        &["-n", &h0, "addr", "add", "10.99.0.1/24", "dev", "eth0"],
+    );
+    run("ip", &["-n", &h0, "link", "set", "eth0", "up"]);
+    let mut w0 = Watch::new(&lab, &h0);
+    let t = wait_for(Duration::from_secs(3), || w0.has(vip) && !w1.has(vip));
+    assert!(
+        t.is_some(),
+        "no preemption after re-creation\n{}",
+        lab.log_dump()
+    );
+    assert!(lab.log("b0").contains("sockets reopened"));
 }
