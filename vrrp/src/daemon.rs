@@ -65,7 +65,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         tracing::warn!("{w}");
     }
     let mut d = Daemon::new(config_path.to_path_buf(), cfg)?;
-    let res = d.event_loop();
+    let res = d.start_all().and_then(|()| d.event_loop());
     d.shutdown();
     res
 }
@@ -175,21 +175,26 @@ impl Daemon {
             cfg,
         };
         d.sync_scripts();
+        Ok(d)
+    }
+
+    /// Starts every configured instance; on error the caller shuts down what did start.
+    fn start_all(&mut self) -> Result<(), DaemonError> {
         let now = Instant::now();
-        let confs = d.cfg.instances.clone();
+        let confs = self.cfg.instances.clone();
         for conf in &confs {
-            let inst = d.start_instance(conf, now)?;
-            d.insts.push(inst);
+            let inst = self.start_instance(conf, now)?;
+            self.insts.push(inst);
         }
-        d.drive_all();
-        d.write_status();
+        self.drive_all();
+        self.write_status();
         tracing::info!(
-            config = %d.config_path.display(),
-            instances = d.insts.len(),
-            runtime_dir = %d.runtime_dir.display(),
+            config = %self.config_path.display(),
+            instances = self.insts.len(),
+            runtime_dir = %self.runtime_dir.display(),
             "vrrp started"
         );
-        Ok(d)
+        Ok(())
     }
 
     /// Starts runners for scripts that are new or changed, keeps unchanged ones (with their
