@@ -14,6 +14,7 @@ use crate::packet;
 
 mod lint;
 mod raw;
+mod recover;
 mod validate;
 
 #[cfg(test)]

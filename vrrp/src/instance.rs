@@ -13,10 +13,14 @@
 //! - v2: adverts whose interval differs from ours are dropped (keepalived: "advertisement
 //!   interval mismatch"); Skew_Time is (256 - priority) / 256 s as in RFC 3768.
 //!   v3: the backup learns the master's interval and Skew_Time scales with it (RFC 5798).
-//! - `preempt_delay`: after the first advertisement timeout... precisely as keepalived: while a
-//!   "preempt time" (set at startup and whenever a higher-priority master is seen) lies in the
-//!   future, lower-priority adverts are still accepted; after it, they are ignored and the master
-//!   down timer preempts.
+//! - `preempt_delay` (keepalived.conf(5): "delay until preemption ... at startup or when seeing
+//!   a lower priority master"): a "preempt time" is set to now + delay at startup, when the first
+//!   lower-priority advert is seen without one, and again whenever a higher-priority master is
+//!   seen; it is cleared when stepping down from Master. Until it passes, lower-priority adverts
+//!   are accepted like a master's; afterwards they are ignored and the down timer preempts. It
+//!   never delays taking over from a master that went silent.
+//! - Entering Master emits, in order: Transition, AddVips, SendAdvert, SendGratuitous (the
+//!   advert first so backups stop their timers; GARP once the addresses exist).
 //! - Leaving Master for Fault sends one priority-0 advert (keepalived does) so a backup takes
 //!   over after Skew_Time instead of Master_Down_Interval; no adverts are sent while in Fault.
 //! - Address list: the advert's addresses must equal ours as a set (keepalived checks the count
@@ -121,6 +125,53 @@ pub struct Stats {
     /// Received while in Initialize or Fault.
     pub ignored_not_running: u64,
     pub became_master: u64,
+}
+
+/// Why an advert was dropped (keepalived logs each of these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    Vrid {
+        got: u8,
+    },
+    Version {
+        got: Version,
+    },
+    /// Our own advert looped back.
+    Own,
+    /// v2 auth type or PASS password differs.
+    Auth,
+    /// v2: the interval differs from ours.
+    Interval {
+        got_cs: u16,
+        ours_cs: u16,
+    },
+    /// The address list differs from our VIPs (keepalived drops it: split brain risk).
+    AddrList {
+        got: Vec<IpAddr>,
+    },
+    /// Received while in Initialize or Fault.
+    NotRunning(State),
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DropReason::Vrid { got } => write!(f, "VRID {got} is not ours"),
+            DropReason::Version { got } => write!(f, "version {} is not ours", got.number()),
+            DropReason::Own => f.write_str("our own advert"),
+            DropReason::Auth => f.write_str("authentication mismatch (auth type or password)"),
+            DropReason::Interval { got_cs, ours_cs } => write!(
+                f,
+                "advertisement interval mismatch: got {} s, ours {} s",
+                got_cs / 100,
+                ours_cs / 100
+            ),
+            DropReason::AddrList { got } => {
+                write!(f, "address list {got:?} differs from our virtual_ipaddress")
+            }
+            DropReason::NotRunning(s) => write!(f, "ignored in state {s}"),
+        }
+    }
 }
 
 /// One VRRP virtual router.
@@ -404,38 +455,53 @@ impl Instance {
         self.master_addr = None;
     }
 
-    /// Checks that the advert belongs to us; counts and drops otherwise.
+    /// Why `handle(Event::Advert)` would drop this advert (None = it would be processed).
+    /// Pure; the shell calls it to log drops as keepalived does, `handle` counts them.
+    pub fn check_advert(&self, src: IpAddr, adv: &Advert) -> Option<DropReason> {
+        let v2 = self.cfg.version == Version::V2;
+        let ours = self.advert(0);
+        let reason = if adv.vrid != self.cfg.vrid {
+            DropReason::Vrid { got: adv.vrid }
+        } else if adv.version != self.cfg.version {
+            DropReason::Version { got: adv.version }
+        } else if src == self.cfg.primary_addr {
+            DropReason::Own
+        } else if v2 && adv.auth != self.cfg.auth {
+            DropReason::Auth
+        } else if v2 && adv.interval_cs != ours.interval_cs {
+            DropReason::Interval {
+                got_cs: adv.interval_cs,
+                ours_cs: ours.interval_cs,
+            }
+        } else if sorted(&adv.addrs) != sorted(&self.cfg.vips) {
+            DropReason::AddrList {
+                got: adv.addrs.clone(),
+            }
+        } else if matches!(self.state, State::Initialize | State::Fault) {
+            DropReason::NotRunning(self.state)
+        } else {
+            return None;
+        };
+        Some(reason)
+    }
+
+    /// Counts and drops adverts that are not for us.
     fn accept(&mut self, src: IpAddr, adv: &Advert) -> bool {
-        if adv.vrid != self.cfg.vrid {
-            self.stats.dropped_vrid += 1;
-            return false;
-        }
-        if adv.version != self.cfg.version {
-            self.stats.dropped_version += 1;
-            return false;
-        }
-        if src == self.cfg.primary_addr {
-            self.stats.dropped_own += 1;
-            return false;
-        }
-        if self.cfg.version == Version::V2 && adv.auth != self.cfg.auth {
-            self.stats.dropped_auth += 1;
-            return false;
-        }
-        if self.cfg.version == Version::V2 && adv.interval_cs != self.advert(0).interval_cs {
-            self.stats.dropped_interval += 1;
-            return false;
-        }
-        if sorted(&adv.addrs) != sorted(&self.cfg.vips) {
-            self.stats.dropped_addr_list += 1;
-            return false;
-        }
-        if matches!(self.state, State::Initialize | State::Fault) {
-            self.stats.ignored_not_running += 1;
-            return false;
-        }
-        self.stats.adverts_accepted += 1;
-        true
+        let Some(reason) = self.check_advert(src, adv) else {
+            self.stats.adverts_accepted += 1;
+            return true;
+        };
+        let s = &mut self.stats;
+        *match reason {
+            DropReason::Vrid { .. } => &mut s.dropped_vrid,
+            DropReason::Version { .. } => &mut s.dropped_version,
+            DropReason::Own => &mut s.dropped_own,
+            DropReason::Auth => &mut s.dropped_auth,
+            DropReason::Interval { .. } => &mut s.dropped_interval,
+            DropReason::AddrList { .. } => &mut s.dropped_addr_list,
+            DropReason::NotRunning(_) => &mut s.ignored_not_running,
+        } += 1;
+        false
     }
 
     fn on_advert(&mut self, now: Instant, src: IpAddr, adv: Advert) {
@@ -454,7 +520,7 @@ impl Instance {
 
     fn learn_interval(&mut self, adv: &Advert) {
         if self.cfg.version == Version::V3 {
-            self.master_interval = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+            self.master_interval = adv.interval();
         }
     }
 

@@ -121,6 +121,13 @@ pub struct Advert {
     pub auth: Auth,
 }
 
+impl Advert {
+    /// The advertised interval (v2: whole seconds; v3: Max Adver Int).
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.interval_cs) * 10)
+    }
+}
+
 /// Why a message could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {

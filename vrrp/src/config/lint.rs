@@ -119,7 +119,7 @@ pub fn lint_pair(cfgs: &[Config]) -> Vec<Warning> {
                             .map(|(n, w)| format!("{n} (weight {w})"))
                             .collect();
                         out.push(warn(cfg, line(&cfg.lines.instance_priority, ii), format!(
-                            "vrrp_instance {}: when {} fail(s), priority {} drops only to {}, still above {}'s {} in {}: the VIPs will not move; use a weight below {}",
+                            "vrrp_instance {}: when {} fail(s), priority {} drops only to {}, still above {}'s {} in {}: the VIPs will not move; use a total weight of {} or lower",
                             inst.name,
                             names.join(", "),
                             inst.priority,

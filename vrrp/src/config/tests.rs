@@ -180,6 +180,7 @@ fn lint_flags_the_seeds_weight_trap() {
     assert!(
         w[0].message.contains("check_nginx (weight -20)")
             && w[0].message.contains("priority 150 drops only to 130")
+            && w[0].message.contains("total weight of -51 or lower")
             && w[0].message.contains("100"),
         "{}",
         w[0].message
@@ -292,11 +293,77 @@ fn unknown_keys_and_syntax_errors_have_positions() {
     assert_eq!((e[0].0, e[0].1), (3, 1));
     assert!(e[0].2.contains("unknown field `prioirty`"), "{}", e[0].2);
     let e = errors("[global_defs]\nrouter_id = \"x\"\nfoo = 1\n");
-    assert_eq!(e[0].0, 3);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].2.contains("no [vrrp_instance"));
+    assert_eq!(e[1].0, 3);
+    assert!(e[1].2.contains("unknown field `foo`"));
     let e = errors("[vrrp_instance.X]\npriority = \"high\"\n");
     assert_eq!(e[0].0, 2);
     let e = errors("[vrrp_instance.X\n");
     assert_eq!(e[0].0, 1);
+}
+
+#[test]
+fn shape_errors_in_several_sections_are_all_reported() {
+    let text = r#"[vrrp_script.s]
+script = "/bin/true"
+wieght = -10
+
+[vrrp_instance.A]
+interface = "eth0"
+virtual_router_id = "fifty"
+priority = 300
+virtual_ipaddress = [
+  "10.0.0.1",
+  42,
+]
+authentication = { auth_type = "PASS", pass = "x" }
+
+[vrrp_instance.B]
+interface = "eth0"
+virtual_router_id = 52
+virtual_ipaddress = ["10.0.0.2"]
+nopreempt = "yes"
+"#;
+    let e = errors(text);
+    let got: Vec<(usize, &str)> = e.iter().map(|e| (e.0, e.2.as_str())).collect();
+    assert_eq!(e.len(), 6, "{got:#?}");
+    assert_eq!(e[0].0, 3);
+    assert!(e[0].2.contains("unknown field `wieght`"));
+    assert_eq!(e[1].0, 7);
+    assert!(
+        e[1].2.contains("invalid type: string \"fifty\""),
+        "{}",
+        e[1].2
+    );
+    assert_eq!(e[2].0, 8, "semantic errors are still checked");
+    assert!(e[2].2.contains("priority must be 1..=255"));
+    assert_eq!(
+        (e[3].0, e[3].1),
+        (11, 3),
+        "the element inside the multi-line array"
+    );
+    assert_eq!(e[4].0, 13);
+    assert!(e[4].2.contains("unknown field `pass`"));
+    assert_eq!(e[5].0, 19);
+    assert!(
+        e[5].2
+            .contains("invalid type: string \"yes\", expected a boolean"),
+        "{}",
+        e[5].2
+    );
+}
+
+#[test]
+fn syntax_errors_stop_the_recovery() {
+    let e = errors(
+        "[vrrp_instance.A]
+prioirty = 1
+priority = = 2
+",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, 3);
 }
 
 #[test]
@@ -399,4 +466,43 @@ fn positions_are_one_based_and_count_characters() {
     assert_eq!(pos.line_col(3), (2, 1));
     assert_eq!(pos.line_col(7), (2, 4), "é is one column");
     assert_eq!(pos.line_col(1000), (3, 1));
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Mutated versions of a valid file: errors, never panics, every error has a line.
+        #[test]
+        fn mutated_design_example(edits in prop::collection::vec((any::<prop::sample::Index>(), 0..4u8, any::<char>()), 1..8)) {
+            let mut text: Vec<char> = DESIGN_EXAMPLE.chars().collect();
+            for (at, op, c) in edits {
+                if text.is_empty() { break; }
+                let i = at.index(text.len());
+                match op {
+                    0 => { text.remove(i); }
+                    1 => text.insert(i, c),
+                    2 => text[i] = c,
+                    _ => { text.insert(i, '\n'); }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            match p(&text) {
+                Ok(c) => { let _ = lint(&c); let _ = lint_pair(&[c.clone(), c]); }
+                Err(e) => {
+                    prop_assert!(!e.0.is_empty());
+                    let lines = text.lines().count().max(1) + 1;
+                    for err in &e.0 {
+                        prop_assert!(err.line >= 1 && err.line <= lines, "{err}");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,200}") {
+            let _ = p(&text);
+        }
+    }
 }

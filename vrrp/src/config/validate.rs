@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawFile, RawInstance, RawScript};
+use super::raw::{RawInstance, RawScript};
 use super::{Config, ConfigError, ConfigErrors, Lines, Probe, TrackScript, VrrpInstance};
 use crate::packet::{Auth, ChecksumMode, Version};
 
@@ -117,15 +117,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         pos: Positions::new(text),
         errors: Vec::new(),
     };
-    let raw: RawFile = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            // Syntax and shape errors (unknown key, wrong type) stop serde: report that one.
-            let span = e.span().unwrap_or(0..0);
-            cx.err(span, e.message().trim().to_string());
-            return Err(ConfigErrors(cx.errors));
-        }
+    let (raw, shape_errors) = super::recover::parse_raw(text);
+    for (span, message) in shape_errors {
+        cx.err(span, message);
+    }
+    let Some(raw) = raw else {
+        return Err(ConfigErrors(cx.errors));
     };
+    // A blanked-out key must not also be reported as missing.
+    let had_shape_errors = !cx.errors.is_empty();
 
     let (router_id, runtime_dir) = match &raw.global_defs {
         Some(g) => {
@@ -212,6 +212,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         cx.err(0..0, "no [vrrp_instance.NAME] table: nothing to do");
     }
 
+    if had_shape_errors {
+        cx.errors.retain(|e| !e.message.contains(": missing "));
+    }
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| (e.line, e.col));
         return Err(ConfigErrors(cx.errors));

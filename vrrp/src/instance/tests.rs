@@ -2,6 +2,7 @@
 
 use super::*;
 
+mod props;
 mod sim;
 
 fn ip(s: &str) -> IpAddr {
@@ -434,6 +435,10 @@ fn mismatched_adverts_are_dropped_and_counted() {
 
     let mut a = good.clone();
     a.vrid = 52;
+    assert_eq!(
+        i.check_advert(ip("10.0.0.1"), &a),
+        Some(DropReason::Vrid { got: 52 })
+    );
     rx(&mut i, t, "10.0.0.1", a);
     let mut a = good.clone();
     a.auth = Auth::pass("2222");
@@ -449,7 +454,12 @@ fn mismatched_adverts_are_dropped_and_counted() {
     rx(&mut i, t, "10.0.0.1", a);
     let mut a = good.clone();
     a.interval_cs = 200;
+    assert_eq!(
+        i.check_advert(ip("10.0.0.1"), &a).unwrap().to_string(),
+        "advertisement interval mismatch: got 2 s, ours 1 s"
+    );
     rx(&mut i, t, "10.0.0.1", a);
+    assert_eq!(i.check_advert(ip("10.0.0.1"), &good), None);
     rx(&mut i, t, "10.0.0.2", good.clone());
 
     assert!(drain(&mut i).is_empty());

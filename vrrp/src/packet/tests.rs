@@ -52,6 +52,8 @@ fn all_fixtures() -> Vec<Fixture> {
         fx!("v3_v4_prio0"),
         fx!("v3_v6_prio200"),
         fx!("v3_v6_prio0"),
+        fx!("v3_unicast_prio150"),
+        fx!("v3_unicast_prio0"),
     ]
 }
 
@@ -115,6 +117,23 @@ fn keepalived_v3_ipv4_uses_pseudo_header_and_reencodes_byte_exact() {
             Err(PacketError::BadChecksum { .. })
         ));
     }
+}
+
+#[test]
+fn keepalived_v3_unicast_checksums_over_the_peer_address() {
+    let uni = fx!("v3_unicast_prio150");
+    let multi = fx!("v3_v4_prio150");
+    assert_eq!(uni.dst, v4("192.168.251.2"));
+    let adv = decode(&uni.bytes, uni.src, uni.dst).unwrap();
+    assert_eq!(adv, decode(&multi.bytes, multi.src, multi.dst).unwrap());
+    let mut out = Vec::new();
+    encode(&adv, uni.src, uni.dst, ChecksumMode::PseudoHeader, &mut out).unwrap();
+    assert_eq!(out, uni.bytes);
+    assert_ne!(uni.bytes[6..8], multi.bytes[6..8]);
+    assert!(
+        decode(&uni.bytes, uni.src, multi.dst).is_err(),
+        "wrong destination"
+    );
 }
 
 #[test]
