@@ -312,3 +312,63 @@ fn track_interface_down_means_fault() {
     let t = wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP));
     assert!(t.is_some(), "{}", lab.log_dump());
 }
+
+#[test]
+fn http_probe_failure_moves_the_vip() {
+    let mut lab = Lab::new("http", 2);
+    // A health endpoint inside balancer 0's namespace (its own loopback).
+    let www = lab.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("healthz"), "ok").unwrap();
+    let www_s = www.display().to_string();
+    let server = lab.spawn(
+        0,
+        "http",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "18080",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            &www_s,
+        ],
+    );
+    let mut c0 = cfg(&lab, 0, 150, 3, 0.1);
+    c0.extra_top = "[vrrp_script.web]\nhttp = \"http://127.0.0.1:18080/healthz\"\ninterval = 0.1\n\
+                    timeout = 0.5\nweight = -60\nfall = 2\nrise = 2\n"
+        .into();
+    c0.extra_instance = "track_script = [\"web\"]\n".into();
+    let c0 = c0.render("b0");
+    let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    // Wait for the server, so the probe's first result is a success.
+    let h0 = lab.hosts[0].clone();
+    let up = wait_for(Duration::from_secs(10), || {
+        lab.exec(&h0, &["bash", "-c", "echo >/dev/tcp/127.0.0.1/18080"])
+            .status
+            .success()
+    });
+    assert!(
+        up.is_some(),
+        "http server did not start\n{}",
+        lab.log("http")
+    );
+    lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    assert!(wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP)).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w0.has(VIP) && !w1.has(VIP), "{}", lab.log_dump());
+    // 404 is a failure too: remove the page first, then the whole server.
+    std::fs::remove_file(www.join("healthz")).unwrap();
+    let t = wait_for(Duration::from_secs(3), || w1.has(VIP) && !w0.has(VIP));
+    assert!(t.is_some(), "{}", lab.log_dump());
+    std::fs::write(www.join("healthz"), "ok").unwrap();
+    let t = wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP));
+    assert!(t.is_some(), "{}", lab.log_dump());
+    lab.signal(server, libc::SIGKILL);
+    let t = wait_for(Duration::from_secs(3), || w1.has(VIP) && !w0.has(VIP));
+    assert!(t.is_some(), "{}", lab.log_dump());
+}
