@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{self, Config, ConfigErrors, TrackScript, VrrpInstance};
 use crate::garp::Announcer;
-use crate::instance::{Action, Event, Instance, State};
+use crate::instance::{Action, DropReason, Event, Instance, State};
 use crate::net::{Incoming, NetError, SocketConfig, VrrpSocket};
 use crate::packet;
 use crate::track::{self, FallRise, Health, Runner, ScriptSpec};
@@ -94,6 +94,7 @@ struct InstRt {
     garp_left: u32,
     garp_next: Option<Instant>,
     last_reason: String,
+    last_drop_warn: Option<Instant>,
     buf: Vec<u8>,
 }
 
@@ -321,6 +322,7 @@ impl Daemon {
             garp_left: 0,
             garp_next: None,
             last_reason: String::new(),
+            last_drop_warn: None,
             buf: Vec::with_capacity(1500),
         };
         let health = self.health_of(&inst);
@@ -681,7 +683,12 @@ fn receive(inst: &mut InstRt, buf: &mut [u8]) {
                     continue;
                 }
                 match packet::decode(payload, src, dst) {
-                    Ok(advert) => inst.m.handle(now, Event::Advert { src, advert }),
+                    Ok(advert) => {
+                        if let Some(why) = inst.m.check_advert(src, &advert) {
+                            log_drop(inst, now, src, &why);
+                        }
+                        inst.m.handle(now, Event::Advert { src, advert });
+                    }
                     Err(e) => {
                         tracing::debug!(instance = %inst.conf.name, %src, error = %e, "invalid VRRP packet")
                     }
@@ -689,6 +696,33 @@ fn receive(inst: &mut InstRt, buf: &mut [u8]) {
             }
         }
     }
+}
+
+/// How often a misconfigured peer is reported (it sends an advert every interval).
+const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Adverts a peer sends with another version, password, interval or VIP list mean a
+/// misconfiguration (and split brain): warn, but not on every packet.
+fn log_drop(inst: &mut InstRt, now: Instant, src: IpAddr, why: &DropReason) {
+    let serious = matches!(
+        why,
+        DropReason::Version { .. }
+            | DropReason::Auth
+            | DropReason::Interval { .. }
+            | DropReason::AddrList { .. }
+    );
+    if !serious {
+        tracing::trace!(instance = %inst.conf.name, %src, "advert ignored: {why}");
+        return;
+    }
+    if inst
+        .last_drop_warn
+        .is_some_and(|t| now.duration_since(t) < DROP_WARN_EVERY)
+    {
+        return;
+    }
+    inst.last_drop_warn = Some(now);
+    tracing::warn!(instance = %inst.conf.name, %src, "advert dropped (peer misconfigured?): {why}");
 }
 
 fn announce(inst: &InstRt) {

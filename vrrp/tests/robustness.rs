@@ -161,3 +161,28 @@ fn interface_deleted_and_recreated() {
     );
     assert!(lab.log("b0").contains("sockets reopened"));
 }
+
+/// A different VIP list on the peer makes both sides drop each other's adverts (keepalived
+/// does the same): both become master. The daemon must say why, once, not per packet.
+#[test]
+fn mismatched_vip_list_is_reported() {
+    let mut lab = Lab::new("mismatch", 2);
+    let c0 = cfg(&lab, 0, 150, 3, 0.1).render("b0");
+    let mut c1 = cfg(&lab, 1, 100, 3, 0.1);
+    c1.vips = vec!["10.99.0.80/24", "10.99.0.90/24"];
+    let c1 = c1.render("b1");
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    let t = wait_for(Duration::from_secs(3), || {
+        w0.has("10.99.0.80") && w1.has("10.99.0.80")
+    });
+    assert!(t.is_some(), "{}", lab.log_dump());
+    std::thread::sleep(Duration::from_millis(500));
+    for name in ["b0", "b1"] {
+        let log = lab.log(name);
+        let warns = log.lines().filter(|l| l.contains("advert dropped")).count();
+        assert_eq!(warns, 1, "{name}:\n{log}");
+    }
+}
