@@ -394,14 +394,23 @@ mod tests {
         assert_eq!(error_of(b"10000000000000000\r\n"), "chunk size overflows");
         assert_eq!(error_of(b"fffffffffffffffff\r\n"), "chunk size overflows");
         assert_eq!(error_of(b"1\r\nab\r\n"), "chunk data not followed by CRLF");
-        assert_eq!(error_of(b"1\r\na\n0\r\n\r\n"), "chunk data not followed by CRLF");
+        assert_eq!(
+            error_of(b"1\r\na\n0\r\n\r\n"),
+            "chunk data not followed by CRLF"
+        );
         assert_eq!(error_of(b"1\r\na\rx"), "chunk data not followed by CRLF");
         assert_eq!(error_of(b"0\r\n\n"), "invalid trailer field");
         assert_eq!(error_of(b"0\r\n\r\r"), "chunked body not ended by CRLF");
         assert_eq!(error_of(b"0\r\n: v\r\n\r\n"), "invalid trailer field");
         assert_eq!(error_of(b"0\r\n x: v\r\n\r\n"), "invalid trailer field");
-        assert_eq!(error_of(b"0\r\nA b: v\r\n\r\n"), "invalid trailer field name");
-        assert_eq!(error_of(b"0\r\nnocolon\r\n\r\n"), "invalid trailer field name");
+        assert_eq!(
+            error_of(b"0\r\nA b: v\r\n\r\n"),
+            "invalid trailer field name"
+        );
+        assert_eq!(
+            error_of(b"0\r\nnocolon\r\n\r\n"),
+            "invalid trailer field name"
+        );
         assert_eq!(error_of(b"0\r\nA: v\n\r\n"), "invalid trailer field value");
         assert_eq!(error_of(b"0\r\nA: v\rx"), "trailer line not ended by CRLF");
 
