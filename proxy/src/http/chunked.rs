@@ -48,6 +48,8 @@ enum State {
     /// CR of the final empty line seen.
     FinalLf,
     Done,
+    /// Invalid framing was found; every later call fails the same way.
+    Failed(&'static str),
 }
 
 /// Incremental chunked transfer-coding scanner (RFC 9112 7.1), including chunk extensions and
@@ -77,13 +79,18 @@ impl ChunkedDecoder {
     ///
     /// A call stops before a second data range, so `consumed` can be less than `input.len()`. An
     /// error found after this call already produced data is reported by the next call, so the
-    /// data handed out is always exactly the body bytes before the bad byte.
+    /// data handed out is always exactly the body bytes before the bad byte. Errors are sticky:
+    /// once a call failed, every later call fails the same way (even with empty input).
     pub fn decode(&mut self, input: &[u8]) -> Result<ChunkStep, ChunkError> {
+        if let State::Failed(m) = self.state {
+            return Err(ChunkError(m));
+        }
         let mut pos = 0;
         let mut data = 0..0;
         while let Some(&b) = input.get(pos) {
             match self.state {
                 State::Done => break,
+                State::Failed(m) => return Err(ChunkError(m)),
                 State::Data => {
                     if !data.is_empty() {
                         break;
@@ -101,7 +108,10 @@ impl ChunkedDecoder {
                 _ => {
                     match self.step(b) {
                         Ok(()) => pos += 1,
-                        Err(e) if data.is_empty() => return Err(e),
+                        Err(e) if data.is_empty() => {
+                            self.state = State::Failed(e.0);
+                            return Err(e);
+                        }
                         // Hand out the data first; the state is unchanged, so the next call
                         // fails on this same byte.
                         Err(_) => break,
@@ -239,7 +249,9 @@ impl ChunkedDecoder {
             }
             // `decode` handles these without calling `step`; consuming nothing here keeps the
             // decoder safe even if that changes.
-            State::Data | State::Done => Err(ChunkError("internal: no framing expected")),
+            State::Data | State::Done | State::Failed(_) => {
+                Err(ChunkError("internal: no framing expected"))
+            }
         }
     }
 
@@ -441,8 +453,21 @@ mod tests {
             d.decode(&input[6..]),
             Err(ChunkError("chunk data not followed by CRLF"))
         );
-        // Still failing, still not consuming.
-        assert!(d.decode(&input[6..]).is_err());
+        // Sticky, whatever comes next.
+        assert!(d.decode(b"\r\n0\r\n\r\n").is_err());
+        assert!(d.decode(b"").is_err());
+        assert!(!d.is_done());
+    }
+
+    /// Fuzz regression (request_framing, first run): a call that consumed framing and then
+    /// failed left the decoder mid-line, so a retry with other bytes could succeed.
+    #[test]
+    fn errors_are_sticky() {
+        let mut d = ChunkedDecoder::new();
+        let e = d.decode(b"0;last\r\nX-Sum\xff\xff\n\r\n").unwrap_err();
+        assert_eq!(e, ChunkError("invalid trailer field name"));
+        assert_eq!(d.decode(b": v\r\n\r\n"), Err(e.clone()));
+        assert_eq!(d.decode(b""), Err(e));
     }
 
     #[test]
