@@ -26,20 +26,35 @@ pub fn decode_split(input: &[u8], cut: usize) -> Decoded {
                     // An error is sticky. How far the failing call got is not reported, so
                     // `consumed` is not part of an error outcome.
                     assert_eq!(d.decode(b"\r\n"), Err(e.clone()));
-                    return Decoded { data, consumed: 0, result: Err(e) };
+                    return Decoded {
+                        data,
+                        consumed: 0,
+                        result: Err(e),
+                    };
                 }
             };
             assert!(step.consumed <= avail.len(), "consumed past the input");
             assert!(step.data.start <= step.data.end, "reversed data range");
-            assert!(step.data.end <= step.consumed, "data outside consumed bytes");
+            assert!(
+                step.data.end <= step.consumed,
+                "data outside consumed bytes"
+            );
             assert_eq!(step.done, d.is_done());
             data.extend_from_slice(&avail[step.data.clone()]);
             pos += step.consumed;
             if step.done {
                 let again = d.decode(avail).expect("done decoder must not fail");
-                assert_eq!((again.consumed, again.done), (0, true), "done is not sticky");
+                assert_eq!(
+                    (again.consumed, again.done),
+                    (0, true),
+                    "done is not sticky"
+                );
                 assert!(again.data.is_empty());
-                return Decoded { data, consumed: pos, result: Ok(true) };
+                return Decoded {
+                    data,
+                    consumed: pos,
+                    result: Ok(true),
+                };
             }
             if step.consumed == 0 {
                 assert!(avail.is_empty(), "no progress on non-empty input");
@@ -47,7 +62,11 @@ pub fn decode_split(input: &[u8], cut: usize) -> Decoded {
             }
         }
     }
-    Decoded { data, consumed: pos, result: Ok(false) }
+    Decoded {
+        data,
+        consumed: pos,
+        result: Ok(false),
+    }
 }
 
 /// Chunked framing must not depend on how the input was split.

@@ -3,9 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy::http::{
-    parse_request, write_upstream_head, BodyKind, Limits, RequestError, Version,
-};
+use proxy::http::{parse_request, write_upstream_head, BodyKind, Limits, RequestError, Version};
 
 mod common;
 
@@ -27,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     let head = match parse_request(input, &limits, &mut headers) {
         Ok(Some(head)) => head,
         Ok(None) => {
-            assert!(input.len() < limits.max_head, "incomplete head over the limit");
+            assert!(
+                input.len() < limits.max_head,
+                "incomplete head over the limit"
+            );
             return;
         }
         Err(e) => {
@@ -44,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(in_head(&head.method_span, hl) && in_head(&head.target, hl));
     assert!(in_head(&head.request_line, hl));
     assert!(head.host.as_ref().is_none_or(|h| in_head(h, hl)));
-    assert!(headers.iter().all(|h| in_head(&h.name, hl) && in_head(&h.value, hl)));
+    assert!(headers
+        .iter()
+        .all(|h| in_head(&h.name, hl) && in_head(&h.value, hl)));
     if head.version == Version::Http11 {
         assert!(head.host.is_some());
     }
@@ -90,7 +93,8 @@ fuzz_target!(|data: &[u8]| {
         BodyKind::Length(n) => {
             // Content-Length framing: the body is the first n bytes, however it arrives.
             let first = common::cut_at(rest.len(), *cut);
-            let got = (first as u64).min(n) + ((rest.len() - first) as u64).min(n - (first as u64).min(n));
+            let got = (first as u64).min(n)
+                + ((rest.len() - first) as u64).min(n - (first as u64).min(n));
             assert_eq!(got, (rest.len() as u64).min(n));
         }
         BodyKind::Empty => {}

@@ -68,19 +68,20 @@ fn classify_target(buf: &[u8], span: Range<usize>, method: Method) -> Result<Tar
         }
         _ => {}
     }
-    let scheme_len = if t.len() >= 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+    let has_prefix = |p: &[u8]| t.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    let scheme_len = if has_prefix(b"http://") {
         7
-    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+    } else if has_prefix(b"https://") {
         8
     } else {
         return Err(RequestError::Bad("invalid request target"));
     };
-    let rest = &t[scheme_len..];
+    let rest = t.get(scheme_len..).unwrap_or_default();
     let auth_len = rest
         .iter()
         .position(|&b| matches!(b, b'/' | b'?' | b'#'))
         .unwrap_or(rest.len());
-    let authority = &rest[..auth_len];
+    let authority = rest.get(..auth_len).unwrap_or_default();
     // Userinfo is deprecated (RFC 9110 4.2.4) and a classic way to confuse host checks.
     if authority.is_empty() || authority.contains(&b'@') {
         return Err(RequestError::Bad("invalid authority in request target"));
