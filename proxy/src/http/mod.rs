@@ -98,7 +98,7 @@ pub struct HeaderSpan {
 pub struct Limits {
     /// Largest head (request line + headers + CRLFCRLF) in bytes; more is 431.
     pub max_head: usize,
-    /// Most header fields; more is 431.
+    /// Most header fields; more is 431. Values above [`MAX_HEADERS_CAP`] act as that cap.
     pub max_headers: usize,
 }
 
