@@ -400,3 +400,54 @@ proptest! {
         let _ = decode_in_pieces(&input, &[input.len() / 2]);
     }
 }
+
+/// Rough cost of the hot path. Ignored (timing, not correctness); run with
+/// `cargo test --release -p proxy --lib http::tests::perf -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn perf() {
+    use std::time::Instant;
+    let req = b"GET /index.html?x=1 HTTP/1.1\r\nHost: www.example.com\r\n\
+        User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)\r\n\
+        Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+        Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n\
+        Connection: keep-alive\r\nX-Forwarded-For: 203.0.113.9\r\nCookie: a=b; c=d\r\n\r\n";
+    let mut headers = Vec::with_capacity(32);
+    let mut out = Vec::with_capacity(4096);
+    let client = "192.0.2.1".parse().unwrap();
+    let n = 200_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        out.clear();
+        let head = parse_request(std::hint::black_box(req), &Limits::default(), &mut headers)
+            .unwrap()
+            .unwrap();
+        write_upstream_head(req, &head, &headers, client, "d", None, &mut out);
+    }
+    let per = t.elapsed().as_nanos() / n;
+    println!(
+        "parse_request+write_upstream_head ({} B head): {per} ns",
+        req.len()
+    );
+
+    let body = vec![b'x'; 1 << 20];
+    let enc = encode_chunked(&body, &[8192], false, false, false);
+    let t = Instant::now();
+    let rounds = 50;
+    for _ in 0..rounds {
+        let mut d = ChunkedDecoder::new();
+        let mut pos = 0;
+        while !d.is_done() {
+            pos += d
+                .decode(std::hint::black_box(&enc[pos..]))
+                .unwrap()
+                .consumed;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    // Data bytes are skipped, not touched: this is the framing cost per chunk.
+    println!(
+        "chunked decode: {:.1} ns per 8 KiB chunk",
+        secs * 1e9 / (rounds * body.len() / 8192) as f64
+    );
+}
