@@ -2,9 +2,20 @@
 //! passive health accounting (max_fails / fail_timeout), backups, `down` and `max_conns`.
 //!
 //! Pure: one `Balancer` per upstream per worker (no locks), time passed in as `Instant`.
+//!
+//! The code follows nginx 1.22's `ngx_http_upstream_round_robin.c`,
+//! `ngx_http_upstream_least_conn_module.c` and `ngx_http_upstream_ip_hash_module.c` step by
+//! step, so a given sequence of picks and releases yields the same peers as nginx. Differences:
+//! nginx's clock has whole seconds, ours is an `Instant` (a peer is out for exactly
+//! `fail_timeout`, not "up to a second more"); and the single-peer fast path also honours
+//! `tried` (nginx stops retrying a single peer through its `tries` counter instead).
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+mod select;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::config;
 
@@ -12,10 +23,19 @@ use crate::config;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub usize);
 
-/// Set of peers already tried for one request (nginx's `tried` bitmap).
+/// Per-request selection state: the peers already tried (nginx's `tried` bitmap) plus what
+/// nginx keeps next to it in its per-request peer data. Use one `Tried::default()` per request
+/// and pass it to every [`Balancer::pick`] of that request's retries.
 #[derive(Debug, Clone, Default)]
 pub struct Tried {
     bits: Vec<u64>,
+    /// The request moved on to the backup peers (nginx switches `rrp->peers` to
+    /// `peers->next` and stays there for the rest of the request).
+    backup: bool,
+    /// ip_hash: the hash so far (nginx's `iphp->hash`, starts at 89); a retry continues from it.
+    ip_hash: Option<u32>,
+    /// ip_hash: how many hashed peers were unusable (nginx's `iphp->tries`; > 20 = round robin).
+    ip_tries: u32,
 }
 
 impl Tried {
@@ -32,7 +52,7 @@ impl Tried {
         self.bits[word] |= 1 << (id.0 % 64);
     }
     pub fn clear(&mut self) {
-        self.bits.clear();
+        *self = Tried::default();
     }
 }
 
@@ -56,34 +76,195 @@ pub struct PeerState {
     pub fails_total: u64,
 }
 
-// TEMPORARY stub until the balancer lands (merge takes the real implementation).
-pub struct Balancer {
-    peers: Vec<config::UpstreamServer>,
-    next: usize,
+/// One upstream server and nginx's per-peer state (`ngx_http_upstream_rr_peer_t`).
+#[derive(Debug, Clone)]
+struct Peer {
+    name: String,
+    address: SocketAddr,
+    weight: i64,
+    effective_weight: i64,
+    current_weight: i64,
+    max_fails: u32,
+    fail_timeout: Duration,
+    max_conns: u32,
+    down: bool,
+    backup: bool,
+    /// Requests currently using this peer.
+    conns: u32,
+    fails: u32,
+    /// Last failure.
+    accessed: Option<Instant>,
+    /// Start of the current fail_timeout window (set on failure, and when a pick starts a new
+    /// window, which is how one request probes a failed peer).
+    checked: Option<Instant>,
+    /// Failures ever reported, for metrics.
+    fails_total: u64,
 }
+
+impl Peer {
+    fn new(s: &config::UpstreamServer) -> Peer {
+        let weight = i64::from(s.weight.max(1));
+        Peer {
+            name: s.name.clone(),
+            address: s.address,
+            weight,
+            effective_weight: weight,
+            current_weight: 0,
+            max_fails: s.max_fails,
+            fail_timeout: s.fail_timeout,
+            max_conns: s.max_conns,
+            down: s.down,
+            backup: s.backup,
+            conns: 0,
+            fails: 0,
+            accessed: None,
+            checked: None,
+            fails_total: 0,
+        }
+    }
+
+    /// Out after max_fails failures until fail_timeout has passed since `checked`.
+    fn failed(&self, now: Instant) -> bool {
+        self.max_fails != 0
+            && self.fails >= self.max_fails
+            && self
+                .checked
+                .is_some_and(|c| now.saturating_duration_since(c) <= self.fail_timeout)
+    }
+
+    fn full(&self) -> bool {
+        self.max_conns != 0 && self.conns >= self.max_conns
+    }
+
+    /// nginx: `if (now - best->checked > best->fail_timeout) best->checked = now;`
+    fn touch_checked(&mut self, now: Instant) {
+        let expired = match self.checked {
+            None => true,
+            Some(c) => now.saturating_duration_since(c) > self.fail_timeout,
+        };
+        if expired {
+            self.checked = Some(now);
+        }
+    }
+}
+
+/// Peer selection for one upstream in one worker.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// Primaries first (config order), then backups (config order); `PeerId` indexes this.
+    peers: Vec<Peer>,
+    primaries: usize,
+    method: config::Balance,
+    /// nginx's `peers->single`: exactly one primary and no backups. Such a peer is only ever
+    /// unavailable through `down` or `max_conns`, and its failures are not counted.
+    single: bool,
+    /// Sum of the primaries' weights, down ones included (ip_hash walks all of them).
+    primary_weight: i64,
+}
+
 impl Balancer {
     pub fn new(upstream: &config::Upstream) -> Balancer {
+        let mut peers: Vec<Peer> = upstream
+            .servers
+            .iter()
+            .filter(|s| !s.backup)
+            .map(Peer::new)
+            .collect();
+        let primaries = peers.len();
+        peers.extend(upstream.servers.iter().filter(|s| s.backup).map(Peer::new));
+        let primary_weight = peers[..primaries].iter().map(|p| p.weight).sum();
         Balancer {
-            peers: upstream.servers.clone(),
-            next: 0,
+            single: primaries == 1 && peers.len() == 1,
+            peers,
+            primaries,
+            method: upstream.balance,
+            primary_weight,
         }
     }
-    pub fn pick(&mut self, _now: Instant, _client: IpAddr, tried: &mut Tried) -> Option<PeerId> {
-        for _ in 0..self.peers.len() {
-            let id = PeerId(self.next % self.peers.len());
-            self.next += 1;
-            if !tried.contains(id) {
-                tried.insert(id);
-                return Some(id);
+
+    /// Pick a peer for a request (not in `tried`), mark it tried and count it as an active connection.
+    /// None = no eligible peer (all down / failed / at max_conns / tried) -> the proxy answers 502.
+    pub fn pick(&mut self, now: Instant, client: IpAddr, tried: &mut Tried) -> Option<PeerId> {
+        let i = match self.method {
+            config::Balance::RoundRobin => self.pick_round_robin(now, tried),
+            config::Balance::LeastConn => self.pick_least_conn(now, tried),
+            config::Balance::IpHash => self.pick_ip_hash(now, client, tried),
+        }?;
+        let peer = self.peers.get_mut(i)?;
+        peer.conns = peer.conns.saturating_add(1);
+        tried.insert(PeerId(i));
+        Some(PeerId(i))
+    }
+
+    /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure accounting.
+    pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) {
+        let single = self.single;
+        let Some(peer) = self.peers.get_mut(id.0) else {
+            return;
+        };
+        peer.conns = peer.conns.saturating_sub(1);
+        if outcome == Outcome::Failure {
+            peer.fails_total = peer.fails_total.saturating_add(1);
+        }
+        if single {
+            // nginx keeps no failure state for a lone server: there is nothing to fail over to.
+            return;
+        }
+        match outcome {
+            Outcome::Failure => {
+                peer.fails = peer.fails.saturating_add(1);
+                peer.accessed = Some(now);
+                peer.checked = Some(now);
+                if peer.max_fails != 0 {
+                    peer.effective_weight -= peer.weight / i64::from(peer.max_fails);
+                }
+                if peer.effective_weight < 0 {
+                    peer.effective_weight = 0;
+                }
+            }
+            Outcome::Success => {
+                // A success counts as "the peer is back" only for a pick made after the
+                // last failure's window (the probe moved `checked` past `accessed`).
+                if peer.accessed < peer.checked {
+                    peer.fails = 0;
+                }
             }
         }
-        None
     }
-    pub fn release(&mut self, _id: PeerId, _now: Instant, _outcome: Outcome) {}
+
+    /// Address of a peer (0.0.0.0:0 for an id this balancer never handed out).
     pub fn address(&self, id: PeerId) -> SocketAddr {
-        self.peers[id.0].address
+        self.peers
+            .get(id.0)
+            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |p| p.address)
     }
-    pub fn states(&self, _now: Instant) -> Vec<PeerState> {
-        Vec::new()
+
+    /// The peer's address as written in the config ("" for an unknown id).
+    pub fn name(&self, id: PeerId) -> &str {
+        self.peers.get(id.0).map_or("", |p| p.name.as_str())
+    }
+
+    /// All peers incl. backups (bounds the retry loop).
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Snapshot for /metrics.
+    pub fn states(&self, now: Instant) -> Vec<PeerState> {
+        self.peers
+            .iter()
+            .map(|p| PeerState {
+                name: p.name.clone(),
+                address: p.address,
+                backup: p.backup,
+                available: !p.down && !p.failed(now),
+                active_conns: p.conns,
+                fails_total: p.fails_total,
+            })
+            .collect()
     }
 }

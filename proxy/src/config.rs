@@ -2,10 +2,29 @@
 //!
 //! Every error names the file and line (`file:line:col: message`), and validation collects all
 //! errors instead of stopping at the first one, like `nginx -t`.
+//!
+//! How: the file is parsed once into `toml_edit`'s span-preserving document; then every section
+//! (the top-level keys, each `[upstream.NAME]`, each entry of its `servers`, each `[[server]]`,
+//! each `[[server.location]]`) is deserialized on its own into the raw serde structs of
+//! [`raw`], and validation turns those into [`Config`]. The one limit: serde stops at the first
+//! unknown key or wrong type *inside one section* (one table or one `servers` entry), so two such
+//! mistakes in the same table are reported one per `--check` run; mistakes in different
+//! sections, and every validation error (bad durations, sizes, addresses, ranges, references),
+//! are all reported together. A TOML syntax error stops everything (there is no document).
 
+mod build;
+mod raw;
+mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use units::{parse_duration, parse_size};
 
 /// How many worker threads to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +82,7 @@ pub struct Server {
     pub listen: Vec<SocketAddr>,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// Largest request body accepted; larger gets 413. 0 = no limit (nginx's meaning).
     pub client_max_body_size: u64,
     /// Largest request head accepted; larger gets 431.
     pub max_header_size: usize,
@@ -78,6 +98,9 @@ pub struct Config {
     pub workers: Workers,
     /// Pin worker N to core N.
     pub pin_workers: bool,
+    /// Forward large bodies with splice(2) through a pipe instead of copying them through
+    /// user space (default on).
+    pub splice: bool,
     /// `None` = "off".
     pub access_log: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
@@ -85,14 +108,90 @@ pub struct Config {
     pub servers: Vec<Server>,
 }
 
-// TEMPORARY stub until the config module lands (merge takes the real implementation).
-#[derive(Debug)]
-pub struct ConfigErrors(pub Vec<String>);
-impl std::fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0.join("\n"))
+/// One problem in a config file, with the 1-based line and column it points at (0:0 when the
+/// problem is not at a position, e.g. the file cannot be read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
     }
 }
-pub fn load(_path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    Err(ConfigErrors(vec!["stub".into()]))
+
+/// Every problem found in one config file, in file order (`nginx -t` style).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read config file: {e}"),
+        }])),
+    }
+}
+
+/// Validates config text; `path` is only used in error messages and as [`Config::source`].
+/// Upstream server host names are resolved here (once, like nginx at startup).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    build::build(text, path, &build::system_resolver)
+}
+
+/// Default values, nginx's where nginx has one.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const WEIGHT: u32 = 1;
+    pub const MAX_FAILS: u32 = 1;
+    pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const KEEPALIVE: usize = 32;
+    /// Below Apache's default `KeepAliveTimeout 5`, so we drop an idle pooled connection before
+    /// the backend does (a backend close racing our reuse is the classic spurious 502).
+    pub const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// 1m, as nginx; 0 disables the check (nginx too).
+    pub const CLIENT_MAX_BODY_SIZE: u64 = 1 << 20;
+    pub const MAX_HEADER_SIZE: usize = 8 << 10;
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(65);
 }

@@ -18,7 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
+use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 
 use crate::balance::{Outcome, Tried};
@@ -31,6 +33,13 @@ use crate::worker::WorkerCtx;
 
 const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
+/// Bodies at least this long (beyond what arrived with the head) are spliced, not copied.
+const SPLICE_MIN: u64 = 32 * 1024;
+/// One splice moves at most a pipe's default capacity (64 KiB). monoio's `Pipe` does not expose
+/// its fd, so F_SETPIPE_SZ cannot raise it.
+const PIPE_CHUNK: u64 = 64 * 1024;
+/// nginx's `send_timeout` default: the longest a write to the client may stall.
+const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serve one accepted client connection until it closes.
 pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: Rc<WorkerCtx>) {
@@ -47,6 +56,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
         ubuf: Vec::with_capacity(READ_CHUNK),
         uheaders: Vec::with_capacity(32),
         body: Vec::new(),
+        req: Vec::with_capacity(READ_CHUNK),
+        pipe: None,
         served: 0,
     };
     conn.run().await;
@@ -76,6 +87,11 @@ struct Conn {
     uheaders: Vec<HeaderSpan>,
     /// A de-chunked request body, held so it can be sent with Content-Length (and replayed).
     body: Vec<u8>,
+    /// The rewritten request for the upstream (reused across requests).
+    req: Vec<u8>,
+    /// (read end, write end) of this connection's splice pipe, created on first use and
+    /// dropped after any splice error (it may hold stray bytes then).
+    pipe: Option<(Pipe, Pipe)>,
     served: u64,
 }
 
@@ -108,6 +124,8 @@ struct Done {
     status: u16,
     body_bytes: u64,
     next: Next,
+    /// Bytes of `buf` the request occupied (head and held body); 0 when the connection closes.
+    consumed: usize,
 }
 
 impl Conn {
@@ -138,6 +156,9 @@ impl Conn {
             if matches!(done.next, Next::Close) {
                 return;
             }
+            // Whatever follows the request (pipelined requests) moves to the front.
+            let consumed = done.consumed.max(head.head_len).min(self.buf.len());
+            self.buf.drain(..consumed);
         }
     }
 
@@ -210,10 +231,16 @@ impl Conn {
             .filter(|l| path.starts_with(l.path.as_bytes()))
             .max_by_key(|l| l.path.len())
         else {
-            return self.fail(404, head, server, Next::KeepAlive).await;
+            // An unread body would be taken for the next request: close instead.
+            let next = if head.body == BodyKind::Empty {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
+            return self.fail(404, head, server, next).await;
         };
         let Some(upstream) = config.upstreams.get(loc.upstream) else {
-            return self.fail(500, head, server, Next::KeepAlive).await;
+            return self.fail(500, head, server, Next::Close).await;
         };
 
         // Request body: how much we hold, how much is still to stream from the client.
@@ -246,17 +273,16 @@ impl Conn {
                         consumed = head.head_len + used;
                         body_override = Some(self.body.len() as u64);
                     }
-                    Err(status) if status == 0 => return closed(0),
+                    Err(0) => return closed(0),
                     Err(status) => return self.fail(status, head, server, Next::Close).await,
                 }
             }
         }
 
-        let done = self
+        let mut done = self
             .proxy(head, upstream, consumed, body_override, to_stream, server)
             .await;
-        // Whatever follows the request (pipelined requests) moves to the front.
-        self.buf.drain(..consumed.min(self.buf.len()));
+        done.consumed = consumed;
         done
     }
 
@@ -270,11 +296,10 @@ impl Conn {
         to_stream: u64,
         server: &Server,
     ) -> Done {
-        let Some(balancer) = self.ctx.balancer(upstream_index(&self.ctx, upstream)) else {
-            return self.fail(502, head, server, Next::KeepAlive).await;
-        };
-        // Everything we must send: the rewritten head plus the body bytes we hold.
-        let mut request = Vec::with_capacity(consumed + 256);
+        // Everything we must send: the rewritten head plus the body bytes we hold (kept until
+        // the exchange ends, for retries).
+        let mut request = std::mem::take(&mut self.req);
+        request.clear();
         http::write_upstream_head(
             &self.buf,
             head,
@@ -289,6 +314,24 @@ impl Conn {
         } else {
             request.extend_from_slice(&self.buf[head.head_len..consumed]);
         }
+        let done = self
+            .try_servers(head, upstream, &mut request, to_stream, server)
+            .await;
+        self.req = request;
+        done
+    }
+
+    async fn try_servers(
+        &mut self,
+        head: &RequestHead,
+        upstream: &Upstream,
+        request: &mut Vec<u8>,
+        to_stream: u64,
+        server: &Server,
+    ) -> Done {
+        let Some(balancer) = self.ctx.balancer(upstream_index(&self.ctx, upstream)) else {
+            return self.fail(502, head, server, Next::KeepAlive).await;
+        };
         let replayable = to_stream == 0 && head.method.is_idempotent();
         let mut tried = Tried::default();
         let mut last = UpErr::NoLive;
@@ -300,15 +343,7 @@ impl Conn {
             };
             let addr = balancer.borrow().address(peer);
             let attempt = self
-                .attempt(
-                    head,
-                    upstream,
-                    addr,
-                    &mut request,
-                    to_stream,
-                    replayable,
-                    server,
-                )
+                .attempt(head, upstream, addr, request, to_stream, replayable, server)
                 .await;
             match attempt {
                 Attempt::Done(done, outcome) => {
@@ -444,6 +479,30 @@ impl Conn {
         upstream: &Upstream,
         server: &Server,
     ) -> Result<(), StreamErr> {
+        if remaining >= SPLICE_MIN && self.ctx.config().splice {
+            let r = splice_exact(
+                &mut self.pipe,
+                &mut self.client,
+                up,
+                remaining,
+                server.client_body_timeout,
+                upstream.send_timeout,
+            )
+            .await;
+            match r {
+                Ok(()) => {
+                    self.ctx
+                        .stats
+                        .bytes_from_clients
+                        .fetch_add(remaining, Relaxed);
+                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    return Ok(());
+                }
+                Err(SpliceErr::Source) => return Err(StreamErr::Client),
+                Err(SpliceErr::Sink) => return Err(StreamErr::Upstream),
+                Err(SpliceErr::NoPipe) => {} // copy below
+            }
+        }
         let mut chunk = std::mem::take(&mut self.out);
         chunk.clear();
         chunk.reserve(BODY_CHUNK);
@@ -596,6 +655,7 @@ impl Conn {
                         status,
                         body_bytes,
                         next,
+                        consumed: 0,
                     },
                     Outcome::Success,
                 )
@@ -606,6 +666,7 @@ impl Conn {
                     status,
                     body_bytes,
                     next: Next::Close,
+                    consumed: 0,
                 },
                 Outcome::Failure,
             ),
@@ -613,6 +674,7 @@ impl Conn {
                 status,
                 body_bytes,
                 next: Next::Close,
+                consumed: 0,
             }),
         }
     }
@@ -633,17 +695,36 @@ impl Conn {
         *sent += first as u64;
         self.flush_out().await?;
         let mut remaining = n - first as u64;
+        if remaining >= SPLICE_MIN && self.ctx.config().splice {
+            let r = splice_exact(
+                &mut self.pipe,
+                up,
+                &mut self.client,
+                remaining,
+                upstream.read_timeout,
+                CLIENT_SEND_TIMEOUT,
+            )
+            .await;
+            match r {
+                Ok(()) => {
+                    *sent += remaining;
+                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    return Ok(!extra);
+                }
+                Err(SpliceErr::Source) => return Err(StreamErr::Upstream),
+                Err(SpliceErr::Sink) => return Err(StreamErr::Client),
+                Err(SpliceErr::NoPipe) => {} // copy below
+            }
+        }
         while remaining > 0 {
             self.ubuf.clear();
             let want = (remaining as usize).min(BODY_CHUNK);
             let got = self.read_upstream(up, want, upstream).await?;
             remaining -= got as u64;
             *sent += got as u64;
-            let ctx = &self.ctx;
-            write_all_timeout(&mut self.client, &mut self.ubuf, Duration::from_secs(60))
+            write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
                 .await
                 .map_err(|_| StreamErr::Client)?;
-            let _ = ctx;
         }
         Ok(!extra)
     }
@@ -711,7 +792,7 @@ impl Conn {
                 Ok(Ok(0)) => return Ok(false),
                 Ok(Ok(n)) => {
                     *sent += n as u64;
-                    write_all_timeout(&mut self.client, &mut self.ubuf, Duration::from_secs(60))
+                    write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
                         .await
                         .map_err(|_| StreamErr::Client)?;
                 }
@@ -739,7 +820,7 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = write_all_timeout(&mut self.client, &mut self.out, Duration::from_secs(60)).await;
+        let r = write_all_timeout(&mut self.client, &mut self.out, CLIENT_SEND_TIMEOUT).await;
         self.out.clear();
         r.map_err(|_| StreamErr::Client)
     }
@@ -802,6 +883,7 @@ impl Conn {
             status,
             body_bytes,
             next,
+            consumed: 0,
         }
     }
 
@@ -889,6 +971,7 @@ fn closed(body_bytes: u64) -> Done {
         status: 499,
         body_bytes,
         next: Next::Close,
+        consumed: 0,
     }
 }
 
@@ -940,6 +1023,65 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpErr
         }
         Err(_) => Err(UpErr::Timeout),
     }
+}
+
+enum SpliceErr {
+    /// Reading from the source failed, timed out or hit EOF early.
+    Source,
+    /// Writing to the sink failed or timed out.
+    Sink,
+    /// No pipe could be made (fd limit): nothing was moved, copy instead.
+    NoPipe,
+}
+
+/// Move exactly `n` bytes from `from` to `to` through the connection's pipe with splice(2):
+/// the bytes go socket -> pipe -> socket inside the kernel and never through user space.
+async fn splice_exact(
+    slot: &mut Option<(Pipe, Pipe)>,
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    n: u64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> Result<(), SpliceErr> {
+    if slot.is_none() {
+        match new_pipe() {
+            Ok(p) => *slot = Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a splice pipe; copying instead");
+                return Err(SpliceErr::NoPipe);
+            }
+        }
+    }
+    let Some((rd, wr)) = slot.as_mut() else {
+        return Err(SpliceErr::NoPipe);
+    };
+    let mut remaining = n;
+    let result = async {
+        while remaining > 0 {
+            let want = remaining.min(PIPE_CHUNK) as u32;
+            let got = match monoio::time::timeout(read_timeout, from.splice_to_pipe(wr, want)).await
+            {
+                Ok(Ok(got)) if got > 0 => got,
+                _ => return Err(SpliceErr::Source),
+            };
+            let mut left = got;
+            while left > 0 {
+                match monoio::time::timeout(write_timeout, to.splice_from_pipe(rd, left)).await {
+                    Ok(Ok(put)) if put > 0 => left -= put,
+                    _ => return Err(SpliceErr::Sink),
+                }
+            }
+            remaining -= u64::from(got);
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        // The pipe may still hold bytes of this body: never reuse it.
+        *slot = None;
+    }
+    result
 }
 
 /// Append up to `max` bytes read from `stream` to `buf`.

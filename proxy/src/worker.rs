@@ -26,8 +26,8 @@ use crate::pool::Pool;
 
 /// How often a worker looks at the shared flags (reload, drain) and flushes its log buffer.
 const TICK: Duration = Duration::from_millis(100);
-/// How often a worker publishes its peers' state for /metrics.
-const PUBLISH_EVERY: u32 = 10;
+/// How often (in ticks) a worker publishes its peers' state for /metrics.
+const PUBLISH_EVERY: u32 = 2;
 
 /// Which I/O engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
             reload(ctx);
         }
         ctx.log.borrow_mut().flush();
-        if ticks % PUBLISH_EVERY == 0 {
+        if ticks.is_multiple_of(PUBLISH_EVERY) {
             publish_peers(ctx);
             ctx.pool.borrow_mut().prune(Instant::now());
         }

@@ -125,6 +125,9 @@ fn garbage_never_takes_the_proxy_down() {
     for i in 0..300 {
         let mut input = seed_req.to_vec();
         for _ in 0..(next() % 8 + 1) {
+            if input.is_empty() {
+                input.push(b'G');
+            }
             let pos = (next() as usize) % input.len();
             match next() % 4 {
                 0 => input[pos] = next() as u8,

@@ -94,6 +94,8 @@ fn healthz_and_metrics() {
     assert_eq!(p.get("/").status, 200);
     let h = p.admin_get("/healthz");
     assert_eq!(h.status, 200);
+    // Workers publish their peers' state a few times a second.
+    std::thread::sleep(Duration::from_millis(400));
     let m = p.admin_get("/metrics").text();
     assert!(m.contains("proxy_requests_total{status=\"200\"} 4"), "{m}");
     assert!(m.contains("proxy_up 1"), "{m}");
