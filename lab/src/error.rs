@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("lab needs root (it creates network namespaces, veth pairs and mounts); run it with sudo")]
+    #[error(
+        "lab needs root (it creates network namespaces, veth pairs and mounts); run it with sudo"
+    )]
     NotRoot,
     #[error("`{command}` failed ({status}): {stderr}")]
     Command {

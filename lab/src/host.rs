@@ -184,7 +184,15 @@ impl HostHandle {
     /// A command that runs inside the host (network, mount and UTS namespaces).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["-t", &self.keeper.to_string(), "-m", "-n", "-u", "--", program]);
+        c.args([
+            "-t",
+            &self.keeper.to_string(),
+            "-m",
+            "-n",
+            "-u",
+            "--",
+            program,
+        ]);
         c
     }
 
@@ -209,7 +217,10 @@ impl HostHandle {
     pub fn setup(&self, ctx: &Context<'_>, authorized_key: &str) -> Result<()> {
         // Without removing them first, ssh-keygen -A would keep the machine's own keys, which
         // the overlay shows through.
-        self.sh("rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub && ssh-keygen -A >/dev/null", &[])?;
+        self.sh(
+            "rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub && ssh-keygen -A >/dev/null",
+            &[],
+        )?;
         self.write_file("/root/.ssh/authorized_keys", authorized_key, 0o600)?;
         std::fs::set_permissions(
             self.path("/root/.ssh"),
@@ -224,7 +235,10 @@ impl HostHandle {
                 // machine's Apache config, so pin it to the host's own address.
                 self.write_file(
                     "/etc/apache2/ports.conf",
-                    &format!("# lab: this host's address only\nListen {}:80\n", self.host.address),
+                    &format!(
+                        "# lab: this host's address only\nListen {}:80\n",
+                        self.host.address
+                    ),
                     0o644,
                 )?;
                 self.write_file(

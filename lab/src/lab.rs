@@ -60,7 +60,8 @@ impl Lab {
 
     /// Whether a completed `up` is recorded and every host's keeper still runs.
     pub fn is_up(&self) -> bool {
-        self.open().is_ok_and(|r| r.hosts().iter().all(HostHandle::alive))
+        self.open()
+            .is_ok_and(|r| r.hosts().iter().all(HostHandle::alive))
     }
 
     /// Everything `up` needs from the machine, checked before anything is created.
@@ -123,7 +124,10 @@ impl Lab {
         match self.create(inventory, &inv, opts) {
             Ok(()) => Ok(UpOutcome::Created),
             Err(e) => {
-                eprintln!("lab {:?}: `up` failed, removing what it created", self.names.id);
+                eprintln!(
+                    "lab {:?}: `up` failed, removing what it created",
+                    self.names.id
+                );
                 if let Err(e2) = self.down() {
                     eprintln!("lab {:?}: cleanup failed too: {e2}", self.names.id);
                 }
@@ -310,7 +314,12 @@ impl Running {
             .into_iter()
             .find(|h| h.host.name == name)
             .ok_or_else(|| {
-                let names: Vec<&str> = self.inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+                let names: Vec<&str> = self
+                    .inventory
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect();
                 LabError::UnknownHost(name.to_string(), names.join(", "))
             })
     }
@@ -376,7 +385,12 @@ impl Running {
         let per_host: Vec<(String, Vec<Ipv4Addr>)> = self
             .inventory
             .balancers()
-            .map(|b| (b.name.clone(), topology::addresses(&self.lab.names.host_ns(&b.name))))
+            .map(|b| {
+                (
+                    b.name.clone(),
+                    topology::addresses(&self.lab.names.host_ns(&b.name)),
+                )
+            })
             .collect();
         self.inventory
             .network
@@ -411,7 +425,13 @@ impl Running {
             let link = self
                 .plan
                 .node(&h.host.name)
-                .map(|n| if topology::port_is_up(&self.plan, n) { "up" } else { "CUT" })
+                .map(|n| {
+                    if topology::port_is_up(&self.plan, n) {
+                        "up"
+                    } else {
+                        "CUT"
+                    }
+                })
                 .unwrap_or("?");
             let keeper = if h.alive() {
                 h.keeper.to_string()
@@ -444,7 +464,11 @@ impl Running {
             "client",
             "client",
             c.address.to_string(),
-            if topology::port_is_up(&self.plan, c) { "up" } else { "CUT" },
+            if topology::port_is_up(&self.plan, c) {
+                "up"
+            } else {
+                "CUT"
+            },
             "-",
             c.ns
         );
@@ -487,14 +511,22 @@ impl Running {
         let mut vrrp_running = false;
         for h in self.hosts() {
             if h.service_pid(Service::Sshd).is_some() {
-                checks.push((format!("sshd on {}", h.host.name), (h.host.address, 22).into(), false));
+                checks.push((
+                    format!("sshd on {}", h.host.name),
+                    (h.host.address, 22).into(),
+                    false,
+                ));
             }
             let web = match h.host.role {
                 Role::Backend => h.service_pid(Service::Httpd).is_some(),
                 Role::Balancer => h.service_pid(Service::Proxy).is_some(),
             };
             if web {
-                checks.push((format!("HTTP on {}", h.host.name), (h.host.address, 80).into(), true));
+                checks.push((
+                    format!("HTTP on {}", h.host.name),
+                    (h.host.address, 80).into(),
+                    true,
+                ));
             }
             vrrp_running |= h.service_pid(Service::Vrrp).is_some();
         }
@@ -508,7 +540,10 @@ impl Running {
                         .into_iter()
                         .filter(|(_, addr, http)| {
                             if *http {
-                                !matches!(probe::http_get(*addr, Duration::from_millis(500)), Ok((200, _)))
+                                !matches!(
+                                    probe::http_get(*addr, Duration::from_millis(500)),
+                                    Ok((200, _))
+                                )
                             } else {
                                 !probe::tcp_open(*addr, Duration::from_millis(500))
                             }
@@ -520,7 +555,11 @@ impl Running {
             let mut pending = pending;
             if vrrp_running {
                 if let Some(v) = vip {
-                    if self.vip_holders().iter().all(|(a, h)| *a != v || h.is_empty()) {
+                    if self
+                        .vip_holders()
+                        .iter()
+                        .all(|(a, h)| *a != v || h.is_empty())
+                    {
                         pending.push(format!("a VRRP master for {v}"));
                     }
                 }

@@ -10,7 +10,10 @@ use lab::state::DEFAULT_STATE_ROOT;
 use lab::{bench, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
-#[command(version, about = "The seed's nginx+keepalived servers on one machine, and its test procedure")]
+#[command(
+    version,
+    about = "The seed's nginx+keepalived servers on one machine, and its test procedure"
+)]
 struct Cli {
     /// Lab id: every namespace is named "<id>-<host>", so labs never collide.
     #[arg(long, global = true, default_value = "lab")]
@@ -46,9 +49,15 @@ enum Cmd {
         command: Vec<String>,
     },
     /// Stop a service on a host: proxy, vrrp, httpd, sshd or all.
-    Stop { host: String, service: Option<String> },
+    Stop {
+        host: String,
+        service: Option<String>,
+    },
     /// Start a service on a host: proxy, vrrp, httpd, sshd or all.
-    Start { host: String, service: Option<String> },
+    Start {
+        host: String,
+        service: Option<String>,
+    },
     /// Cut a host's link (as if its cable were pulled).
     Cut { host: String },
     /// Restore a host's link.
@@ -136,7 +145,11 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
         Cmd::Up { inventory, without } => {
             let without = without
                 .iter()
-                .map(|s| parse_service(Some(s)).and_then(|o| o.ok_or_else(|| LabError::Other("--without all makes no sense".into()))))
+                .map(|s| {
+                    parse_service(Some(s)).and_then(|o| {
+                        o.ok_or_else(|| LabError::Other("--without all makes no sense".into()))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
             up(&lab, &inventory, &UpOptions { without })?;
@@ -155,12 +168,21 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Cmd::Stop { host, service } => {
-            for (svc, was) in lab.open()?.stop(&host, parse_service(service.as_deref())?)? {
-                println!("{host}: {svc} {}", if was { "stopped" } else { "was not running" });
+            for (svc, was) in lab
+                .open()?
+                .stop(&host, parse_service(service.as_deref())?)?
+            {
+                println!(
+                    "{host}: {svc} {}",
+                    if was { "stopped" } else { "was not running" }
+                );
             }
         }
         Cmd::Start { host, service } => {
-            for (svc, pid) in lab.open()?.start(&host, parse_service(service.as_deref())?)? {
+            for (svc, pid) in lab
+                .open()?
+                .start(&host, parse_service(service.as_deref())?)?
+            {
                 println!("{host}: {svc} running (pid {pid})");
             }
         }
@@ -181,7 +203,11 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             let report = scenario::run(&lab.open()?, &opts)?;
             println!("\n{}", scenario::summary(&report));
             println!("timeline: {}", opts.svg.display());
-            return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Cmd::Bench {
             duration,
@@ -239,7 +265,10 @@ fn demo(
             println!("\n== summary");
             print!("{}", scenario::summary(report));
             if let Some(b) = bench {
-                println!("bench: {:.0} req/s, latency p50 {} p99 {}", b.requests_per_sec, b.latency_p50, b.latency_p99);
+                println!(
+                    "bench: {:.0} req/s, latency p50 {} p99 {}",
+                    b.requests_per_sec, b.latency_p50, b.latency_p99
+                );
             }
             println!("timeline: {}", svg.display());
             if report.ok() && bench.is_some() {
@@ -254,7 +283,10 @@ fn demo(
         }
     };
     if keep {
-        println!("\nlab {:?} left up (--keep): `lab status`, `lab down`", lab.names.id);
+        println!(
+            "\nlab {:?} left up (--keep): `lab status`, `lab down`",
+            lab.names.id
+        );
     } else {
         println!("\n== lab down");
         let removed = lab.down()?;

@@ -33,7 +33,9 @@ where
 pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::result::Result<(u16, String), String> {
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_millis(1));
+    let left = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_millis(1));
     s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(left)).map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
@@ -41,7 +43,8 @@ pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::result::Result<(u16
         "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: lab-client\r\nConnection: close\r\n\r\n",
         addr.ip()
     );
-    s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -142,7 +145,8 @@ impl Recorder {
         let names: Vec<String> = balancers.iter().map(|(n, _)| n.clone()).collect();
         let mut threads = Vec::new();
         for (i, (_, ns)) in balancers.iter().enumerate() {
-            let (stop, shared, names, ns) = (stop.clone(), shared.clone(), names.clone(), ns.clone());
+            let (stop, shared, names, ns) =
+                (stop.clone(), shared.clone(), names.clone(), ns.clone());
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             threads.push(thread::spawn(move || {
                 let entered = sys::enter_netns(&ns);

@@ -150,8 +150,7 @@ pub fn wait_gone(pids: &[i32], timeout: Duration) -> bool {
 /// afterwards live there; other threads are unaffected.
 pub fn enter_netns(name: &str) -> Result<()> {
     let path = netns_path(name);
-    let f = File::open(&path)
-        .map_err(|e| LabError::io(format!("open {}", path.display()), e))?;
+    let f = File::open(&path).map_err(|e| LabError::io(format!("open {}", path.display()), e))?;
     // SAFETY: the fd is a valid open namespace file for the duration of the call; setns only
     // changes this thread's network namespace.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };

@@ -73,7 +73,11 @@ pub fn render(report: &Report, pages: &[String]) -> String {
         let holders = holders_at(&report.changes, Duration::from_secs_f64(a));
         for (i, bal) in report.balancers.iter().enumerate() {
             if holders.contains(bal) {
-                let color = if holders.len() > 1 { "#e69f00" } else { "#2b8a3e" };
+                let color = if holders.len() > 1 {
+                    "#e69f00"
+                } else {
+                    "#2b8a3e"
+                };
                 let _ = writeln!(
                     s,
                     r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>"#,
@@ -166,18 +170,42 @@ mod tests {
             failed: 1,
             duration_s: 2.0,
             samples: vec![
-                Sample { at: ms(100), latency: ms(1), result: Ok("HTTP WEB NODE 01".into()) },
-                Sample { at: ms(1200), latency: ms(1), result: Err("refused".into()) },
-                Sample { at: ms(1600), latency: ms(1), result: Ok("HTTP WEB NODE 02".into()) },
+                Sample {
+                    at: ms(100),
+                    latency: ms(1),
+                    result: Ok("HTTP WEB NODE 01".into()),
+                },
+                Sample {
+                    at: ms(1200),
+                    latency: ms(1),
+                    result: Err("refused".into()),
+                },
+                Sample {
+                    at: ms(1600),
+                    latency: ms(1),
+                    result: Ok("HTTP WEB NODE 02".into()),
+                },
             ],
             changes: vec![
-                HolderChange { at: ms(0), holders: vec!["server1".into()] },
-                HolderChange { at: ms(1100), holders: vec![] },
-                HolderChange { at: ms(1500), holders: vec!["server2".into()] },
+                HolderChange {
+                    at: ms(0),
+                    holders: vec!["server1".into()],
+                },
+                HolderChange {
+                    at: ms(1100),
+                    holders: vec![],
+                },
+                HolderChange {
+                    at: ms(1500),
+                    holders: vec!["server2".into()],
+                },
             ],
             balancers: vec!["server1".into(), "server2".into()],
         };
-        let pages = vec!["HTTP WEB NODE 01".to_string(), "HTTP WEB NODE 02".to_string()];
+        let pages = vec![
+            "HTTP WEB NODE 01".to_string(),
+            "HTTP WEB NODE 02".to_string(),
+        ];
         let svg = render(&report, &pages);
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));

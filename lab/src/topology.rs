@@ -104,8 +104,18 @@ pub fn attach(plan: &Plan, node: &Node) -> Result<()> {
     // The peer is created directly in the node's namespace under its final name: nothing ever
     // appears in the root namespace.
     ip(&[
-        "-n", br, "link", "add", &node.port, "type", "veth", "peer", "name", &node.iface,
-        "netns", &node.ns,
+        "-n",
+        br,
+        "link",
+        "add",
+        &node.port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &node.iface,
+        "netns",
+        &node.ns,
     ])?;
     ip(&["-n", br, "link", "set", &node.port, "master", BRIDGE, "up"])?;
     ip(&["-n", &node.ns, "link", "set", "lo", "up"])?;

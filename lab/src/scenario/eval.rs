@@ -31,6 +31,11 @@ pub struct StepSpec {
     pub expect: Expect,
     /// Steady-state responses must alternate between backends (round robin).
     pub alternate: bool,
+    /// Longest run of one backend allowed by `alternate`: 1 for strict alternation. Each proxy
+    /// worker keeps its own round-robin state (as nginx without a shared `zone`) and new
+    /// connections land on workers by SO_REUSEPORT hashing, so with N workers a backend can
+    /// answer up to N times in a row.
+    pub max_run: usize,
     /// Every request of the whole step must succeed, transition included.
     pub all_succeed: bool,
     /// Upper bound for the failover time (Master_Down_Interval + detection + slack).
@@ -167,9 +172,7 @@ pub fn evaluate(
             spec.expect.label()
         ));
     }
-    if changes
-        .iter()
-        .any(|c| c.at > w.steady_from && c.at < w.end)
+    if changes.iter().any(|c| c.at > w.steady_from && c.at < w.end)
         || !matches(&spec.expect, &holders_at(changes, w.steady_from))
     {
         problems.push("the VIP holder changed during the steady state".into());
@@ -201,17 +204,38 @@ pub fn evaluate(
         ));
     }
     if spec.alternate {
-        let ok_bodies: Vec<&String> = steady.iter().filter_map(|s| s.result.as_ref().ok()).collect();
-        let repeats = ok_bodies.windows(2).filter(|p| p.first() == p.get(1)).count();
+        let ok_bodies: Vec<&String> = steady
+            .iter()
+            .filter_map(|s| s.result.as_ref().ok())
+            .collect();
+        let mut run = 0usize;
+        let mut longest = 0usize;
+        let mut prev: Option<&String> = None;
+        for b in &ok_bodies {
+            run = if prev == Some(*b) { run + 1 } else { 1 };
+            longest = longest.max(run);
+            prev = Some(*b);
+        }
+        let distinct = {
+            let mut d: Vec<&String> = ok_bodies.clone();
+            d.sort();
+            d.dedup();
+            d.len()
+        };
         if ok_bodies.len() < 4 {
             problems.push(format!(
                 "only {} steady responses: too few to check alternation",
                 ok_bodies.len()
             ));
-        } else if repeats > 0 {
+        } else if distinct < 2 {
             problems.push(format!(
-                "responses do not alternate between backends ({repeats} repeats in {})",
+                "responses do not alternate: all {} came from one backend",
                 ok_bodies.len()
+            ));
+        } else if longest > spec.max_run.max(1) {
+            problems.push(format!(
+                "responses do not alternate between backends: one answered {longest} times in a row (at most {} allowed)",
+                spec.max_run.max(1)
             ));
         }
     }
@@ -284,6 +308,7 @@ mod tests {
             title: "t".into(),
             expect,
             alternate: true,
+            max_run: 1,
             all_succeed: false,
             bound: Some(ms(5000)),
         }
@@ -345,9 +370,15 @@ mod tests {
         let r = evaluate(&s, w, &samples, &changes);
         assert!(!r.ok());
         let all = r.problems.join("\n");
-        assert!(all.contains("VIP held by server1, expected server2"), "{all}");
+        assert!(
+            all.contains("VIP held by server1, expected server2"),
+            "{all}"
+        );
         assert!(all.contains("1 of"), "{all}");
-        assert!(all.contains("no request was served through server2"), "{all}");
+        assert!(
+            all.contains("no request was served through server2"),
+            "{all}"
+        );
         // The end of the window counts: 3000 -> 4000 without a success.
         assert!((r.longest_gap_s - 1.0).abs() < 0.021, "{}", r.longest_gap_s);
     }
@@ -367,8 +398,36 @@ mod tests {
             &samples,
             &changes,
         );
-        assert!(r.problems.iter().any(|p| p.contains("do not alternate")), "{:?}", r.problems);
+        assert!(
+            r.problems.iter().any(|p| p.contains("do not alternate")),
+            "{:?}",
+            r.problems
+        );
         assert_eq!(r.failover_s, Some(0.0));
+
+        // 01 01 02 02 01 01 ...: fine with two workers, not with one.
+        let samples: Vec<Sample> = (0..100u64)
+            .map(|i| {
+                ok(
+                    i * 20,
+                    if (i / 2) % 2 == 0 {
+                        "NODE 01"
+                    } else {
+                        "NODE 02"
+                    },
+                )
+            })
+            .collect();
+        let mut s = spec(Expect::Holder("server1".into()));
+        let r = evaluate(&s, w, &samples, &changes);
+        assert!(
+            r.problems.iter().any(|p| p.contains("2 times in a row")),
+            "{:?}",
+            r.problems
+        );
+        s.max_run = 2;
+        let r = evaluate(&s, w, &samples, &changes);
+        assert!(r.ok(), "{:?}", r.problems);
     }
 
     #[test]
@@ -391,7 +450,11 @@ mod tests {
         // Answers while nobody should serve are a problem.
         let samples = alternating(0, 3000);
         let r = evaluate(&s, w, &samples, &changes);
-        assert!(r.problems.iter().any(|p| p.contains("answered")), "{:?}", r.problems);
+        assert!(
+            r.problems.iter().any(|p| p.contains("answered")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
@@ -413,7 +476,10 @@ mod tests {
             &changes,
         );
         assert_eq!(r.observed, "server1+server2");
-        assert!(r.problems.iter().any(|p| p.contains("changed during the steady")));
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.contains("changed during the steady")));
     }
 
     #[test]

@@ -129,13 +129,20 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
         ));
     };
     let adv = lab.inventory.network.advert_int;
-    let md = |h: &Host| secs(render::master_down_interval_secs(adv, h.priority.unwrap_or(100)));
+    let md = |h: &Host| {
+        secs(render::master_down_interval_secs(
+            adv,
+            h.priority.unwrap_or(100),
+        ))
+    };
     let track_fail = secs(
         render::TRACK_INTERVAL_SECS * f64::from(render::TRACK_FALL) + render::TRACK_TIMEOUT_SECS,
     );
     let track_rise = secs(render::TRACK_INTERVAL_SECS + render::TRACK_TIMEOUT_SECS);
     let (p, s, w) = (b1.name.clone(), b2.name.clone(), w2.name.clone());
     let pv = vec![Service::Proxy, Service::Vrrp];
+    // The rendered proxy.toml says workers = "auto": one per core.
+    let workers = thread::available_parallelism().map_or(1, |n| n.get());
     let step = |id: &str, title: String, action, expect, alternate, all_succeed, bound| Step {
         action,
         spec: StepSpec {
@@ -143,36 +150,112 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
             title,
             expect,
             alternate,
+            max_run: workers,
             all_succeed,
             bound,
         },
     };
     let holder = |h: &str| Expect::Holder(h.to_string());
     Ok(vec![
-        step("1", format!("all up: VIP served through {p}, responses alternate between backends"),
-            Action::Nothing, holder(&p), true, true, Some(SLACK)),
-        step("2", format!("{p}'s proxy and vrrp stopped: served through {s}"),
-            Action::Stop(p.clone(), pv.clone()), holder(&s), true, false, Some(md(b2) + SLACK)),
-        step("3", format!("{s}'s proxy and vrrp stopped too: VIP unreachable"),
-            Action::Stop(s.clone(), pv.clone()), Expect::Nobody, false, false, Some(SLACK)),
-        step("4", format!("{s} restarted: served through {s}"),
-            Action::Start(s.clone(), pv.clone()), holder(&s), true, false, Some(md(b2) + SLACK)),
-        step("5", format!("{p} restarted: VIP moves back to {p} (preemption)"),
-            Action::Start(p.clone(), pv.clone()), holder(&p), true, false, Some(md(b1) + SLACK)),
-        step("6", format!("only {p}'s proxy dies, its vrrp runs: tracking moves the VIP to {s}"),
-            Action::Stop(p.clone(), vec![Service::Proxy]), holder(&s), true, false,
-            Some(track_fail + md(b2) + SLACK)),
-        step("6+", format!("{p}'s proxy back: VIP returns to {p}"),
-            Action::Start(p.clone(), vec![Service::Proxy]), holder(&p), true, false,
-            Some(track_rise + md(b1) + SLACK)),
-        step("7", format!("backend {w} stops: every request still succeeds"),
-            Action::Stop(w.clone(), vec![Service::Httpd]), holder(&p), false, true, Some(SLACK)),
-        step("7+", format!("backend {w} back"),
-            Action::Start(w.clone(), vec![Service::Httpd]), holder(&p), false, true, Some(SLACK)),
-        step("8", format!("{p}'s link cut (host death): served through {s}"),
-            Action::Cut(p.clone()), holder(&s), true, false, Some(md(b2) + SLACK)),
-        step("8+", format!("{p}'s link back: VIP returns to {p}"),
-            Action::Heal(p.clone()), holder(&p), false, false, Some(md(b1) + SLACK)),
+        step(
+            "1",
+            format!("all up: VIP served through {p}, responses alternate between backends"),
+            Action::Nothing,
+            holder(&p),
+            true,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "2",
+            format!("{p}'s proxy and vrrp stopped: served through {s}"),
+            Action::Stop(p.clone(), pv.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "3",
+            format!("{s}'s proxy and vrrp stopped too: VIP unreachable"),
+            Action::Stop(s.clone(), pv.clone()),
+            Expect::Nobody,
+            false,
+            false,
+            Some(SLACK),
+        ),
+        step(
+            "4",
+            format!("{s} restarted: served through {s}"),
+            Action::Start(s.clone(), pv.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "5",
+            format!("{p} restarted: VIP moves back to {p} (preemption)"),
+            Action::Start(p.clone(), pv.clone()),
+            holder(&p),
+            true,
+            false,
+            Some(md(b1) + SLACK),
+        ),
+        step(
+            "6",
+            format!("only {p}'s proxy dies, its vrrp runs: tracking moves the VIP to {s}"),
+            Action::Stop(p.clone(), vec![Service::Proxy]),
+            holder(&s),
+            true,
+            false,
+            Some(track_fail + md(b2) + SLACK),
+        ),
+        step(
+            "6+",
+            format!("{p}'s proxy back: VIP returns to {p}"),
+            Action::Start(p.clone(), vec![Service::Proxy]),
+            holder(&p),
+            true,
+            false,
+            Some(track_rise + md(b1) + SLACK),
+        ),
+        step(
+            "7",
+            format!("backend {w} stops: every request still succeeds"),
+            Action::Stop(w.clone(), vec![Service::Httpd]),
+            holder(&p),
+            false,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "7+",
+            format!("backend {w} back"),
+            Action::Start(w.clone(), vec![Service::Httpd]),
+            holder(&p),
+            false,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "8",
+            format!("{p}'s link cut (host death): served through {s}"),
+            Action::Cut(p.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "8+",
+            format!("{p}'s link back: VIP returns to {p}"),
+            Action::Heal(p.clone()),
+            holder(&p),
+            false,
+            false,
+            Some(md(b1) + SLACK),
+        ),
     ])
 }
 
@@ -352,7 +435,9 @@ fn print_result(r: &StepResult) {
 
 /// The closing table.
 pub fn summary(report: &Report) -> String {
-    let mut s = String::from("STEP  EXPECTED  OBSERVED  SENT  FAILED  GAP(s)  FAILOVER(s)  BOUND(s)  RESULT\n");
+    let mut s = String::from(
+        "STEP  EXPECTED  OBSERVED  SENT  FAILED  GAP(s)  FAILOVER(s)  BOUND(s)  RESULT\n",
+    );
     for r in &report.steps {
         s.push_str(&format!(
             "{:<5} {:<9} {:<9} {:>4}  {:>6}  {:>6.2}  {:>11}  {:>8}  {}\n",
@@ -362,8 +447,12 @@ pub fn summary(report: &Report) -> String {
             r.sent,
             r.failed,
             r.longest_gap_s,
-            r.failover_s.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into()),
-            r.bound_s.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into()),
+            r.failover_s
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            r.bound_s
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into()),
             if r.ok() { "ok" } else { "MISMATCH" }
         ));
     }
