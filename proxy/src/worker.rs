@@ -103,7 +103,9 @@ pub struct WorkerCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub stats: Arc<WorkerStats>,
-    config: RefCell<Arc<Config>>,
+    /// The worker's own copy: cloning an `Rc` per request costs no cross-core atomic, where a
+    /// shared `Arc` refcount would bounce between workers' caches.
+    config: RefCell<Rc<Config>>,
     generation: Cell<u64>,
     /// Parallel to `config.upstreams`. A request keeps the `Rc` of the balancer it picked from,
     /// so a reload in the middle of it releases the peer into the right one.
@@ -116,7 +118,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn config(&self) -> Arc<Config> {
+    pub fn config(&self) -> Rc<Config> {
         self.config.borrow().clone()
     }
 
@@ -190,7 +192,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
-            config: RefCell::new(config.clone()),
+            config: RefCell::new(Rc::new((*config).clone())),
             shared,
         });
         rebuild_balancers(&ctx, &config);
@@ -240,7 +242,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
 }
 
 fn reload(ctx: &Rc<WorkerCtx>) {
-    let config = ctx.shared.config();
+    let config = Rc::new((*ctx.shared.config()).clone());
     rebuild_balancers(ctx, &config);
     ctx.log.borrow_mut().set_sink(ctx.shared.log_sink());
     *ctx.config.borrow_mut() = config.clone();

@@ -350,5 +350,10 @@ fn listens_on_ipv4_and_ipv6_with_two_workers() {
         }
     }
     // The backend saw the IPv6 client's address in X-Forwarded-For.
-    assert!(b.received.lock().unwrap().iter().any(|r| r.header("x-forwarded-for") == Some("::1")));
+    assert!(b
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.header("x-forwarded-for") == Some("::1")));
 }
