@@ -132,7 +132,7 @@ fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<(), LabError> {
             "lab {:?} is already up (`lab status` shows it, `lab down` removes it)",
             lab.names.id
         ),
-        UpOutcome::Created => println!("lab {:?} is up", lab.names.id),
+        UpOutcome::Created => {}
     }
     print!("{}", lab.open()?.status());
     Ok(())
@@ -152,7 +152,14 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
-            up(&lab, &inventory, &UpOptions { without })?;
+            up(
+                &lab,
+                &inventory,
+                &UpOptions {
+                    without,
+                    progress: true,
+                },
+            )?;
         }
         Cmd::Down => {
             let removed = lab.down()?;
@@ -237,7 +244,14 @@ fn demo(
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
     println!("== lab up ({})", inventory.display());
-    up(lab, inventory, &UpOptions::default())?;
+    up(
+        lab,
+        inventory,
+        &UpOptions {
+            progress: true,
+            ..UpOptions::default()
+        },
+    )?;
     let outcome = (|| -> Result<(scenario::Report, Option<bench::BenchResult>), LabError> {
         let running = lab.open()?;
         println!("\n== scenario (the seed's 运行测试用例, automated)");

@@ -22,7 +22,7 @@ use eval::{Expect, StepResult, StepSpec, Window};
 
 /// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
 /// machine).
-pub const SLACK: Duration = Duration::from_millis(1500);
+pub const SLACK: Duration = Duration::from_millis(2000);
 
 #[derive(Debug, Clone)]
 pub struct Options {
