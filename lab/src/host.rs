@@ -229,8 +229,8 @@ impl HostHandle {
         .map_err(|e| LabError::io("chmod /root/.ssh", e))?;
         match self.host.role {
             Role::Backend => {
-                let page = self.host.page.clone().unwrap_or_default();
-                self.write_file("/var/www/html/index.html", &format!("{page}\n"), 0o644)?;
+                let page = render::index_html(&self.host).unwrap_or_default();
+                self.write_file("/var/www/html/index.html", &page, 0o644)?;
                 // The seed's httpd listens on all addresses; here every host shares the
                 // machine's Apache config, so pin it to the host's own address.
                 self.write_file(
@@ -248,10 +248,11 @@ impl HostHandle {
                 )?;
             }
             Role::Balancer => {
-                let proxy = render::proxy_toml(ctx.inventory, &self.host)?;
-                let vrrp = render::vrrp_toml(ctx.inventory, &self.host)?;
-                self.write_file(render::PROXY_CONFIG_PATH, &proxy, 0o644)?;
-                self.write_file(render::VRRP_CONFIG_PATH, &vrrp, 0o644)?;
+                // Exactly what provision deploys (units included, though nothing runs systemd
+                // here: the lab starts the binaries itself).
+                for f in render::balancer_files(ctx.inventory, &self.host)? {
+                    self.write_file(f.path, &f.contents, f.mode)?;
+                }
             }
         }
         Ok(())
