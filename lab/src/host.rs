@@ -212,9 +212,8 @@ impl HostHandle {
         (sys::pid_alive(pid) && sys::pid_in_netns(pid, &self.ns)).then_some(pid)
     }
 
-    /// One-time setup at `lab up`: the host's own SSH host keys and the lab key, and the files
-    /// of its role (index page and Listen address, or the rendered proxy/vrrp configs).
-    pub fn setup(&self, ctx: &Context<'_>, authorized_key: &str) -> Result<()> {
+    /// One-time setup at `lab up`: the host's own SSH host keys and the lab key.
+    pub fn setup_ssh(&self, authorized_key: &str) -> Result<()> {
         // Without removing them first, ssh-keygen -A would keep the machine's own keys, which
         // the overlay shows through.
         self.sh(
@@ -227,6 +226,12 @@ impl HostHandle {
             std::fs::Permissions::from_mode(0o700),
         )
         .map_err(|e| LabError::io("chmod /root/.ssh", e))?;
+        Ok(())
+    }
+
+    /// The files of the host's role: index page and Listen address, or the rendered proxy/vrrp
+    /// configs (what `provision` would deploy).
+    pub fn setup_role(&self, ctx: &Context<'_>) -> Result<()> {
         match self.host.role {
             Role::Backend => {
                 let page = render::index_html(&self.host).unwrap_or_default();

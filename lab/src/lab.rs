@@ -32,6 +32,9 @@ pub struct UpOptions {
     pub without: Vec<Service>,
     /// Print a line per phase on stdout.
     pub progress: bool,
+    /// Hosts as freshly installed servers: sshd only, no role files, no other service; for
+    /// `provision` to set up over SSH.
+    pub bare: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +226,10 @@ impl Lab {
         };
         let mut known_hosts = String::new();
         for hh in &handles {
-            hh.setup(&ctx, &pubkey)?;
+            hh.setup_ssh(&pubkey)?;
+            if !opts.bare {
+                hh.setup_role(&ctx)?;
+            }
             if let Some(k) = hh.host_key() {
                 let _ = writeln!(known_hosts, "{} {k}", hh.host.address);
             }
@@ -239,7 +245,7 @@ impl Lab {
         for hh in order {
             let mut started = Vec::new();
             for &svc in hh.services() {
-                if !opts.without.contains(&svc) {
+                if !opts.without.contains(&svc) && (!opts.bare || svc == Service::Sshd) {
                     let pid = hh.start(svc, &ctx)?;
                     started.push(format!("{svc} {pid}"));
                 }

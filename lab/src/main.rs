@@ -37,6 +37,9 @@ enum Cmd {
         /// Do not start these services (debugging).
         #[arg(long, value_delimiter = ',')]
         without: Vec<String>,
+        /// Hosts as freshly installed servers (sshd only), for `provision` to set up.
+        #[arg(long)]
+        bare: bool,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -142,7 +145,11 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
     let bin_dir = cli.bin_dir.clone().unwrap_or_else(lab::default_bin_dir);
     let lab = Lab::new(&cli.id, &cli.state_root, bin_dir.clone())?;
     match cli.cmd {
-        Cmd::Up { inventory, without } => {
+        Cmd::Up {
+            inventory,
+            without,
+            bare,
+        } => {
             let without = without
                 .iter()
                 .map(|s| {
@@ -158,6 +165,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                 &UpOptions {
                     without,
                     progress: true,
+                    bare,
                 },
             )?;
         }
