@@ -23,7 +23,8 @@ use crate::sys;
 /// Paths a provisioning step may write: each gets a private overlay.
 pub const OVERLAID: &[&str] = &["/etc", "/var", "/root", "/usr/local", "/opt", "/srv"];
 
-/// Mounts the host's filesystem view, reports "ready", then just holds the namespaces.
+/// Mounts the host's filesystem view, reports "ready", then holds the namespaces as the host's
+/// init.
 const KEEPER_SCRIPT: &str = r#"set -e
 up="$1"; name="$2"; shift 2
 for d in "$@"; do
@@ -36,14 +37,22 @@ mount -t tmpfs -o mode=755 "lab-$name-run" /run
 mkdir -p /run/lock /run/lab
 hostname "$name"
 echo ready
-exec sleep infinity </dev/null >/dev/null 2>&1
+exec </dev/null >/dev/null 2>&1
+# PID 1 of the host: reap the orphans daemons leave behind (waiting reaps any child), exit on
+# TERM, which makes the kernel kill the rest of the host.
+trap 'exit 0' TERM
+while :; do sleep 3600 & wait $!; done
 "#;
 
 /// Starts the keeper of host `name` inside network namespace `ns`; returns its pid once the
 /// mounts are in place. `upper_root` holds the overlay upper/work directories.
 pub fn spawn_keeper(ns: &str, name: &str, upper_root: &Path) -> Result<i32> {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns, "unshare", "--mount", "--uts"])
+    // Own PID namespace too: `ps`, `kill` and `killall` inside a host (the seed's check script
+    // runs `killall keepalived`) see only that host, and when the keeper (its PID 1) dies the
+    // kernel kills everything left in the host. /proc is remounted for it.
+    cmd.args(["netns", "exec", ns, "unshare", "--mount", "--uts", "--pid"])
+        .args(["--fork", "--kill-child", "--mount-proc"])
         .args(["--propagation", "private", "sh", "-c", KEEPER_SCRIPT, "sh"])
         .arg(upper_root)
         .arg(name)
@@ -57,16 +66,31 @@ pub fn spawn_keeper(ns: &str, name: &str, upper_root: &Path) -> Result<i32> {
         command: sys::describe(&cmd),
         source,
     })?;
-    let pid = i32::try_from(child.id()).map_err(|_| LabError::Other("pid out of range".into()))?;
+    let unshare_pid =
+        i32::try_from(child.id()).map_err(|_| LabError::Other("pid out of range".into()))?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        // `ip netns exec`, `unshare` and `sh` all exec in place, so the pid is the keeper's.
         let _ = BufReader::new(out).read_line(&mut line);
     }
     if line.trim() == "ready" {
-        // Not waited for: the keeper outlives this process on purpose.
-        drop(child);
-        return Ok(pid);
+        // `ip netns exec` execs `unshare`, which forks the keeper: PID 1 of the host's PID
+        // namespace, and the process `nsenter -t` must target.
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                .unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .find_map(|p| p.parse::<i32>().ok())
+        {
+            // Not waited for: the keeper outlives this process on purpose.
+            drop(child);
+            return Ok(pid);
+        }
+        sys::terminate(&[unshare_pid], Duration::from_secs(2));
+        let _ = child.wait();
+        return Err(LabError::Other(format!(
+            "keeper of {name}: cannot find the process unshare started"
+        )));
     }
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -190,6 +214,7 @@ impl HostHandle {
             "-m",
             "-n",
             "-u",
+            "-p",
             "--",
             program,
         ]);
@@ -208,7 +233,9 @@ impl HostHandle {
 
     /// Pid of `svc` if it is running (pid file present, process alive and inside this host).
     pub fn service_pid(&self, svc: Service) -> Option<i32> {
-        let pid: i32 = self.read_file(svc.pidfile())?.trim().parse().ok()?;
+        // The pid file holds the pid as the host sees it (its own PID namespace).
+        let local: i32 = self.read_file(svc.pidfile())?.trim().parse().ok()?;
+        let pid = sys::outer_pid(self.keeper, local)?;
         (sys::pid_alive(pid) && sys::pid_in_netns(pid, &self.ns)).then_some(pid)
     }
 
@@ -396,6 +423,6 @@ mod tests {
         };
         assert_eq!(h.path("/etc/x"), PathBuf::from("/proc/1234/root/etc/x"));
         let c = h.command("ls");
-        assert_eq!(sys::describe(&c), "nsenter -t 1234 -m -n -u -- ls");
+        assert_eq!(sys::describe(&c), "nsenter -t 1234 -m -n -u -p -- ls");
     }
 }
