@@ -129,16 +129,16 @@ fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
     }
 }
 
-fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<(), LabError> {
-    match lab.up(inventory, opts)? {
-        UpOutcome::AlreadyUp => println!(
+fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<UpOutcome, LabError> {
+    let outcome = lab.up(inventory, opts)?;
+    if outcome == UpOutcome::AlreadyUp {
+        println!(
             "lab {:?} is already up (`lab status` shows it, `lab down` removes it)",
             lab.names.id
-        ),
-        UpOutcome::Created => {}
+        );
     }
     print!("{}", lab.open()?.status());
-    Ok(())
+    Ok(outcome)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, LabError> {
@@ -252,7 +252,7 @@ fn demo(
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
     println!("== lab up ({})", inventory.display());
-    up(
+    let up_outcome = up(
         lab,
         inventory,
         &UpOptions {
@@ -304,11 +304,9 @@ fn demo(
             ExitCode::FAILURE
         }
     };
-    if keep {
-        println!(
-            "\nlab {:?} left up (--keep): `lab status`, `lab down`",
-            lab.names.id
-        );
+    if keep || up_outcome == UpOutcome::AlreadyUp {
+        // A lab the user had up before the demo stays up.
+        println!("\nlab {:?} left up: `lab status`, `lab down`", lab.names.id);
     } else {
         println!("\n== lab down");
         let removed = lab.down()?;
