@@ -20,10 +20,20 @@ use provision::render;
 use crate::error::{LabError, Result};
 use crate::sys;
 
-/// Paths a provisioning step may write: each gets a private overlay.
-pub const OVERLAID: &[&str] = &["/etc", "/var", "/root", "/usr/local", "/opt", "/srv"];
+/// Paths a provisioning step may write: each gets a private overlay (/tmp too, so that uploads
+/// staged there by one host never meet another's).
+pub const OVERLAID: &[&str] = &[
+    "/etc",
+    "/var",
+    "/root",
+    "/usr/local",
+    "/opt",
+    "/srv",
+    "/tmp",
+];
 
-/// Mounts the host's filesystem view, reports "ready", then holds the namespaces as the host's
+/// Mounts the host's filesystem view (overlays keep the machine's files visible, so binaries
+/// under any of these paths still run), reports "ready", then holds the namespaces as the host's
 /// init.
 const KEEPER_SCRIPT: &str = r#"set -e
 up="$1"; name="$2"; shift 2

@@ -55,7 +55,10 @@ pub fn default_bin_dir() -> PathBuf {
 impl Lab {
     pub fn new(id: &str, state_root: &Path, bin_dir: PathBuf) -> Result<Lab> {
         let names = Names::new(id)?;
-        let dir = StateDir::new(state_root, &names);
+        // Absolute, because the hosts' mounts refer to it from other working directories.
+        let state_root = std::path::absolute(state_root)
+            .map_err(|e| LabError::io(format!("resolve {}", state_root.display()), e))?;
+        let dir = StateDir::new(&state_root, &names);
         Ok(Lab {
             names,
             dir,
@@ -73,6 +76,15 @@ impl Lab {
     fn preflight(&self, inv: &Inventory, opts: &UpOptions) -> Result<()> {
         if !sys::is_root() {
             return Err(LabError::NotRoot);
+        }
+        // overlayfs refuses an upper directory inside its own lower directory.
+        if let Some(dir) = host::OVERLAID.iter().find(|d| self.dir.dir.starts_with(d)) {
+            return Err(LabError::Other(format!(
+                "the state directory {} is inside {dir}, which every lab host overlays; \
+                 choose a --state-root elsewhere (default {})",
+                self.dir.dir.display(),
+                crate::state::DEFAULT_STATE_ROOT
+            )));
         }
         let mut tools = vec![
             ("ip", "iproute2"),

@@ -50,7 +50,9 @@ impl TestLab {
         require_root();
         require_bins();
         let id = format!("e2e{}{tag}", std::process::id());
-        let root = std::env::temp_dir().join(format!("lab-e2e-{id}"));
+        // Not under /tmp: the hosts overlay /tmp, and overlayfs refuses an upper directory
+        // inside its lower one.
+        let root = PathBuf::from(format!("/run/lab-e2e-{id}"));
         TestLab { id, root }
     }
 
