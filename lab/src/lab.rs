@@ -220,7 +220,10 @@ impl Lab {
         let pubkey = std::fs::read_to_string(&pubkey_path)
             .map_err(|e| LabError::io(format!("read {}", pubkey_path.display()), e))?;
 
-        say("hosts: private /etc /var /root /usr/local /opt /srv overlays, tmpfs /run".into());
+        say(format!(
+            "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
+            host::OVERLAID.join(" ")
+        ));
         let mut handles = Vec::new();
         for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
             let pid = host::spawn_keeper(&node.ns, &h.name, &self.dir.host_dir(&h.name))?;
