@@ -132,6 +132,23 @@ impl Drop for TestLab {
     }
 }
 
+/// Addresses and routes of the root namespace.
+fn root_namespace_view() -> String {
+    let run = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let view = format!("{}{}", run(&["-4", "-o", "addr"]), run(&["-4", "route"]));
+    assert!(
+        !view.contains("172.16.249."),
+        "lab address in the root namespace: {view}"
+    );
+    view
+}
+
 fn ns_key(p: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
@@ -237,7 +254,21 @@ fn up_twice_and_down_twice() {
     let lab = TestLab::new("t");
     let inv = inventory();
     let inv = inv.to_str().expect("utf-8");
+    let root_addrs = root_namespace_view();
+    let index = std::fs::read("/var/www/html/index.html").ok();
     assert!(lab.run(&["up", inv]).status.success());
+    // Nothing of the lab leaks into the machine: no address or route in the root namespace,
+    // hosts' files (index page, authorized key, configs) only in their overlays.
+    assert_eq!(root_namespace_view(), root_addrs);
+    assert_eq!(std::fs::read("/var/www/html/index.html").ok(), index);
+    let authorized = std::fs::read_to_string("/root/.ssh/authorized_keys").unwrap_or_default();
+    assert!(!authorized.contains(&format!("lab-{}", lab.id)));
+    assert!(
+        !Path::new("/etc/proxy/proxy.toml").exists()
+            || !std::fs::read_to_string("/etc/proxy/proxy.toml")
+                .unwrap_or_default()
+                .contains("rendered from lab.toml")
+    );
     let status_before = String::from_utf8_lossy(&lab.run(&["status"]).stdout).into_owned();
     let out = lab.run(&["up", inv]);
     assert!(out.status.success(), "second up must not fail");
