@@ -163,6 +163,16 @@ impl Service {
         }
     }
 
+    /// The signal its systemd unit stops it with: the proxy stops gracefully (QUIT, in-flight
+    /// requests finish, as deploy/proxy.service), the others on TERM (vrrp then sends its
+    /// priority-0 advert and removes the VIPs).
+    fn stop_signal(self) -> i32 {
+        match self {
+            Service::Proxy => libc::SIGQUIT,
+            _ => libc::SIGTERM,
+        }
+    }
+
     /// Its log inside the host (for error messages).
     pub fn log(self) -> &'static str {
         match self {
@@ -372,12 +382,12 @@ impl HostHandle {
         }
     }
 
-    /// Stops `svc` (SIGTERM, SIGKILL after 3 s); false if it was not running.
+    /// Stops `svc` (its unit's stop signal, SIGKILL after 3 s); false if it was not running.
     pub fn stop(&self, svc: Service) -> bool {
         let Some(pid) = self.service_pid(svc) else {
             return false;
         };
-        sys::terminate(&[pid], Duration::from_secs(3));
+        sys::stop_with(&[pid], svc.stop_signal(), Duration::from_secs(3));
         let _ = std::fs::remove_file(self.path(svc.pidfile()));
         true
     }

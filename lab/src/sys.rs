@@ -142,8 +142,13 @@ pub fn signal(pid: i32, sig: i32) {
 /// SIGTERM to each pid, then SIGKILL to whatever is still alive after `grace`; waits until all
 /// are gone (or another second has passed).
 pub fn terminate(pids: &[i32], grace: Duration) {
+    stop_with(pids, libc::SIGTERM, grace);
+}
+
+/// `sig` to each pid, then SIGKILL to whatever is still alive after `grace`.
+pub fn stop_with(pids: &[i32], sig: i32, grace: Duration) {
     for &p in pids {
-        signal(p, libc::SIGTERM);
+        signal(p, sig);
     }
     if !wait_gone(pids, grace) {
         for &p in pids {
