@@ -241,12 +241,16 @@ impl Lab {
         };
         let mut known_hosts = String::new();
         for hh in &handles {
-            hh.setup_ssh(&pubkey)?;
+            hh.setup_ssh(&inv.ssh, &pubkey)?;
             if !opts.bare {
                 hh.setup_role(&ctx)?;
             }
             if let Some(k) = hh.host_key() {
-                let _ = writeln!(known_hosts, "{} {k}", hh.host.address);
+                // OpenSSH's known_hosts spells non-default ports as "[host]:port".
+                let _ = match inv.ssh.port {
+                    22 => writeln!(known_hosts, "{} {k}", hh.host.address),
+                    p => writeln!(known_hosts, "[{}]:{p} {k}", hh.host.address),
+                };
             }
         }
         std::fs::write(self.dir.known_hosts(), known_hosts)
@@ -569,7 +573,7 @@ impl Running {
             if h.service_pid(Service::Sshd).is_some() {
                 checks.push((
                     format!("sshd on {}", h.host.name),
-                    (h.host.address, 22).into(),
+                    (h.host.address, self.inventory.ssh.port).into(),
                     false,
                 ));
             }
