@@ -325,6 +325,21 @@ fi"#,
                 for f in render::balancer_files(ctx.inventory, &self.host)? {
                     self.write_file(f.path, &f.contents, f.mode)?;
                 }
+                // Where the units expect them, so `lab exec server1 -- vrrp status` works:
+                // links to the build's binaries (inside the host's /usr/local overlay).
+                for (name, dest) in [
+                    ("proxy", render::PROXY_BIN_PATH),
+                    ("vrrp", render::VRRP_BIN_PATH),
+                ] {
+                    let link = self.path(dest);
+                    if let Some(dir) = link.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+                    }
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(ctx.bin_dir.join(name), &link)
+                        .map_err(|e| LabError::io(format!("link {dest}"), e))?;
+                }
             }
         }
         Ok(())

@@ -59,6 +59,8 @@ impl Lab {
         let state_root = std::path::absolute(state_root)
             .map_err(|e| LabError::io(format!("resolve {}", state_root.display()), e))?;
         let dir = StateDir::new(&state_root, &names);
+        let bin_dir = std::path::absolute(&bin_dir)
+            .map_err(|e| LabError::io(format!("resolve {}", bin_dir.display()), e))?;
         Ok(Lab {
             names,
             dir,
