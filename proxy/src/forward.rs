@@ -196,6 +196,25 @@ impl Conn {
         }
         let deadline = Instant::now() + keepalive;
         let hot_until = Instant::now() + HOT_IDLE.min(keepalive);
+        // Boxed: its state (an armed read, a canceller) should not size the idle future.
+        if let Some(decided) = Box::pin(self.hot_wait(hot_until)).await {
+            return decided;
+        }
+        if self.ctx.draining() {
+            return false;
+        }
+        self.release_buffers();
+        let ctx = self.ctx.clone();
+        monoio::select! {
+            r = self.client.readable(false) => r.is_ok(),
+            _ = ctx.timers.until(deadline) => false,
+            _ = ctx.drain.wait() => false,
+        }
+    }
+
+    /// The first part of an idle wait: a read into our buffer until `until`. `Some(go_on)` when
+    /// it decided (bytes arrived: true; EOF or error: false), `None` when nothing came.
+    async fn hot_wait(&mut self, until: Instant) -> Option<bool> {
         let ctx = self.ctx.clone();
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
@@ -203,48 +222,34 @@ impl Conn {
         }
         let len = buf.len();
         let end = buf.capacity();
-        let (r, slice) = {
-            let canceller = Canceller::new();
-            let read = self
-                .client
-                .cancelable_read(buf.slice_mut(len..end), canceller.handle());
-            let mut read = std::pin::pin!(read);
-            let finished = monoio::select! {
-                r = &mut read => Some(r),
-                _ = monoio::time::sleep_until(hot_until.into()) => None,
-                _ = ctx.drain.wait() => None,
-            };
-            match finished {
-                Some(done) => done,
-                None => {
-                    // A cancelled read still completes: with the bytes, if any arrived meanwhile.
-                    let _ = canceller.cancel();
-                    read.await
-                }
+        let canceller = Canceller::new();
+        let read = self
+            .client
+            .cancelable_read(buf.slice_mut(len..end), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let finished = monoio::select! {
+            r = &mut read => Some(r),
+            _ = ctx.timers.until(until) => None,
+            _ = ctx.drain.wait() => None,
+        };
+        let (r, slice) = match finished {
+            Some(done) => done,
+            None => {
+                // A cancelled read still completes: with the bytes, if any arrived meanwhile.
+                let _ = canceller.cancel();
+                read.await
             }
         };
         self.buf = slice.into_inner();
         match r {
-            Ok(0) => return false,
+            Ok(0) => Some(false),
             Ok(n) => {
-                self.ctx
-                    .stats
-                    .bytes_from_clients
-                    .fetch_add(n as u64, Relaxed);
-                return true;
+                ctx.stats.bytes_from_clients.fetch_add(n as u64, Relaxed);
+                Some(true)
             }
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
-            Err(_) => return false,
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
+            Err(_) => Some(false),
         }
-        if self.ctx.draining() {
-            return false;
-        }
-        self.release_buffers();
-        let readable = monoio::select! {
-            r = monoio::time::timeout_at(deadline.into(), self.client.readable(false)) => r,
-            _ = ctx.drain.wait() => return false,
-        };
-        matches!(readable, Ok(Ok(())))
     }
 
     fn server_keepalive_timeout(&self) -> Option<Duration> {

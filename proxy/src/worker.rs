@@ -24,10 +24,11 @@ use crate::log::{AccessLog, LogSink};
 use crate::metrics::WorkerStats;
 use crate::pool::Pool;
 
-/// How often a worker looks at the shared flags (reload, drain) and flushes its log buffer.
-const TICK: Duration = Duration::from_millis(100);
+/// How often a worker looks at the shared flags (reload, drain), fires coarse timers and
+/// flushes its log buffer.
+const TICK: Duration = Duration::from_millis(50);
 /// How often (in ticks) a worker publishes its peers' state for /metrics.
-const PUBLISH_EVERY: u32 = 2;
+const PUBLISH_EVERY: u32 = 4;
 
 /// Which I/O engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,8 @@ pub struct WorkerCtx {
     pub pool: RefCell<Pool>,
     /// Reusable I/O buffers for connections with a request in flight.
     pub buffers: BufferPool,
+    /// Idle-connection deadlines (keep-alive waits).
+    pub timers: CoarseTimers,
     pub log: RefCell<AccessLog>,
     /// Set when the worker drains (graceful stop): idle keep-alive connections close.
     pub drain: LocalEvent,
@@ -199,6 +202,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             balancers: RefCell::new(Vec::new()),
             pool: RefCell::new(Pool::new()),
             buffers: BufferPool::default(),
+            timers: CoarseTimers::default(),
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
@@ -222,6 +226,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(TICK).await;
         ticks = ticks.wrapping_add(1);
+        ctx.timers.fire(Instant::now());
         let gen = ctx.shared.generation.load(Ordering::Acquire);
         if gen != ctx.generation.get() {
             ctx.generation.set(gen);
@@ -373,9 +378,9 @@ async fn accept_loop(
 
 /// Size of a pooled I/O buffer.
 pub const BUFFER_SIZE: usize = 16 * 1024;
-/// Buffers kept for reuse (64 requests in flight); more are freed, so a burst of connections
+/// Buffers kept for reuse (16 requests in flight); more are freed, so a burst of connections
 /// does not pin memory.
-const POOL_KEEP: usize = 256;
+const POOL_KEEP: usize = 64;
 
 /// Per-worker free list of I/O buffers: requests take them, idle connections give them back,
 /// so neither a request nor an idle connection pays for an allocation in the steady state.
@@ -416,6 +421,70 @@ impl BufferPool {
             unsafe {
                 libc::malloc_trim(0);
             }
+        }
+    }
+}
+
+/// Coarse per-worker timers for idle connections, fired by the worker's 100 ms tick.
+///
+/// monoio's `Sleep` is cache-line padded (256 bytes) and a future holding one is as large as
+/// its biggest state, so a keep-alive connection waiting on one costs that much for as long as
+/// it idles. A deadline here costs a map entry; idle timeouts need no finer resolution.
+#[derive(Default)]
+pub struct CoarseTimers {
+    next_key: Cell<u64>,
+    waiting: RefCell<std::collections::BTreeMap<(Instant, u64), Waker>>,
+}
+
+impl CoarseTimers {
+    /// A future that completes at the first tick at or after `deadline`.
+    pub fn until(&self, deadline: Instant) -> CoarseSleep<'_> {
+        let key = self.next_key.get();
+        self.next_key.set(key.wrapping_add(1));
+        CoarseSleep {
+            timers: self,
+            slot: (deadline, key),
+            registered: false,
+        }
+    }
+
+    /// Wake every waiter whose deadline has passed.
+    pub fn fire(&self, now: Instant) {
+        let mut waiting = self.waiting.borrow_mut();
+        while let Some(entry) = waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            entry.remove().wake();
+        }
+    }
+}
+
+pub struct CoarseSleep<'a> {
+    timers: &'a CoarseTimers,
+    slot: (Instant, u64),
+    registered: bool,
+}
+
+impl Future for CoarseSleep<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.slot.0 {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.timers
+            .waiting
+            .borrow_mut()
+            .insert(self.slot, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for CoarseSleep<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            self.timers.waiting.borrow_mut().remove(&self.slot);
         }
     }
 }
