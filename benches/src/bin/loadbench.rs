@@ -1,0 +1,317 @@
+//! `loadbench`: our proxy against nginx and HAProxy (and the backend directly) with wrk, in one
+//! run on loopback. Build first (`cargo build --release --bins -p proxy -p benches`, or
+//! `benches/run.sh`), then `target/release/loadbench [--quick] [--workers 2] [--out DIR]`.
+//!
+//! Cases run case-major with the targets interleaved, so slow drifts in machine load (other work
+//! on a shared host) spread over all targets instead of penalising whichever ran last.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use benches::report::{IdleRow, Report, Row};
+use benches::targets::{self, Kind, ProxySetup, Running};
+use benches::{backend, idle, procfs, wrk, BenchError, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load benchmark: our proxy vs nginx vs HAProxy vs direct, with wrk on loopback")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Short run (under a minute): 1 s per case, small@50 and 1 MiB only, 1k idle connections.
+    #[arg(long)]
+    quick: bool,
+    /// Minimal CI smoke run (~20 s): direct, ours and nginx; small@50; 200 idle connections.
+    #[arg(long)]
+    smoke: bool,
+    /// Where results.md and results.svg go.
+    #[arg(long, default_value = "target/loadbench")]
+    out: PathBuf,
+    /// Workers (processes / threads) for every proxy.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Seconds measured per case (default 5; 1 with --quick / --smoke).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Warm-up seconds before each measured case (not counted).
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Idle keep-alive connections held against each proxy (default 10000; 1000 quick; 200 smoke).
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Comma-separated targets: direct,proxy,nginx,haproxy (default all; smoke: direct,proxy,nginx).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Our proxy's binary (default: `proxy` next to this executable).
+    #[arg(long)]
+    proxy_bin: Option<PathBuf>,
+    /// Backend threads (default: one per core).
+    #[arg(long)]
+    backend_threads: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run only the backend (used by loadbench itself): prints "PORT n", serves until killed.
+    #[command(hide = true)]
+    Backend {
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+/// One wrk case: response size by path, and client connections.
+struct Case {
+    label: &'static str,
+    path: &'static str,
+    conns: usize,
+}
+
+const FULL: [Case; 5] = [
+    Case {
+        label: "64B c50",
+        path: "/small",
+        conns: 50,
+    },
+    Case {
+        label: "64B c200",
+        path: "/small",
+        conns: 200,
+    },
+    Case {
+        label: "64B c1000",
+        path: "/small",
+        conns: 1000,
+    },
+    Case {
+        label: "16KiB c50",
+        path: "/16k",
+        conns: 50,
+    },
+    Case {
+        label: "1MiB c50",
+        path: "/1m",
+        conns: 50,
+    },
+];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let r = match args.cmd {
+        Some(Cmd::Backend { threads }) => run_backend(threads),
+        None => run(&args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_backend(threads: usize) -> Result<()> {
+    let (port, listeners) = backend::bind(threads).ctx("bind backend")?;
+    println!("PORT {port}");
+    backend::serve(listeners).ctx("backend")
+}
+
+fn cmd_version(cmd: &str, arg: &str) -> String {
+    std::process::Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|_| format!("{cmd}: not found"))
+}
+
+fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let quick = args.quick || args.smoke;
+    let secs = args.duration.unwrap_or(if quick { 1 } else { 5 });
+    let idle_n = args.idle.unwrap_or(if args.smoke {
+        200
+    } else if quick {
+        1000
+    } else {
+        10_000
+    });
+    let cases: Vec<&Case> = if args.smoke {
+        FULL.iter().take(1).collect()
+    } else if quick {
+        FULL.iter()
+            .filter(|c| c.conns == 50 && c.path != "/16k")
+            .collect()
+    } else {
+        FULL.iter().collect()
+    };
+    let kinds: Vec<Kind> = match &args.targets {
+        Some(list) => list
+            .iter()
+            .map(|t| {
+                Kind::parse(t.trim())
+                    .ok_or_else(|| BenchError::Other(format!("unknown target {t:?}")))
+            })
+            .collect::<Result<_>>()?,
+        None if args.smoke => vec![Kind::Direct, Kind::Ours, Kind::Nginx],
+        None => Kind::ALL.to_vec(),
+    };
+    let exe = std::env::current_exe().ctx("find own executable")?;
+    let proxy_bin = match &args.proxy_bin {
+        Some(p) => p.clone(),
+        None => exe.with_file_name("proxy"),
+    };
+    if kinds.contains(&Kind::Ours) && !proxy_bin.exists() {
+        return Err(BenchError::Other(format!(
+            "{} not found: run `cargo build --release --bins -p proxy -p benches` first (or pass --proxy-bin)",
+            proxy_bin.display()
+        )));
+    }
+    let nofile = idle::raise_nofile((2 * idle_n as u64 + 8192).max(65_536));
+    let threads = args.backend_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+
+    let (backend_proc, backend_port) = targets::start_backend(&exe, threads)?;
+    let setup = ProxySetup {
+        backend_port,
+        workers: args.workers.max(1),
+        max_conns: idle_n + 2048,
+        proxy_bin: proxy_bin.clone(),
+    };
+    let mut running: Vec<Running> = Vec::new();
+    for k in &kinds {
+        eprintln!("loadbench: starting {k}");
+        running.push(targets::start(*k, &setup)?);
+    }
+
+    let mut report = Report::default();
+    report.notes.push(format!(
+        "`loadbench {}` on {} cores; loadavg at start {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        threads,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    report.notes.push(format!(
+        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up; upstream keepalive 32; logs off",
+        setup.workers, threads, args.warmup
+    ));
+    report.notes.push(format!(
+        "proxy: {}; {}; {}; {}",
+        proxy_bin.display(),
+        cmd_version("nginx", "-v"),
+        cmd_version("haproxy", "-v"),
+        cmd_version("wrk", "-v")
+    ));
+
+    for case in &cases {
+        for t in &mut running {
+            let url = format!("http://127.0.0.1:{}{}", t.port, case.path);
+            eprintln!("loadbench: {} -> {} ({} s)", case.label, t.kind, secs);
+            if let Some(p) = t.proc.as_mut() {
+                p.check_alive()?;
+            }
+            if args.warmup > 0 {
+                let _ = wrk::run(&url, case.conns, args.warmup);
+            }
+            let pid = t.pid();
+            if let Some(pid) = pid {
+                procfs::reset_peak(pid);
+            }
+            let cpu0 = pid.map(procfs::tree_cpu_seconds);
+            let res = wrk::run(&url, case.conns, secs);
+            let cpu1 = pid.map(procfs::tree_cpu_seconds);
+            let peak = pid.map(|p| procfs::tree_status_kib(p, "VmHWM"));
+            let res = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("loadbench: {} against {} failed: {e}", case.label, t.kind);
+                    report
+                        .notes
+                        .push(format!("{} against {} failed: {e}", case.label, t.kind));
+                    wrk::WrkResult::default()
+                }
+            };
+            let cpu_per_1k = match (cpu0, cpu1) {
+                (Some(a), Some(b)) if res.requests > 0 => {
+                    Some((b - a) / res.requests as f64 * 1000.0)
+                }
+                _ => None,
+            };
+            report.rows.push(Row {
+                case: case.label.to_string(),
+                target: t.kind,
+                wrk: res,
+                cpu_per_1k,
+                peak_rss_kib: peak,
+            });
+        }
+    }
+
+    if idle_n > 0 {
+        if (nofile as usize) < idle_n + 1024 {
+            report.notes.push(format!(
+                "RLIMIT_NOFILE is {nofile}: too low for {idle_n} idle connections"
+            ));
+        }
+        for t in &running {
+            let Some(pid) = t.pid() else { continue };
+            eprintln!(
+                "loadbench: {idle_n} idle keep-alive connections -> {}",
+                t.kind
+            );
+            let before = procfs::tree_status_kib(pid, "VmRSS");
+            let addr = SocketAddr::from(([127, 0, 0, 1], t.port));
+            let mut conns = idle::open(addr, idle_n, "/small")?;
+            // Let the proxy settle (buffers it allocates lazily, deferred frees).
+            std::thread::sleep(Duration::from_millis(500));
+            let rss = procfs::tree_status_kib(pid, "VmRSS");
+            let open_at_end = idle::still_open(&mut conns);
+            drop(conns);
+            report.idle.push(IdleRow {
+                target: t.kind,
+                opened: idle_n,
+                open_at_end,
+                rss_before_kib: before,
+                rss_kib: rss,
+            });
+            // Give the proxy time to reap the closed connections before the next one is loaded.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    drop(running);
+    drop(backend_proc);
+    report.notes.push(format!(
+        "total run time {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let md = report.markdown();
+    print!("{md}");
+    std::fs::create_dir_all(&args.out).ctx(format_args!("create {}", args.out.display()))?;
+    let md_path = args.out.join("results.md");
+    std::fs::write(&md_path, &md).ctx(format_args!("write {}", md_path.display()))?;
+    let svg_path = args.out.join("results.svg");
+    std::fs::write(&svg_path, report.svg()).ctx(format_args!("write {}", svg_path.display()))?;
+    eprintln!(
+        "loadbench: wrote {} and {}",
+        md_path.display(),
+        svg_path.display()
+    );
+    Ok(())
+}
