@@ -31,6 +31,8 @@ pub struct IdleRow {
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Chart title (the panel-scale remark is added).
+    pub title: String,
     /// Free text shown under the title (command, workers, durations, caveats).
     pub notes: Vec<String>,
     pub rows: Vec<Row>,
@@ -143,7 +145,7 @@ impl Report {
             .filter(|k| self.rows.iter().any(|r| r.target == *k))
             .collect();
         let (panel_w, panel_h, top, bottom) = (190.0, 260.0, 70.0, 60.0);
-        let width = 20.0 + panel_w * cases.len().max(1) as f64;
+        let width = (20.0 + panel_w * cases.len().max(1) as f64).max(470.0);
         let height = top + panel_h + bottom;
         let mut s = String::new();
         let _ = writeln!(
@@ -152,10 +154,11 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">req/s by case (each panel has its own scale)</text>"#
+            r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">{} (each panel has its own scale)</text>"#,
+            esc(&self.title)
         );
         for (i, t) in targets.iter().enumerate() {
-            let x = 10.0 + i as f64 * 110.0;
+            let x = 10.0 + i as f64 * 90.0;
             let _ = writeln!(
                 s,
                 r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="44">{}</text>"#,
@@ -262,6 +265,7 @@ mod tests {
 
     fn report() -> Report {
         Report {
+            title: "req/s".into(),
             notes: vec!["workers = 1".into()],
             rows: vec![
                 row("small@50", Kind::Direct, 50_000.0, None),

@@ -222,12 +222,17 @@ pub struct ProxySetup {
     pub max_conns: usize,
     /// Our proxy's binary.
     pub proxy_bin: PathBuf,
+    /// Extra command-line arguments for our proxy (e.g. `--engine epoll`).
+    pub proxy_args: Vec<String>,
+    /// Extra top-level proxy.toml lines (e.g. `pin_workers = true`), to compare settings.
+    pub proxy_toml: Vec<String>,
 }
 
 pub fn ours_config(s: &ProxySetup, port: u16) -> String {
     format!(
         r#"workers = {workers}
 access_log = "off"
+{extra}
 
 [upstream.backend]
 servers = [{{ address = "127.0.0.1:{backend}" }}]
@@ -242,6 +247,7 @@ proxy_pass = "backend"
 "#,
         workers = s.workers,
         backend = s.backend_port,
+        extra = s.proxy_toml.join("\n"),
     )
 }
 
@@ -330,7 +336,10 @@ pub fn start(kind: Kind, s: &ProxySetup) -> Result<Running> {
             let conf = dir.path().join("proxy.toml");
             fs::write(&conf, ours_config(s, port)).ctx("write proxy.toml")?;
             let mut c = Command::new(&s.proxy_bin);
-            c.arg("--config").arg(conf).env("RUST_LOG", "warn");
+            c.arg("--config")
+                .arg(conf)
+                .args(&s.proxy_args)
+                .env("RUST_LOG", "warn");
             c
         }
         Kind::Nginx => {
@@ -380,6 +389,8 @@ mod tests {
             workers: 2,
             max_conns: 10_000,
             proxy_bin: PathBuf::from("proxy"),
+            proxy_args: Vec::new(),
+            proxy_toml: vec!["pin_workers = true".into()],
         }
     }
 
@@ -389,6 +400,7 @@ mod tests {
         let o = ours_config(&s, 8080);
         assert!(o.contains("workers = 2") && o.contains("127.0.0.1:1234") && o.contains(":8080"));
         assert!(o.contains("access_log = \"off\"") && o.contains("keepalive = 32"));
+        assert!(o.contains("\npin_workers = true\n"), "{o}");
         let n = nginx_config(&s, 8081, Path::new("/tmp/x"));
         assert!(n.contains("worker_processes 2;") && n.contains("keepalive 32;"));
         assert!(n.contains("proxy_set_header Connection \"\";") && n.contains("access_log off;"));

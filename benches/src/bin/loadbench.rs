@@ -47,6 +47,12 @@ struct Args {
     /// Our proxy's binary (default: `proxy` next to this executable).
     #[arg(long)]
     proxy_bin: Option<PathBuf>,
+    /// Extra argument for our proxy's command line (repeatable), e.g. `--proxy-arg=--engine=epoll`.
+    #[arg(long = "proxy-arg", allow_hyphen_values = true)]
+    proxy_args: Vec<String>,
+    /// Extra top-level proxy.toml line (repeatable), e.g. `--proxy-toml 'pin_workers = true'`.
+    #[arg(long = "proxy-toml")]
+    proxy_toml: Vec<String>,
     /// Backend threads (default: one per core).
     #[arg(long)]
     backend_threads: Option<usize>,
@@ -181,20 +187,23 @@ fn run(args: &Args) -> Result<()> {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
 
+    let mut report = Report::default();
     let (backend_proc, backend_port) = targets::start_backend(&exe, threads)?;
     let setup = ProxySetup {
         backend_port,
         workers: args.workers.max(1),
         max_conns: idle_n + 2048,
         proxy_bin: proxy_bin.clone(),
+        proxy_args: args.proxy_args.clone(),
+        proxy_toml: args.proxy_toml.clone(),
     };
+    report.title = format!("req/s, workers = {}", setup.workers);
     let mut running: Vec<Running> = Vec::new();
     for k in &kinds {
         eprintln!("loadbench: starting {k}");
         running.push(targets::start(*k, &setup)?);
     }
 
-    let mut report = Report::default();
     report.notes.push(format!(
         "`loadbench {}` on {} cores; loadavg at start {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
