@@ -220,6 +220,9 @@ pub struct ProxySetup {
     pub workers: usize,
     /// Client connections each proxy must accept (idle test + margin).
     pub max_conns: usize,
+    /// RLIMIT_NOFILE the proxies inherit (HAProxy refuses to start if it needs more, and
+    /// without CAP_SYS_RESOURCE nobody can raise the hard limit).
+    pub nofile: u64,
     /// Our proxy's binary.
     pub proxy_bin: PathBuf,
     /// Extra command-line arguments for our proxy (e.g. `--engine epoll`).
@@ -284,8 +287,8 @@ http {{
 "#,
         workers = s.workers,
         backend = s.backend_port,
-        conns = s.max_conns + 1024,
-        nofile = 2 * s.max_conns + 4096,
+        conns = s.max_conns + 768,
+        nofile = s.nofile,
     )
 }
 
@@ -313,7 +316,7 @@ backend be
 "#,
         workers = s.workers,
         backend = s.backend_port,
-        conns = s.max_conns + 1024,
+        conns = s.max_conns,
     )
 }
 
@@ -387,7 +390,8 @@ mod tests {
         ProxySetup {
             backend_port: 1234,
             workers: 2,
-            max_conns: 10_000,
+            max_conns: 9_256,
+            nofile: 20_000,
             proxy_bin: PathBuf::from("proxy"),
             proxy_args: Vec::new(),
             proxy_toml: vec!["pin_workers = true".into()],

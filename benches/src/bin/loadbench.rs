@@ -183,6 +183,21 @@ fn run(args: &Args) -> Result<()> {
         )));
     }
     let nofile = idle::raise_nofile((2 * idle_n as u64 + 8192).max(65_536));
+    // A proxy holds each idle client connection with one descriptor, but HAProxy reserves two
+    // per connection (client + server side) up front and will not start beyond its limit. Every
+    // proxy gets the same count, so cap it to what HAProxy can hold under this limit.
+    let idle_cap = usize::try_from(nofile / 2)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(512);
+    let idle_n = if idle_n > idle_cap {
+        let capped = idle_cap / 1000 * 1000;
+        eprintln!(
+            "loadbench: RLIMIT_NOFILE {nofile} allows {capped} idle connections, not {idle_n}"
+        );
+        capped
+    } else {
+        idle_n
+    };
     let threads = args.backend_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
@@ -192,7 +207,8 @@ fn run(args: &Args) -> Result<()> {
     let setup = ProxySetup {
         backend_port,
         workers: args.workers.max(1),
-        max_conns: idle_n + 2048,
+        max_conns: idle_n + 256,
+        nofile,
         proxy_bin: proxy_bin.clone(),
         proxy_args: args.proxy_args.clone(),
         proxy_toml: args.proxy_toml.clone(),
@@ -272,11 +288,9 @@ fn run(args: &Args) -> Result<()> {
     }
 
     if idle_n > 0 {
-        if (nofile as usize) < idle_n + 1024 {
-            report.notes.push(format!(
-                "RLIMIT_NOFILE is {nofile}: too low for {idle_n} idle connections"
-            ));
-        }
+        report.notes.push(format!(
+            "idle: {idle_n} keep-alive client connections per proxy (RLIMIT_NOFILE {nofile})"
+        ));
         for t in &running {
             let Some(pid) = t.pid() else { continue };
             eprintln!(
