@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use benches::report::{IdleRow, Report, Row};
-use benches::targets::{self, Kind, ProxySetup, Running};
+use benches::targets::{self, Kind, ProxySetup};
 use benches::{backend, idle, procfs, wrk, BenchError, Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -214,10 +214,9 @@ fn run(args: &Args) -> Result<()> {
         proxy_toml: args.proxy_toml.clone(),
     };
     report.title = format!("req/s, workers = {}", setup.workers);
-    let mut running: Vec<Running> = Vec::new();
+    // Check every target starts before spending minutes on load.
     for k in &kinds {
-        eprintln!("loadbench: starting {k}");
-        running.push(targets::start(*k, &setup)?);
+        drop(targets::start(*k, &setup)?);
     }
 
     report.notes.push(format!(
@@ -244,7 +243,11 @@ fn run(args: &Args) -> Result<()> {
     ));
 
     for case in &cases {
-        for t in &mut running {
+        for kind in &kinds {
+            // A fresh process per case: peak RSS then belongs to this case alone (allocators
+            // keep what an earlier, heavier case grew to), and one case cannot leave another
+            // a degraded proxy.
+            let mut t = targets::start(*kind, &setup)?;
             let url = format!("http://127.0.0.1:{}{}", t.port, case.path);
             eprintln!("loadbench: {} -> {} ({} s)", case.label, t.kind, secs);
             if let Some(p) = t.proc.as_mut() {
@@ -291,8 +294,11 @@ fn run(args: &Args) -> Result<()> {
         report.notes.push(format!(
             "idle: {idle_n} keep-alive client connections per proxy (RLIMIT_NOFILE {nofile})"
         ));
-        for t in &running {
+        for kind in kinds.iter().filter(|k| **k != Kind::Direct) {
+            let t = targets::start(*kind, &setup)?;
             let Some(pid) = t.pid() else { continue };
+            // Settle after start-up (worker threads, lazily mapped pools) before the baseline.
+            std::thread::sleep(Duration::from_millis(300));
             eprintln!(
                 "loadbench: {idle_n} idle keep-alive connections -> {}",
                 t.kind
@@ -312,12 +318,9 @@ fn run(args: &Args) -> Result<()> {
                 rss_before_kib: before,
                 rss_kib: rss,
             });
-            // Give the proxy time to reap the closed connections before the next one is loaded.
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
-    drop(running);
     drop(backend_proc);
     report.notes.push(format!(
         "total run time {:.0} s",
