@@ -219,6 +219,13 @@ impl Report {
     }
 }
 
+/// The median row by req/s (the lower middle for an even count); None for no rows.
+pub fn median_by_rps(mut rows: Vec<Row>) -> Option<Row> {
+    rows.sort_by(|a, b| a.wrk.req_per_sec.total_cmp(&b.wrk.req_per_sec));
+    let mid = rows.len().checked_sub(1)? / 2;
+    rows.into_iter().nth(mid)
+}
+
 fn color(k: Kind) -> &'static str {
     match k {
         Kind::Direct => "#9e9e9e",
@@ -295,6 +302,24 @@ mod tests {
             md.contains("| 1000 | nginx | 1000 | 2.0 | 4.0 | 2.05 | 1.00x |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn median_round_is_picked_by_req_per_sec() {
+        let rows = vec![
+            row("c", Kind::Ours, 300.0, Some(3.0)),
+            row("c", Kind::Ours, 100.0, Some(1.0)),
+            row("c", Kind::Ours, 200.0, Some(2.0)),
+        ];
+        let m = median_by_rps(rows).unwrap();
+        assert_eq!(m.wrk.req_per_sec, 200.0);
+        assert_eq!(m.cpu_per_1k, Some(2.0));
+        let two = vec![
+            row("c", Kind::Ours, 5.0, None),
+            row("c", Kind::Ours, 1.0, None),
+        ];
+        assert_eq!(median_by_rps(two).unwrap().wrk.req_per_sec, 1.0);
+        assert!(median_by_rps(Vec::new()).is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use benches::report::{IdleRow, Report, Row};
+use benches::report::{self, IdleRow, Report, Row};
 use benches::targets::{self, Kind, ProxySetup};
 use benches::{backend, idle, procfs, wrk, BenchError, Context, Result};
 use clap::{Parser, Subcommand};
@@ -35,6 +35,9 @@ struct Args {
     /// Seconds measured per case (default 5; 1 with --quick / --smoke).
     #[arg(long)]
     duration: Option<u64>,
+    /// Measure each case this many times (targets interleaved) and report the median by req/s.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Warm-up seconds before each measured case (not counted).
     #[arg(long, default_value_t = 1)]
     warmup: u64,
@@ -122,6 +125,58 @@ fn run_backend(threads: usize) -> Result<()> {
     let (port, listeners) = backend::bind(threads).ctx("bind backend")?;
     println!("PORT {port}");
     backend::serve(listeners).ctx("backend")
+}
+
+/// One measured wrk run of `case` against a fresh `kind` process.
+fn measure(
+    kind: Kind,
+    case: &Case,
+    setup: &ProxySetup,
+    warmup: u64,
+    secs: u64,
+    notes: &mut Vec<String>,
+) -> Result<Row> {
+    // A fresh process per case: peak RSS then belongs to this case alone (allocators keep what
+    // an earlier, heavier case grew to), and one case cannot leave another a degraded proxy.
+    let mut t = targets::start(kind, setup)?;
+    let url = format!("http://127.0.0.1:{}{}", t.port, case.path);
+    eprintln!("loadbench: {} -> {} ({} s)", case.label, t.kind, secs);
+    if warmup > 0 {
+        let _ = wrk::run(&url, case.conns, warmup);
+    }
+    if let Some(p) = t.proc.as_mut() {
+        p.check_alive()?;
+    }
+    let pid = t.pid();
+    if let Some(pid) = pid {
+        procfs::reset_peak(pid);
+    }
+    let cpu0 = pid.map(procfs::tree_cpu_seconds);
+    let res = wrk::run(&url, case.conns, secs);
+    let cpu1 = pid.map(procfs::tree_cpu_seconds);
+    let peak = pid.map(|p| procfs::tree_status_kib(p, "VmHWM"));
+    if let Some(Err(e)) = t.proc.as_mut().map(|p| p.check_alive()) {
+        notes.push(format!("{}: {e} during the measured run", case.label));
+    }
+    let res = match res {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadbench: {} against {} failed: {e}", case.label, t.kind);
+            notes.push(format!("{} against {} failed: {e}", case.label, t.kind));
+            wrk::WrkResult::default()
+        }
+    };
+    let cpu_per_1k = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if res.requests > 0 => Some((b - a) / res.requests as f64 * 1000.0),
+        _ => None,
+    };
+    Ok(Row {
+        case: case.label.to_string(),
+        target: t.kind,
+        wrk: res,
+        cpu_per_1k,
+        peak_rss_kib: peak,
+    })
 }
 
 fn cmd_version(cmd: &str, arg: &str) -> String {
@@ -231,8 +286,11 @@ fn run(args: &Args) -> Result<()> {
             .join(" ")
     ));
     report.notes.push(format!(
-        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up; upstream keepalive 32; logs off",
-        setup.workers, threads, args.warmup
+        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up, median of {} round(s); upstream keepalive 32; logs off",
+        setup.workers,
+        threads,
+        args.warmup,
+        args.rounds.max(1)
     ));
     report.notes.push(format!(
         "proxy: {}; {}; {}; {}",
@@ -243,51 +301,19 @@ fn run(args: &Args) -> Result<()> {
     ));
 
     for case in &cases {
-        for kind in &kinds {
-            // A fresh process per case: peak RSS then belongs to this case alone (allocators
-            // keep what an earlier, heavier case grew to), and one case cannot leave another
-            // a degraded proxy.
-            let mut t = targets::start(*kind, &setup)?;
-            let url = format!("http://127.0.0.1:{}{}", t.port, case.path);
-            eprintln!("loadbench: {} -> {} ({} s)", case.label, t.kind, secs);
-            if let Some(p) = t.proc.as_mut() {
-                p.check_alive()?;
-            }
-            if args.warmup > 0 {
-                let _ = wrk::run(&url, case.conns, args.warmup);
-            }
-            let pid = t.pid();
-            if let Some(pid) = pid {
-                procfs::reset_peak(pid);
-            }
-            let cpu0 = pid.map(procfs::tree_cpu_seconds);
-            let res = wrk::run(&url, case.conns, secs);
-            let cpu1 = pid.map(procfs::tree_cpu_seconds);
-            let peak = pid.map(|p| procfs::tree_status_kib(p, "VmHWM"));
-            let res = match res {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("loadbench: {} against {} failed: {e}", case.label, t.kind);
-                    report
-                        .notes
-                        .push(format!("{} against {} failed: {e}", case.label, t.kind));
-                    wrk::WrkResult::default()
+        // Rounds interleave the targets too; the median round (by req/s) is reported.
+        let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
+        for _ in 0..args.rounds.max(1) {
+            for (i, kind) in kinds.iter().enumerate() {
+                let row = measure(*kind, case, &setup, args.warmup, secs, &mut report.notes)?;
+                if let Some(r) = rounds.get_mut(i) {
+                    r.push(row);
                 }
-            };
-            let cpu_per_1k = match (cpu0, cpu1) {
-                (Some(a), Some(b)) if res.requests > 0 => {
-                    Some((b - a) / res.requests as f64 * 1000.0)
-                }
-                _ => None,
-            };
-            report.rows.push(Row {
-                case: case.label.to_string(),
-                target: t.kind,
-                wrk: res,
-                cpu_per_1k,
-                peak_rss_kib: peak,
-            });
+            }
         }
+        report
+            .rows
+            .extend(rounds.into_iter().filter_map(report::median_by_rps));
     }
 
     if idle_n > 0 {
