@@ -292,8 +292,15 @@ fn run(args: &Args) -> Result<()> {
         args.warmup,
         args.rounds.max(1)
     ));
+    let git = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
     report.notes.push(format!(
-        "proxy: {}; {}; {}; {}",
+        "proxy: {} (source {git}); {}; {}; {}",
         proxy_bin.display(),
         cmd_version("nginx", "-v"),
         cmd_version("haproxy", "-v"),
