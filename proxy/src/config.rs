@@ -98,6 +98,9 @@ pub struct Config {
     pub workers: Workers,
     /// Pin worker N to core N.
     pub pin_workers: bool,
+    /// Forward large bodies with splice(2) through a pipe instead of copying them through
+    /// user space (default on).
+    pub splice: bool,
     /// `None` = "off".
     pub access_log: Option<PathBuf>,
     pub admin: Option<SocketAddr>,

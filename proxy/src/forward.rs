@@ -18,7 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
+use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 
 use crate::balance::{Outcome, Tried};
@@ -31,6 +33,11 @@ use crate::worker::WorkerCtx;
 
 const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
+/// Bodies at least this long (beyond what arrived with the head) are spliced, not copied.
+const SPLICE_MIN: u64 = 32 * 1024;
+/// One splice moves at most a pipe's default capacity (64 KiB). monoio's `Pipe` does not expose
+/// its fd, so F_SETPIPE_SZ cannot raise it.
+const PIPE_CHUNK: u64 = 64 * 1024;
 /// nginx's `send_timeout` default: the longest a write to the client may stall.
 const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -50,6 +57,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
         uheaders: Vec::with_capacity(32),
         body: Vec::new(),
         req: Vec::with_capacity(READ_CHUNK),
+        pipe: None,
         served: 0,
     };
     conn.run().await;
@@ -81,6 +89,9 @@ struct Conn {
     body: Vec<u8>,
     /// The rewritten request for the upstream (reused across requests).
     req: Vec<u8>,
+    /// (read end, write end) of this connection's splice pipe, created on first use and
+    /// dropped after any splice error (it may hold stray bytes then).
+    pipe: Option<(Pipe, Pipe)>,
     served: u64,
 }
 
@@ -468,6 +479,30 @@ impl Conn {
         upstream: &Upstream,
         server: &Server,
     ) -> Result<(), StreamErr> {
+        if remaining >= SPLICE_MIN && self.ctx.config().splice {
+            let r = splice_exact(
+                &mut self.pipe,
+                &mut self.client,
+                up,
+                remaining,
+                server.client_body_timeout,
+                upstream.send_timeout,
+            )
+            .await;
+            match r {
+                Ok(()) => {
+                    self.ctx
+                        .stats
+                        .bytes_from_clients
+                        .fetch_add(remaining, Relaxed);
+                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    return Ok(());
+                }
+                Err(SpliceErr::Source) => return Err(StreamErr::Client),
+                Err(SpliceErr::Sink) => return Err(StreamErr::Upstream),
+                Err(SpliceErr::NoPipe) => {} // copy below
+            }
+        }
         let mut chunk = std::mem::take(&mut self.out);
         chunk.clear();
         chunk.reserve(BODY_CHUNK);
@@ -660,6 +695,27 @@ impl Conn {
         *sent += first as u64;
         self.flush_out().await?;
         let mut remaining = n - first as u64;
+        if remaining >= SPLICE_MIN && self.ctx.config().splice {
+            let r = splice_exact(
+                &mut self.pipe,
+                up,
+                &mut self.client,
+                remaining,
+                upstream.read_timeout,
+                CLIENT_SEND_TIMEOUT,
+            )
+            .await;
+            match r {
+                Ok(()) => {
+                    *sent += remaining;
+                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    return Ok(!extra);
+                }
+                Err(SpliceErr::Source) => return Err(StreamErr::Upstream),
+                Err(SpliceErr::Sink) => return Err(StreamErr::Client),
+                Err(SpliceErr::NoPipe) => {} // copy below
+            }
+        }
         while remaining > 0 {
             self.ubuf.clear();
             let want = (remaining as usize).min(BODY_CHUNK);
@@ -967,6 +1023,65 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpErr
         }
         Err(_) => Err(UpErr::Timeout),
     }
+}
+
+enum SpliceErr {
+    /// Reading from the source failed, timed out or hit EOF early.
+    Source,
+    /// Writing to the sink failed or timed out.
+    Sink,
+    /// No pipe could be made (fd limit): nothing was moved, copy instead.
+    NoPipe,
+}
+
+/// Move exactly `n` bytes from `from` to `to` through the connection's pipe with splice(2):
+/// the bytes go socket -> pipe -> socket inside the kernel and never through user space.
+async fn splice_exact(
+    slot: &mut Option<(Pipe, Pipe)>,
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    n: u64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> Result<(), SpliceErr> {
+    if slot.is_none() {
+        match new_pipe() {
+            Ok(p) => *slot = Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a splice pipe; copying instead");
+                return Err(SpliceErr::NoPipe);
+            }
+        }
+    }
+    let Some((rd, wr)) = slot.as_mut() else {
+        return Err(SpliceErr::NoPipe);
+    };
+    let mut remaining = n;
+    let result = async {
+        while remaining > 0 {
+            let want = remaining.min(PIPE_CHUNK) as u32;
+            let got = match monoio::time::timeout(read_timeout, from.splice_to_pipe(wr, want)).await
+            {
+                Ok(Ok(got)) if got > 0 => got,
+                _ => return Err(SpliceErr::Source),
+            };
+            let mut left = got;
+            while left > 0 {
+                match monoio::time::timeout(write_timeout, to.splice_from_pipe(rd, left)).await {
+                    Ok(Ok(put)) if put > 0 => left -= put,
+                    _ => return Err(SpliceErr::Sink),
+                }
+            }
+            remaining -= u64::from(got);
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        // The pipe may still hold bytes of this body: never reuse it.
+        *slot = None;
+    }
+    result
 }
 
 /// Append up to `max` bytes read from `stream` to `buf`.

@@ -23,6 +23,8 @@ pub struct WorkerStats {
     pub accepted: AtomicU64,
     pub bytes_from_clients: AtomicU64,
     pub bytes_to_clients: AtomicU64,
+    /// Body bytes moved with splice(2), never copied through user space.
+    pub spliced_bytes: AtomicU64,
     pub upstream_failures: AtomicU64,
     pub upstream_retries: AtomicU64,
     /// (upstream name, peer states), replaced about once a second by the worker.
@@ -40,6 +42,7 @@ impl WorkerStats {
             accepted: AtomicU64::new(0),
             bytes_from_clients: AtomicU64::new(0),
             bytes_to_clients: AtomicU64::new(0),
+            spliced_bytes: AtomicU64::new(0),
             upstream_failures: AtomicU64::new(0),
             upstream_retries: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
@@ -83,7 +86,7 @@ pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
         }
     }
 
-    let gauges: [(&str, &str, &str, u64); 6] = [
+    let gauges: [(&str, &str, &str, u64); 7] = [
         (
             "proxy_active_connections",
             "gauge",
@@ -107,6 +110,12 @@ pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
             "counter",
             "Bytes sent to clients.",
             sum(&|w| w.bytes_to_clients.load(Relaxed)),
+        ),
+        (
+            "proxy_spliced_bytes_total",
+            "counter",
+            "Body bytes forwarded with splice(2) (kernel to kernel, not through user space).",
+            sum(&|w| w.spliced_bytes.load(Relaxed)),
         ),
         (
             "proxy_upstream_failures_total",

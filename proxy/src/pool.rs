@@ -5,7 +5,10 @@
 //! becomes a spurious 502. Three defences, cheapest first:
 //! 1. idle connections expire after the upstream's `keepalive_timeout` (default 4 s, below
 //!    Apache's 5 s), so we normally close first;
-//! 2. before reuse, a non-blocking `MSG_PEEK` sees a FIN (or stray bytes) that already arrived;
+//! 2. before reusing a connection that sat idle for a while, a non-blocking `MSG_PEEK` sees a
+//!    FIN (or stray bytes) that already arrived (skipped for connections idle under
+//!    [`PEEK_AFTER`]: back-to-back reuse is the hot path and a backend closing within that
+//!    window is covered by 3);
 //! 3. `forward` retries once on a fresh connection when a reused one fails before any response
 //!    byte (the request cannot have been processed by a backend that had closed it).
 
@@ -15,6 +18,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+
+/// Connections idle at least this long are checked with `MSG_PEEK` before reuse.
+pub const PEEK_AFTER: Duration = Duration::from_millis(100);
 
 struct Idle {
     addr: SocketAddr,
@@ -45,8 +51,8 @@ impl Pool {
         // Newest first: the least likely to have been closed by the backend.
         while let Some(pos) = group.conns.iter().rposition(|c| c.addr == addr) {
             let idle = group.conns.remove(pos)?;
-            if now.saturating_duration_since(idle.since) < group.idle_timeout
-                && still_open(&idle.stream)
+            let idle_for = now.saturating_duration_since(idle.since);
+            if idle_for < group.idle_timeout && (idle_for < PEEK_AFTER || still_open(&idle.stream))
             {
                 return Some(idle.stream);
             }

@@ -141,6 +141,12 @@ fn stale_pooled_connections_do_not_cause_502() {
         assert_eq!(r.status, 200, "request {i}");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // A POST is never replayed, so the pool must notice the closed connection before reuse.
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(150));
+        c.send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+        assert_eq!(c.response().status, 200, "POST {i}");
+    }
 }
 
 /// A backend that answers one request per connection with a keep-alive response and then

@@ -88,6 +88,7 @@ fn one_mib_post_is_forwarded_byte_exact() {
     assert_eq!(r.body.len(), body.len());
     assert!(r.body == body, "echoed body differs");
     assert_eq!(b.last().body, body);
+    assert!(metric(&p, "proxy_spliced_bytes_total") > 1 << 20);
 }
 
 #[test]
@@ -104,6 +105,70 @@ fn eight_mib_response_byte_exact() {
         assert_eq!(r.header("content-length"), Some("8388608"));
         assert!(r.body == expected, "8 MiB body differs");
     }
+    // The bodies went through the splice pipe, not through user space.
+    let spliced = metric(&p, "proxy_spliced_bytes_total");
+    assert!(
+        spliced >= 2 * (8 << 20) - 2 * 64 * 1024,
+        "spliced {spliced}"
+    );
+}
+
+/// Value of an unlabelled metric from /metrics.
+fn metric(p: &Proxy, name: &str) -> u64 {
+    let m = p.admin_get("/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+}
+
+#[test]
+fn large_bodies_byte_exact_with_splice_off_and_on_epoll() {
+    let big = pattern(3 << 20);
+    let expected = big.clone();
+    let b = Backend::start(move |r| {
+        if r.method == "POST" {
+            Reply::bytes(r.body.clone())
+        } else {
+            Reply::bytes(big.clone())
+        }
+    });
+    let upstream = common::servers(&[&b]);
+    // splice = false: the copy path.
+    let p = Proxy::start("splice = false", &upstream, "client_max_body_size = \"4m\"");
+    let mut c = p.client();
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.response().body == expected);
+    c.send(&format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        expected.len()
+    ));
+    c.send_bytes(&expected);
+    assert!(c.response().body == expected);
+    assert_eq!(metric(&p, "proxy_spliced_bytes_total"), 0);
+    // splice on the epoll engine.
+    let dir = common::temp_dir("splice-epoll");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = common::config_text(
+        port,
+        admin,
+        "",
+        &upstream,
+        "client_max_body_size = \"4m\"",
+        "off",
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = Proxy::spawn(path, dir, port, admin, &["--engine", "epoll"]);
+    let mut c = Client::connect(p.addr);
+    c.send(&format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        expected.len()
+    ));
+    c.send_bytes(&expected);
+    assert!(c.response().body == expected);
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.response().body == expected);
+    assert!(metric(&p, "proxy_spliced_bytes_total") > 4 << 20);
 }
 
 #[test]
@@ -261,4 +326,34 @@ fn epoll_engine_serves_too() {
         assert_eq!(c.response().text(), "epoll");
     }
     assert!(p.stderr().contains("epoll"), "{}", p.stderr());
+}
+
+#[test]
+fn listens_on_ipv4_and_ipv6_with_two_workers() {
+    let b = Backend::page("dual stack");
+    let dir = common::temp_dir("v6");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = format!(
+        "workers = 2\nadmin = \"127.0.0.1:{admin}\"\n[upstream.u]\n{}\n\
+         [[server]]\nlisten = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n\
+         [[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n",
+        common::servers(&[&b])
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = Proxy::spawn(path, dir, port, admin, &[]);
+    for addr in [p.addr, format!("[::1]:{port}").parse().unwrap()] {
+        for _ in 0..10 {
+            let mut c = Client::connect(addr);
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().text(), "dual stack");
+        }
+    }
+    // The backend saw the IPv6 client's address in X-Forwarded-For.
+    assert!(b
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.header("x-forwarded-for") == Some("::1")));
 }

@@ -1,1 +1,197 @@
-//! config
+//! vrrp.toml: keepalived's vocabulary in TOML (see DESIGN.md "Config formats").
+//!
+//! Two layers: `raw` mirrors the file with serde (`deny_unknown_fields`, spans on every value
+//! that can be wrong), `validate` turns it into [`Config`], collecting every error with
+//! file:line:col. `lint` looks for configs that parse but cannot do what the user wants.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::instance::InstanceConfig;
+use crate::packet;
+
+mod lint;
+mod raw;
+mod recover;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use lint::{lint, lint_pair};
+
+/// One error in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// All errors found in a config file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A lint finding: the config is valid but probably does not do what was meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: warning: {}",
+            self.file.display(),
+            self.line,
+            self.message
+        )
+    }
+}
+
+/// A validated vrrp.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub source: PathBuf,
+    pub router_id: String,
+    /// `global_defs.runtime_dir`, default "/run/vrrp".
+    pub runtime_dir: PathBuf,
+    pub scripts: Vec<TrackScript>,
+    pub instances: Vec<VrrpInstance>,
+    /// Line numbers of items, for lint warnings.
+    pub lines: Lines,
+}
+
+/// Where things are in the source file (1-based lines), for warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    /// Per script: the line of its `weight` (or its table header).
+    pub script_weight: Vec<usize>,
+    /// Per instance: the line of `priority`, `advert_int` and `authentication` (0 if absent).
+    pub instance_priority: Vec<usize>,
+    pub instance_advert_int: Vec<usize>,
+    pub instance_auth: Vec<usize>,
+}
+
+/// How a tracked script probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Shell command; exit status 0 = success.
+    Script(String),
+    /// Built-in HTTP GET; status 200 within the timeout = success.
+    Http(String),
+}
+
+/// `[vrrp_script.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackScript {
+    pub name: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Added to the priority while failing (keepalived: negative) or while succeeding
+    /// (positive); 0 = Fault while failing.
+    pub weight: i32,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+/// `[vrrp_instance.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub initial_master_hint: bool,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval: Duration,
+    pub version: packet::Version,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub auth: packet::Auth,
+    pub checksum: packet::ChecksumMode,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub unicast_peer: Vec<IpAddr>,
+    /// Indices into [`Config::scripts`].
+    pub track_script: Vec<usize>,
+    pub track_interface: Vec<String>,
+    /// VIP and prefix length (default /32 or /128 as keepalived).
+    pub vips: Vec<(IpAddr, u8)>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
+    pub notify: Option<String>,
+}
+
+impl VrrpInstance {
+    /// The state machine's view; `primary_addr` is the interface's address (or unicast_src_ip).
+    pub fn instance_config(&self, primary_addr: IpAddr) -> InstanceConfig {
+        InstanceConfig {
+            name: self.name.clone(),
+            vrid: self.vrid,
+            version: self.version,
+            priority: self.priority,
+            advert_interval: self.advert_interval,
+            preempt: self.preempt,
+            preempt_delay: self.preempt_delay,
+            vips: self.vips.iter().map(|(a, _)| *a).collect(),
+            auth: match self.version {
+                packet::Version::V2 => self.auth,
+                packet::Version::V3 => packet::Auth::None,
+            },
+            primary_addr,
+            initial_master_hint: self.initial_master_hint,
+        }
+    }
+}
+
+/// Reads and parses `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Parses `text` (read from `path`, used in messages).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    validate::parse(text, path)
+}

@@ -1,1 +1,533 @@
-//! track
+//! `vrrp_script` tracking: probes (a shell script or the built-in HTTP GET), keepalived's
+//! fall/rise hysteresis, and the mapping of script states + link states to an instance's
+//! effective priority or Fault.
+//!
+//! The hysteresis and the priority arithmetic are pure (`FallRise`, `health`); the runner
+//! threads only execute probes and report each raw result through a callback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// keepalived's fall/rise: `fall` consecutive failures take an OK script to failing, `rise`
+/// consecutive successes take a failing script to OK. The very first result decides at once
+/// (keepalived starts the counter at rise - 1), so a broken check is noticed after one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallRise {
+    fall: u32,
+    rise: u32,
+    state: Option<bool>,
+    streak: u32,
+}
+
+impl FallRise {
+    pub fn new(fall: u32, rise: u32) -> FallRise {
+        FallRise {
+            fall: fall.max(1),
+            rise: rise.max(1),
+            state: None,
+            streak: 0,
+        }
+    }
+
+    /// None until the first result; then whether the script counts as OK.
+    pub fn state(&self) -> Option<bool> {
+        self.state
+    }
+
+    /// Records one probe result; returns the new state when it changed.
+    pub fn record(&mut self, success: bool) -> Option<bool> {
+        match self.state {
+            None => {
+                self.state = Some(success);
+                self.streak = 0;
+                Some(success)
+            }
+            Some(ok) if ok == success => {
+                // A result agreeing with the state resets the opposite streak.
+                self.streak = 0;
+                None
+            }
+            Some(ok) => {
+                self.streak += 1;
+                let needed = if ok { self.fall } else { self.rise };
+                if self.streak >= needed {
+                    self.state = Some(success);
+                    self.streak = 0;
+                    Some(success)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// What tracking makes of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Effective priority after script weights (1..=254, or 255 for an address owner).
+    Priority(u8),
+    /// A weight-0 script is failing or a tracked link is down.
+    Fault(String),
+}
+
+impl Health {
+    pub fn is_fault(&self) -> bool {
+        matches!(self, Health::Fault(_))
+    }
+}
+
+/// keepalived's rules: a script with weight 0 that fails puts the instance in Fault; a positive
+/// weight is added while the script is OK; a negative weight is added while it fails. The
+/// result is clamped to 1..=254 (0 means "leaving" and 255 "owner" on the wire). An address
+/// owner (255) is never adjusted, as in keepalived. Scripts with no result yet count as OK.
+/// `links`: (name, up) of the instance's interface and its `track_interface`s.
+pub fn health(base: u8, scripts: &[(&str, i32, Option<bool>)], links: &[(&str, bool)]) -> Health {
+    if let Some((name, _)) = links.iter().find(|(_, up)| !up) {
+        return Health::Fault(format!("interface {name} is down"));
+    }
+    let mut prio = i64::from(base);
+    for (name, weight, state) in scripts {
+        let ok = state.unwrap_or(true);
+        if *weight == 0 {
+            if !ok {
+                return Health::Fault(format!("track script {name} is failing (weight 0)"));
+            }
+        } else if (*weight > 0) == ok {
+            prio += i64::from(*weight);
+        }
+    }
+    if base == 255 {
+        return Health::Priority(255);
+    }
+    Health::Priority(u8::try_from(prio.clamp(1, 254)).unwrap_or(1))
+}
+
+/// A probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Run with /bin/sh -c; exit status 0 = OK; killed (with its process group) on timeout.
+    Script(String),
+    /// HTTP/1.0 GET; status 200 within the timeout = OK.
+    Http(HttpUrl),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid http probe URL {url:?}: {reason}")]
+pub struct UrlError {
+    pub url: String,
+    pub reason: &'static str,
+}
+
+/// Parses `http://host[:port][/path]` (IPv6 literals in brackets). Only plain HTTP: a health
+/// endpoint on loopback does not need TLS.
+pub fn parse_http_url(url: &str) -> Result<HttpUrl, UrlError> {
+    let err = |reason| UrlError {
+        url: url.to_string(),
+        reason,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| err("must start with http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(err("missing host"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or_else(|| err("unclosed ["))?;
+        let host = &v6[..end];
+        let port = match &v6[end + 1..] {
+            "" => 80,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| err("bad port"))?,
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| err("bad port"))?),
+            None => (authority, 80),
+        }
+    };
+    if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(err("bad host or path"));
+    }
+    Ok(HttpUrl {
+        host: host.to_string(),
+        port,
+        path: path.to_string(),
+    })
+}
+
+/// Status code of an HTTP response's first line, if it is one.
+pub fn parse_status_line(head: &[u8]) -> Option<u16> {
+    let line_end = head.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(head.get(..line_end)?).ok()?;
+    let mut parts = line.trim_end_matches('\r').splitn(3, ' ');
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+/// Runs one probe to completion or timeout; true = OK.
+pub fn run_probe(probe: &Probe, timeout: Duration) -> bool {
+    match probe {
+        Probe::Script(cmd) => run_script(cmd, timeout),
+        Probe::Http(url) => http_get_ok(url, timeout),
+    }
+}
+
+fn run_script(cmd: &str, timeout: Duration) -> bool {
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Own process group, so a timeout kills the script's children too.
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(%cmd, error = %e, "cannot start track script");
+            return false;
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() >= deadline => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) on the process group we created for this child.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::debug!(%cmd, "track script timed out");
+                return false;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return false,
+        }
+    }
+}
+
+fn http_get_ok(url: &HttpUrl, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<SocketAddr> = match (url.host.as_str(), url.port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(_) => return false,
+    };
+    let Some(addr) = addrs.first() else {
+        return false;
+    };
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let Ok(mut s) = TcpStream::connect_timeout(addr, remaining().max(Duration::from_millis(1)))
+    else {
+        return false;
+    };
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {}:{}\r\nUser-Agent: vrrp-track\r\nConnection: close\r\n\r\n",
+        url.path, host, url.port
+    );
+    if s.set_write_timeout(Some(remaining().max(Duration::from_millis(1))))
+        .and_then(|_| s.write_all(req.as_bytes()))
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while head.len() < 4096 {
+        let left = remaining();
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                head.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+                if head.contains(&b'\n') {
+                    break;
+                }
+            }
+        }
+    }
+    parse_status_line(&head) == Some(200)
+}
+
+/// One script to run periodically.
+#[derive(Debug, Clone)]
+pub struct ScriptSpec {
+    pub name: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// A running probe thread; dropping it stops the thread (promptly: it waits on a channel).
+pub struct Runner {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Starts a thread that runs `spec` immediately and then every `interval` (measured from
+    /// the start of the previous run, so a slow probe does not stretch the period), reporting
+    /// each raw result with `report(success)`.
+    pub fn spawn(
+        spec: ScriptSpec,
+        report: Arc<dyn Fn(bool) + Send + Sync>,
+    ) -> std::io::Result<Runner> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name(format!("track-{}", spec.name))
+            .spawn(move || loop {
+                let started = Instant::now();
+                let ok = run_probe(&spec.probe, spec.timeout);
+                report(ok);
+                let next = started + spec.interval.max(Duration::from_millis(10));
+                match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            })?;
+        Ok(Runner {
+            stop: Some(tx),
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            // A probe in progress finishes first (bounded by its timeout).
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn fall_rise_hysteresis() {
+        let mut fr = FallRise::new(3, 2);
+        assert_eq!(fr.state(), None);
+        assert_eq!(fr.record(true), Some(true));
+        assert_eq!(fr.record(false), None);
+        assert_eq!(fr.record(false), None);
+        assert_eq!(fr.record(true), None); // streak reset
+        assert_eq!(fr.record(false), None);
+        assert_eq!(fr.record(false), None);
+        assert_eq!(fr.record(false), Some(false));
+        assert_eq!(fr.record(true), None);
+        assert_eq!(fr.record(false), None); // reset
+        assert_eq!(fr.record(true), None);
+        assert_eq!(fr.record(true), Some(true));
+        // First result failing decides at once.
+        let mut fr = FallRise::new(5, 5);
+        assert_eq!(fr.record(false), Some(false));
+        // fall/rise 0 behave as 1.
+        let mut fr = FallRise::new(0, 0);
+        fr.record(true);
+        assert_eq!(fr.record(false), Some(false));
+        assert_eq!(fr.record(true), Some(true));
+    }
+
+    #[test]
+    fn priority_from_weights() {
+        assert_eq!(
+            health(150, &[("c", -20, Some(false))], &[]),
+            Health::Priority(130)
+        );
+        assert_eq!(
+            health(150, &[("c", -20, Some(true))], &[]),
+            Health::Priority(150)
+        );
+        assert_eq!(
+            health(100, &[("c", 30, Some(true))], &[]),
+            Health::Priority(130)
+        );
+        assert_eq!(
+            health(100, &[("c", 30, Some(false))], &[]),
+            Health::Priority(100)
+        );
+        assert_eq!(health(100, &[("c", 30, None)], &[]), Health::Priority(130));
+        assert_eq!(
+            health(250, &[("c", 100, Some(true))], &[]),
+            Health::Priority(254)
+        );
+        assert_eq!(
+            health(10, &[("c", -100, Some(false))], &[]),
+            Health::Priority(1)
+        );
+        assert_eq!(
+            health(255, &[("c", -100, Some(false))], &[]),
+            Health::Priority(255)
+        );
+        assert!(health(150, &[("c", 0, Some(false))], &[]).is_fault());
+        assert!(!health(150, &[("c", 0, None)], &[]).is_fault());
+        assert!(health(150, &[], &[("eth0", true), ("eth1", false)]).is_fault());
+        assert_eq!(
+            health(
+                150,
+                &[("a", -20, Some(false)), ("b", -30, Some(false))],
+                &[("eth0", true)]
+            ),
+            Health::Priority(100)
+        );
+    }
+
+    #[test]
+    fn url_and_status_parsing() {
+        let u = parse_http_url("http://127.0.0.1:9900/healthz").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9900, "/healthz")
+        );
+        let u = parse_http_url("http://[::1]:81").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/"));
+        assert_eq!(parse_http_url("http://localhost/x").unwrap().port, 80);
+        for bad in [
+            "https://a/",
+            "http://",
+            "http://a:b/",
+            "http://[::1/",
+            "http://a/ b",
+            "ftp://x",
+        ] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(parse_status_line(b"HTTP/1.0 503 x\r\n"), Some(503));
+        assert_eq!(parse_status_line(b"HTTP/1.1 200"), None);
+        assert_eq!(parse_status_line(b"SSH-2.0\r\n"), None);
+        assert_eq!(parse_status_line(b"HTTP/1.1 20000 OK\n"), None);
+        assert_eq!(parse_status_line(&[0xff, b'\n']), None);
+    }
+
+    #[test]
+    fn script_exit_status_and_timeout() {
+        assert!(run_probe(
+            &Probe::Script("exit 0".into()),
+            Duration::from_secs(2)
+        ));
+        assert!(!run_probe(
+            &Probe::Script("exit 3".into()),
+            Duration::from_secs(2)
+        ));
+        let t = Instant::now();
+        assert!(!run_probe(
+            &Probe::Script("sleep 5; exit 0".into()),
+            Duration::from_millis(200)
+        ));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "timeout not enforced: {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A tiny HTTP server on loopback answering each connection with `status`.
+    fn serve(status: &'static str, delay: Duration) -> (SocketAddr, JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = c.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                );
+            }
+        });
+        (addr, h)
+    }
+
+    fn http(addr: SocketAddr) -> Probe {
+        Probe::Http(parse_http_url(&format!("http://{addr}/healthz")).unwrap())
+    }
+
+    #[test]
+    fn http_probe_status_and_timeout() {
+        let (a, h) = serve("200 OK", Duration::ZERO);
+        assert!(run_probe(&http(a), Duration::from_secs(2)));
+        h.join().unwrap();
+        let (a, h) = serve("503 Unavailable", Duration::ZERO);
+        assert!(!run_probe(&http(a), Duration::from_secs(2)));
+        h.join().unwrap();
+        let (a, h) = serve("200 OK", Duration::from_millis(600));
+        let t = Instant::now();
+        assert!(!run_probe(&http(a), Duration::from_millis(200)));
+        assert!(t.elapsed() < Duration::from_millis(500));
+        h.join().unwrap();
+        // Nothing listening.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = l.local_addr().unwrap();
+        drop(l);
+        assert!(!run_probe(&http(closed), Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn runner_reports_periodically_and_stops_on_drop() {
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let r2 = results.clone();
+        let runner = Runner::spawn(
+            ScriptSpec {
+                name: "t".into(),
+                probe: Probe::Script("exit 1".into()),
+                interval: Duration::from_millis(50),
+                timeout: Duration::from_secs(1),
+            },
+            Arc::new(move |ok| r2.lock().unwrap().push(ok)),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        drop(runner);
+        let n = results.lock().unwrap().len();
+        assert!((3..=10).contains(&n), "{n} runs in 400 ms at 50 ms");
+        assert!(results.lock().unwrap().iter().all(|ok| !ok));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(
+            results.lock().unwrap().len(),
+            n,
+            "runner kept going after drop"
+        );
+    }
+}

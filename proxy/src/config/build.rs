@@ -257,6 +257,7 @@ pub(super) fn build(
         source: PathBuf::from(path),
         workers,
         pin_workers,
+        splice: top.as_ref().and_then(|t| t.splice).unwrap_or(true),
         access_log,
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),

@@ -50,6 +50,7 @@ impl<'de> Deserialize<'de> for Scalar {
 pub struct RawTop {
     pub workers: Option<Spanned<Scalar>>,
     pub pin_workers: Option<bool>,
+    pub splice: Option<bool>,
     pub access_log: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
     /// `[upstream.NAME]` tables, handled one by one.

@@ -119,6 +119,7 @@ fn design_example_parses_to_the_expected_config() {
         source: PathBuf::from("/etc/proxy/proxy.toml"),
         workers: Workers::Auto,
         pin_workers: false,
+        splice: true,
         access_log: Some(PathBuf::from("/var/log/proxy/access.log")),
         admin: Some(addr("127.0.0.1:9900")),
         upstreams: vec![Upstream {
