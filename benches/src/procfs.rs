@@ -100,6 +100,39 @@ pub fn tree_status_kib(root: u32, key: &str) -> u64 {
         .sum()
 }
 
+/// Busy CPU seconds of the whole machine so far (all CPUs; from the first line of /proc/stat:
+/// user + nice + system + irq + softirq + steal).
+pub fn parse_system_busy_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
+pub fn system_busy_seconds() -> f64 {
+    fs::read_to_string("/proc/stat")
+        .ok()
+        .as_deref()
+        .and_then(parse_system_busy_ticks)
+        .map_or(0.0, |t| t as f64 / clock_ticks_per_sec())
+}
+
+/// CPU seconds of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
+pub fn rusage_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value (plain integers and timevals).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own for the duration of the call.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Reset VmHWM to the current RSS for every process in the tree (writing "5" to clear_refs,
 /// Linux >= 4.0), so the next peak reading covers only what follows. Best effort: without the
 /// permission the peak stays the lifetime peak.
@@ -121,6 +154,13 @@ mod tests {
         assert_eq!(parse_ppid(STAT), Some(1200));
         assert_eq!(parse_cpu_ticks(STAT), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_system_busy_time() {
+        let s = "cpu  100 5 50 1000 7 3 2 1 0 0\ncpu0 50 2 25 500 3 1 1 0 0 0\n";
+        assert_eq!(parse_system_busy_ticks(s), Some(161));
+        assert_eq!(parse_system_busy_ticks("intr 1 2"), None);
     }
 
     #[test]
@@ -149,6 +189,8 @@ mod tests {
         }
         assert!(x > 0);
         assert!(tree_cpu_seconds(me) > 0.0);
+        assert!(rusage_seconds(libc::RUSAGE_SELF) > 0.0);
+        assert!(system_busy_seconds() > 0.0);
         assert!(tree_status_kib(me, "VmRSS") > 0);
         reset_peak(me);
         assert!(tree_status_kib(me, "VmHWM") > 0);

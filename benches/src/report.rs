@@ -16,6 +16,9 @@ pub struct Row {
     pub cpu_per_1k: Option<f64>,
     /// Peak RSS (VmHWM summed over the process tree) during the case, KiB (None for direct).
     pub peak_rss_kib: Option<u64>,
+    /// CPU cores busy with work other than this measurement (other processes on a shared
+    /// machine) during the run: machine busy time minus wrk, backend, target and the bench.
+    pub other_load: Option<f64>,
 }
 
 /// Memory of one proxy holding idle keep-alive client connections.
@@ -84,13 +87,13 @@ impl Report {
             let _ = writeln!(s, "{n}  ");
         }
         s.push('\n');
-        s.push_str("| case | target | req/s | req/s vs nginx | p50 | p99 | CPU s / 1k req | CPU vs nginx | peak RSS MiB | RSS vs nginx | errors |\n");
-        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        s.push_str("| case | target | req/s | req/s vs nginx | p50 | p99 | CPU s / 1k req | CPU vs nginx | peak RSS MiB | RSS vs nginx | errors | other load |\n");
+        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for r in &self.rows {
             let ng = self.nginx_row(&r.case);
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.case,
                 r.target,
                 r.wrk.req_per_sec,
@@ -106,6 +109,7 @@ impl Report {
                     ng.and_then(|n| n.peak_rss_kib).map(|k| k as f64)
                 ),
                 r.wrk.socket_errors + r.wrk.non_2xx,
+                r.other_load.map_or("-".into(), |l| format!("{l:.2}")),
             );
         }
         if !self.idle.is_empty() {
@@ -267,6 +271,7 @@ mod tests {
             },
             cpu_per_1k: cpu,
             peak_rss_kib: cpu.map(|_| 4096),
+            other_load: Some(0.25),
         }
     }
 
@@ -294,7 +299,7 @@ mod tests {
     fn markdown_has_ratios_against_nginx() {
         let md = report().markdown();
         assert!(
-            md.contains("| small@50 | proxy | 45000 | 1.50x | 500us | 2.50ms | 0.0100 | 0.50x | 4.0 | 1.00x | 0 |"),
+            md.contains("| small@50 | proxy | 45000 | 1.50x | 500us | 2.50ms | 0.0100 | 0.50x | 4.0 | 1.00x | 0 | 0.25 |"),
             "{md}"
         );
         assert!(md.contains("| small@50 | direct | 50000 | 1.67x |"), "{md}");

@@ -130,6 +130,7 @@ fn run_backend(threads: usize) -> Result<()> {
 /// One measured wrk run of `case` against a fresh `kind` process.
 fn measure(
     kind: Kind,
+    backend_pid: u32,
     case: &Case,
     setup: &ProxySetup,
     warmup: u64,
@@ -151,9 +152,17 @@ fn measure(
     if let Some(pid) = pid {
         procfs::reset_peak(pid);
     }
+    // Everything this measurement itself burns, to tell the rest of the machine's load apart.
+    let ours = || {
+        procfs::rusage_seconds(libc::RUSAGE_SELF)
+            + procfs::rusage_seconds(libc::RUSAGE_CHILDREN)
+            + procfs::tree_cpu_seconds(backend_pid)
+    };
+    let (busy0, ours0, t0) = (procfs::system_busy_seconds(), ours(), Instant::now());
     let cpu0 = pid.map(procfs::tree_cpu_seconds);
     let res = wrk::run(&url, case.conns, secs);
     let cpu1 = pid.map(procfs::tree_cpu_seconds);
+    let (busy1, ours1, wall) = (procfs::system_busy_seconds(), ours(), t0.elapsed());
     let peak = pid.map(|p| procfs::tree_status_kib(p, "VmHWM"));
     if let Some(Err(e)) = t.proc.as_mut().map(|p| p.check_alive()) {
         notes.push(format!("{}: {e} during the measured run", case.label));
@@ -170,12 +179,18 @@ fn measure(
         (Some(a), Some(b)) if res.requests > 0 => Some((b - a) / res.requests as f64 * 1000.0),
         _ => None,
     };
+    let target_cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    let other = (busy1 - busy0) - (ours1 - ours0) - target_cpu;
     Ok(Row {
         case: case.label.to_string(),
         target: t.kind,
         wrk: res,
         cpu_per_1k,
         peak_rss_kib: peak,
+        other_load: Some((other / wall.as_secs_f64().max(1e-3)).max(0.0)),
     })
 }
 
@@ -275,7 +290,7 @@ fn run(args: &Args) -> Result<()> {
     }
 
     report.notes.push(format!(
-        "`loadbench {}` on {} cores; loadavg at start {}",
+        "`loadbench {}` on {} cores; loadavg at start {} (\"other load\": CPU cores busy outside this measurement during each run)",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         threads,
         std::fs::read_to_string("/proc/loadavg")
@@ -312,7 +327,15 @@ fn run(args: &Args) -> Result<()> {
         let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
         for _ in 0..args.rounds.max(1) {
             for (i, kind) in kinds.iter().enumerate() {
-                let row = measure(*kind, case, &setup, args.warmup, secs, &mut report.notes)?;
+                let row = measure(
+                    *kind,
+                    backend_proc.pid(),
+                    case,
+                    &setup,
+                    args.warmup,
+                    secs,
+                    &mut report.notes,
+                )?;
                 if let Some(r) = rounds.get_mut(i) {
                     r.push(row);
                 }
