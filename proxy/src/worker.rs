@@ -111,6 +111,8 @@ pub struct WorkerCtx {
     /// so a reload in the middle of it releases the peer into the right one.
     balancers: RefCell<Vec<Rc<RefCell<Balancer>>>>,
     pub pool: RefCell<Pool>,
+    /// Reusable I/O buffers for connections with a request in flight.
+    pub buffers: BufferPool,
     pub log: RefCell<AccessLog>,
     /// Set when the worker drains (graceful stop): idle keep-alive connections close.
     pub drain: LocalEvent,
@@ -196,6 +198,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             generation: Cell::new(shared.generation.load(Ordering::Acquire)),
             balancers: RefCell::new(Vec::new()),
             pool: RefCell::new(Pool::new()),
+            buffers: BufferPool::default(),
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
@@ -228,6 +231,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
         if ticks.is_multiple_of(PUBLISH_EVERY) {
             publish_peers(ctx);
             ctx.pool.borrow_mut().prune(Instant::now());
+            ctx.buffers.trim();
         }
         if ctx.shared.draining.load(Ordering::Relaxed) && !ctx.drain.is_set() {
             tracing::info!(
@@ -365,6 +369,55 @@ async fn accept_loop(
         }
     }
     tracing::debug!(worker = ctx.id, %listen, "listener closed");
+}
+
+/// Size of a pooled I/O buffer.
+pub const BUFFER_SIZE: usize = 16 * 1024;
+/// Buffers kept for reuse (64 requests in flight); more are freed, so a burst of connections
+/// does not pin memory.
+const POOL_KEEP: usize = 256;
+
+/// Per-worker free list of I/O buffers: requests take them, idle connections give them back,
+/// so neither a request nor an idle connection pays for an allocation in the steady state.
+#[derive(Default)]
+pub struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+    /// Buffers freed to the allocator since the last trim.
+    dropped: Cell<usize>,
+}
+
+impl BufferPool {
+    pub fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    }
+
+    pub fn give(&self, mut buf: Vec<u8>) {
+        // Only ordinary buffers go back: one that grew for a large head or body is freed.
+        if buf.capacity() < BUFFER_SIZE || buf.capacity() > 4 * BUFFER_SIZE {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < POOL_KEEP {
+            buf.clear();
+            free.push(buf);
+        } else {
+            self.dropped.set(self.dropped.get() + 1);
+        }
+    }
+
+    /// After a burst, hand the freed buffers' memory back to the OS: glibc keeps freed heap
+    /// chunks of this size resident otherwise, and idle connections would seem to cost it.
+    pub fn trim(&self) {
+        if self.dropped.replace(0) > 0 {
+            // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
 }
 
 /// A one-shot, thread-local event (no atomics, no locks): `set` wakes every `wait`er.
