@@ -30,6 +30,11 @@ const TICK: Duration = Duration::from_millis(50);
 /// How often (in ticks) a worker publishes its peers' state for /metrics.
 const PUBLISH_EVERY: u32 = 4;
 
+/// io_uring submission queue entries per worker.
+const SQ_ENTRIES: u32 = 4096;
+/// io_uring completion queue entries per worker.
+const CQ_ENTRIES: u32 = 32768;
+
 /// Which I/O engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -156,13 +161,17 @@ type Runtime = monoio::FusionRuntime<
 fn build_runtime(engine: Engine) -> io::Result<(Runtime, &'static str)> {
     if engine == Engine::Auto && monoio::utils::detect_uring() {
         let mut urb = io_uring::IoUring::builder();
+        // A completion queue deep enough for every connection's in-flight ops at once: an
+        // overflowing CQ parks completions in the kernel until the next enter (latency spikes
+        // with thousands of connections).
+        urb.setup_cqsize(CQ_ENTRIES);
         // COOP_TASKRUN: completions are run when we next enter the kernel instead of through an
         // interrupting IPI; SINGLE_ISSUER: only this thread submits. Both cut wake-ups.
         if std::env::var_os("PROXY_URING_PLAIN").is_none() {
             urb.setup_coop_taskrun().setup_single_issuer();
         }
         match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(1024)
+            .with_entries(SQ_ENTRIES)
             .uring_builder(urb)
             .enable_timer()
             .build()
