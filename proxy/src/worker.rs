@@ -35,6 +35,9 @@ const SQ_ENTRIES: u32 = 4096;
 /// io_uring completion queue entries per worker.
 const CQ_ENTRIES: u32 = 32768;
 
+/// Concurrent accept ops per listener on io_uring.
+const ACCEPTORS_URING: usize = 16;
+
 /// Which I/O engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -107,6 +110,8 @@ impl Shared {
 /// A worker's thread-local state, shared by its connection tasks.
 pub struct WorkerCtx {
     pub id: usize,
+    /// Running on io_uring (else epoll).
+    pub uring: bool,
     pub shared: Arc<Shared>,
     pub stats: Arc<WorkerStats>,
     /// The worker's own copy: cloning an `Rc` per request costs no cross-core atomic, where a
@@ -206,6 +211,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
         let stats = shared.stats[id].clone();
         let ctx = Rc::new(WorkerCtx {
             id,
+            uring: engine == "io_uring",
             stats: stats.clone(),
             generation: Cell::new(shared.generation.load(Ordering::Acquire)),
             balancers: RefCell::new(Vec::new()),
@@ -330,10 +336,22 @@ fn sync_listeners(ctx: &Rc<WorkerCtx>, config: &Config) -> io::Result<()> {
         if listeners.contains_key(&addr) {
             continue;
         }
-        let listener = bind(addr)?;
+        let listener = Rc::new(bind(addr)?);
         let stop = Rc::new(LocalEvent::default());
         listeners.insert(addr, stop.clone());
-        monoio::spawn(accept_loop(listener, addr, stop, ctx.clone()));
+        // With io_uring each accept is one submitted op completing one loop iteration later:
+        // a single accept task admits one connection per iteration, and a burst of a thousand
+        // connects waits up to a second in the backlog. Several accept ops in flight drain it.
+        // (epoll accepts in a loop on readiness; one task is right there.)
+        let acceptors = if ctx.uring { ACCEPTORS_URING } else { 1 };
+        for _ in 0..acceptors {
+            monoio::spawn(accept_loop(
+                listener.clone(),
+                addr,
+                stop.clone(),
+                ctx.clone(),
+            ));
+        }
     }
     Ok(())
 }
@@ -358,7 +376,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Rc<TcpListener>,
     listen: SocketAddr,
     stop: Rc<LocalEvent>,
     ctx: Rc<WorkerCtx>,
