@@ -34,6 +34,7 @@ const NGINX_CONF: &str = "/run/lab/compare/nginx.conf";
 const KEEPALIVED_CONF: &str = "/run/lab/compare/keepalived.conf";
 const NGINX_PID: &str = "/run/lab/compare/nginx.pid";
 const KEEPALIVED_PID: &str = "/run/lab/compare/keepalived.pid";
+const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 const NGINX_STDERR: &str = "/var/log/nginx/lab-stderr.log";
 const KEEPALIVED_LOG: &str = "/var/log/keepalived/keepalived.log";
 
@@ -56,6 +57,8 @@ pub struct Row {
     /// The balancer that held the VIP while wrk ran.
     pub holder: String,
     pub bench: BenchResult,
+    /// Errors the balancer logged while wrk ran, by kind: ("no live upstreams", 74388).
+    pub logged_errors: Vec<(String, u64)>,
 }
 
 /// Both measurements.
@@ -72,13 +75,20 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// ours / nginx of req/s (above 1: ours is faster).
+    /// ours / nginx of successful req/s (above 1: ours is faster).
     pub fn rps_ratio(&self) -> Option<f64> {
-        ratio(
-            self.ours.bench.requests_per_sec,
-            self.seed.bench.requests_per_sec,
-        )
+        ratio(ok_rps(&self.ours.bench), ok_rps(&self.seed.bench))
     }
+}
+
+/// Successful (2xx/3xx) responses per second: wrk's req/s counts error responses too, and a
+/// balancer answering 502 at once looks fast.
+pub fn ok_rps(b: &BenchResult) -> f64 {
+    if b.requests == 0 {
+        return 0.0;
+    }
+    // u64 -> f64 loses precision only beyond 2^53 requests.
+    b.requests_per_sec * b.requests.saturating_sub(b.non_2xx) as f64 / b.requests as f64
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -135,8 +145,8 @@ pub fn table(c: &Comparison) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<28} {:<8} {:>10} {:>10} {:>10} {:>8}",
-        "SYSTEM", "VIP ON", "REQ/S", "P50", "P99", "ERRORS"
+        "{:<40} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "SYSTEM", "VIP ON", "REQ/S", "2XX/S", "P50", "P99", "ERRORS"
     );
     for r in [&c.ours, &c.seed] {
         let errs = r.bench.non_2xx
@@ -147,10 +157,11 @@ pub fn table(c: &Comparison) -> String {
                 .unwrap_or(0);
         let _ = writeln!(
             s,
-            "{:<28} {:<8} {:>10.0} {:>10} {:>10} {:>8}",
+            "{:<40} {:<8} {:>9.0} {:>9.0} {:>9} {:>9} {:>8}",
             r.system,
             r.holder,
             r.bench.requests_per_sec,
+            ok_rps(&r.bench),
             r.bench.latency_p50,
             r.bench.latency_p99,
             errs
@@ -163,8 +174,9 @@ pub fn table(c: &Comparison) -> String {
     };
     let _ = writeln!(
         s,
-        "{:<28} {:<8} {:>10} {:>10} {:>10}",
+        "{:<40} {:<8} {:>9} {:>9} {:>9} {:>9}",
         "ours / nginx",
+        "",
         "",
         fmt_ratio(c.rps_ratio()),
         fmt_ratio(lat(|b| &b.latency_p50)),
@@ -172,9 +184,40 @@ pub fn table(c: &Comparison) -> String {
     );
     let _ = writeln!(
         s,
-        "(req/s ratio above 1 and latency ratios below 1 favour ours)"
+        "(ERRORS: non-2xx/3xx responses + socket errors; the ratio is of 2XX/S; above 1 for \
+         2XX/S and below 1 for latency favour ours)"
     );
+    for r in [&c.ours, &c.seed] {
+        if r.bench.non_2xx > 0 {
+            let _ = writeln!(
+                s,
+                "{}: {} of {} responses were errors",
+                r.system, r.bench.non_2xx, r.bench.requests
+            );
+        }
+        for (msg, n) in &r.logged_errors {
+            let _ = writeln!(s, "  {n:>8} x error log: {msg}");
+        }
+    }
     s
+}
+
+/// nginx error-log lines by message: "2026/11/25 13:20:06 [error] 128#128: *1478 no live
+/// upstreams while connecting to upstream, client: ..." counts as "no live upstreams while
+/// connecting to upstream". Most frequent first.
+pub fn error_kinds(log: &str) -> Vec<(String, u64)> {
+    let mut kinds: Vec<(String, u64)> = Vec::new();
+    for line in log.lines().filter(|l| l.contains("[error]") || l.contains("[crit]")) {
+        let msg = line.split_once(": *").map_or(line, |(_, r)| r);
+        let msg = msg.split_once(' ').map_or(msg, |(_, r)| r);
+        let msg = msg.split_once(", client:").map_or(msg, |(m, _)| m).trim();
+        match kinds.iter_mut().find(|(k, _)| k == msg) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((msg.to_string(), 1)),
+        }
+    }
+    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds
 }
 
 /// Sum of the counts in wrk's "connect 0, read 3, write 0, timeout 0".
@@ -242,12 +285,12 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
         done: false,
     };
     let seed = guard.run(&configs, opts, &say);
-    if let Ok((h, b)) = &seed {
+    if let Ok((h, b, _)) = &seed {
         say(format!("{} (VIP on {h})", b.summary()));
     }
     say("== back to ours: nginx and keepalived stopped, proxy + vrrp started".into());
     let restored = guard.restore();
-    let (seed_holder, seed_bench) = seed?;
+    let (seed_holder, seed_bench, seed_errors) = seed?;
     let restored_holder = restored?;
     say(format!("VIP on {restored_holder} again, served by our proxy\n"));
     Ok(Comparison {
@@ -255,11 +298,13 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
             system: "proxy + vrrp (ours)".into(),
             holder: ours_holder,
             bench: ours,
+            logged_errors: Vec::new(),
         },
         seed: Row {
             system: format!("{} + {} (seed)", version(NGINX), version(KEEPALIVED)),
             holder: seed_holder,
             bench: seed_bench,
+            logged_errors: seed_errors,
         },
         upstream_keepalive,
         bin_dir: lab.lab.bin_dir.display().to_string(),
@@ -379,7 +424,7 @@ impl Seed<'_> {
         configs: &[(String, String)],
         opts: &Options,
         say: &dyn Fn(String),
-    ) -> Result<(String, BenchResult)> {
+    ) -> Result<(String, BenchResult, Vec<(String, u64)>)> {
         for h in self.balancers {
             for svc in [Service::Proxy, Service::Vrrp] {
                 self.lab.stop(&h.host.name, Some(svc))?;
@@ -390,17 +435,17 @@ impl Seed<'_> {
             h.write_file(KEEPALIVED_CONF, keepalived, 0o644)?;
             // Config tests first, as the seed's `nginx -t`: a bad config is reported as such.
             h.sh(
-                "mkdir -p /var/log/nginx /var/lib/nginx && \"$0\" -t -q -c \"$1\"",
+                "mkdir -p /var/log/nginx /var/lib/nginx && \"$1\" -t -q -c \"$2\"",
                 &[NGINX, NGINX_CONF],
             )?;
-            h.sh("\"$0\" -t -f \"$1\"", &[KEEPALIVED, KEEPALIVED_CONF])?;
+            h.sh("\"$1\" -t -f \"$2\"", &[KEEPALIVED, KEEPALIVED_CONF])?;
         }
         for h in self.balancers {
             // Foreground (`daemon off`) under setsid, so $! is nginx's master.
             let pid = start(
                 h,
                 &format!(
-                    "setsid \"$0\" -c \"$1\" -g 'daemon off;' </dev/null >>{NGINX_STDERR} 2>&1 & echo $! >{NGINX_PID}"
+                    "setsid \"$1\" -c \"$2\" -g 'daemon off;' </dev/null >>{NGINX_STDERR} 2>&1 & echo $! >{NGINX_PID}"
                 ),
                 &[NGINX, NGINX_CONF],
                 NGINX_PID,
@@ -419,7 +464,7 @@ impl Seed<'_> {
             let pid = start(
                 h,
                 &format!(
-                    "mkdir -p /run/keepalived /var/log/keepalived; setsid \"$0\" -n -l -D -f \"$1\" \
+                    "mkdir -p /run/keepalived /var/log/keepalived; setsid \"$1\" -n -l -D -f \"$2\" \
                      -p /run/keepalived/k.pid -r /run/keepalived/v.pid -c /run/keepalived/c.pid \
                      </dev/null >>{KEEPALIVED_LOG} 2>&1 & echo $! >{KEEPALIVED_PID}"
                 ),
@@ -437,8 +482,20 @@ impl Seed<'_> {
             say(format!("{}: keepalived {pid}", h.host.name));
         }
         let holder = wait_serving(self.lab, "nginx + keepalived")?;
+        let log_len = |h: &HostHandle| {
+            std::fs::metadata(h.path(NGINX_ERROR_LOG)).map_or(0, |m| m.len())
+        };
+        let before: Vec<u64> = self.balancers.iter().map(log_len).collect();
         let b = bench::run(self.lab, opts.duration, opts.connections)?;
-        Ok((holder, b))
+        let mut errors = Vec::new();
+        for (h, from) in self.balancers.iter().zip(before) {
+            if h.host.name == holder {
+                let text = std::fs::read(h.path(NGINX_ERROR_LOG)).unwrap_or_default();
+                let new = text.get(usize::try_from(from).unwrap_or(0)..).unwrap_or(&[]);
+                errors = error_kinds(&String::from_utf8_lossy(new));
+            }
+        }
+        Ok((holder, b, errors))
     }
 
     /// Stops what `run` started (keepalived first, so the VIPs go away with a priority-0
@@ -583,6 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn nginx_error_kinds() {
+        let log = "2026/11/25 13:20:03 [error] 128#128: *45 upstream prematurely closed connection while reading response header from upstream, client: 172.16.249.10, server: _\n\
+                   2026/11/25 13:20:06 [error] 128#128: *1478 no live upstreams while connecting to upstream, client: 172.16.249.10, server: _\n\
+                   2026/11/25 13:20:06 [notice] 128#128: signal 3\n\
+                   2026/11/25 13:20:06 [error] 129#129: *1480 no live upstreams while connecting to upstream, client: 172.16.249.10\n";
+        assert_eq!(
+            error_kinds(log),
+            [
+                ("no live upstreams while connecting to upstream".to_string(), 2),
+                (
+                    "upstream prematurely closed connection while reading response header from upstream".to_string(),
+                    1
+                )
+            ]
+        );
+        assert!(error_kinds("").is_empty());
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(
             parse_version("nginx version: nginx/1.22.1\n").as_deref(),
@@ -603,19 +679,27 @@ mod tests {
                 system: "proxy + vrrp (ours)".into(),
                 holder: "server1".into(),
                 bench: bench(30000.0, "1.00ms", "4.00ms"),
+                logged_errors: Vec::new(),
             },
             seed: Row {
                 system: "nginx/1.22.1 + keepalived v2.2.7 (seed)".into(),
                 holder: "server1".into(),
                 bench: bench(20000.0, "2.00ms", "5.00ms"),
+                logged_errors: vec![("no live upstreams".into(), 7)],
             },
             upstream_keepalive: 32,
             bin_dir: "/x/target/release".into(),
             restored_holder: "server1".into(),
         };
         assert_eq!(c.rps_ratio(), Some(1.5));
+        let mut half = c.clone();
+        half.seed.bench.non_2xx = 500;
+        assert_eq!(ok_rps(&half.seed.bench), 10000.0);
+        assert_eq!(half.rps_ratio(), Some(3.0));
+        assert!(table(&half).contains("500 of 1000 responses were errors"));
         let t = table(&c);
         assert!(t.contains("keepalive 32"), "{t}");
+        assert!(t.contains("7 x error log: no live upstreams"), "{t}");
         assert!(t.contains("ours / nginx"), "{t}");
         assert!(t.contains("1.50x"), "{t}");
         assert!(t.contains("0.50x"), "{t}");

@@ -13,6 +13,8 @@
 //! - the track script checks nginx itself (`pidof nginx`) instead of the seed's script that
 //!   restarts nginx through systemd and runs `killall keepalived`, with the weight our vrrp.toml
 //!   uses (the seed's -20 never moves mastership from 150 to 100);
+//! - no `vrrp_garp_interval 0` / `vrrp_gna_interval 0`: keepalived 2.2.7 rejects 0 (they were
+//!   keepalived 1.3's way to say "no delay", which is the default now);
 //! - the VIPs carry the network's prefix, as our vrrp.toml's do (the seed's bare addresses are
 //!   /32), so the client reaches them the same way.
 
@@ -140,10 +142,12 @@ pub fn keepalived_conf(inv: &Inventory, host: &Host) -> Result<String, RenderErr
     let _ = writeln!(s, "global_defs {{");
     let _ = writeln!(s, "   router_id {}", host.name);
     let _ = writeln!(s, "   vrrp_skip_check_adv_addr");
-    let _ = writeln!(s, "   vrrp_garp_interval 0");
-    let _ = writeln!(s, "   vrrp_gna_interval 0");
-    // Without it keepalived looks for a `keepalived_script` account and warns on every start.
+    // The seed's `vrrp_garp_interval 0` / `vrrp_gna_interval 0` (keepalived 1.3's "no delay")
+    // are rejected by keepalived 2.2.7 (range 0.000001..); no delay is its default anyway.
+    // Without script_user keepalived looks for a `keepalived_script` account; without
+    // enable_script_security it reports a security violation on every start.
     let _ = writeln!(s, "   script_user root");
+    let _ = writeln!(s, "   enable_script_security");
     let _ = writeln!(s, "}}");
     let _ = writeln!(s);
     let _ = writeln!(s, "vrrp_script check_nginx {{");
@@ -246,9 +250,8 @@ http {
 global_defs {
    router_id server2
    vrrp_skip_check_adv_addr
-   vrrp_garp_interval 0
-   vrrp_gna_interval 0
    script_user root
+   enable_script_security
 }
 
 vrrp_script check_nginx {
