@@ -207,7 +207,10 @@ pub fn table(c: &Comparison) -> String {
 /// connecting to upstream". Most frequent first.
 pub fn error_kinds(log: &str) -> Vec<(String, u64)> {
     let mut kinds: Vec<(String, u64)> = Vec::new();
-    for line in log.lines().filter(|l| l.contains("[error]") || l.contains("[crit]")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("[error]") || l.contains("[crit]"))
+    {
         let msg = line.split_once(": *").map_or(line, |(_, r)| r);
         let msg = msg.split_once(' ').map_or(msg, |(_, r)| r);
         let msg = msg.split_once(", client:").map_or(msg, |(m, _)| m).trim();
@@ -258,8 +261,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
             }
         }
     }
-    let upstream_keepalive =
-        render_seed::proxy_upstream_keepalive(&lab.inventory, &first.host)?;
+    let upstream_keepalive = render_seed::proxy_upstream_keepalive(&lab.inventory, &first.host)?;
     // Rendered before anything is stopped: an error here leaves our stack untouched.
     let configs = balancers
         .iter()
@@ -292,7 +294,9 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
     let restored = guard.restore();
     let (seed_holder, seed_bench, seed_errors) = seed?;
     let restored_holder = restored?;
-    say(format!("VIP on {restored_holder} again, served by our proxy\n"));
+    say(format!(
+        "VIP on {restored_holder} again, served by our proxy\n"
+    ));
     Ok(Comparison {
         ours: Row {
             system: "proxy + vrrp (ours)".into(),
@@ -482,16 +486,17 @@ impl Seed<'_> {
             say(format!("{}: keepalived {pid}", h.host.name));
         }
         let holder = wait_serving(self.lab, "nginx + keepalived")?;
-        let log_len = |h: &HostHandle| {
-            std::fs::metadata(h.path(NGINX_ERROR_LOG)).map_or(0, |m| m.len())
-        };
+        let log_len =
+            |h: &HostHandle| std::fs::metadata(h.path(NGINX_ERROR_LOG)).map_or(0, |m| m.len());
         let before: Vec<u64> = self.balancers.iter().map(log_len).collect();
         let b = bench::run(self.lab, opts.duration, opts.connections)?;
         let mut errors = Vec::new();
         for (h, from) in self.balancers.iter().zip(before) {
             if h.host.name == holder {
                 let text = std::fs::read(h.path(NGINX_ERROR_LOG)).unwrap_or_default();
-                let new = text.get(usize::try_from(from).unwrap_or(0)..).unwrap_or(&[]);
+                let new = text
+                    .get(usize::try_from(from).unwrap_or(0)..)
+                    .unwrap_or(&[]);
                 errors = error_kinds(&String::from_utf8_lossy(new));
             }
         }
@@ -708,8 +713,14 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("proxy + vrrp"))
             .unwrap_or_default();
-        assert!(ours.contains("30000") && ours.trim_end().ends_with('3'), "{ours}");
-        assert_eq!(socket_error_count("connect 0, read 2, write 0, timeout 1"), 3);
+        assert!(
+            ours.contains("30000") && ours.trim_end().ends_with('3'),
+            "{ours}"
+        );
+        assert_eq!(
+            socket_error_count("connect 0, read 2, write 0, timeout 1"),
+            3
+        );
         let mut none = c.clone();
         none.seed.bench.requests_per_sec = 0.0;
         assert_eq!(none.rps_ratio(), None);
