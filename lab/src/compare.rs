@@ -219,7 +219,7 @@ pub fn error_kinds(log: &str) -> Vec<(String, u64)> {
             None => kinds.push((msg.to_string(), 1)),
         }
     }
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     kinds
 }
 
@@ -414,6 +414,9 @@ struct Started {
     signal: i32,
 }
 
+/// What the seed's run measured: the VIP holder, wrk's result, the holder's logged errors.
+type SeedRun = (String, BenchResult, Vec<(String, u64)>);
+
 /// The seed's stack while it runs; `restore` (or, failing that, Drop) puts ours back.
 struct Seed<'a> {
     lab: &'a Running,
@@ -428,7 +431,7 @@ impl Seed<'_> {
         configs: &[(String, String)],
         opts: &Options,
         say: &dyn Fn(String),
-    ) -> Result<(String, BenchResult, Vec<(String, u64)>)> {
+    ) -> Result<SeedRun> {
         for h in self.balancers {
             for svc in [Service::Proxy, Service::Vrrp] {
                 self.lab.stop(&h.host.name, Some(svc))?;
