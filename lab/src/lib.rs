@@ -6,6 +6,7 @@
 //! sshd everywhere; `lab scenario` replays the seed's test procedure against it.
 
 pub mod bench;
+pub mod compare;
 pub mod error;
 pub mod host;
 pub mod lab;

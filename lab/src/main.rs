@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lab::host::Service;
 use lab::state::DEFAULT_STATE_ROOT;
-use lab::{bench, scenario, Lab, LabError, UpOptions, UpOutcome};
+use lab::{bench, compare, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +86,13 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 50)]
         connections: u32,
+        /// Also run the seed's own system (Debian's nginx + keepalived) on the balancers in
+        /// place of our proxy + vrrp, and print both side by side. Only "nginx".
+        #[arg(long, value_name = "SYSTEM")]
+        compare: Option<String>,
+        /// With --compare: also write the comparison as JSON here.
+        #[arg(long, requires = "compare")]
+        json: Option<PathBuf>,
     },
     /// up, scenario, bench, summary, down.
     Demo {
@@ -249,6 +256,35 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
         Cmd::Bench {
             duration,
             connections,
+            compare: Some(system),
+            json,
+        } => {
+            if system != "nginx" {
+                return Err(LabError::Other(format!(
+                    "--compare {system:?}: only `nginx` (nginx + keepalived, the seed's system)"
+                )));
+            }
+            let c = compare::run(
+                &lab.open()?,
+                &compare::Options {
+                    duration: Duration::from_secs(duration),
+                    connections,
+                    progress: true,
+                },
+            )?;
+            print!("{}", compare::table(&c));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&c)
+                    .map_err(|e| LabError::Other(format!("JSON: {e}")))?;
+                std::fs::write(&path, text)
+                    .map_err(|e| LabError::Other(format!("write {}: {e}", path.display())))?;
+            }
+        }
+        Cmd::Bench {
+            duration,
+            connections,
+            compare: None,
+            ..
         } => {
             let r = bench::run(&lab.open()?, Duration::from_secs(duration), connections)?;
             println!("{}", r.summary());

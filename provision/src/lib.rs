@@ -5,3 +5,4 @@
 
 pub mod inventory;
 pub mod render;
+pub mod render_seed;

@@ -1,0 +1,202 @@
+//! `lab bench --compare nginx` end to end: the seed's nginx + keepalived replace our proxy + vrrp
+//! on the lab's balancers for one wrk run, and the lab is back to our stack afterwards. Needs
+//! root, wrk, nginx and keepalived; uses its own lab id and state directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+fn inventory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab.toml")
+}
+
+/// A lab with a unique id and state root, removed on drop even when the test fails.
+struct TestLab {
+    id: String,
+    root: PathBuf,
+}
+
+impl TestLab {
+    fn new(tag: &str) -> TestLab {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "the lab tests need root: run them as root");
+        for b in ["lab", "proxy", "vrrp"] {
+            assert!(
+                bin_dir().join(b).exists(),
+                "{b} is missing: build the binaries first with `cargo build --bins`"
+            );
+        }
+        let id = format!("e2e{}{tag}", std::process::id());
+        // Not under /tmp: the hosts overlay /tmp.
+        let root = PathBuf::from(format!("/run/lab-e2e-{id}"));
+        TestLab { id, root }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(bin_dir().join("lab"))
+            .arg("--id")
+            .arg(&self.id)
+            .arg("--state-root")
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .expect("run lab");
+        eprintln!(
+            "$ lab {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Names (comm) of the live processes in the lab's namespaces.
+    fn process_names(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.id);
+        let keys: Vec<(u64, u64)> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .filter_map(|e| ns_key(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|pid| {
+                        ns_key(Path::new(&format!("/proc/{pid}/ns/net")))
+                            .is_some_and(|k| keys.contains(&k))
+                    })
+                    .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = Command::new(bin_dir().join("lab"))
+            .arg("--id")
+            .arg(&self.id)
+            .arg("--state-root")
+            .arg(&self.root)
+            .arg("down")
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn ns_key(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[test]
+fn compare_nginx_measures_both_and_restores_our_stack() {
+    let lab = TestLab::new("c");
+    let out = lab.run(&["up", inventory().to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "lab up failed");
+
+    let json = lab.root.join("compare.json");
+    let out = lab.run(&[
+        "bench",
+        "--compare",
+        "nginx",
+        "--duration",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "lab bench --compare nginx failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ours / nginx"), "no comparison table");
+    assert!(
+        stdout.contains("upstream keep-alive"),
+        "keep-alive not stated"
+    );
+
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("JSON");
+    for row in ["ours", "seed"] {
+        let rps = c[row]["bench"]["requests_per_sec"].as_f64().unwrap_or(0.0);
+        assert!(rps > 0.0, "{row}: {rps} req/s");
+        // Some responses were real pages (the seed's nginx may answer 502 for part of a run).
+        let ok = c[row]["bench"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(c[row]["bench"]["non_2xx"].as_u64().unwrap_or(0));
+        assert!(ok > 0, "{row}: no successful response");
+        assert_eq!(c[row]["holder"], "server1", "{row}");
+    }
+    assert_eq!(c["ours"]["bench"]["non_2xx"], 0);
+    assert!(
+        c["seed"]["system"].as_str().unwrap_or("").contains("nginx"),
+        "{}",
+        c["seed"]["system"]
+    );
+    assert_eq!(c["restored_holder"], "server1");
+
+    // Back to our stack: server1 holds every VIP as vrrp MASTER, both proxies run, no nginx or
+    // keepalived is left, and the VIP serves the backends' pages.
+    let out = lab.run(&["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    for vip in ["172.16.249.80", "172.16.249.90", "172.16.249.100"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with(&format!("VIP {vip} ")) && l.ends_with("held by server1")),
+            "{vip} not on server1:\n{status}"
+        );
+    }
+    let line = |h: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(h))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("server1").contains("MASTER/150"), "{status}");
+    assert!(line("server2").contains("BACKUP/100"), "{status}");
+    for h in ["server1", "server2"] {
+        assert!(!line(h).contains("stopped"), "{status}");
+    }
+    let names = lab.process_names();
+    assert!(
+        !names.iter().any(|n| n == "nginx" || n == "keepalived"),
+        "seed daemons left: {names:?}"
+    );
+    assert!(
+        names.iter().filter(|n| *n == "proxy").count() >= 2,
+        "{names:?}"
+    );
+    let out = lab.run(&[
+        "exec",
+        "client",
+        "--",
+        "curl",
+        "-s",
+        "-i",
+        "-m",
+        "2",
+        "http://172.16.249.80/",
+    ]);
+    let resp = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    assert!(resp.contains("http web node 0"), "{resp}");
+    // nginx replaces the backend's Server header with its own; our proxy does not.
+    assert!(!resp.contains("server: nginx"), "{resp}");
+
+    let out = lab.run(&["down"]);
+    assert!(out.status.success());
+}
