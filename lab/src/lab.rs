@@ -1,0 +1,579 @@
+//! The lab as a whole: `up`, `down`, and the operations on a running lab (status, exec,
+//! start/stop of services, link cut/heal).
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use provision::inventory::{Inventory, Role};
+
+use crate::error::{LabError, Result};
+use crate::host::{self, Context, HostHandle, Service};
+use crate::probe;
+use crate::state::{Names, State, StateDir};
+use crate::sys;
+use crate::topology::{self, Plan};
+
+/// A lab, identified by its id; it may or may not be up.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub names: Names,
+    pub dir: StateDir,
+    /// Where the `proxy` and `vrrp` binaries are (next to `lab`).
+    pub bin_dir: PathBuf,
+}
+
+/// Options of `lab up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Services not to start (debugging aid, e.g. a lab without vrrp).
+    pub without: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpOutcome {
+    Created,
+    AlreadyUp,
+}
+
+/// Directory of the running executable (`target/<profile>/`), where cargo puts every binary of
+/// the workspace.
+pub fn default_bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+impl Lab {
+    pub fn new(id: &str, state_root: &Path, bin_dir: PathBuf) -> Result<Lab> {
+        let names = Names::new(id)?;
+        let dir = StateDir::new(state_root, &names);
+        Ok(Lab {
+            names,
+            dir,
+            bin_dir,
+        })
+    }
+
+    /// Whether a completed `up` is recorded and every host's keeper still runs.
+    pub fn is_up(&self) -> bool {
+        self.open()
+            .is_ok_and(|r| r.hosts().iter().all(HostHandle::alive))
+    }
+
+    /// Everything `up` needs from the machine, checked before anything is created.
+    fn preflight(&self, inv: &Inventory, opts: &UpOptions) -> Result<()> {
+        if !sys::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let mut tools = vec![
+            ("ip", "iproute2"),
+            ("unshare", "util-linux"),
+            ("nsenter", "util-linux"),
+            ("ssh-keygen", "openssh-client"),
+            ("sshd", "openssh-server"),
+        ];
+        if inv.backends().next().is_some() {
+            tools.push(("apache2", "apache2"));
+        }
+        for (tool, pkg) in tools {
+            if !sys::have_program(tool) {
+                return Err(LabError::Missing {
+                    what: format!("`{tool}`"),
+                    path: PathBuf::from(tool),
+                    hint: format!("apt-get install {pkg}"),
+                });
+            }
+        }
+        for bin in ["proxy", "vrrp"] {
+            let svc = Service::parse(bin);
+            if svc.is_some_and(|s| opts.without.contains(&s)) {
+                continue;
+            }
+            let path = self.bin_dir.join(bin);
+            if !path.exists() {
+                return Err(LabError::Missing {
+                    what: format!("the `{bin}` binary"),
+                    path,
+                    hint: "build the workspace first: cargo build --bins (or --release)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the lab from `inventory`. A lab that is already up is left alone; leftovers of a
+    /// crashed or interrupted `up` are removed first. On failure, whatever was created is
+    /// removed again.
+    pub fn up(&self, inventory: &Path, opts: &UpOptions) -> Result<UpOutcome> {
+        let inv = Inventory::load(inventory)?;
+        self.preflight(&inv, opts)?;
+        if self.is_up() {
+            return Ok(UpOutcome::AlreadyUp);
+        }
+        if self.dir.exists() {
+            eprintln!(
+                "lab {:?}: removing leftovers of an unfinished `lab up` first",
+                self.names.id
+            );
+            self.down()?;
+        }
+        match self.create(inventory, &inv, opts) {
+            Ok(()) => Ok(UpOutcome::Created),
+            Err(e) => {
+                eprintln!(
+                    "lab {:?}: `up` failed, removing what it created",
+                    self.names.id
+                );
+                if let Err(e2) = self.down() {
+                    eprintln!("lab {:?}: cleanup failed too: {e2}", self.names.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create(&self, inventory: &Path, inv: &Inventory, opts: &UpOptions) -> Result<()> {
+        let client = topology::client_address(inv).ok_or_else(|| {
+            LabError::Other("no free address for the lab client in the network".into())
+        })?;
+        for h in &inv.hosts {
+            if h.name == "client" || h.name == "bridge" {
+                return Err(LabError::Other(format!(
+                    "host name {:?} is reserved by the lab",
+                    h.name
+                )));
+            }
+        }
+        let plan = Plan::new(inv, &self.names, client);
+        let mut state = State {
+            id: self.names.id.clone(),
+            client_address: Some(client),
+            ..State::default()
+        };
+        self.dir.save(&state)?;
+        std::fs::copy(inventory, self.dir.inventory_file())
+            .map_err(|e| LabError::io(format!("copy {}", inventory.display()), e))?;
+
+        // Namespaces: recorded before each is created, so `down` finds it whatever happens next.
+        let mut all_ns = vec![plan.bridge_ns.clone()];
+        all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
+        all_ns.push(plan.client.ns.clone());
+        for ns in &all_ns {
+            if sys::netns_exists(ns) {
+                return Err(LabError::Other(format!(
+                    "network namespace {ns} already exists but is not recorded by lab {:?}; \
+                     remove it with `ip netns del {ns}` or use another --id",
+                    self.names.id
+                )));
+            }
+            state.netns.push(ns.clone());
+            self.dir.save(&state)?;
+            sys::ip(&["netns", "add", ns])?;
+        }
+        topology::create_bridge(&plan)?;
+        for node in plan.hosts.iter().chain(std::iter::once(&plan.client)) {
+            topology::attach(&plan, node)?;
+        }
+
+        let key = self.dir.ssh_key();
+        sys::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(format!("lab-{}", self.names.id))
+                .arg("-f")
+                .arg(&key),
+        )?;
+        let pubkey_path = key.with_extension("pub");
+        let pubkey = std::fs::read_to_string(&pubkey_path)
+            .map_err(|e| LabError::io(format!("read {}", pubkey_path.display()), e))?;
+
+        let mut handles = Vec::new();
+        for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
+            let pid = host::spawn_keeper(&node.ns, &h.name, &self.dir.host_dir(&h.name))?;
+            state.keepers.insert(h.name.clone(), pid);
+            self.dir.save(&state)?;
+            handles.push(HostHandle {
+                host: h.clone(),
+                ns: node.ns.clone(),
+                keeper: pid,
+            });
+        }
+        let ctx = Context {
+            inventory: inv,
+            bin_dir: &self.bin_dir,
+        };
+        let mut known_hosts = String::new();
+        for hh in &handles {
+            hh.setup(&ctx, &pubkey)?;
+            if let Some(k) = hh.host_key() {
+                let _ = writeln!(known_hosts, "{} {k}", hh.host.address);
+            }
+        }
+        std::fs::write(self.dir.known_hosts(), known_hosts)
+            .map_err(|e| LabError::io("write known_hosts", e))?;
+        // Backends first, then balancers: a proxy that comes up finds its upstreams.
+        let mut order: Vec<&HostHandle> = handles
+            .iter()
+            .filter(|h| h.host.role == Role::Backend)
+            .collect();
+        order.extend(handles.iter().filter(|h| h.host.role == Role::Balancer));
+        for hh in order {
+            for &svc in hh.services() {
+                if !opts.without.contains(&svc) {
+                    hh.start(svc, &ctx)?;
+                }
+            }
+        }
+        state.complete = true;
+        self.dir.save(&state)?;
+        let running = self.open()?;
+        running.wait_ready(Duration::from_secs(15))?;
+        Ok(())
+    }
+
+    /// Removes everything the lab created: kills every process in its namespaces (so also the
+    /// keepers and with them the hosts' mounts), deletes the namespaces and the state directory.
+    /// Works on a half-created lab and is a no-op on a lab that is not there.
+    pub fn down(&self) -> Result<Vec<String>> {
+        if !sys::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let Some(state) = self.dir.load()? else {
+            self.dir.remove()?;
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for ns in state.netns.iter().rev() {
+            let pids = sys::pids_in_netns(ns);
+            if !pids.is_empty() {
+                sys::terminate(&pids, Duration::from_secs(3));
+            }
+            if sys::netns_exists(ns) {
+                sys::ip(&["netns", "del", ns])?;
+                removed.push(ns.clone());
+            }
+        }
+        // A keeper that was spawned but never joined its namespace cannot exist (it is started
+        // inside it), so the namespace sweep above covered every process.
+        self.dir.remove()?;
+        Ok(removed)
+    }
+
+    /// The running lab, or `NotUp`.
+    pub fn open(&self) -> Result<Running> {
+        let not_up = || LabError::NotUp(self.names.id.clone());
+        let state = self.dir.load()?.ok_or_else(not_up)?;
+        if !state.complete {
+            return Err(LabError::Other(format!(
+                "lab {:?} was not completely created (an interrupted `lab up`?); run `lab down`",
+                self.names.id
+            )));
+        }
+        let inventory = Inventory::load(&self.dir.inventory_file())?;
+        let client = state.client_address.ok_or_else(not_up)?;
+        let plan = Plan::new(&inventory, &self.names, client);
+        Ok(Running {
+            lab: self.clone(),
+            state,
+            inventory,
+            plan,
+        })
+    }
+}
+
+/// A lab that is up.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub lab: Lab,
+    pub state: State,
+    pub inventory: Inventory,
+    pub plan: Plan,
+}
+
+impl Running {
+    pub fn hosts(&self) -> Vec<HostHandle> {
+        self.inventory
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                Some(HostHandle {
+                    host: h.clone(),
+                    ns: self.lab.names.host_ns(&h.name),
+                    keeper: *self.state.keepers.get(&h.name)?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn host(&self, name: &str) -> Result<HostHandle> {
+        self.hosts()
+            .into_iter()
+            .find(|h| h.host.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self
+                    .inventory
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect();
+                LabError::UnknownHost(name.to_string(), names.join(", "))
+            })
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            inventory: &self.inventory,
+            bin_dir: &self.lab.bin_dir,
+        }
+    }
+
+    /// The services `which` names on `host` (all of them for `None`), checked to exist there.
+    fn select(&self, host: &HostHandle, which: Option<Service>) -> Result<Vec<Service>> {
+        match which {
+            None => Ok(host.services().to_vec()),
+            Some(s) if host.services().contains(&s) => Ok(vec![s]),
+            Some(s) => Err(LabError::UnknownService {
+                host: host.host.name.clone(),
+                service: s.name().into(),
+                available: host
+                    .services()
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Starts services (in start order); returns each with its pid.
+    pub fn start(&self, host: &str, which: Option<Service>) -> Result<Vec<(Service, i32)>> {
+        let h = self.host(host)?;
+        let ctx = self.context();
+        self.select(&h, which)?
+            .into_iter()
+            .map(|s| h.start(s, &ctx).map(|pid| (s, pid)))
+            .collect()
+    }
+
+    /// Stops services (proxy before vrrp, as the seed stops nginx then keepalived); returns each
+    /// with whether it was running.
+    pub fn stop(&self, host: &str, which: Option<Service>) -> Result<Vec<(Service, bool)>> {
+        let h = self.host(host)?;
+        Ok(self
+            .select(&h, which)?
+            .into_iter()
+            .map(|s| (s, h.stop(s)))
+            .collect())
+    }
+
+    /// Cuts (`up == false`) or heals a host's link.
+    pub fn set_link(&self, host: &str, up: bool) -> Result<()> {
+        let h = self.host(host)?;
+        let node = self
+            .plan
+            .node(&h.host.name)
+            .ok_or_else(|| LabError::UnknownHost(host.into(), String::new()))?;
+        topology::set_port(&self.plan, node, up)
+    }
+
+    /// For each VIP, the balancers that have it configured.
+    pub fn vip_holders(&self) -> Vec<(Ipv4Addr, Vec<String>)> {
+        let per_host: Vec<(String, Vec<Ipv4Addr>)> = self
+            .inventory
+            .balancers()
+            .map(|b| {
+                (
+                    b.name.clone(),
+                    topology::addresses(&self.lab.names.host_ns(&b.name)),
+                )
+            })
+            .collect();
+        self.inventory
+            .network
+            .vips
+            .iter()
+            .map(|&v| {
+                let holders = per_host
+                    .iter()
+                    .filter(|(_, addrs)| addrs.contains(&v))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                (v, holders)
+            })
+            .collect()
+    }
+
+    /// Human-readable status table.
+    pub fn status(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "lab {:?} is up (state in {})",
+            self.lab.names.id,
+            self.lab.dir.dir.display()
+        );
+        let _ = writeln!(
+            s,
+            "{:<9} {:<9} {:<16} {:<5} {:<8} SERVICES (pid)",
+            "HOST", "ROLE", "ADDRESS", "LINK", "KEEPER"
+        );
+        for h in self.hosts() {
+            let link = self
+                .plan
+                .node(&h.host.name)
+                .map(|n| {
+                    if topology::port_is_up(&self.plan, n) {
+                        "up"
+                    } else {
+                        "CUT"
+                    }
+                })
+                .unwrap_or("?");
+            let keeper = if h.alive() {
+                h.keeper.to_string()
+            } else {
+                "DEAD".into()
+            };
+            let services: Vec<String> = h
+                .services()
+                .iter()
+                .map(|&svc| match h.service_pid(svc) {
+                    Some(pid) => format!("{svc} {pid}"),
+                    None => format!("{svc} stopped"),
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "{:<9} {:<9} {:<16} {:<5} {:<8} {}",
+                h.host.name,
+                h.host.role.to_string(),
+                h.host.address.to_string(),
+                link,
+                keeper,
+                services.join(", ")
+            );
+        }
+        let c = &self.plan.client;
+        let _ = writeln!(
+            s,
+            "{:<9} {:<9} {:<16} {:<5} {:<8} (netns {})",
+            "client",
+            "client",
+            c.address.to_string(),
+            if topology::port_is_up(&self.plan, c) {
+                "up"
+            } else {
+                "CUT"
+            },
+            "-",
+            c.ns
+        );
+        for (vip, holders) in self.vip_holders() {
+            let who = match holders.len() {
+                0 => "nobody".to_string(),
+                1 => holders.join(""),
+                _ => format!("{} (SPLIT BRAIN)", holders.join(" and ")),
+            };
+            let _ = writeln!(s, "VIP {vip:<15} held by {who}");
+        }
+        s
+    }
+
+    /// Runs `args` inside `target` (a host, or "client") with inherited stdio; returns its exit
+    /// code.
+    pub fn exec(&self, target: &str, args: &[String]) -> Result<i32> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| LabError::Other("exec needs a command".into()))?;
+        let mut cmd = if target == "client" {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.plan.client.ns, program]);
+            c
+        } else {
+            self.host(target)?.command(program)
+        };
+        cmd.args(rest);
+        let status = cmd.status().map_err(|source| LabError::Spawn {
+            command: sys::describe(&cmd),
+            source,
+        })?;
+        Ok(status.code().unwrap_or(128))
+    }
+
+    /// Waits until every running service answers from the client: backends' HTTP, balancers'
+    /// proxies, every sshd, and (if vrrp runs) a VIP holder.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let mut checks: Vec<(String, SocketAddr, bool)> = Vec::new();
+        let mut vrrp_running = false;
+        for h in self.hosts() {
+            if h.service_pid(Service::Sshd).is_some() {
+                checks.push((
+                    format!("sshd on {}", h.host.name),
+                    (h.host.address, 22).into(),
+                    false,
+                ));
+            }
+            let web = match h.host.role {
+                Role::Backend => h.service_pid(Service::Httpd).is_some(),
+                Role::Balancer => h.service_pid(Service::Proxy).is_some(),
+            };
+            if web {
+                checks.push((
+                    format!("HTTP on {}", h.host.name),
+                    (h.host.address, 80).into(),
+                    true,
+                ));
+            }
+            vrrp_running |= h.service_pid(Service::Vrrp).is_some();
+        }
+        let vip = self.inventory.network.vips.first().copied();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pending: Vec<String> = probe::in_netns(&self.plan.client.ns, {
+                let checks = checks.clone();
+                move || {
+                    checks
+                        .into_iter()
+                        .filter(|(_, addr, http)| {
+                            if *http {
+                                !matches!(
+                                    probe::http_get(*addr, Duration::from_millis(500)),
+                                    Ok((200, _))
+                                )
+                            } else {
+                                !probe::tcp_open(*addr, Duration::from_millis(500))
+                            }
+                        })
+                        .map(|(what, _, _)| what)
+                        .collect()
+                }
+            })?;
+            let mut pending = pending;
+            if vrrp_running {
+                if let Some(v) = vip {
+                    if self
+                        .vip_holders()
+                        .iter()
+                        .all(|(a, h)| *a != v || h.is_empty())
+                    {
+                        pending.push(format!("a VRRP master for {v}"));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: pending.join(", "),
+                    secs: timeout.as_secs_f64(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

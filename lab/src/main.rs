@@ -1,0 +1,296 @@
+//! `lab`: the seed's four servers on one machine (network namespaces), and its test procedure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use lab::host::Service;
+use lab::state::DEFAULT_STATE_ROOT;
+use lab::{bench, scenario, Lab, LabError, UpOptions, UpOutcome};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The seed's nginx+keepalived servers on one machine, and its test procedure"
+)]
+struct Cli {
+    /// Lab id: every namespace is named "<id>-<host>", so labs never collide.
+    #[arg(long, global = true, default_value = "lab")]
+    id: String,
+    /// Where lab state (and the lab SSH key) lives.
+    #[arg(long, global = true, default_value = DEFAULT_STATE_ROOT)]
+    state_root: PathBuf,
+    /// Directory with the proxy and vrrp binaries (default: next to this binary).
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the hosts of lab.toml and start their services.
+    Up {
+        /// Inventory (default: ./lab.toml, else the repository's).
+        inventory: Option<PathBuf>,
+        /// Do not start these services (debugging).
+        #[arg(long, value_delimiter = ',')]
+        without: Vec<String>,
+    },
+    /// Remove everything the lab created (also after a crash or a half-done up).
+    Down,
+    /// Hosts, processes, links and who holds each VIP.
+    Status,
+    /// Run a command inside a host (or "client").
+    Exec {
+        host: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a service on a host: proxy, vrrp, httpd, sshd or all.
+    Stop {
+        host: String,
+        service: Option<String>,
+    },
+    /// Start a service on a host: proxy, vrrp, httpd, sshd or all.
+    Start {
+        host: String,
+        service: Option<String>,
+    },
+    /// Cut a host's link (as if its cable were pulled).
+    Cut { host: String },
+    /// Restore a host's link.
+    Heal { host: String },
+    /// Run the seed's test procedure against the running lab.
+    Scenario {
+        #[arg(long, default_value = "target/lab/timeline.svg")]
+        svg: PathBuf,
+        /// Also write a JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// wrk from the client against the VIP.
+    Bench {
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        #[arg(long, default_value_t = 50)]
+        connections: u32,
+    },
+    /// up, scenario, bench, summary, down.
+    Demo {
+        inventory: Option<PathBuf>,
+        /// Leave the lab up afterwards.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, default_value = "target/lab/timeline.svg")]
+        svg: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_inventory(bin_dir: &Path) -> PathBuf {
+    let local = PathBuf::from("lab.toml");
+    if local.exists() {
+        return local;
+    }
+    // target/<profile>/lab -> the repository root.
+    let repo = bin_dir.join("../../lab.toml");
+    if repo.exists() {
+        repo
+    } else {
+        local
+    }
+}
+
+fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
+    match s {
+        None | Some("all") => Ok(None),
+        Some(name) => Service::parse(name).map(Some).ok_or_else(|| {
+            LabError::Other(format!(
+                "unknown service {name:?} (proxy, vrrp, httpd, sshd or all)"
+            ))
+        }),
+    }
+}
+
+fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<(), LabError> {
+    match lab.up(inventory, opts)? {
+        UpOutcome::AlreadyUp => println!(
+            "lab {:?} is already up (`lab status` shows it, `lab down` removes it)",
+            lab.names.id
+        ),
+        UpOutcome::Created => println!("lab {:?} is up", lab.names.id),
+    }
+    print!("{}", lab.open()?.status());
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, LabError> {
+    let bin_dir = cli.bin_dir.clone().unwrap_or_else(lab::default_bin_dir);
+    let lab = Lab::new(&cli.id, &cli.state_root, bin_dir.clone())?;
+    match cli.cmd {
+        Cmd::Up { inventory, without } => {
+            let without = without
+                .iter()
+                .map(|s| {
+                    parse_service(Some(s)).and_then(|o| {
+                        o.ok_or_else(|| LabError::Other("--without all makes no sense".into()))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
+            up(&lab, &inventory, &UpOptions { without })?;
+        }
+        Cmd::Down => {
+            let removed = lab.down()?;
+            if removed.is_empty() {
+                println!("lab {:?}: nothing to remove", lab.names.id);
+            } else {
+                println!("lab {:?} removed: {}", lab.names.id, removed.join(", "));
+            }
+        }
+        Cmd::Status => print!("{}", lab.open()?.status()),
+        Cmd::Exec { host, command } => {
+            let code = lab.open()?.exec(&host, &command)?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        Cmd::Stop { host, service } => {
+            for (svc, was) in lab
+                .open()?
+                .stop(&host, parse_service(service.as_deref())?)?
+            {
+                println!(
+                    "{host}: {svc} {}",
+                    if was { "stopped" } else { "was not running" }
+                );
+            }
+        }
+        Cmd::Start { host, service } => {
+            for (svc, pid) in lab
+                .open()?
+                .start(&host, parse_service(service.as_deref())?)?
+            {
+                println!("{host}: {svc} running (pid {pid})");
+            }
+        }
+        Cmd::Cut { host } => {
+            lab.open()?.set_link(&host, false)?;
+            println!("{host}: link cut");
+        }
+        Cmd::Heal { host } => {
+            lab.open()?.set_link(&host, true)?;
+            println!("{host}: link restored");
+        }
+        Cmd::Scenario { svg, json } => {
+            let opts = scenario::Options {
+                svg,
+                json,
+                ..scenario::Options::default()
+            };
+            let report = scenario::run(&lab.open()?, &opts)?;
+            println!("\n{}", scenario::summary(&report));
+            println!("timeline: {}", opts.svg.display());
+            return Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Cmd::Bench {
+            duration,
+            connections,
+        } => {
+            let r = bench::run(&lab.open()?, Duration::from_secs(duration), connections)?;
+            println!("{}", r.summary());
+        }
+        Cmd::Demo {
+            inventory,
+            keep,
+            svg,
+            json,
+        } => {
+            let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
+            return demo(&lab, &inventory, keep, svg, json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(
+    lab: &Lab,
+    inventory: &Path,
+    keep: bool,
+    svg: PathBuf,
+    json: Option<PathBuf>,
+) -> Result<ExitCode, LabError> {
+    println!("== lab up ({})", inventory.display());
+    up(lab, inventory, &UpOptions::default())?;
+    let outcome = (|| -> Result<(scenario::Report, Option<bench::BenchResult>), LabError> {
+        let running = lab.open()?;
+        println!("\n== scenario (the seed's 运行测试用例, automated)");
+        let opts = scenario::Options {
+            svg: svg.clone(),
+            json,
+            ..scenario::Options::default()
+        };
+        let report = scenario::run(&running, &opts)?;
+        println!("\n== bench");
+        let b = match bench::run(&running, Duration::from_secs(5), 50) {
+            Ok(b) => {
+                println!("{}", b.summary());
+                Some(b)
+            }
+            Err(e) => {
+                println!("bench failed: {e}");
+                None
+            }
+        };
+        Ok((report, b))
+    })();
+    let code = match &outcome {
+        Ok((report, bench)) => {
+            println!("\n== summary");
+            print!("{}", scenario::summary(report));
+            if let Some(b) = bench {
+                println!(
+                    "bench: {:.0} req/s, latency p50 {} p99 {}",
+                    b.requests_per_sec, b.latency_p50, b.latency_p99
+                );
+            }
+            println!("timeline: {}", svg.display());
+            if report.ok() && bench.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("lab: demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    if keep {
+        println!(
+            "\nlab {:?} left up (--keep): `lab status`, `lab down`",
+            lab.names.id
+        );
+    } else {
+        println!("\n== lab down");
+        let removed = lab.down()?;
+        println!("removed: {}", removed.join(", "));
+    }
+    Ok(code)
+}

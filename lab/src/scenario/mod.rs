@@ -1,0 +1,468 @@
+//! `lab scenario`: the seed's test procedure ("运行测试用例"), automated. A client polls the
+//! first VIP every 20 ms while the steps stop and start services and cut links; each step is
+//! judged by [`eval::evaluate`] and the whole run drawn by [`crate::timeline`].
+
+pub mod eval;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use provision::inventory::Host;
+use provision::render;
+use serde::Serialize;
+
+use crate::error::{LabError, Result};
+use crate::host::Service;
+use crate::lab::Running;
+use crate::probe::{HolderChange, Recorder, Sample};
+use crate::timeline;
+use eval::{Expect, StepResult, StepSpec, Window};
+
+/// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
+/// machine).
+pub const SLACK: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to write the timeline picture.
+    pub svg: PathBuf,
+    /// Where to write the machine-readable report (JSON), if anywhere.
+    pub json: Option<PathBuf>,
+    /// How long each step's expected state must hold without failures.
+    pub steady: Duration,
+    /// Client polling period.
+    pub period: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            svg: PathBuf::from("target/lab/timeline.svg"),
+            json: None,
+            steady: Duration::from_millis(1500),
+            period: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What a step does to the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    Stop(String, Vec<Service>),
+    Start(String, Vec<Service>),
+    Cut(String),
+    Heal(String),
+}
+
+impl Action {
+    fn apply(&self, lab: &Running) -> Result<()> {
+        match self {
+            Action::Nothing => Ok(()),
+            Action::Stop(h, svcs) => {
+                for s in svcs {
+                    lab.stop(h, Some(*s))?;
+                }
+                Ok(())
+            }
+            Action::Start(h, svcs) => {
+                for s in svcs {
+                    lab.start(h, Some(*s))?;
+                }
+                Ok(())
+            }
+            Action::Cut(h) => lab.set_link(h, false),
+            Action::Heal(h) => lab.set_link(h, true),
+        }
+    }
+}
+
+/// A step: what to do and what must follow.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    pub spec: StepSpec,
+}
+
+/// The full run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub steps: Vec<StepResult>,
+    pub sent: usize,
+    pub failed: usize,
+    pub duration_s: f64,
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+    #[serde(skip)]
+    pub changes: Vec<HolderChange>,
+    #[serde(skip)]
+    pub balancers: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(StepResult::ok)
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The steps of issue 4 for an inventory with (at least) two balancers and two backends: the
+/// seed's (1)-(5), then (6) proxy death with vrrp running, (7) a backend stopping, (8) a cut
+/// link; "+" steps restore what the step before broke.
+pub fn steps(lab: &Running) -> Result<Vec<Step>> {
+    let mut balancers: Vec<&Host> = lab.inventory.balancers().collect();
+    balancers.sort_by_key(|h| std::cmp::Reverse(h.priority.unwrap_or(0)));
+    let backends: Vec<&Host> = lab.inventory.backends().collect();
+    let (Some(b1), Some(b2), Some(_), Some(w2)) = (
+        balancers.first(),
+        balancers.get(1),
+        backends.first(),
+        backends.get(1),
+    ) else {
+        return Err(LabError::Other(
+            "the scenario needs two balancers and two backends".into(),
+        ));
+    };
+    let adv = lab.inventory.network.advert_int;
+    let md = |h: &Host| {
+        secs(render::master_down_interval_secs(
+            adv,
+            h.priority.unwrap_or(100),
+        ))
+    };
+    let track_fail = secs(
+        render::TRACK_INTERVAL_SECS * f64::from(render::TRACK_FALL) + render::TRACK_TIMEOUT_SECS,
+    );
+    let track_rise = secs(render::TRACK_INTERVAL_SECS + render::TRACK_TIMEOUT_SECS);
+    let (p, s, w) = (b1.name.clone(), b2.name.clone(), w2.name.clone());
+    let pv = vec![Service::Proxy, Service::Vrrp];
+    // The rendered proxy.toml says workers = "auto": one per core.
+    let workers = thread::available_parallelism().map_or(1, |n| n.get());
+    let step = |id: &str, title: String, action, expect, alternate, all_succeed, bound| Step {
+        action,
+        spec: StepSpec {
+            id: id.into(),
+            title,
+            expect,
+            alternate,
+            max_run: workers,
+            all_succeed,
+            bound,
+        },
+    };
+    let holder = |h: &str| Expect::Holder(h.to_string());
+    Ok(vec![
+        step(
+            "1",
+            format!("all up: VIP served through {p}, responses alternate between backends"),
+            Action::Nothing,
+            holder(&p),
+            true,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "2",
+            format!("{p}'s proxy and vrrp stopped: served through {s}"),
+            Action::Stop(p.clone(), pv.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "3",
+            format!("{s}'s proxy and vrrp stopped too: VIP unreachable"),
+            Action::Stop(s.clone(), pv.clone()),
+            Expect::Nobody,
+            false,
+            false,
+            Some(SLACK),
+        ),
+        step(
+            "4",
+            format!("{s} restarted: served through {s}"),
+            Action::Start(s.clone(), pv.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "5",
+            format!("{p} restarted: VIP moves back to {p} (preemption)"),
+            Action::Start(p.clone(), pv.clone()),
+            holder(&p),
+            true,
+            false,
+            Some(md(b1) + SLACK),
+        ),
+        step(
+            "6",
+            format!("only {p}'s proxy dies, its vrrp runs: tracking moves the VIP to {s}"),
+            Action::Stop(p.clone(), vec![Service::Proxy]),
+            holder(&s),
+            true,
+            false,
+            Some(track_fail + md(b2) + SLACK),
+        ),
+        step(
+            "6+",
+            format!("{p}'s proxy back: VIP returns to {p}"),
+            Action::Start(p.clone(), vec![Service::Proxy]),
+            holder(&p),
+            true,
+            false,
+            Some(track_rise + md(b1) + SLACK),
+        ),
+        step(
+            "7",
+            format!("backend {w} stops: every request still succeeds"),
+            Action::Stop(w.clone(), vec![Service::Httpd]),
+            holder(&p),
+            false,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "7+",
+            format!("backend {w} back"),
+            Action::Start(w.clone(), vec![Service::Httpd]),
+            holder(&p),
+            false,
+            true,
+            Some(SLACK),
+        ),
+        step(
+            "8",
+            format!("{p}'s link cut (host death): served through {s}"),
+            Action::Cut(p.clone()),
+            holder(&s),
+            true,
+            false,
+            Some(md(b2) + SLACK),
+        ),
+        step(
+            "8+",
+            format!("{p}'s link back: VIP returns to {p}"),
+            Action::Heal(p.clone()),
+            holder(&p),
+            false,
+            false,
+            Some(md(b1) + SLACK),
+        ),
+    ])
+}
+
+/// Brings every host back to "all up": links healed, every service running, the preferred
+/// balancer holding the VIP.
+fn reset(lab: &Running, preferred: &str) -> Result<()> {
+    for h in lab.hosts() {
+        lab.set_link(&h.host.name, true)?;
+        lab.start(&h.host.name, None)?;
+    }
+    lab.wait_ready(Duration::from_secs(15))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holders = lab
+            .vip_holders()
+            .into_iter()
+            .next()
+            .map(|(_, h)| h)
+            .unwrap_or_default();
+        if holders == [preferred.to_string()] {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: format!("{preferred} to hold the VIP before the scenario"),
+                secs: 10.0,
+            });
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs every step, printing as it goes; writes the SVG (and JSON) at the end.
+pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
+    let steps = steps(lab)?;
+    let vip = *lab
+        .inventory
+        .network
+        .vips
+        .first()
+        .ok_or_else(|| LabError::Other("no VIP".into()))?;
+    let preferred = match steps.first().map(|s| &s.spec.expect) {
+        Some(Expect::Holder(h)) => h.clone(),
+        _ => return Err(LabError::Other("no preferred balancer".into())),
+    };
+    println!("scenario: preparing (all services up, {preferred} holding {vip})");
+    reset(lab, &preferred)?;
+    let balancers: Vec<(String, String)> = lab
+        .inventory
+        .balancers()
+        .map(|b| (b.name.clone(), lab.lab.names.host_ns(&b.name)))
+        .collect();
+    let rec = Recorder::start(&lab.plan.client.ns, &balancers, vip, opts.period)?;
+    println!(
+        "scenario: client {} polls http://{vip}/ every {} ms\n",
+        lab.plan.client.address,
+        opts.period.as_millis()
+    );
+    let mut results = Vec::new();
+    let mut error = None;
+    for step in &steps {
+        let spec = &step.spec;
+        println!("step {:<3}{}", spec.id, spec.title);
+        let _ = std::io::stdout().flush();
+        let start = rec.now();
+        if let Err(e) = step.action.apply(lab) {
+            error = Some(e);
+            break;
+        }
+        let wait = spec.bound.unwrap_or(SLACK) + Duration::from_secs(3);
+        let deadline = Instant::now() + wait;
+        // Settled: the expected holder, and (when someone should serve) a success after the
+        // action. A step that never settles is judged at its deadline and fails.
+        loop {
+            let holders = rec.holders();
+            let settled = match &spec.expect {
+                Expect::Holder(h) => {
+                    holders == [h.clone()] && {
+                        let (samples, _) = rec.snapshot();
+                        samples
+                            .iter()
+                            .rev()
+                            .take_while(|s| s.at >= start)
+                            .any(|s| s.result.is_ok())
+                    }
+                }
+                Expect::Nobody => holders.is_empty(),
+            };
+            if settled || Instant::now() >= deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Requests in flight at the moment of settling may still be old-state answers.
+        let steady_from = rec.now() + Duration::from_millis(300);
+        thread::sleep(Duration::from_millis(300) + opts.steady);
+        let end = rec.now();
+        let (samples, changes) = rec.snapshot();
+        let r = eval::evaluate(
+            spec,
+            Window {
+                start,
+                steady_from,
+                end,
+            },
+            &samples,
+            &changes,
+        );
+        print_result(&r);
+        results.push(r);
+    }
+    let duration = rec.now();
+    let (samples, changes) = rec.finish();
+    let report = Report {
+        sent: samples.len(),
+        failed: samples.iter().filter(|s| s.result.is_err()).count(),
+        duration_s: duration.as_secs_f64(),
+        steps: results,
+        samples,
+        changes,
+        balancers: balancers.into_iter().map(|(n, _)| n).collect(),
+    };
+    write_outputs(lab, &report, opts)?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(report)
+}
+
+fn write_outputs(lab: &Running, report: &Report, opts: &Options) -> Result<()> {
+    let pages: Vec<String> = lab
+        .inventory
+        .backends()
+        .filter_map(|b| b.page.clone())
+        .collect();
+    let svg = timeline::render(report, &pages);
+    if let Some(dir) = opts.svg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+    }
+    std::fs::write(&opts.svg, svg)
+        .map_err(|e| LabError::io(format!("write {}", opts.svg.display()), e))?;
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(report)
+            .map_err(|e| LabError::Other(format!("serialise report: {e}")))?;
+        std::fs::write(path, text)
+            .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+fn print_result(r: &StepResult) {
+    let failover = match (r.failover_s, r.bound_s) {
+        (Some(f), Some(b)) => format!("{f:.2} s (bound {b:.2} s)"),
+        (Some(f), None) => format!("{f:.2} s"),
+        (None, _) => "never".into(),
+    };
+    let bodies: Vec<String> = r.bodies.iter().map(|(b, n)| format!("{b} x{n}")).collect();
+    println!(
+        "      expected {:<8} observed {:<8} sent {:>4}  failed {:>3} (steady {})  longest gap {:.2} s  failover {}  {}",
+        r.expected,
+        r.observed,
+        r.sent,
+        r.failed,
+        r.steady_failed,
+        r.longest_gap_s,
+        failover,
+        if r.ok() { "OK" } else { "MISMATCH" }
+    );
+    if !bodies.is_empty() {
+        println!("      answers: {}", bodies.join(", "));
+    }
+    for p in &r.problems {
+        println!("      !! {p}");
+    }
+}
+
+/// The closing table.
+pub fn summary(report: &Report) -> String {
+    let mut s = String::from(
+        "STEP  EXPECTED  OBSERVED  SENT  FAILED  GAP(s)  FAILOVER(s)  BOUND(s)  RESULT\n",
+    );
+    for r in &report.steps {
+        s.push_str(&format!(
+            "{:<5} {:<9} {:<9} {:>4}  {:>6}  {:>6.2}  {:>11}  {:>8}  {}\n",
+            r.id,
+            r.expected,
+            r.observed,
+            r.sent,
+            r.failed,
+            r.longest_gap_s,
+            r.failover_s
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            r.bound_s
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            if r.ok() { "ok" } else { "MISMATCH" }
+        ));
+    }
+    s.push_str(&format!(
+        "{} requests in {:.1} s, {} failed; {} of {} steps matched\n",
+        report.sent,
+        report.duration_s,
+        report.failed,
+        report.steps.iter().filter(|r| r.ok()).count(),
+        report.steps.len()
+    ));
+    s
+}

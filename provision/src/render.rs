@@ -1,0 +1,300 @@
+//! Per-host configuration files rendered from the inventory: each balancer's proxy.toml (the
+//! seed's nginx.conf) and vrrp.toml (the seed's keepalived.conf).
+//!
+//! Pure functions of the inventory, so `lab` and `provision` deploy byte-identical files and the
+//! output can be golden-tested.
+
+use std::fmt::Write as _;
+
+use crate::inventory::{Host, Inventory, Role};
+
+/// Where the rendered proxy configuration lives on a balancer.
+pub const PROXY_CONFIG_PATH: &str = "/etc/proxy/proxy.toml";
+/// Where the rendered VRRP configuration lives on a balancer.
+pub const VRRP_CONFIG_PATH: &str = "/etc/vrrp/vrrp.toml";
+/// The proxy's admin listener (GET /healthz, /metrics); loopback only.
+pub const PROXY_ADMIN: &str = "127.0.0.1:9900";
+/// The proxy's access log directory.
+pub const PROXY_LOG_DIR: &str = "/var/log/proxy";
+/// The vrrp daemon's own runtime directory (state and pid files).
+pub const VRRP_RUNTIME_DIR: &str = "/run/vrrp";
+/// Name of the upstream group, as the seed's nginx.conf.
+pub const UPSTREAM_NAME: &str = "ProxyServer";
+/// The backends' HTTP port.
+pub const BACKEND_PORT: u16 = 80;
+
+/// The proxy health probe's period in seconds: fast enough that a dead proxy is noticed well
+/// within one advertisement interval.
+pub const TRACK_INTERVAL_SECS: f64 = 0.3;
+/// Consecutive failed probes before the track script counts as failed.
+pub const TRACK_FALL: u32 = 2;
+/// Probe timeout in seconds (below the interval so probes never pile up).
+pub const TRACK_TIMEOUT_SECS: f64 = 0.2;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("host {0:?} is not a balancer: only balancers run proxy and vrrp")]
+    NotABalancer(String),
+    #[error("host {0:?} has no priority")]
+    NoPriority(String),
+}
+
+/// The track script's weight: negative and large enough that a balancer whose proxy fails drops
+/// below every other balancer, so the VIP really moves.
+///
+/// The seed's `weight -20` takes 150 to 130, still above the backup's 100, so its tracking never
+/// moved anything. Here: -(highest - lowest + 10), -60 for the seed's 150/100.
+pub fn track_weight(inv: &Inventory) -> i32 {
+    let prios: Vec<i32> = inv
+        .balancers()
+        .filter_map(|h| h.priority.map(i32::from))
+        .collect();
+    let hi = prios.iter().copied().max().unwrap_or(100);
+    let lo = prios.iter().copied().min().unwrap_or(100);
+    -((hi - lo + 10).min(253))
+}
+
+fn balancer_priority(host: &Host) -> Result<u8, RenderError> {
+    if host.role != Role::Balancer {
+        return Err(RenderError::NotABalancer(host.name.clone()));
+    }
+    host.priority
+        .ok_or_else(|| RenderError::NoPriority(host.name.clone()))
+}
+
+/// The proxy.toml of balancer `host`: every backend on port 80 with weight 1 (the seed's
+/// `upstream ProxyServer`), listening on port 80 for IPv4 and IPv6.
+pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
+    balancer_priority(host)?;
+    let mut s = String::new();
+    // `writeln!` into a String cannot fail; the results are ignored deliberately.
+    let _ = writeln!(
+        s,
+        "# proxy.toml for {} ({}), rendered from lab.toml. Do not edit: changes are overwritten.",
+        host.name, host.address
+    );
+    let _ = writeln!(s, "workers = \"auto\"");
+    let _ = writeln!(s, "access_log = \"{PROXY_LOG_DIR}/access.log\"");
+    let _ = writeln!(s, "admin = \"{PROXY_ADMIN}\"");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[upstream.{UPSTREAM_NAME}]");
+    let _ = writeln!(s, "servers = [");
+    for b in inv.backends() {
+        let _ = writeln!(
+            s,
+            "  {{ address = \"{}:{BACKEND_PORT}\", weight = 1 }},  # {}",
+            b.address, b.name
+        );
+    }
+    let _ = writeln!(s, "]");
+    let _ = writeln!(s, "balance = \"round_robin\"");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[[server]]");
+    let _ = writeln!(s, "listen = [\"0.0.0.0:80\", \"[::]:80\"]");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[[server.location]]");
+    let _ = writeln!(s, "path = \"/\"");
+    let _ = writeln!(s, "proxy_pass = \"{UPSTREAM_NAME}\"");
+    Ok(s)
+}
+
+/// The vrrp.toml of balancer `host`: instance VI_1 on the host's interface with the seed's
+/// router id, priority, PASS authentication and VIPs, tracking the local proxy's /healthz.
+pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
+    let priority = balancer_priority(host)?;
+    let net = &inv.network;
+    let highest = inv.balancers().filter_map(|h| h.priority).max();
+    // keepalived treats `state` as a hint only; MASTER for the preferred balancer reads like the
+    // seed's intent.
+    let state = if highest == Some(priority) {
+        "MASTER"
+    } else {
+        "BACKUP"
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# vrrp.toml for {} ({}), rendered from lab.toml. Do not edit: changes are overwritten.",
+        host.name, host.address
+    );
+    let _ = writeln!(s, "[global_defs]");
+    let _ = writeln!(s, "router_id = \"{}\"", host.name);
+    let _ = writeln!(s, "runtime_dir = \"{VRRP_RUNTIME_DIR}\"");
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "# The proxy's health endpoint; a failing proxy gives the VIPs away."
+    );
+    let _ = writeln!(s, "[vrrp_script.check_proxy]");
+    let _ = writeln!(s, "http = \"http://{PROXY_ADMIN}/healthz\"");
+    let _ = writeln!(s, "interval = {TRACK_INTERVAL_SECS}");
+    let _ = writeln!(s, "timeout = {TRACK_TIMEOUT_SECS}");
+    let _ = writeln!(s, "weight = {}", track_weight(inv));
+    let _ = writeln!(s, "fall = {TRACK_FALL}");
+    let _ = writeln!(s, "rise = 1");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[vrrp_instance.VI_1]");
+    let _ = writeln!(s, "state = \"{state}\"");
+    let _ = writeln!(s, "interface = \"{}\"", host.interface);
+    let _ = writeln!(s, "virtual_router_id = {}", net.virtual_router_id);
+    let _ = writeln!(s, "priority = {priority}");
+    let _ = writeln!(s, "advert_int = {}", net.advert_int);
+    let _ = writeln!(s, "version = 2");
+    if let Some(pass) = &net.auth_pass {
+        let _ = writeln!(
+            s,
+            "authentication = {{ auth_type = \"PASS\", auth_pass = \"{}\" }}",
+            escape(pass)
+        );
+    }
+    let _ = writeln!(s, "track_script = [\"check_proxy\"]");
+    let vips: Vec<String> = net
+        .vips
+        .iter()
+        .map(|v| format!("\"{v}/{}\"", net.prefix))
+        .collect();
+    let _ = writeln!(s, "virtual_ipaddress = [{}]", vips.join(", "));
+    Ok(s)
+}
+
+/// Escapes a value for a TOML basic string.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Master_Down_Interval of a backup with `priority` (RFC 3768: 3 * interval + Skew_Time, with
+/// Skew_Time = (256 - priority) / 256 * interval, not truncated), in seconds.
+pub fn master_down_interval_secs(advert_int: u8, priority: u8) -> f64 {
+    let adv = f64::from(advert_int);
+    3.0 * adv + (256.0 - f64::from(priority)) / 256.0 * adv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Inventory {
+        Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap()
+    }
+
+    #[test]
+    fn seed_proxy_toml_golden() {
+        let inv = seed();
+        let got = proxy_toml(&inv, inv.host("server1").unwrap()).unwrap();
+        let want = r#"# proxy.toml for server1 (172.16.249.101), rendered from lab.toml. Do not edit: changes are overwritten.
+workers = "auto"
+access_log = "/var/log/proxy/access.log"
+admin = "127.0.0.1:9900"
+
+[upstream.ProxyServer]
+servers = [
+  { address = "172.16.249.201:80", weight = 1 },  # server3
+  { address = "172.16.249.202:80", weight = 1 },  # server4
+]
+balance = "round_robin"
+
+[[server]]
+listen = ["0.0.0.0:80", "[::]:80"]
+
+[[server.location]]
+path = "/"
+proxy_pass = "ProxyServer"
+"#;
+        assert_eq!(got, want);
+        // Same upstreams on both balancers; only the header comment differs.
+        let other = proxy_toml(&inv, inv.host("server2").unwrap()).unwrap();
+        assert_eq!(
+            got.lines().skip(1).collect::<Vec<_>>(),
+            other.lines().skip(1).collect::<Vec<_>>()
+        );
+        assert!(got.parse::<toml::Table>().is_ok());
+    }
+
+    #[test]
+    fn seed_vrrp_toml_golden() {
+        let inv = seed();
+        let got = vrrp_toml(&inv, inv.host("server2").unwrap()).unwrap();
+        let want = r#"# vrrp.toml for server2 (172.16.249.102), rendered from lab.toml. Do not edit: changes are overwritten.
+[global_defs]
+router_id = "server2"
+runtime_dir = "/run/vrrp"
+
+# The proxy's health endpoint; a failing proxy gives the VIPs away.
+[vrrp_script.check_proxy]
+http = "http://127.0.0.1:9900/healthz"
+interval = 0.3
+timeout = 0.2
+weight = -60
+fall = 2
+rise = 1
+
+[vrrp_instance.VI_1]
+state = "BACKUP"
+interface = "ens33"
+virtual_router_id = 51
+priority = 100
+advert_int = 1
+version = 2
+authentication = { auth_type = "PASS", auth_pass = "1111" }
+track_script = ["check_proxy"]
+virtual_ipaddress = ["172.16.249.80/24", "172.16.249.90/24", "172.16.249.100/24"]
+"#;
+        assert_eq!(got, want);
+        let s1 = vrrp_toml(&inv, inv.host("server1").unwrap()).unwrap();
+        assert!(s1.contains("state = \"MASTER\"\n"));
+        assert!(s1.contains("priority = 150\n"));
+        assert!(s1.contains("router_id = \"server1\"\n"));
+        assert!(s1.parse::<toml::Table>().is_ok());
+    }
+
+    #[test]
+    fn track_weight_really_moves_mastership() {
+        let inv = seed();
+        let w = track_weight(&inv);
+        assert_eq!(w, -60);
+        // The master with a failing proxy must fall below the backup.
+        assert!(150 + w < 100);
+    }
+
+    #[test]
+    fn backends_cannot_be_rendered_as_balancers() {
+        let inv = seed();
+        let s3 = inv.host("server3").unwrap();
+        assert_eq!(
+            proxy_toml(&inv, s3),
+            Err(RenderError::NotABalancer("server3".into()))
+        );
+        assert!(vrrp_toml(&inv, s3).is_err());
+    }
+
+    #[test]
+    fn no_auth_pass_omits_authentication() {
+        let text = include_str!("../../lab.toml").replace("auth_pass = \"1111\"", "");
+        let inv = Inventory::parse(&text, "lab.toml").unwrap();
+        let s1 = vrrp_toml(&inv, inv.host("server1").unwrap()).unwrap();
+        assert!(!s1.contains("authentication"));
+    }
+
+    #[test]
+    fn master_down_interval_matches_rfc() {
+        assert!((master_down_interval_secs(1, 100) - 3.609375).abs() < 1e-9);
+        assert!((master_down_interval_secs(1, 150) - 3.4140625).abs() < 1e-9);
+    }
+
+    #[test]
+    fn escape_quotes() {
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+        assert_eq!(escape("x\ny"), "x\\u000Ay");
+    }
+}

@@ -1,0 +1,315 @@
+//! The lab end to end: the seed's test procedure against real namespaces, Apache, sshd and our
+//! proxy and vrrp; and `lab up`/`lab down` robustness. Needs root; each test uses its own lab id
+//! and state directory, so it never touches a user's lab.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// target/<profile>/, where cargo puts the workspace's binaries (the test executable lives in
+/// target/<profile>/deps/).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+fn require_bins() -> PathBuf {
+    let dir = bin_dir();
+    for b in ["lab", "proxy", "vrrp"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: build the binaries first with `cargo build --bins` (./run test does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the lab tests need root (network namespaces, veth, mounts): run them as root"
+    );
+}
+
+fn inventory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab.toml")
+}
+
+/// A lab with a unique id and state root, removed on drop even when the test fails.
+struct TestLab {
+    id: String,
+    root: PathBuf,
+}
+
+impl TestLab {
+    fn new(tag: &str) -> TestLab {
+        require_root();
+        require_bins();
+        let id = format!("e2e{}{tag}", std::process::id());
+        let root = std::env::temp_dir().join(format!("lab-e2e-{id}"));
+        TestLab { id, root }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin_dir().join("lab"));
+        c.arg("--id")
+            .arg(&self.id)
+            .arg("--state-root")
+            .arg(&self.root);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().expect("run lab");
+        eprintln!(
+            "$ lab {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.id);
+        std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Live (non-zombie) processes in the lab's namespaces.
+    fn processes(&self) -> Vec<i32> {
+        let keys: Vec<(u64, u64)> = self
+            .namespaces()
+            .iter()
+            .filter_map(|n| ns_key(&Path::new("/run/netns").join(n)))
+            .collect();
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|pid| {
+                        ns_key(Path::new(&format!("/proc/{pid}/ns/net")))
+                            .is_some_and(|k| keys.contains(&k))
+                    })
+                    .filter(|pid| alive(*pid))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn assert_gone(&self, pids_before: &[i32]) {
+        assert!(
+            self.namespaces().is_empty(),
+            "namespaces left: {:?}",
+            self.namespaces()
+        );
+        let alive: Vec<i32> = pids_before.iter().copied().filter(|p| alive(*p)).collect();
+        assert!(alive.is_empty(), "processes left: {alive:?}");
+        assert!(
+            !self.root.join(&self.id).exists(),
+            "state dir left: {}",
+            self.root.join(&self.id).display()
+        );
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").stdout(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn ns_key(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn seed_scenario_passes_and_leaves_nothing_behind() {
+    let lab = TestLab::new("s");
+    let out = lab.run(&["up", inventory().to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "lab up failed");
+    let pids = lab.processes();
+    // 4 keepers, 4 sshd, 2 Apache masters (+ workers), 2 proxies, 2 vrrp.
+    assert!(pids.len() >= 14, "too few processes in the lab: {pids:?}");
+
+    let json = lab.root.join("report.json");
+    let svg = lab.root.join("timeline.svg");
+    let out = lab.run(&[
+        "scenario",
+        "--svg",
+        svg.to_str().expect("utf-8"),
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+            .expect("report is JSON");
+    let steps = report["steps"].as_array().expect("steps");
+    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        ["1", "2", "3", "4", "5", "6", "6+", "7", "7+", "8", "8+"]
+    );
+    let expect = [
+        ("1", "server1"),
+        ("2", "server2"),
+        ("3", "nobody"),
+        ("4", "server2"),
+        ("5", "server1"),
+        ("6", "server2"),
+        ("6+", "server1"),
+        ("7", "server1"),
+        ("7+", "server1"),
+        ("8", "server2"),
+        ("8+", "server1"),
+    ];
+    for (s, (id, holder)) in steps.iter().zip(expect) {
+        let ctx = format!("step {id}: {s:#}");
+        assert_eq!(s["expected"], holder, "{ctx}");
+        assert_eq!(s["observed"], holder, "{ctx}");
+        assert_eq!(s["problems"].as_array().map(Vec::len), Some(0), "{ctx}");
+        if holder != "nobody" {
+            assert_eq!(s["steady_failed"], 0, "{ctx}");
+            assert!(s["steady_sent"].as_u64().unwrap_or(0) >= 20, "{ctx}");
+            // Both backends answered (the alternation itself is checked by `lab`).
+            if id != "7" {
+                assert!(
+                    s["bodies"].as_array().map(Vec::len).unwrap_or(0) >= 1,
+                    "{ctx}"
+                );
+            }
+        } else {
+            assert_eq!(s["steady_failed"], s["steady_sent"], "{ctx}");
+        }
+        let failover = s["failover_s"].as_f64().expect("failover measured");
+        let bound = s["bound_s"].as_f64().expect("bound");
+        assert!(failover <= bound, "{ctx}");
+    }
+    // The seed's mastership changes happen within Master_Down_Interval (3.61 s for priority
+    // 100 at advert_int 1) plus slack.
+    for (i, id) in [(1, "2"), (3, "4"), (9, "8")] {
+        let f = steps[i]["failover_s"].as_f64().unwrap_or(99.0);
+        assert!(f < 3.61 + 1.5, "step {id} failover {f} s");
+    }
+    for i in [0, 1, 3, 4, 5, 6, 9] {
+        let bodies = steps[i]["bodies"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(bodies, 2, "step {}: both backends answer", steps[i]["id"]);
+    }
+    assert_eq!(
+        steps[7]["failed"], 0,
+        "a stopped backend must cost no request"
+    );
+    assert!(out.status.success(), "lab scenario exited non-zero");
+    let svg_text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("server1 holds VIP"));
+
+    let out = lab.run(&["down"]);
+    assert!(out.status.success());
+    lab.assert_gone(&pids);
+}
+
+#[test]
+fn up_twice_and_down_twice() {
+    let lab = TestLab::new("t");
+    let inv = inventory();
+    let inv = inv.to_str().expect("utf-8");
+    assert!(lab.run(&["up", inv]).status.success());
+    let status_before = String::from_utf8_lossy(&lab.run(&["status"]).stdout).into_owned();
+    let out = lab.run(&["up", inv]);
+    assert!(out.status.success(), "second up must not fail");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already up"),
+        "second up says so"
+    );
+    let out = lab.run(&["status"]);
+    assert!(out.status.success());
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Same keepers and service pids: the second up restarted nothing.
+    assert_eq!(status, status_before);
+    assert!(
+        status.contains("VIP 172.16.249.80   held by server1"),
+        "{status}"
+    );
+    let pids = lab.processes();
+    assert!(lab.run(&["down"]).status.success());
+    lab.assert_gone(&pids);
+    let out = lab.run(&["down"]);
+    assert!(out.status.success(), "second down must not fail");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to remove"));
+    let out = lab.run(&["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not up"));
+}
+
+#[test]
+fn down_after_killing_up_halfway_leaves_nothing() {
+    let lab = TestLab::new("k");
+    let mut child = lab
+        .cmd()
+        .arg("up")
+        .arg(inventory())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lab up");
+    // Kill it once some hosts exist but before it finished.
+    let state = lab.root.join(&lab.id).join("state.toml");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pids = Vec::new();
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if text.contains("server2 =") {
+            pids = lab.processes();
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill lab up");
+    let _ = child.wait();
+    assert!(
+        !pids.is_empty(),
+        "lab up was killed before it created anything"
+    );
+    assert!(!lab.namespaces().is_empty());
+    let out = lab.run(&["status"]);
+    assert!(
+        !out.status.success(),
+        "a half-done lab is not reported as up"
+    );
+    let out = lab.run(&["down"]);
+    assert!(out.status.success(), "down after a killed up");
+    let mut all = pids;
+    all.extend(lab.processes());
+    lab.assert_gone(&all);
+    // And a fresh up works afterwards.
+    let out = lab.run(&["up", inventory().to_str().expect("utf-8")]);
+    assert!(out.status.success());
+    let pids = lab.processes();
+    assert!(lab.run(&["down"]).status.success());
+    lab.assert_gone(&pids);
+}
