@@ -1,0 +1,596 @@
+//! Executes a host's [`Plan`] over a [`Remote`]: each action is checked first and applied only
+//! when the host differs; --dry-run runs only the (read-only) checks and reports diffs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::diff;
+use crate::plan::{Action, Step};
+use crate::ssh::{shell_quote, Output, Ssh, SshError};
+
+/// What the executor needs from a host connection (a trait so the executor's logic can be
+/// tested without SSH).
+pub trait Remote {
+    fn run(&mut self, command: &str) -> Result<Output, SshError>;
+    fn upload_staging(&mut self, data: &[u8], mode: i32) -> Result<String, SshError>;
+    fn reconnect(&mut self) -> Result<(), SshError>;
+}
+
+impl Remote for Ssh {
+    fn run(&mut self, command: &str) -> Result<Output, SshError> {
+        Ssh::run(self, command)
+    }
+    fn upload_staging(&mut self, data: &[u8], mode: i32) -> Result<String, SshError> {
+        Ssh::upload_staging(self, data, mode)
+    }
+    fn reconnect(&mut self) -> Result<(), SshError> {
+        Ssh::reconnect(self)
+    }
+}
+
+/// The local binaries to deploy, loaded once and shared by the host threads.
+#[derive(Debug, Clone, Default)]
+pub struct Binaries {
+    dir: PathBuf,
+    loaded: HashMap<String, Arc<(Vec<u8>, String)>>,
+}
+
+impl Binaries {
+    /// Reads `names` from `dir` and hashes them.
+    pub fn load(dir: &Path, names: &[&str]) -> Result<Binaries, std::io::Error> {
+        let mut loaded = HashMap::new();
+        for n in names {
+            let path = dir.join(n);
+            let data = std::fs::read(&path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("read {}: {e}", path.display()))
+            })?;
+            let sha = hex(&Sha256::digest(&data));
+            loaded.insert((*n).to_string(), Arc::new((data, sha)));
+        }
+        Ok(Binaries {
+            dir: dir.to_path_buf(),
+            loaded,
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<(Vec<u8>, String)>> {
+        self.loaded.get(name).cloned()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Outcome of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+}
+
+/// Where and how a step failed: enough to act on without re-running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub command: String,
+    /// `None` when the command could not be run at all (SSH error).
+    pub exit_code: Option<i32>,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub name: String,
+    pub status: Status,
+    /// What changed (or, in --dry-run, would change), one line each.
+    pub changes: Vec<String>,
+    /// --dry-run: file diffs.
+    pub diffs: Vec<String>,
+    pub failure: Option<Failure>,
+}
+
+pub struct Executor<'a> {
+    pub remote: &'a mut dyn Remote,
+    pub binaries: &'a Binaries,
+    pub dry_run: bool,
+}
+
+enum Outcome {
+    Ok,
+    Changed(String),
+    Failed(Failure),
+}
+
+fn failed_output(command: &str, out: &Output) -> Failure {
+    Failure {
+        command: command.to_string(),
+        exit_code: Some(out.status),
+        stderr: out.stderr.trim().to_string(),
+    }
+}
+
+fn failed_ssh(command: &str, e: &SshError) -> Failure {
+    Failure {
+        command: command.to_string(),
+        exit_code: None,
+        stderr: e.to_string(),
+    }
+}
+
+/// The directory part of an absolute path.
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => path.get(..i).unwrap_or("/"),
+    }
+}
+
+impl Executor<'_> {
+    /// Runs `command`; a failed command becomes a [`Failure`].
+    fn must(&mut self, command: &str) -> Result<Output, Failure> {
+        match self.remote.run(command) {
+            Ok(o) if o.success() => Ok(o),
+            Ok(o) => Err(failed_output(command, &o)),
+            Err(e) => Err(failed_ssh(command, &e)),
+        }
+    }
+
+    /// Whether `command` succeeds (exit 0); SSH errors are failures.
+    fn test(&mut self, command: &str) -> Result<bool, Failure> {
+        match self.remote.run(command) {
+            Ok(o) => Ok(o.success()),
+            Err(e) => Err(failed_ssh(command, &e)),
+        }
+    }
+
+    /// The file's mode and content, `None` if absent.
+    fn read_file(&mut self, path: &str) -> Result<Option<(u32, String)>, Failure> {
+        let p = shell_quote(path);
+        let cmd = format!("if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; fi");
+        let out = self.must(&cmd)?;
+        let (first, rest) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+        if first == "absent" {
+            return Ok(None);
+        }
+        let mode = u32::from_str_radix(first.trim(), 8).map_err(|_| Failure {
+            command: cmd.clone(),
+            exit_code: Some(0),
+            stderr: format!("unexpected mode {first:?}"),
+        })?;
+        Ok(Some((mode, rest.to_string())))
+    }
+
+    /// Uploads `content` and installs it at `path` with `mode`, validated first.
+    fn install(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        validate: Option<&str>,
+    ) -> Result<(), Failure> {
+        let staged = self
+            .remote
+            .upload_staging(content, 0o600)
+            .map_err(|e| failed_ssh(&format!("upload {path}"), &e))?;
+        let new = format!("{path}.provision-new");
+        let (p, n, s) = (shell_quote(path), shell_quote(&new), shell_quote(&staged));
+        let check = match validate {
+            Some(v) => format!(
+                " && {{ {} || {{ rc=$?; rm -f {n}; exit $rc; }}; }}",
+                v.replace("{}", &n)
+            ),
+            None => String::new(),
+        };
+        let cmd = format!(
+            "mkdir -p {} && install -m {mode:o} {s} {n} && rm -f {s}{check} && mv -f {n} {p}",
+            shell_quote(parent(path))
+        );
+        self.must(&cmd).map(|_| ())
+    }
+
+    fn action(&mut self, a: &Action, changed: bool, diffs: &mut Vec<String>) -> Outcome {
+        match self.try_action(a, changed, diffs) {
+            Ok(o) => o,
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    fn try_action(
+        &mut self,
+        a: &Action,
+        step_changed: bool,
+        diffs: &mut Vec<String>,
+    ) -> Result<Outcome, Failure> {
+        match a {
+            Action::File {
+                path,
+                content,
+                mode,
+                validate,
+            } => {
+                let current = self.read_file(path)?;
+                let same_content = current.as_ref().is_some_and(|(_, c)| c == content);
+                let same_mode = current.as_ref().is_some_and(|(m, _)| m == mode);
+                if same_content && same_mode {
+                    return Ok(Outcome::Ok);
+                }
+                let what = if same_content {
+                    format!("{path} mode -> {mode:o}")
+                } else {
+                    format!("{path} content")
+                };
+                if self.dry_run {
+                    if !same_content {
+                        diffs.push(diff::unified(
+                            path,
+                            current.as_ref().map(|(_, c)| c.as_str()),
+                            content,
+                        ));
+                    }
+                } else {
+                    self.install(path, content.as_bytes(), *mode, validate.as_deref())?;
+                }
+                Ok(Outcome::Changed(what))
+            }
+            Action::Binary { name, path, mode } => {
+                let Some(bin) = self.binaries.get(name) else {
+                    return Err(Failure {
+                        command: format!("read local binary {name}"),
+                        exit_code: None,
+                        stderr: format!("{name} not found in {}", self.binaries.dir.display()),
+                    });
+                };
+                let (data, sha) = (&bin.0, &bin.1);
+                let p = shell_quote(path);
+                let out = self.must(&format!(
+                    "if [ -f {p} ]; then sha256sum {p} | cut -d' ' -f1; stat -c %a {p}; fi"
+                ))?;
+                let mut lines = out.stdout.lines();
+                let remote_sha = lines.next().unwrap_or("");
+                let remote_mode = lines.next().unwrap_or("");
+                if remote_sha == sha && remote_mode == format!("{mode:o}") {
+                    return Ok(Outcome::Ok);
+                }
+                if !self.dry_run {
+                    self.install(path, data, *mode, None)?;
+                }
+                Ok(Outcome::Changed(format!(
+                    "{path} ({} bytes, sha256 {})",
+                    data.len(),
+                    sha.get(..12).unwrap_or(sha)
+                )))
+            }
+            Action::Ensure { what, check, apply } => {
+                if self.test(check)? {
+                    return Ok(Outcome::Ok);
+                }
+                if self.dry_run {
+                    return Ok(Outcome::Changed(format!("{what}: would run `{apply}`")));
+                }
+                self.must(apply)?;
+                if !self.test(check)? {
+                    return Err(Failure {
+                        command: check.clone(),
+                        exit_code: Some(1),
+                        stderr: format!("still not true after `{apply}`: {what}"),
+                    });
+                }
+                Ok(Outcome::Changed(what.clone()))
+            }
+            Action::OnChange { command } => {
+                if !step_changed {
+                    return Ok(Outcome::Ok);
+                }
+                if self.dry_run {
+                    return Ok(Outcome::Changed(format!("then `{command}`")));
+                }
+                self.must(command)?;
+                Ok(Outcome::Changed(format!("ran `{command}`")))
+            }
+            Action::Assert { command, .. } => {
+                if !self.dry_run {
+                    self.must(command)?;
+                }
+                Ok(Outcome::Ok)
+            }
+            Action::Address {
+                path,
+                content,
+                mode,
+                apply,
+                live_check,
+                confirm_secs,
+            } => {
+                let current = self.read_file(path)?;
+                let same = current
+                    .as_ref()
+                    .is_some_and(|(m, c)| c == content && m == mode);
+                if same && self.test(live_check)? {
+                    return Ok(Outcome::Ok);
+                }
+                if self.dry_run {
+                    diffs.push(diff::unified(
+                        path,
+                        current.as_ref().map(|(_, c)| c.as_str()),
+                        content,
+                    ));
+                    return Ok(Outcome::Changed(format!(
+                        "{path}: would run `{apply}` and reconnect"
+                    )));
+                }
+                self.change_address(path, content, *mode, apply, live_check, *confirm_secs)?;
+                Ok(Outcome::Changed(format!(
+                    "{path} applied with `{apply}`, reconnected and confirmed"
+                )))
+            }
+        }
+    }
+
+    /// Commit-confirm: install the new file keeping a backup, apply it in the background with a
+    /// guard that restores the backup unless confirmed, reconnect, check, confirm.
+    fn change_address(
+        &mut self,
+        path: &str,
+        content: &str,
+        mode: u32,
+        apply: &str,
+        live_check: &str,
+        confirm_secs: u32,
+    ) -> Result<(), Failure> {
+        let staged = self
+            .remote
+            .upload_staging(content.as_bytes(), 0o600)
+            .map_err(|e| failed_ssh(&format!("upload {path}"), &e))?;
+        let tag = path.replace('/', "_");
+        let confirm = format!("/run/provision-confirm{tag}");
+        let applied = format!("/run/provision-applied{tag}");
+        let (p, s) = (shell_quote(path), shell_quote(&staged));
+        let b = shell_quote(&format!("{path}.provision-bak"));
+        let absent = shell_quote(&format!("{path}.provision-absent"));
+        let (c, ap) = (shell_quote(&confirm), shell_quote(&applied));
+        let restore =
+            format!("if [ -e {absent} ]; then rm -f {p} {absent}; else mv -f {b} {p}; fi; {apply}");
+        let guard = format!(
+            "{apply}; echo $? > {ap}; sleep {confirm_secs}; if [ ! -e {c} ]; then {restore}; fi; rm -f {c}"
+        );
+        let cmd = format!(
+            "rm -f {c} {ap} {absent} && mkdir -p {dir} && if [ -e {p} ]; then cp -a {p} {b}; else : > {absent}; fi && install -m {mode:o} {s} {p} && rm -f {s} && (setsid sh -c {g} </dev/null >/dev/null 2>&1 &)",
+            dir = shell_quote(parent(path)),
+            g = shell_quote(&guard)
+        );
+        self.must(&cmd)?;
+        // Reconnect (the old connection may be gone), wait for the apply to finish, then
+        // verify the address and confirm.
+        let deadline =
+            Instant::now() + Duration::from_secs(u64::from(confirm_secs.saturating_sub(10)).max(5));
+        let wait_applied = format!("cat {ap} 2>/dev/null");
+        let mut last_err: String;
+        loop {
+            thread::sleep(Duration::from_millis(500));
+            match self.remote.reconnect() {
+                Ok(()) => match self.remote.run(&wait_applied) {
+                    Ok(o) if o.success() && !o.stdout.trim().is_empty() => {
+                        let rc = o.stdout.trim().to_string();
+                        if rc != "0" {
+                            return Err(Failure {
+                                command: apply.to_string(),
+                                exit_code: rc.parse().ok(),
+                                stderr: format!(
+                                    "applying the address failed; the host restores the previous {path} in {confirm_secs}s"
+                                ),
+                            });
+                        }
+                        if self.test(live_check)? {
+                            self.must(&format!("touch {c} && rm -f {b} {absent}"))?;
+                            return Ok(());
+                        }
+                        last_err = format!("address not configured after `{apply}`");
+                    }
+                    Ok(_) => last_err = "apply still running".into(),
+                    Err(e) => last_err = e.to_string(),
+                },
+                Err(e) => last_err = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure {
+                    command: format!("reconnect after `{apply}`"),
+                    exit_code: None,
+                    stderr: format!(
+                        "{last_err}; not confirmed, so the host restores the previous {path} and re-applies it {confirm_secs}s after the change"
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Runs one step: every action in order, stopping at the first failure.
+    pub fn run_step(&mut self, step: &Step) -> StepResult {
+        let mut changes = Vec::new();
+        let mut diffs = Vec::new();
+        let mut failure = None;
+        for a in &step.actions {
+            match self.action(a, !changes.is_empty(), &mut diffs) {
+                Outcome::Ok => {}
+                Outcome::Changed(what) => changes.push(what),
+                Outcome::Failed(f) => {
+                    failure = Some(f);
+                    break;
+                }
+            }
+        }
+        let status = match (&failure, changes.is_empty()) {
+            (Some(_), _) => Status::Failed,
+            (None, true) => Status::Ok,
+            (None, false) => Status::Changed,
+        };
+        StepResult {
+            name: step.name.clone(),
+            status,
+            changes,
+            diffs,
+            failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host whose files live in a map and whose checks are scripted.
+    #[derive(Default)]
+    struct Fake {
+        files: HashMap<String, String>,
+        /// Commands that succeed.
+        ok: Vec<String>,
+        log: Vec<String>,
+        fail_with: Option<(String, i32, String)>,
+    }
+
+    impl Remote for Fake {
+        fn run(&mut self, command: &str) -> Result<Output, SshError> {
+            self.log.push(command.to_string());
+            if let Some((needle, code, err)) = &self.fail_with {
+                if command.contains(needle.as_str()) {
+                    return Ok(Output {
+                        status: *code,
+                        stdout: String::new(),
+                        stderr: err.clone(),
+                    });
+                }
+            }
+            if command.starts_with("if [ -f ") && command.contains("cat ") {
+                let path = command.split('\'').nth(1).unwrap_or_default().to_string();
+                let stdout = match self.files.get(&path) {
+                    Some(c) => format!("644\n{c}"),
+                    None => "absent\n".into(),
+                };
+                return Ok(Output {
+                    status: 0,
+                    stdout,
+                    stderr: String::new(),
+                });
+            }
+            let status = if self.ok.iter().any(|o| o == command) || command.starts_with("mkdir") {
+                0
+            } else {
+                1
+            };
+            Ok(Output {
+                status,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
+        fn upload_staging(&mut self, _: &[u8], _: i32) -> Result<String, SshError> {
+            Ok("/var/tmp/staged".into())
+        }
+        fn reconnect(&mut self) -> Result<(), SshError> {
+            Ok(())
+        }
+    }
+
+    fn run(fake: &mut Fake, step: &Step, dry_run: bool) -> StepResult {
+        let b = Binaries::default();
+        let mut ex = Executor {
+            remote: fake,
+            binaries: &b,
+            dry_run,
+        };
+        ex.run_step(step)
+    }
+
+    #[test]
+    fn unchanged_file_is_ok_and_handler_does_not_run() {
+        let mut fake = Fake::default();
+        fake.files.insert("/etc/a".into(), "x\n".into());
+        let step = Step::new("s")
+            .file("/etc/a", "x\n".into(), 0o644)
+            .on_change("systemctl restart a");
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(!fake.log.iter().any(|c| c.contains("restart")));
+    }
+
+    #[test]
+    fn changed_file_is_installed_and_handler_runs() {
+        let mut fake = Fake::default();
+        fake.files.insert("/etc/a".into(), "old\n".into());
+        fake.ok.push("systemctl restart a".into());
+        let step = Step::new("s")
+            .validated_file("/etc/a", "new\n".into(), 0o644, "check {}")
+            .on_change("systemctl restart a");
+        // install command: "mkdir ..." succeeds in the fake.
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Changed, "{r:?}");
+        let install = fake
+            .log
+            .iter()
+            .find(|c| c.contains("install -m 644"))
+            .unwrap();
+        assert!(
+            install.contains("check '/etc/a.provision-new'"),
+            "{install}"
+        );
+        assert!(
+            install.ends_with("mv -f '/etc/a.provision-new' '/etc/a'"),
+            "{install}"
+        );
+        assert!(fake.log.iter().any(|c| c == "systemctl restart a"));
+    }
+
+    #[test]
+    fn dry_run_shows_diff_and_changes_nothing() {
+        let mut fake = Fake::default();
+        fake.files.insert("/etc/a".into(), "old\n".into());
+        let step = Step::new("s")
+            .file("/etc/a", "new\n".into(), 0o644)
+            .ensure("thing", "false-check", "apply-thing")
+            .on_change("systemctl restart a");
+        let r = run(&mut fake, &step, true);
+        assert_eq!(r.status, Status::Changed);
+        assert_eq!(
+            r.diffs,
+            vec!["--- /etc/a\n+++ /etc/a\n-old\n+new\n".to_string()]
+        );
+        assert_eq!(r.changes.len(), 3, "{:?}", r.changes);
+        assert!(
+            fake.log
+                .iter()
+                .all(|c| !c.contains("install") && c != "apply-thing" && !c.contains("restart")),
+            "{:?}",
+            fake.log
+        );
+    }
+
+    #[test]
+    fn failing_apply_names_command_exit_code_and_stderr() {
+        let mut fake = Fake {
+            fail_with: Some(("yum install".into(), 1, "No package foo available.".into())),
+            ..Fake::default()
+        };
+        let step = Step::new("pkg")
+            .ensure("foo installed", "rpm -q foo", "yum install -y foo")
+            .on_change("never");
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Failed);
+        let f = r.failure.unwrap();
+        assert_eq!(f.command, "yum install -y foo");
+        assert_eq!(f.exit_code, Some(1));
+        assert_eq!(f.stderr, "No package foo available.");
+        assert!(!fake.log.iter().any(|c| c == "never"));
+    }
+
+    #[test]
+    fn parent_dirs() {
+        assert_eq!(parent("/etc/proxy/proxy.toml"), "/etc/proxy");
+        assert_eq!(parent("/x"), "/");
+        assert_eq!(parent("x"), "/");
+    }
+}
