@@ -20,10 +20,21 @@ use provision::render;
 use crate::error::{LabError, Result};
 use crate::sys;
 
-/// Paths a provisioning step may write: each gets a private overlay.
-pub const OVERLAID: &[&str] = &["/etc", "/var", "/root", "/usr/local", "/opt", "/srv"];
+/// Paths a provisioning step may write: each gets a private overlay (/tmp too, so that uploads
+/// staged there by one host never meet another's).
+pub const OVERLAID: &[&str] = &[
+    "/etc",
+    "/var",
+    "/root",
+    "/usr/local",
+    "/opt",
+    "/srv",
+    "/tmp",
+];
 
-/// Mounts the host's filesystem view, reports "ready", then just holds the namespaces.
+/// Mounts the host's filesystem view (overlays keep the machine's files visible, so binaries
+/// under any of these paths still run), reports "ready", then holds the namespaces as the host's
+/// init.
 const KEEPER_SCRIPT: &str = r#"set -e
 up="$1"; name="$2"; shift 2
 for d in "$@"; do
@@ -36,14 +47,22 @@ mount -t tmpfs -o mode=755 "lab-$name-run" /run
 mkdir -p /run/lock /run/lab
 hostname "$name"
 echo ready
-exec sleep infinity </dev/null >/dev/null 2>&1
+exec </dev/null >/dev/null 2>&1
+# PID 1 of the host: reap the orphans daemons leave behind (waiting reaps any child), exit on
+# TERM, which makes the kernel kill the rest of the host.
+trap 'exit 0' TERM
+while :; do sleep 3600 & wait $!; done
 "#;
 
 /// Starts the keeper of host `name` inside network namespace `ns`; returns its pid once the
 /// mounts are in place. `upper_root` holds the overlay upper/work directories.
 pub fn spawn_keeper(ns: &str, name: &str, upper_root: &Path) -> Result<i32> {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns, "unshare", "--mount", "--uts"])
+    // Own PID namespace too: `ps`, `kill` and `killall` inside a host (the seed's check script
+    // runs `killall keepalived`) see only that host, and when the keeper (its PID 1) dies the
+    // kernel kills everything left in the host. /proc is remounted for it.
+    cmd.args(["netns", "exec", ns, "unshare", "--mount", "--uts", "--pid"])
+        .args(["--fork", "--kill-child", "--mount-proc"])
         .args(["--propagation", "private", "sh", "-c", KEEPER_SCRIPT, "sh"])
         .arg(upper_root)
         .arg(name)
@@ -57,16 +76,31 @@ pub fn spawn_keeper(ns: &str, name: &str, upper_root: &Path) -> Result<i32> {
         command: sys::describe(&cmd),
         source,
     })?;
-    let pid = i32::try_from(child.id()).map_err(|_| LabError::Other("pid out of range".into()))?;
+    let unshare_pid =
+        i32::try_from(child.id()).map_err(|_| LabError::Other("pid out of range".into()))?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        // `ip netns exec`, `unshare` and `sh` all exec in place, so the pid is the keeper's.
         let _ = BufReader::new(out).read_line(&mut line);
     }
     if line.trim() == "ready" {
-        // Not waited for: the keeper outlives this process on purpose.
-        drop(child);
-        return Ok(pid);
+        // `ip netns exec` execs `unshare`, which forks the keeper: PID 1 of the host's PID
+        // namespace, and the process `nsenter -t` must target.
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                .unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .find_map(|p| p.parse::<i32>().ok())
+        {
+            // Not waited for: the keeper outlives this process on purpose.
+            drop(child);
+            return Ok(pid);
+        }
+        sys::terminate(&[unshare_pid], Duration::from_secs(2));
+        let _ = child.wait();
+        return Err(LabError::Other(format!(
+            "keeper of {name}: cannot find the process unshare started"
+        )));
     }
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -126,6 +160,16 @@ impl Service {
             Service::Httpd => "/run/apache2/apache2.pid",
             Service::Proxy => "/run/lab/proxy.pid",
             Service::Vrrp => "/run/lab/vrrp.pid",
+        }
+    }
+
+    /// The signal its systemd unit stops it with: the proxy stops gracefully (QUIT, in-flight
+    /// requests finish, as deploy/proxy.service), the others on TERM (vrrp then sends its
+    /// priority-0 advert and removes the VIPs).
+    fn stop_signal(self) -> i32 {
+        match self {
+            Service::Proxy => libc::SIGQUIT,
+            _ => libc::SIGTERM,
         }
     }
 
@@ -190,6 +234,7 @@ impl HostHandle {
             "-m",
             "-n",
             "-u",
+            "-p",
             "--",
             program,
         ]);
@@ -208,13 +253,14 @@ impl HostHandle {
 
     /// Pid of `svc` if it is running (pid file present, process alive and inside this host).
     pub fn service_pid(&self, svc: Service) -> Option<i32> {
-        let pid: i32 = self.read_file(svc.pidfile())?.trim().parse().ok()?;
+        // The pid file holds the pid as the host sees it (its own PID namespace).
+        let local: i32 = self.read_file(svc.pidfile())?.trim().parse().ok()?;
+        let pid = sys::outer_pid(self.keeper, local)?;
         (sys::pid_alive(pid) && sys::pid_in_netns(pid, &self.ns)).then_some(pid)
     }
 
-    /// One-time setup at `lab up`: the host's own SSH host keys and the lab key, and the files
-    /// of its role (index page and Listen address, or the rendered proxy/vrrp configs).
-    pub fn setup(&self, ctx: &Context<'_>, authorized_key: &str) -> Result<()> {
+    /// One-time setup at `lab up`: the host's own SSH host keys and the lab key.
+    pub fn setup_ssh(&self, authorized_key: &str) -> Result<()> {
         // Without removing them first, ssh-keygen -A would keep the machine's own keys, which
         // the overlay shows through.
         self.sh(
@@ -227,10 +273,16 @@ impl HostHandle {
             std::fs::Permissions::from_mode(0o700),
         )
         .map_err(|e| LabError::io("chmod /root/.ssh", e))?;
+        Ok(())
+    }
+
+    /// The files of the host's role: index page and Listen address, or the rendered proxy/vrrp
+    /// configs (what `provision` would deploy).
+    pub fn setup_role(&self, ctx: &Context<'_>) -> Result<()> {
         match self.host.role {
             Role::Backend => {
-                let page = self.host.page.clone().unwrap_or_default();
-                self.write_file("/var/www/html/index.html", &format!("{page}\n"), 0o644)?;
+                let page = render::index_html(&self.host).unwrap_or_default();
+                self.write_file("/var/www/html/index.html", &page, 0o644)?;
                 // The seed's httpd listens on all addresses; here every host shares the
                 // machine's Apache config, so pin it to the host's own address.
                 self.write_file(
@@ -248,10 +300,11 @@ impl HostHandle {
                 )?;
             }
             Role::Balancer => {
-                let proxy = render::proxy_toml(ctx.inventory, &self.host)?;
-                let vrrp = render::vrrp_toml(ctx.inventory, &self.host)?;
-                self.write_file(render::PROXY_CONFIG_PATH, &proxy, 0o644)?;
-                self.write_file(render::VRRP_CONFIG_PATH, &vrrp, 0o644)?;
+                // Exactly what provision deploys (units included, though nothing runs systemd
+                // here: the lab starts the binaries itself).
+                for f in render::balancer_files(ctx.inventory, &self.host)? {
+                    self.write_file(f.path, &f.contents, f.mode)?;
+                }
             }
         }
         Ok(())
@@ -329,12 +382,12 @@ impl HostHandle {
         }
     }
 
-    /// Stops `svc` (SIGTERM, SIGKILL after 3 s); false if it was not running.
+    /// Stops `svc` (its unit's stop signal, SIGKILL after 3 s); false if it was not running.
     pub fn stop(&self, svc: Service) -> bool {
         let Some(pid) = self.service_pid(svc) else {
             return false;
         };
-        sys::terminate(&[pid], Duration::from_secs(3));
+        sys::stop_with(&[pid], svc.stop_signal(), Duration::from_secs(3));
         let _ = std::fs::remove_file(self.path(svc.pidfile()));
         true
     }
@@ -390,6 +443,6 @@ mod tests {
         };
         assert_eq!(h.path("/etc/x"), PathBuf::from("/proc/1234/root/etc/x"));
         let c = h.command("ls");
-        assert_eq!(sys::describe(&c), "nsenter -t 1234 -m -n -u -- ls");
+        assert_eq!(sys::describe(&c), "nsenter -t 1234 -m -n -u -p -- ls");
     }
 }

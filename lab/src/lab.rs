@@ -30,6 +30,11 @@ pub struct Lab {
 pub struct UpOptions {
     /// Services not to start (debugging aid, e.g. a lab without vrrp).
     pub without: Vec<Service>,
+    /// Print a line per phase on stdout.
+    pub progress: bool,
+    /// Hosts as freshly installed servers: sshd only, no role files, no other service; for
+    /// `provision` to set up over SSH.
+    pub bare: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +55,10 @@ pub fn default_bin_dir() -> PathBuf {
 impl Lab {
     pub fn new(id: &str, state_root: &Path, bin_dir: PathBuf) -> Result<Lab> {
         let names = Names::new(id)?;
-        let dir = StateDir::new(state_root, &names);
+        // Absolute, because the hosts' mounts refer to it from other working directories.
+        let state_root = std::path::absolute(state_root)
+            .map_err(|e| LabError::io(format!("resolve {}", state_root.display()), e))?;
+        let dir = StateDir::new(&state_root, &names);
         Ok(Lab {
             names,
             dir,
@@ -68,6 +76,15 @@ impl Lab {
     fn preflight(&self, inv: &Inventory, opts: &UpOptions) -> Result<()> {
         if !sys::is_root() {
             return Err(LabError::NotRoot);
+        }
+        // overlayfs refuses an upper directory inside its own lower directory.
+        if let Some(dir) = host::OVERLAID.iter().find(|d| self.dir.dir.starts_with(d)) {
+            return Err(LabError::Other(format!(
+                "the state directory {} is inside {dir}, which every lab host overlays; \
+                 choose a --state-root elsewhere (default {})",
+                self.dir.dir.display(),
+                crate::state::DEFAULT_STATE_ROOT
+            )));
         }
         let mut tools = vec![
             ("ip", "iproute2"),
@@ -149,6 +166,11 @@ impl Lab {
             }
         }
         let plan = Plan::new(inv, &self.names, client);
+        let say = |msg: String| {
+            if opts.progress {
+                println!("  {msg}");
+            }
+        };
         let mut state = State {
             id: self.names.id.clone(),
             client_address: Some(client),
@@ -158,6 +180,13 @@ impl Lab {
         std::fs::copy(inventory, self.dir.inventory_file())
             .map_err(|e| LabError::io(format!("copy {}", inventory.display()), e))?;
 
+        say(format!(
+            "network: bridge in {}, {} hosts and the client ({client}) on {}/{}",
+            plan.bridge_ns,
+            plan.hosts.len(),
+            inv.network.network_address(),
+            inv.network.prefix
+        ));
         // Namespaces: recorded before each is created, so `down` finds it whatever happens next.
         let mut all_ns = vec![plan.bridge_ns.clone()];
         all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
@@ -191,6 +220,10 @@ impl Lab {
         let pubkey = std::fs::read_to_string(&pubkey_path)
             .map_err(|e| LabError::io(format!("read {}", pubkey_path.display()), e))?;
 
+        say(format!(
+            "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
+            host::OVERLAID.join(" ")
+        ));
         let mut handles = Vec::new();
         for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
             let pid = host::spawn_keeper(&node.ns, &h.name, &self.dir.host_dir(&h.name))?;
@@ -208,7 +241,10 @@ impl Lab {
         };
         let mut known_hosts = String::new();
         for hh in &handles {
-            hh.setup(&ctx, &pubkey)?;
+            hh.setup_ssh(&pubkey)?;
+            if !opts.bare {
+                hh.setup_role(&ctx)?;
+            }
             if let Some(k) = hh.host_key() {
                 let _ = writeln!(known_hosts, "{} {k}", hh.host.address);
             }
@@ -222,15 +258,19 @@ impl Lab {
             .collect();
         order.extend(handles.iter().filter(|h| h.host.role == Role::Balancer));
         for hh in order {
+            let mut started = Vec::new();
             for &svc in hh.services() {
-                if !opts.without.contains(&svc) {
-                    hh.start(svc, &ctx)?;
+                if !opts.without.contains(&svc) && (!opts.bare || svc == Service::Sshd) {
+                    let pid = hh.start(svc, &ctx)?;
+                    started.push(format!("{svc} {pid}"));
                 }
             }
+            say(format!("{}: {}", hh.host.name, started.join(", ")));
         }
         state.complete = true;
         self.dir.save(&state)?;
         let running = self.open()?;
+        say("waiting for every service to answer and for a VRRP master".into());
         running.wait_ready(Duration::from_secs(15))?;
         Ok(())
     }
@@ -441,9 +481,13 @@ impl Running {
             let services: Vec<String> = h
                 .services()
                 .iter()
-                .map(|&svc| match h.service_pid(svc) {
-                    Some(pid) => format!("{svc} {pid}"),
-                    None => format!("{svc} stopped"),
+                .map(|&svc| match (h.service_pid(svc), svc) {
+                    (Some(pid), Service::Vrrp) => match self.vrrp_state(&h) {
+                        Some(st) => format!("{svc} {pid} {st}"),
+                        None => format!("{svc} {pid}"),
+                    },
+                    (Some(pid), _) => format!("{svc} {pid}"),
+                    (None, _) => format!("{svc} stopped"),
                 })
                 .collect();
             let _ = writeln!(
@@ -481,6 +525,18 @@ impl Running {
             let _ = writeln!(s, "VIP {vip:<15} held by {who}");
         }
         s
+    }
+
+    /// "MASTER/150" from `vrrp status` (state and effective priority of the first instance).
+    fn vrrp_state(&self, h: &HostHandle) -> Option<String> {
+        let bin = self.lab.bin_dir.join("vrrp");
+        let out = sys::run(h.command(&bin.to_string_lossy()).args([
+            "status",
+            "--config",
+            provision::render::VRRP_CONFIG_PATH,
+        ]))
+        .ok()?;
+        parse_vrrp_status(&out)
     }
 
     /// Runs `args` inside `target` (a host, or "client") with inherited stdio; returns its exit
@@ -575,5 +631,30 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// The first instance line of `vrrp status`:
+/// "VI_1 MASTER vrid 51 on ens33: priority 150 (base 150) ..." -> "MASTER/150".
+fn parse_vrrp_status(out: &str) -> Option<String> {
+    out.lines().find_map(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let state = words.get(1)?;
+        let prio_at = words.iter().position(|w| *w == "priority")?;
+        let prio = words.get(prio_at + 1)?;
+        (words.get(2) == Some(&"vrid")).then(|| format!("{state}/{prio}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vrrp_status_line() {
+        let out = "router_id server1 pid 9927 (running) config /etc/vrrp/vrrp.toml\n\
+                   VI_1 MASTER vrid 51 on ens33: priority 90 (base 150) master 172.16.249.101 vips x\n";
+        assert_eq!(parse_vrrp_status(out).as_deref(), Some("MASTER/90"));
+        assert_eq!(parse_vrrp_status("garbage\n"), None);
     }
 }

@@ -37,6 +37,9 @@ enum Cmd {
         /// Do not start these services (debugging).
         #[arg(long, value_delimiter = ',')]
         without: Vec<String>,
+        /// Hosts as freshly installed servers (sshd only), for `provision` to set up.
+        #[arg(long)]
+        bare: bool,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -126,23 +129,27 @@ fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
     }
 }
 
-fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<(), LabError> {
-    match lab.up(inventory, opts)? {
-        UpOutcome::AlreadyUp => println!(
+fn up(lab: &Lab, inventory: &Path, opts: &UpOptions) -> Result<UpOutcome, LabError> {
+    let outcome = lab.up(inventory, opts)?;
+    if outcome == UpOutcome::AlreadyUp {
+        println!(
             "lab {:?} is already up (`lab status` shows it, `lab down` removes it)",
             lab.names.id
-        ),
-        UpOutcome::Created => println!("lab {:?} is up", lab.names.id),
+        );
     }
     print!("{}", lab.open()?.status());
-    Ok(())
+    Ok(outcome)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, LabError> {
     let bin_dir = cli.bin_dir.clone().unwrap_or_else(lab::default_bin_dir);
     let lab = Lab::new(&cli.id, &cli.state_root, bin_dir.clone())?;
     match cli.cmd {
-        Cmd::Up { inventory, without } => {
+        Cmd::Up {
+            inventory,
+            without,
+            bare,
+        } => {
             let without = without
                 .iter()
                 .map(|s| {
@@ -152,7 +159,15 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
-            up(&lab, &inventory, &UpOptions { without })?;
+            up(
+                &lab,
+                &inventory,
+                &UpOptions {
+                    without,
+                    progress: true,
+                    bare,
+                },
+            )?;
         }
         Cmd::Down => {
             let removed = lab.down()?;
@@ -237,7 +252,14 @@ fn demo(
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
     println!("== lab up ({})", inventory.display());
-    up(lab, inventory, &UpOptions::default())?;
+    let up_outcome = up(
+        lab,
+        inventory,
+        &UpOptions {
+            progress: true,
+            ..UpOptions::default()
+        },
+    )?;
     let outcome = (|| -> Result<(scenario::Report, Option<bench::BenchResult>), LabError> {
         let running = lab.open()?;
         println!("\n== scenario (the seed's 运行测试用例, automated)");
@@ -282,11 +304,9 @@ fn demo(
             ExitCode::FAILURE
         }
     };
-    if keep {
-        println!(
-            "\nlab {:?} left up (--keep): `lab status`, `lab down`",
-            lab.names.id
-        );
+    if keep || up_outcome == UpOutcome::AlreadyUp {
+        // A lab the user had up before the demo stays up.
+        println!("\nlab {:?} left up: `lab status`, `lab down`", lab.names.id);
     } else {
         println!("\n== lab down");
         let removed = lab.down()?;

@@ -91,6 +91,29 @@ pub fn pid_in_netns(pid: i32, name: &str) -> bool {
     key.is_some() && ns_key(&PathBuf::from(format!("/proc/{pid}/ns/net"))) == key
 }
 
+/// The machine-wide pid of the process that is `local` in the PID namespace of `member` (a
+/// process of that namespace): /proc/PID/status "NSpid:" lists a process's pid in each nested
+/// namespace, outermost first.
+pub fn outer_pid(member: i32, local: i32) -> Option<i32> {
+    let ns = ns_key(&PathBuf::from(format!("/proc/{member}/ns/pid")))?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| ns_key(&PathBuf::from(format!("/proc/{pid}/ns/pid"))) == Some(ns))
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|st| {
+                    st.lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .and_then(|l| l.split_whitespace().last())
+                        .and_then(|p| p.parse::<i32>().ok())
+                })
+                == Some(local)
+        })
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
@@ -119,8 +142,13 @@ pub fn signal(pid: i32, sig: i32) {
 /// SIGTERM to each pid, then SIGKILL to whatever is still alive after `grace`; waits until all
 /// are gone (or another second has passed).
 pub fn terminate(pids: &[i32], grace: Duration) {
+    stop_with(pids, libc::SIGTERM, grace);
+}
+
+/// `sig` to each pid, then SIGKILL to whatever is still alive after `grace`.
+pub fn stop_with(pids: &[i32], sig: i32, grace: Duration) {
     for &p in pids {
-        signal(p, libc::SIGTERM);
+        signal(p, sig);
     }
     if !wait_gone(pids, grace) {
         for &p in pids {
@@ -205,6 +233,13 @@ mod tests {
         assert!(!pid_alive(pid));
         assert!(!pid_alive(0));
         assert!(!pid_alive(-1));
+    }
+
+    #[test]
+    fn outer_pid_in_our_own_namespace_is_the_pid() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert_eq!(outer_pid(me, me), Some(me));
+        assert_eq!(outer_pid(me, -5), None);
     }
 
     #[test]

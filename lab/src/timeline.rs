@@ -164,6 +164,7 @@ mod tests {
                 bodies: vec![],
                 start_s: 1.0,
                 end_s: 2.0,
+                access_logs: vec![],
                 problems: vec![],
             }],
             sent: 3,

@@ -189,7 +189,7 @@ fn format_diagnostics(origin: &str, errors: &[Diagnostic]) -> String {
 #[serde(deny_unknown_fields)]
 struct RawInventory {
     network: Spanned<RawNetwork>,
-    ssh: RawSsh,
+    ssh: Spanned<RawSsh>,
     time: RawTime,
     #[serde(default)]
     os: RawOs,
@@ -469,8 +469,8 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
     {
         c.at(&raw.network, "no [[host]] with role = \"backend\"".into());
     }
-    if raw.ssh.user.is_empty() {
-        c.at(&raw.network, "[ssh] user is empty".into());
+    if raw.ssh.get_ref().user.is_empty() {
+        c.at(&raw.ssh, "[ssh] user is empty".into());
     }
 
     match (gateway, c.errors.is_empty()) {
@@ -484,10 +484,13 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
                 auth_pass,
                 advert_int,
             },
-            ssh: Ssh {
-                user: raw.ssh.user,
-                key: raw.ssh.key,
-                port: raw.ssh.port.unwrap_or(22),
+            ssh: {
+                let ssh = raw.ssh.into_inner();
+                Ssh {
+                    user: ssh.user,
+                    key: ssh.key,
+                    port: ssh.port.unwrap_or(22),
+                }
             },
             time: Time {
                 servers: raw.time.servers,

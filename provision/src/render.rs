@@ -173,6 +173,57 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// The systemd unit of the proxy (deploy/proxy.service), installed as-is.
+pub const PROXY_UNIT: &str = include_str!("../../deploy/proxy.service");
+/// The systemd unit of the vrrp daemon (deploy/vrrp.service), installed as-is.
+pub const VRRP_UNIT: &str = include_str!("../../deploy/vrrp.service");
+/// Where the units go on a host.
+pub const PROXY_UNIT_PATH: &str = "/etc/systemd/system/proxy.service";
+pub const VRRP_UNIT_PATH: &str = "/etc/systemd/system/vrrp.service";
+/// Where the deployed binaries go (the units' ExecStart).
+pub const PROXY_BIN_PATH: &str = "/usr/local/bin/proxy";
+pub const VRRP_BIN_PATH: &str = "/usr/local/bin/vrrp";
+
+/// A file to place on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: &'static str,
+    pub contents: String,
+    pub mode: u32,
+}
+
+/// The index page a backend serves: its `page` and a newline (the seed's `echo 'HTTP WEB NODE
+/// 01' > index.html`).
+pub fn index_html(host: &Host) -> Option<String> {
+    host.page.as_ref().map(|p| format!("{p}\n"))
+}
+
+/// Every configuration file a balancer needs: proxy.toml, vrrp.toml and both units.
+pub fn balancer_files(inv: &Inventory, host: &Host) -> Result<Vec<File>, RenderError> {
+    Ok(vec![
+        File {
+            path: PROXY_CONFIG_PATH,
+            contents: proxy_toml(inv, host)?,
+            mode: 0o644,
+        },
+        File {
+            path: VRRP_CONFIG_PATH,
+            contents: vrrp_toml(inv, host)?,
+            mode: 0o644,
+        },
+        File {
+            path: PROXY_UNIT_PATH,
+            contents: PROXY_UNIT.to_string(),
+            mode: 0o644,
+        },
+        File {
+            path: VRRP_UNIT_PATH,
+            contents: VRRP_UNIT.to_string(),
+            mode: 0o644,
+        },
+    ])
+}
+
 /// Master_Down_Interval of a backup with `priority` (RFC 3768: 3 * interval + Skew_Time, with
 /// Skew_Time = (256 - priority) / 256 * interval, not truncated), in seconds.
 pub fn master_down_interval_secs(advert_int: u8, priority: u8) -> f64 {
@@ -290,6 +341,34 @@ virtual_ipaddress = ["172.16.249.80/24", "172.16.249.90/24", "172.16.249.100/24"
     fn master_down_interval_matches_rfc() {
         assert!((master_down_interval_secs(1, 100) - 3.609375).abs() < 1e-9);
         assert!((master_down_interval_secs(1, 150) - 3.4140625).abs() < 1e-9);
+    }
+
+    #[test]
+    fn balancer_files_agree_with_the_units() {
+        let inv = seed();
+        let files = balancer_files(&inv, inv.host("server1").unwrap()).unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path).collect();
+        assert_eq!(
+            paths,
+            [
+                PROXY_CONFIG_PATH,
+                VRRP_CONFIG_PATH,
+                PROXY_UNIT_PATH,
+                VRRP_UNIT_PATH
+            ]
+        );
+        // The units start the binaries where provision puts them, with the rendered configs.
+        assert!(PROXY_UNIT.contains(&format!(
+            "ExecStart={PROXY_BIN_PATH} --config {PROXY_CONFIG_PATH}"
+        )));
+        assert!(VRRP_UNIT.contains(&format!(
+            "ExecStart={VRRP_BIN_PATH} --config {VRRP_CONFIG_PATH}"
+        )));
+        assert_eq!(
+            index_html(inv.host("server3").unwrap()).as_deref(),
+            Some("HTTP WEB NODE 01\n")
+        );
+        assert_eq!(index_html(inv.host("server1").unwrap()), None);
     }
 
     #[test]

@@ -150,8 +150,15 @@ type Runtime = monoio::FusionRuntime<
 
 fn build_runtime(engine: Engine) -> io::Result<(Runtime, &'static str)> {
     if engine == Engine::Auto && monoio::utils::detect_uring() {
+        let mut urb = io_uring::IoUring::builder();
+        // COOP_TASKRUN: completions are run when we next enter the kernel instead of through an
+        // interrupting IPI; SINGLE_ISSUER: only this thread submits. Both cut wake-ups.
+        if std::env::var_os("PROXY_URING_PLAIN").is_none() {
+            urb.setup_coop_taskrun().setup_single_issuer();
+        }
         match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .with_entries(1024)
+            .uring_builder(urb)
             .enable_timer()
             .build()
         {

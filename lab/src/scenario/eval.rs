@@ -73,8 +73,45 @@ pub struct StepResult {
     pub bodies: Vec<(String, usize)>,
     pub start_s: f64,
     pub end_s: f64,
+    /// Requests each balancer's proxy logged during the step (its access log): an independent
+    /// check of who served, next to "who held the VIP".
+    pub access_logs: Vec<LogDelta>,
     /// Empty when the step matched.
     pub problems: Vec<String>,
+}
+
+/// Growth of one balancer's access log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogDelta {
+    pub balancer: String,
+    /// Lines added during the whole step.
+    pub step: usize,
+    /// Lines added during the steady state.
+    pub steady: usize,
+}
+
+/// Checks that only the expected holder's proxy logged requests in the steady state (and that
+/// it did, if requests succeeded); records the deltas in `r`.
+pub fn check_access_logs(spec: &StepSpec, r: &mut StepResult, logs: Vec<LogDelta>) {
+    let steady_ok = r.steady_sent - r.steady_failed;
+    for l in &logs {
+        let expected = matches!(&spec.expect, Expect::Holder(h) if *h == l.balancer);
+        if !expected && l.steady > 0 {
+            r.problems.push(format!(
+                "{}'s access log grew by {} in the steady state, but {} should serve",
+                l.balancer,
+                l.steady,
+                spec.expect.label()
+            ));
+        }
+        if expected && l.steady == 0 && steady_ok > 0 {
+            r.problems.push(format!(
+                "{}'s access log shows none of the {steady_ok} steady responses",
+                l.balancer
+            ));
+        }
+    }
+    r.access_logs = logs;
 }
 
 impl StepResult {
@@ -267,6 +304,7 @@ pub fn evaluate(
         bodies,
         start_s: w.start.as_secs_f64(),
         end_s: w.end.as_secs_f64(),
+        access_logs: Vec::new(),
         problems,
     }
 }
@@ -499,6 +537,41 @@ mod tests {
         let r = evaluate(&s, w, &samples, &changes);
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(r.problems[0].contains("every request had to succeed"));
+    }
+
+    #[test]
+    fn access_logs_confirm_the_server() {
+        let samples = alternating(0, 3000);
+        let changes = vec![change(0, &["server2"])];
+        let w = Window {
+            start: ms(0),
+            steady_from: ms(500),
+            end: ms(3000),
+        };
+        let s = spec(Expect::Holder("server2".into()));
+        let delta = |b: &str, step, steady| LogDelta {
+            balancer: b.into(),
+            step,
+            steady,
+        };
+        let mut r = evaluate(&s, w, &samples, &changes);
+        check_access_logs(
+            &s,
+            &mut r,
+            vec![delta("server1", 10, 0), delta("server2", 140, 120)],
+        );
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.access_logs.len(), 2);
+
+        let mut r = evaluate(&s, w, &samples, &changes);
+        check_access_logs(
+            &s,
+            &mut r,
+            vec![delta("server1", 10, 3), delta("server2", 140, 0)],
+        );
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems[0].contains("server1's access log grew by 3"));
+        assert!(r.problems[1].contains("server2's access log shows none"));
     }
 
     #[test]

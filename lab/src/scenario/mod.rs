@@ -18,11 +18,11 @@ use crate::host::Service;
 use crate::lab::Running;
 use crate::probe::{HolderChange, Recorder, Sample};
 use crate::timeline;
-use eval::{Expect, StepResult, StepSpec, Window};
+use eval::{Expect, LogDelta, StepResult, StepSpec, Window};
 
 /// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
 /// machine).
-pub const SLACK: Duration = Duration::from_millis(1500);
+pub const SLACK: Duration = Duration::from_millis(2000);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -320,6 +320,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         let spec = &step.spec;
         println!("step {:<3}{}", spec.id, spec.title);
         let _ = std::io::stdout().flush();
+        let logs_start = access_log_lines(lab);
         let start = rec.now();
         if let Err(e) = step.action.apply(lab) {
             error = Some(e);
@@ -349,12 +350,16 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        // Requests in flight at the moment of settling may still be old-state answers.
-        let steady_from = rec.now() + Duration::from_millis(300);
-        thread::sleep(Duration::from_millis(300) + opts.steady);
+        // Requests in flight at the moment of settling may still be old-state answers (and
+        // the proxies flush their access logs every 100 ms).
+        thread::sleep(Duration::from_millis(300));
+        let steady_from = rec.now();
+        let logs_steady = access_log_lines(lab);
+        thread::sleep(opts.steady);
         let end = rec.now();
+        let logs_end = access_log_lines(lab);
         let (samples, changes) = rec.snapshot();
-        let r = eval::evaluate(
+        let mut r = eval::evaluate(
             spec,
             Window {
                 start,
@@ -364,6 +369,20 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
             &samples,
             &changes,
         );
+        let deltas = logs_end
+            .iter()
+            .map(|(name, n_end)| {
+                let at = |v: &[(String, usize)]| {
+                    v.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c)
+                };
+                LogDelta {
+                    balancer: name.clone(),
+                    step: n_end.saturating_sub(at(&logs_start)),
+                    steady: n_end.saturating_sub(at(&logs_steady)),
+                }
+            })
+            .collect();
+        eval::check_access_logs(spec, &mut r, deltas);
         print_result(&r);
         results.push(r);
     }
@@ -383,6 +402,21 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         return Err(e);
     }
     Ok(report)
+}
+
+/// Lines in each balancer's access log (read through its keeper, so from its own /var/log).
+fn access_log_lines(lab: &Running) -> Vec<(String, usize)> {
+    let path = format!("{}/access.log", render::PROXY_LOG_DIR);
+    lab.hosts()
+        .into_iter()
+        .filter(|h| h.host.role == provision::inventory::Role::Balancer)
+        .map(|h| {
+            let n = std::fs::read(h.path(&path))
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0);
+            (h.host.name, n)
+        })
+        .collect()
 }
 
 fn write_outputs(lab: &Running, report: &Report, opts: &Options) -> Result<()> {
@@ -427,6 +461,14 @@ fn print_result(r: &StepResult) {
     );
     if !bodies.is_empty() {
         println!("      answers: {}", bodies.join(", "));
+    }
+    if !r.access_logs.is_empty() {
+        let logs: Vec<String> = r
+            .access_logs
+            .iter()
+            .map(|l| format!("{} +{} (steady +{})", l.balancer, l.step, l.steady))
+            .collect();
+        println!("      access logs: {}", logs.join(", "));
     }
     for p in &r.problems {
         println!("      !! {p}");

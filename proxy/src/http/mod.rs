@@ -11,6 +11,15 @@
 //! - [`ChunkedDecoder`]: incremental chunked-body scanner that works for pass-through (forward
 //!   `input[..consumed]` verbatim) and for de-chunking (forward only `input[data]`).
 //! - [`error_response`]: a complete small HTML error response (the seed's 50x page style).
+//!
+//! Behaviour worth knowing when driving these (details on each item):
+//! - `parse_request` only looks at the first `max_head` bytes, so its answer on a growing buffer
+//!   never depends on how the bytes arrived (tested by splitting inputs at every byte).
+//! - An absolute-form target (`GET http://h/p`) yields `target = /p` and `host = h` (the URI's
+//!   authority overrides the Host field, RFC 9112 3.2.2); the upstream gets origin form.
+//! - `ChunkedDecoder` errors are sticky; data produced before an error is returned first.
+//! - `write_client_head` with `dechunk` always says `Connection: close` (the de-chunked body is
+//!   close-delimited for the client).
 
 use std::ops::Range;
 
@@ -89,7 +98,7 @@ pub struct HeaderSpan {
 pub struct Limits {
     /// Largest head (request line + headers + CRLFCRLF) in bytes; more is 431.
     pub max_head: usize,
-    /// Most header fields; more is 431.
+    /// Most header fields; more is 431. Values above [`MAX_HEADERS_CAP`] act as that cap.
     pub max_headers: usize,
 }
 

@@ -39,6 +39,16 @@ fn bad_syntax(e: httparse::Error) -> RequestError {
     })
 }
 
+/// nginx's `ngx_http_validate_host` rules, minus its normalisation: not empty, no `..`, no path
+/// separators, whitespace or control bytes. The value is passed upstream and logged as is.
+fn valid_host(h: &[u8]) -> bool {
+    !h.is_empty()
+        && !h.windows(2).any(|w| w == b"..")
+        && !h
+            .iter()
+            .any(|&b| matches!(b, b'/' | b'\\' | b' ' | b'\t' | 0..=0x1f | 0x7f))
+}
+
 /// Where the request target says to go.
 struct Target {
     /// Path and query sent upstream (empty for `http://host`, which means `/`).
@@ -68,21 +78,22 @@ fn classify_target(buf: &[u8], span: Range<usize>, method: Method) -> Result<Tar
         }
         _ => {}
     }
-    let scheme_len = if t.len() >= 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+    let has_prefix = |p: &[u8]| t.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    let scheme_len = if has_prefix(b"http://") {
         7
-    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+    } else if has_prefix(b"https://") {
         8
     } else {
         return Err(RequestError::Bad("invalid request target"));
     };
-    let rest = &t[scheme_len..];
+    let rest = t.get(scheme_len..).unwrap_or_default();
     let auth_len = rest
         .iter()
         .position(|&b| matches!(b, b'/' | b'?' | b'#'))
         .unwrap_or(rest.len());
-    let authority = &rest[..auth_len];
+    let authority = rest.get(..auth_len).unwrap_or_default();
     // Userinfo is deprecated (RFC 9110 4.2.4) and a classic way to confuse host checks.
-    if authority.is_empty() || authority.contains(&b'@') {
+    if !valid_host(authority) || authority.contains(&b'@') {
         return Err(RequestError::Bad("invalid authority in request target"));
     }
     let auth_start = span.start + scheme_len;
@@ -149,6 +160,9 @@ pub fn parse_request(
             value: span_of(buf, h.value),
         };
         if name_is(buf, &span, b"host") {
+            if !valid_host(h.value) {
+                return Err(RequestError::Bad("invalid Host header"));
+            }
             hosts += 1;
             host = Some(span.value.clone());
         } else if name_is(buf, &span, b"content-length") {
@@ -367,6 +381,10 @@ mod tests {
             bad(b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"),
             "invalid authority in request target"
         );
+        assert_eq!(
+            bad(b"GET http://a..b/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+            "invalid authority in request target"
+        );
     }
 
     #[test]
@@ -567,6 +585,26 @@ mod tests {
             bad(b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"),
             "more than one Host header"
         );
+        for v in ["", "a b", "a/b", "a\\b", "a..b", "a\tb"] {
+            assert_eq!(
+                bad(format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n").as_bytes()),
+                "invalid Host header",
+                "{v:?}"
+            );
+        }
+        for v in [
+            "example.com",
+            "EXAMPLE.com.",
+            "[::1]:8080",
+            "10.0.0.1:80",
+            "h\u{e9}",
+        ] {
+            let buf = format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n");
+            assert_eq!(
+                &buf.as_bytes()[ok(buf.as_bytes()).host.unwrap()],
+                v.as_bytes()
+            );
+        }
         let h = ok(b"GET / HTTP/1.0\r\n\r\n");
         assert_eq!(h.host, None);
         assert_eq!(h.version, Version::Http10);
