@@ -43,6 +43,9 @@ struct Args {
     /// Seconds a remote command may stay silent before it counts as failed.
     #[arg(long, default_value_t = 300)]
     command_timeout: u64,
+    /// Print every remote command with its exit status and duration.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             accept_new_host_keys: args.accept_new_host_keys,
             connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
             command_timeout: Duration::from_secs(args.command_timeout.max(1)),
+            verbose: args.verbose,
         },
         dry_run: args.dry_run,
         hosts: args.hosts.clone(),
@@ -79,8 +83,7 @@ fn main() -> ExitCode {
     };
     match run::run(&inv, &opts) {
         Ok(summaries) => {
-            println!();
-            print!("{}", report::recap(&summaries));
+            report::print(&format!("\n{}", report::recap(&summaries)));
             if summaries.iter().all(|s| s.succeeded()) {
                 ExitCode::SUCCESS
             } else {

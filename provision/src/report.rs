@@ -33,6 +33,13 @@ pub fn line(host: &str, text: &str) {
     let _ = out.flush();
 }
 
+/// Prints `text` as is (stdout closed early is not an error worth a panic).
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 pub fn failure_text(host: &str, step: &str, f: &Failure) -> String {
     let code = f
         .exit_code

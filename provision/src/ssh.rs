@@ -100,6 +100,8 @@ pub struct SshOptions {
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Print every remote command with its exit status and duration.
+    pub verbose: bool,
 }
 
 /// Serialises appends to known_hosts from the per-host threads.
@@ -197,6 +199,9 @@ impl Ssh {
                 reason: e.to_string(),
             }
         })?;
+        // Each command is a few small request/reply packets: without TCP_NODELAY, Nagle and
+        // delayed ACKs add tens of milliseconds to every one of them.
+        let _ = tcp.set_nodelay(true);
         let mut session = Session::new().map_err(ssh_err("session"))?;
         session.set_tcp_stream(tcp);
         session.set_timeout(duration_ms(opts.connect_timeout));
@@ -277,6 +282,30 @@ impl Ssh {
     /// Runs `command`, feeding `stdin` if given. A command silent for longer than `timeout`
     /// fails with [`SshError::Timeout`].
     pub fn run_stdin(
+        &mut self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, SshError> {
+        let started = std::time::Instant::now();
+        let result = self.run_inner(command, stdin, timeout);
+        if self.opts.verbose {
+            let status = match &result {
+                Ok(o) => format!("exit {}", o.status),
+                Err(e) => e.to_string(),
+            };
+            crate::report::line(
+                &self.host,
+                &format!(
+                    "$ {command}  [{status}, {} ms]",
+                    started.elapsed().as_millis()
+                ),
+            );
+        }
+        result
+    }
+
+    fn run_inner(
         &mut self,
         command: &str,
         stdin: Option<&[u8]>,

@@ -145,7 +145,8 @@ fn provision_the_lab_over_ssh() {
     }
     let started = Instant::now();
     let id = format!("pv{}", std::process::id());
-    let root = std::env::temp_dir().join(format!("provision-e2e-{id}"));
+    // Not under /tmp: lab hosts overlay /tmp, and the state must be outside every overlay.
+    let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
     let lab = Lab::new(&id, &root.join("state"), bins.clone()).expect("lab");
     let guard = Guard {
         lab: lab.clone(),
@@ -156,6 +157,8 @@ fn provision_the_lab_over_ssh() {
         &inventory(),
         &UpOptions {
             without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
+            progress: false,
+            bare: true,
         },
     )
     .expect("lab up");
