@@ -368,7 +368,7 @@ impl Executor<'_> {
         // Reconnect (the old connection may be gone), wait for the apply to finish, then
         // verify the address and confirm.
         let deadline =
-            Instant::now() + Duration::from_secs(u64::from(confirm_secs.saturating_sub(10)).max(5));
+            Instant::now() + Duration::from_secs(u64::from(confirm_secs.saturating_sub(10)).max(1));
         let wait_applied = format!("cat {ap} 2>/dev/null");
         let mut last_err: String;
         loop {
@@ -443,55 +443,65 @@ impl Executor<'_> {
 mod tests {
     use super::*;
 
-    /// A host whose files live in a map and whose checks are scripted.
+    /// A host whose files live in a map; every command succeeds unless listed in `fail`.
     #[derive(Default)]
     struct Fake {
         files: HashMap<String, String>,
-        /// Commands that succeed.
-        ok: Vec<String>,
-        log: Vec<String>,
+        /// Commands (exact) that exit 1.
+        fail: Vec<String>,
+        /// Commands containing the needle exit with this code and stderr.
         fail_with: Option<(String, i32, String)>,
+        /// Commands containing the needle print this.
+        stdout_for: Vec<(String, String)>,
+        reconnect_fails: bool,
+        reconnects: usize,
+        log: Vec<String>,
     }
 
     impl Remote for Fake {
         fn run(&mut self, command: &str) -> Result<Output, SshError> {
             self.log.push(command.to_string());
+            let out = |status: i32, stdout: String, stderr: String| {
+                Ok(Output {
+                    status,
+                    stdout,
+                    stderr,
+                })
+            };
             if let Some((needle, code, err)) = &self.fail_with {
                 if command.contains(needle.as_str()) {
-                    return Ok(Output {
-                        status: *code,
-                        stdout: String::new(),
-                        stderr: err.clone(),
-                    });
+                    return out(*code, String::new(), err.clone());
                 }
             }
             if command.starts_with("if [ -f ") && command.contains("cat ") {
-                let path = command.split('\'').nth(1).unwrap_or_default().to_string();
-                let stdout = match self.files.get(&path) {
+                let path = command.split('\'').nth(1).unwrap_or_default();
+                let stdout = match self.files.get(path) {
                     Some(c) => format!("644\n{c}"),
                     None => "absent\n".into(),
                 };
-                return Ok(Output {
-                    status: 0,
-                    stdout,
-                    stderr: String::new(),
-                });
+                return out(0, stdout, String::new());
             }
-            let status = if self.ok.iter().any(|o| o == command) || command.starts_with("mkdir") {
-                0
-            } else {
-                1
-            };
-            Ok(Output {
-                status,
-                stdout: String::new(),
-                stderr: String::new(),
-            })
+            if let Some((_, o)) = self
+                .stdout_for
+                .iter()
+                .find(|(n, _)| command.contains(n.as_str()))
+            {
+                return out(0, o.clone(), String::new());
+            }
+            let status = i32::from(self.fail.iter().any(|f| f == command));
+            out(status, String::new(), String::new())
         }
         fn upload_staging(&mut self, _: &[u8], _: i32) -> Result<String, SshError> {
             Ok("/var/tmp/staged".into())
         }
         fn reconnect(&mut self) -> Result<(), SshError> {
+            self.reconnects += 1;
+            if self.reconnect_fails {
+                return Err(SshError::Unreachable {
+                    addr: "10.0.0.1:22".parse().unwrap(),
+                    reason: "Connection timed out".into(),
+                });
+            }
             Ok(())
         }
     }
@@ -519,14 +529,12 @@ mod tests {
     }
 
     #[test]
-    fn changed_file_is_installed_and_handler_runs() {
+    fn changed_file_is_validated_installed_and_handler_runs() {
         let mut fake = Fake::default();
         fake.files.insert("/etc/a".into(), "old\n".into());
-        fake.ok.push("systemctl restart a".into());
         let step = Step::new("s")
             .validated_file("/etc/a", "new\n".into(), 0o644, "check {}")
             .on_change("systemctl restart a");
-        // install command: "mkdir ..." succeeds in the fake.
         let r = run(&mut fake, &step, false);
         assert_eq!(r.status, Status::Changed, "{r:?}");
         let install = fake
@@ -538,21 +546,49 @@ mod tests {
             install.contains("check '/etc/a.provision-new'"),
             "{install}"
         );
+        // The validation comes before the rename, and a failed one removes the new file.
         assert!(
-            install.ends_with("mv -f '/etc/a.provision-new' '/etc/a'"),
+            install.ends_with("rm -f '/etc/a.provision-new'; exit $rc; }; } && mv -f '/etc/a.provision-new' '/etc/a'"),
             "{install}"
         );
-        assert!(fake.log.iter().any(|c| c == "systemctl restart a"));
+        assert_eq!(
+            fake.log.last().map(String::as_str),
+            Some("systemctl restart a")
+        );
+    }
+
+    #[test]
+    fn ensure_applies_only_when_check_fails_and_rechecks() {
+        let mut fake = Fake {
+            fail: vec!["check-a".into()],
+            ..Fake::default()
+        };
+        let step = Step::new("s")
+            .ensure("a", "check-a", "apply-a")
+            .ensure("b", "check-b", "apply-b");
+        let r = run(&mut fake, &step, false);
+        assert_eq!(
+            r.status,
+            Status::Failed,
+            "check-a still fails after apply-a"
+        );
+        assert_eq!(fake.log, ["check-a", "apply-a", "check-a"]);
+        let f = r.failure.unwrap();
+        assert!(f.stderr.contains("still not true after `apply-a`"), "{f:?}");
     }
 
     #[test]
     fn dry_run_shows_diff_and_changes_nothing() {
-        let mut fake = Fake::default();
+        let mut fake = Fake {
+            fail: vec!["false-check".into()],
+            ..Fake::default()
+        };
         fake.files.insert("/etc/a".into(), "old\n".into());
         let step = Step::new("s")
             .file("/etc/a", "new\n".into(), 0o644)
             .ensure("thing", "false-check", "apply-thing")
-            .on_change("systemctl restart a");
+            .on_change("systemctl restart a")
+            .assert("healthy", "curl health");
         let r = run(&mut fake, &step, true);
         assert_eq!(r.status, Status::Changed);
         assert_eq!(
@@ -560,11 +596,10 @@ mod tests {
             vec!["--- /etc/a\n+++ /etc/a\n-old\n+new\n".to_string()]
         );
         assert_eq!(r.changes.len(), 3, "{:?}", r.changes);
-        assert!(
-            fake.log
-                .iter()
-                .all(|c| !c.contains("install") && c != "apply-thing" && !c.contains("restart")),
-            "{:?}",
+        assert_eq!(
+            fake.log.len(),
+            2,
+            "only the file read and the check ran: {:?}",
             fake.log
         );
     }
@@ -572,6 +607,7 @@ mod tests {
     #[test]
     fn failing_apply_names_command_exit_code_and_stderr() {
         let mut fake = Fake {
+            fail: vec!["rpm -q foo".into()],
             fail_with: Some(("yum install".into(), 1, "No package foo available.".into())),
             ..Fake::default()
         };
@@ -585,6 +621,67 @@ mod tests {
         assert_eq!(f.exit_code, Some(1));
         assert_eq!(f.stderr, "No package foo available.");
         assert!(!fake.log.iter().any(|c| c == "never"));
+    }
+
+    fn address_step() -> Step {
+        Step::new("static address").push(Action::Address {
+            path: "/etc/net/if0".into(),
+            content: "address 10.0.0.1/24\n".into(),
+            mode: 0o644,
+            apply: "restart-net".into(),
+            live_check: "live-check".into(),
+            confirm_secs: 0,
+        })
+    }
+
+    #[test]
+    fn address_change_is_confirmed_after_reconnecting() {
+        let mut fake = Fake {
+            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            ..Fake::default()
+        };
+        let r = run(&mut fake, &address_step(), false);
+        assert_eq!(r.status, Status::Changed, "{r:?}");
+        assert_eq!(fake.reconnects, 1);
+        let guard = fake.log.iter().find(|c| c.contains("setsid")).unwrap();
+        // The old file is kept, and restored unless the confirmation file appears.
+        assert!(
+            guard.contains("cp -a '/etc/net/if0' '/etc/net/if0.provision-bak'"),
+            "{guard}"
+        );
+        assert!(guard.contains("if [ ! -e "), "{guard}");
+        assert!(fake
+            .log
+            .last()
+            .unwrap()
+            .starts_with("touch '/run/provision-confirm"));
+    }
+
+    #[test]
+    fn address_change_without_reconnect_fails_and_says_it_rolls_back() {
+        let mut fake = Fake {
+            reconnect_fails: true,
+            ..Fake::default()
+        };
+        let r = run(&mut fake, &address_step(), false);
+        assert_eq!(r.status, Status::Failed);
+        let f = r.failure.unwrap();
+        assert!(f.command.contains("reconnect after `restart-net`"), "{f:?}");
+        assert!(
+            f.stderr.contains("restores the previous /etc/net/if0"),
+            "{f:?}"
+        );
+        assert!(!fake.log.iter().any(|c| c.starts_with("touch")));
+    }
+
+    #[test]
+    fn address_already_live_is_ok() {
+        let mut fake = Fake::default();
+        fake.files
+            .insert("/etc/net/if0".into(), "address 10.0.0.1/24\n".into());
+        let r = run(&mut fake, &address_step(), false);
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(fake.reconnects, 0);
     }
 
     #[test]

@@ -240,3 +240,73 @@ fn host_run(
     }
     sum
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn turns(order: &[&str]) -> Turns {
+        Turns {
+            order: order.iter().map(|s| s.to_string()).collect(),
+            finished: Mutex::new(HashSet::new()),
+            cv: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn balancers_take_turns_in_order_even_when_one_fails_early() {
+        let t = Arc::new(turns(&["backup", "middle", "master"]));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        thread::scope(|s| {
+            // The master and middle arrive first; the middle fails before its turn (its
+            // guard finishes it); the backup arrives last but must go first.
+            let (t1, l1) = (t.clone(), log.clone());
+            s.spawn(move || {
+                let _g = TurnGuard(&t1, "master");
+                t1.wait("master");
+                l1.lock().unwrap().push("master");
+            });
+            let t2 = t.clone();
+            s.spawn(move || {
+                let _g = TurnGuard(&t2, "middle");
+            });
+            thread::sleep(Duration::from_millis(50));
+            assert!(
+                log.lock().unwrap().is_empty(),
+                "master went before the backup"
+            );
+            let (t3, l3) = (t.clone(), log.clone());
+            s.spawn(move || {
+                let _g = TurnGuard(&t3, "backup");
+                t3.wait("backup");
+                l3.lock().unwrap().push("backup");
+            });
+        });
+        assert_eq!(*log.lock().unwrap(), ["backup", "master"]);
+    }
+
+    #[test]
+    fn unknown_hosts_in_the_selection_are_rejected() {
+        let inv = Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap();
+        let opts = RunOptions {
+            ssh: SshOptions {
+                user: "root".into(),
+                port: 22,
+                key: None,
+                known_hosts: PathBuf::from("/nonexistent"),
+                accept_new_host_keys: false,
+                connect_timeout: Duration::from_secs(1),
+                command_timeout: Duration::from_secs(1),
+                verbose: false,
+            },
+            dry_run: true,
+            hosts: vec!["server9".into()],
+            bin_dir: PathBuf::from("/nonexistent"),
+        };
+        let err = run(&inv, &opts).unwrap_err().to_string();
+        assert!(err.contains("\"server9\""), "{err}");
+        assert!(err.contains("server1, server2, server3, server4"), "{err}");
+    }
+}

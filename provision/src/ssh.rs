@@ -27,7 +27,7 @@ impl Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
-    #[error("unreachable: cannot connect to {addr}: {reason}")]
+    #[error("cannot connect to {addr}: {reason}")]
     Unreachable { addr: SocketAddr, reason: String },
     #[error(
         "host key of {host} is not in {known_hosts} (SHA256:{fingerprint}); refusing to connect \
@@ -180,6 +180,16 @@ pub fn expand_tilde(p: &Path) -> PathBuf {
     }
 }
 
+/// `command` as sent to the host: a non-root login runs it through `sudo -n` (never prompts:
+/// a missing sudo rule fails with sudo's message instead of hanging).
+pub fn wrap_command(sudo: bool, command: &str) -> String {
+    if sudo {
+        format!("sudo -n sh -c {}", shell_quote(command))
+    } else {
+        command.to_string()
+    }
+}
+
 /// Single-quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -263,11 +273,7 @@ impl Ssh {
 
     /// The command as sent: wrapped in `sudo -n sh -c` when not root.
     fn wrap(&self, command: &str) -> String {
-        if self.sudo {
-            format!("sudo -n sh -c {}", shell_quote(command))
-        } else {
-            command.to_string()
-        }
+        wrap_command(self.sudo, command)
     }
 
     /// Runs `command` (a POSIX shell command line) with the default timeout.
@@ -484,6 +490,43 @@ mod tests {
         assert_eq!(shell_quote("a'b"), "'a'\\''b'");
         assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
         assert_eq!(known_hosts_name("10.0.0.1", 2222), "[10.0.0.1]:2222");
+    }
+
+    #[test]
+    fn non_root_commands_go_through_sudo() {
+        assert_eq!(wrap_command(false, "echo 'a'"), "echo 'a'");
+        assert_eq!(
+            wrap_command(true, "echo 'a' > /etc/x"),
+            "sudo -n sh -c 'echo '\\''a'\\'' > /etc/x'"
+        );
+        // Through a stand-in `sudo` that drops `-n` and runs the rest: the command arrives
+        // intact, quotes and redirections included.
+        let dir = std::env::temp_dir().join(format!("provision-sudo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sudo = dir.join("sudo");
+        std::fs::write(
+            &sudo,
+            "#!/bin/sh\n[ \"$1\" = -n ] || exit 9\nshift\nexec \"$@\"\n",
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&sudo)
+            .status()
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let cmd = "printf '%s|' \"it's\" a\\ b; echo done";
+        let out = std::process::Command::new("sh")
+            .args(["-c", &wrap_command(true, cmd)])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b|done\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

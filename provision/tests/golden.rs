@@ -94,3 +94,29 @@ fn plans_keep_the_safety_properties() {
         }
     }
 }
+
+#[test]
+fn os_section_sets_the_el7_repository_and_is_optional() {
+    let inv = Inventory::parse(SEED, "lab.toml").unwrap();
+    assert_eq!(inv.os.el7_repo_baseurl, None);
+    let h = inv.host("server1").unwrap();
+    let plain = steps::plan(&inv, h, Family::El7).unwrap();
+    assert!(!plain.steps.iter().any(|s| s.name == "el7 repositories"));
+
+    let text = format!(
+        "{SEED}\n[os]\nel7_repo_baseurl = \"http://mirrors.aliyun.com/centos-vault/7.9.2009\"\n"
+    );
+    let inv = Inventory::parse(&text, "lab.toml").unwrap();
+    let h = inv.host("server1").unwrap();
+    let rendered = steps::plan(&inv, h, Family::El7).unwrap().render();
+    assert!(
+        rendered.contains("baseurl=http://mirrors.aliyun.com/centos-vault/7.9.2009/os/$basearch/")
+    );
+    // Only EL7 uses it.
+    let deb = steps::plan(&inv, h, Family::Debian12).unwrap().render();
+    assert!(!deb.contains("centos-vault"));
+
+    let bad = format!("{SEED}\n[os]\nmirror = \"x\"\n");
+    let err = Inventory::parse(&bad, "lab.toml").unwrap_err().to_string();
+    assert!(err.contains("unknown field `mirror`"), "{err}");
+}
