@@ -297,19 +297,39 @@ fn provision_the_lab_over_ssh() {
     s2.sh("rm -f /var/lib/yum-double/fail", &[])
         .expect("fix yum");
 
-    // A host whose sshd is stopped is unreachable; the others finish.
+    // A host whose sshd is stopped (connection refused) and one whose link is cut (connect
+    // timeout) are unreachable; the others finish.
     r.stop("server4", Some(Service::Sshd)).expect("stop sshd");
-    let down = provision(&r, &kh, &[]);
+    r.set_link("server3", false).expect("cut server3");
+    let down = provision(&r, &kh, &["--connect-timeout", "2"]);
+    r.set_link("server3", true).expect("heal server3");
     assert_ne!(down.code, 0);
     assert_eq!(
         recap(&down.out, "server4").3,
         1,
         "server4 should be unreachable"
     );
-    for h in ["server1", "server3"] {
-        assert_eq!(recap(&down.out, h), (recap(&down.out, h).0, 0, 0, 0), "{h}");
-    }
-    assert!(down.out.contains("UNREACHABLE server4:"));
+    assert_eq!(
+        recap(&down.out, "server3").3,
+        1,
+        "server3 should be unreachable"
+    );
+    let s1 = recap(&down.out, "server1");
+    assert_eq!((s1.1, s1.2, s1.3), (0, 0, 0));
+    assert_eq!(recap(&down.out, "server2").2, 0);
+    assert!(
+        down.out.contains(
+            "UNREACHABLE server4: cannot connect to 172.16.249.202:22: Connection refused"
+        ),
+        "{}",
+        down.out
+    );
+    assert!(
+        down.out
+            .contains("UNREACHABLE server3: cannot connect to 172.16.249.201:22"),
+        "{}",
+        down.out
+    );
 
     // A host whose key changed is refused, with the new fingerprint.
     let s3 = r.host("server3").unwrap();
@@ -321,7 +341,17 @@ fn provision_the_lab_over_ssh() {
     let changed = provision(&r, &kh, &["--hosts", "server3"]);
     assert_ne!(changed.code, 0);
     assert!(changed.out.contains("HOST KEY CHANGED"), "{}", changed.out);
-    assert!(changed.out.contains("SHA256:"));
+    // The fingerprint printed is the one OpenSSH shows for the new key.
+    let fp = s3
+        .sh("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub", &[])
+        .expect("ssh-keygen -lf");
+    let fp = fp
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string();
+    assert!(fp.starts_with("SHA256:"), "{fp}");
+    assert!(changed.out.contains(&fp), "{fp} not in:\n{}", changed.out);
     assert_eq!(recap(&changed.out, "server3").3, 1);
     // --accept-new-host-keys does not accept a changed key.
     let still = provision(&r, &kh, &["--hosts", "server3", "--accept-new-host-keys"]);
