@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use provision::inventory::{Host, Inventory, Role};
+use provision::inventory::{Host, Inventory, Role, Ssh};
 use provision::render;
 
 use crate::error::{LabError, Result};
@@ -26,6 +26,7 @@ pub const OVERLAID: &[&str] = &[
     "/etc",
     "/var",
     "/root",
+    "/home",
     "/usr/local",
     "/opt",
     "/srv",
@@ -260,19 +261,38 @@ impl HostHandle {
     }
 
     /// One-time setup at `lab up`: the host's own SSH host keys and the lab key.
-    pub fn setup_ssh(&self, authorized_key: &str) -> Result<()> {
+    pub fn setup_ssh(&self, ssh: &Ssh, authorized_key: &str) -> Result<()> {
         // Without removing them first, ssh-keygen -A would keep the machine's own keys, which
         // the overlay shows through.
         self.sh(
             "rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub && ssh-keygen -A >/dev/null",
             &[],
         )?;
-        self.write_file("/root/.ssh/authorized_keys", authorized_key, 0o600)?;
-        std::fs::set_permissions(
-            self.path("/root/.ssh"),
-            std::fs::Permissions::from_mode(0o700),
-        )
-        .map_err(|e| LabError::io("chmod /root/.ssh", e))?;
+        if ssh.user == "root" {
+            self.write_file("/root/.ssh/authorized_keys", authorized_key, 0o600)?;
+            std::fs::set_permissions(
+                self.path("/root/.ssh"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .map_err(|e| LabError::io("chmod /root/.ssh", e))?;
+            return Ok(());
+        }
+        // Another login user: created inside the host (/etc and /home are overlays), with
+        // password-less sudo as a fresh cloud server has, so `provision` can use `sudo -n`.
+        self.write_file("/run/lab/authorized_key", authorized_key, 0o600)?;
+        self.sh(
+            r#"set -e
+id -u "$1" >/dev/null 2>&1 || useradd -m -s /bin/sh "$1"
+h=$(getent passwd "$1" | cut -d: -f6)
+mkdir -p "$h/.ssh"
+cp /run/lab/authorized_key "$h/.ssh/authorized_keys"
+chmod 700 "$h/.ssh"; chmod 600 "$h/.ssh/authorized_keys"
+chown -R "$1": "$h/.ssh"
+if [ -d /etc/sudoers.d ]; then
+  echo "$1 ALL=(ALL) NOPASSWD: ALL" > "/etc/sudoers.d/lab-$1"; chmod 440 "/etc/sudoers.d/lab-$1"
+fi"#,
+            &[&ssh.user],
+        )?;
         Ok(())
     }
 
@@ -305,6 +325,21 @@ impl HostHandle {
                 for f in render::balancer_files(ctx.inventory, &self.host)? {
                     self.write_file(f.path, &f.contents, f.mode)?;
                 }
+                // Where the units expect them, so `lab exec server1 -- vrrp status` works:
+                // links to the build's binaries (inside the host's /usr/local overlay).
+                for (name, dest) in [
+                    ("proxy", render::PROXY_BIN_PATH),
+                    ("vrrp", render::VRRP_BIN_PATH),
+                ] {
+                    let link = self.path(dest);
+                    if let Some(dir) = link.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+                    }
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(ctx.bin_dir.join(name), &link)
+                        .map_err(|e| LabError::io(format!("link {dest}"), e))?;
+                }
             }
         }
         Ok(())
@@ -323,9 +358,10 @@ impl HostHandle {
         match svc {
             Service::Sshd => {
                 let listen = format!("ListenAddress={}", self.host.address);
+                let port = format!("Port={}", ctx.inventory.ssh.port);
                 self.sh(
-                    "mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd.log -o \"$1\" -o PidFile=/run/sshd.pid",
-                    &[&listen],
+                    "mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd.log -o \"$1\" -o \"$2\" -o PidFile=/run/sshd.pid",
+                    &[&port, &listen],
                 )
                 .map_err(|e| failed(e.to_string()))?;
             }
@@ -412,6 +448,23 @@ impl HostHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn everything_a_host_writes_is_overlaid() {
+        // Login users (/etc/passwd, /home), keys (/root), configs, logs, uploads.
+        for d in [
+            "/etc",
+            "/var",
+            "/root",
+            "/home",
+            "/usr/local",
+            "/opt",
+            "/srv",
+            "/tmp",
+        ] {
+            assert!(OVERLAID.contains(&d), "{d}");
+        }
+    }
 
     #[test]
     fn services_per_role() {

@@ -59,6 +59,8 @@ impl Lab {
         let state_root = std::path::absolute(state_root)
             .map_err(|e| LabError::io(format!("resolve {}", state_root.display()), e))?;
         let dir = StateDir::new(&state_root, &names);
+        let bin_dir = std::path::absolute(&bin_dir)
+            .map_err(|e| LabError::io(format!("resolve {}", bin_dir.display()), e))?;
         Ok(Lab {
             names,
             dir,
@@ -241,12 +243,16 @@ impl Lab {
         };
         let mut known_hosts = String::new();
         for hh in &handles {
-            hh.setup_ssh(&pubkey)?;
+            hh.setup_ssh(&inv.ssh, &pubkey)?;
             if !opts.bare {
                 hh.setup_role(&ctx)?;
             }
             if let Some(k) = hh.host_key() {
-                let _ = writeln!(known_hosts, "{} {k}", hh.host.address);
+                // OpenSSH's known_hosts spells non-default ports as "[host]:port".
+                let _ = match inv.ssh.port {
+                    22 => writeln!(known_hosts, "{} {k}", hh.host.address),
+                    p => writeln!(known_hosts, "[{}]:{p} {k}", hh.host.address),
+                };
             }
         }
         std::fs::write(self.dir.known_hosts(), known_hosts)
@@ -569,7 +575,7 @@ impl Running {
             if h.service_pid(Service::Sshd).is_some() {
                 checks.push((
                     format!("sshd on {}", h.host.name),
-                    (h.host.address, 22).into(),
+                    (h.host.address, self.inventory.ssh.port).into(),
                     false,
                 ));
             }

@@ -61,6 +61,13 @@ enum Cmd {
         host: String,
         service: Option<String>,
     },
+    /// The last lines of a host's service logs (all its services by default).
+    Logs {
+        host: String,
+        service: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
     /// Cut a host's link (as if its cable were pulled).
     Cut { host: String },
     /// Restore a host's link.
@@ -199,6 +206,21 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                 .start(&host, parse_service(service.as_deref())?)?
             {
                 println!("{host}: {svc} running (pid {pid})");
+            }
+        }
+        Cmd::Logs {
+            host,
+            service,
+            lines,
+        } => {
+            let running = lab.open()?;
+            let h = running.host(&host)?;
+            let which = parse_service(service.as_deref())?;
+            for &svc in h.services() {
+                if which.is_none_or(|w| w == svc) {
+                    println!("==> {host}:{} <==", svc.log());
+                    println!("{}", h.log_tail(svc, lines));
+                }
             }
         }
         Cmd::Cut { host } => {
