@@ -63,11 +63,15 @@ struct Run {
 
 /// Runs provision from the lab's client namespace (the only place the hosts are reachable from).
 fn provision(r: &Running, known_hosts: &Path, extra: &[&str]) -> Run {
+    provision_with(r, &inventory(), known_hosts, extra)
+}
+
+fn provision_with(r: &Running, inventory: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
     let t0 = Instant::now();
     let out = Command::new("timeout")
         .args(["150", "ip", "netns", "exec", &r.plan.client.ns])
         .arg(env!("CARGO_BIN_EXE_provision"))
-        .arg(inventory())
+        .arg(inventory)
         .arg("--known-hosts")
         .arg(known_hosts)
         .arg("--key")
@@ -131,6 +135,72 @@ fn double_log(r: &Running, host: &str) -> String {
         .unwrap_or_default()
 }
 
+fn install_doubles(r: &Running) {
+    for h in r.hosts() {
+        for (name, text) in DOUBLES {
+            h.write_file(&format!("/usr/local/bin/{name}"), text, 0o755)
+                .expect("install double");
+        }
+        h.sh("ln -sf yum /usr/local/bin/dnf", &[]).expect("dnf");
+    }
+}
+
+/// A login user that is not root: every command goes through `sudo -n`, uploads are staged
+/// as that user and installed by root.
+#[test]
+fn provision_as_a_sudo_user() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root (lab namespaces)");
+    assert!(
+        Path::new("/usr/bin/sudo").exists(),
+        "sudo is missing on this machine: apt-get install sudo"
+    );
+    let id = format!("pvs{}", std::process::id());
+    let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
+    std::fs::create_dir_all(&root).expect("state root");
+    let inv = root.join("lab.toml");
+    let text = std::fs::read_to_string(inventory()).expect("lab.toml");
+    let text = text.replace("user = \"root\"", "user = \"deploy\"");
+    assert!(text.contains("user = \"deploy\""));
+    std::fs::write(&inv, text).expect("write inventory");
+    let lab = Lab::new(&id, &root.join("state"), bin_dir()).expect("lab");
+    let _guard = Guard {
+        lab: lab.clone(),
+        root: root.clone(),
+    };
+    lab.up(
+        &inv,
+        &UpOptions {
+            without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
+            progress: false,
+            bare: true,
+        },
+    )
+    .expect("lab up");
+    let r = lab.open().expect("lab open");
+    install_doubles(&r);
+    let kh = root.join("known_hosts");
+    std::fs::copy(r.lab.dir.known_hosts(), &kh).expect("known_hosts");
+    let first = provision_with(&r, &inv, &kh, &["--hosts", "server4"]);
+    assert_eq!(first.code, 0, "run as deploy failed");
+    assert!(first.out.contains("connected as deploy"));
+    assert!(recap(&first.out, "server4").1 > 0);
+    let s4 = r.host("server4").expect("server4");
+    assert_eq!(s4.read_file("/etc/hostname").as_deref(), Some("server4\n"));
+    // Installed by root through sudo, not owned by the login user.
+    let owner = s4
+        .sh("stat -c %U /var/www/html/index.html /etc/hostname", &[])
+        .expect("stat");
+    assert_eq!(owner, "root\nroot\n");
+    let second = provision_with(&r, &inv, &kh, &["--hosts", "server4"]);
+    assert_eq!(second.code, 0);
+    assert_eq!(
+        recap(&second.out, "server4").1,
+        0,
+        "not idempotent as deploy"
+    );
+}
+
 #[test]
 fn provision_the_lab_over_ssh() {
     // SAFETY: geteuid has no preconditions.
@@ -164,13 +234,7 @@ fn provision_the_lab_over_ssh() {
     .expect("lab up");
     let r = lab.open().expect("lab open");
 
-    for h in r.hosts() {
-        for (name, text) in DOUBLES {
-            h.write_file(&format!("/usr/local/bin/{name}"), text, 0o755)
-                .expect("install double");
-        }
-        h.sh("ln -sf yum /usr/local/bin/dnf", &[]).expect("dnf");
-    }
+    install_doubles(&r);
     // server2: the seed's CentOS 7, SELinux switched off in its config as the seed did.
     // /etc/os-release is a symlink into the machine's /usr on Debian: remove the link in the
     // overlay first so the write never follows it.

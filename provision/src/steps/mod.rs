@@ -9,11 +9,6 @@ use crate::os::Family;
 use crate::plan::Plan;
 use crate::render::RenderError;
 
-pub use roles::{PROXY_UNIT, VRRP_UNIT};
-
-/// Binaries and units the balancers get.
-pub const BIN_DIR: &str = "/usr/local/bin";
-
 /// The plan for `host` running `family`, in order: system basics, the role's services, the
 /// VIP check, and the static address last (it may move the connection the tool uses).
 pub fn plan(inv: &Inventory, host: &Host, family: Family) -> Result<Plan, RenderError> {

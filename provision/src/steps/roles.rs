@@ -10,18 +10,13 @@ use crate::render::{self, RenderError, PROXY_ADMIN};
 use crate::ssh::shell_quote;
 
 use super::system::{package, service_running};
-use super::BIN_DIR;
-
-/// The systemd units shipped in deploy/, installed as they are.
-pub const PROXY_UNIT: &str = include_str!("../../../deploy/proxy.service");
-pub const VRRP_UNIT: &str = include_str!("../../../deploy/vrrp.service");
 
 pub(super) fn httpd(host: &Host, family: Family) -> Step {
     let unit = family.httpd();
     let page = host.page.clone().unwrap_or_default();
     let step = package(Step::new("httpd"), family, unit).file(
         "/var/www/html/index.html",
-        format!("{page}\n"),
+        render::index_html(host).unwrap_or_default(),
         0o644,
     );
     service_running(step, unit).assert(
@@ -50,19 +45,28 @@ fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
 
 /// One daemon on a balancer: binary, config validated on the host, unit; restarted only when
 /// one of them changed.
-fn daemon(
-    name: &str,
-    config_path: &str,
+/// The systemd units are deploy/'s, installed as they are (`render::PROXY_UNIT`, ...).
+struct Daemon<'a> {
+    name: &'a str,
+    bin: &'a str,
+    config_path: &'a str,
     config: String,
-    unit: &str,
-    family: Family,
-    health: Option<(&str, String)>,
-) -> Step {
-    let bin = format!("{BIN_DIR}/{name}");
-    let unit_path = format!("/etc/systemd/system/{name}.service");
+    unit_path: &'a str,
+    unit: &'a str,
+}
+
+fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step {
+    let Daemon {
+        name,
+        bin,
+        config_path,
+        config,
+        unit_path,
+        unit,
+    } = d;
     let mut step = Step::new(name).push(Action::Binary {
         name: name.into(),
-        path: bin.clone(),
+        path: bin.to_string(),
         mode: 0o755,
     });
     step.serial = true;
@@ -73,8 +77,8 @@ fn daemon(
             0o644,
             &format!("{bin} --check --config {{}}"),
         )
-        .file(&unit_path, unit.to_string(), 0o644);
-    step = selinux_labels(step, family, &[&bin, config_path, &unit_path]);
+        .file(unit_path, unit.to_string(), 0o644);
+    step = selinux_labels(step, family, &[bin, config_path, unit_path]);
     step = step
         .on_change("systemctl daemon-reload")
         .on_change(&format!("systemctl restart {name}"));
@@ -88,10 +92,14 @@ fn daemon(
 pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
     let config = render::proxy_toml(inv, host)?;
     Ok(daemon(
-        "proxy",
-        render::PROXY_CONFIG_PATH,
-        config,
-        PROXY_UNIT,
+        Daemon {
+            name: "proxy",
+            bin: render::PROXY_BIN_PATH,
+            config_path: render::PROXY_CONFIG_PATH,
+            config,
+            unit_path: render::PROXY_UNIT_PATH,
+            unit: render::PROXY_UNIT,
+        },
         family,
         Some((
             "proxy healthy",
@@ -105,10 +113,14 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
 pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
     let config = render::vrrp_toml(inv, host)?;
     Ok(daemon(
-        "vrrp",
-        render::VRRP_CONFIG_PATH,
-        config,
-        VRRP_UNIT,
+        Daemon {
+            name: "vrrp",
+            bin: render::VRRP_BIN_PATH,
+            config_path: render::VRRP_CONFIG_PATH,
+            config,
+            unit_path: render::VRRP_UNIT_PATH,
+            unit: render::VRRP_UNIT,
+        },
         family,
         None,
     ))
