@@ -6,6 +6,7 @@
 //! apply what differs), `ssh` (libssh2 transport), `run` (hosts in parallel) and `report`.
 
 pub mod diff;
+pub mod doubles;
 pub mod exec;
 pub mod inventory;
 pub mod os;

@@ -2,7 +2,7 @@
 //!
 //! The lab starts only sshd on its hosts; provision does the rest. Lab hosts have no systemd,
 //! yum or firewalld, so TEST DOUBLES from tests/doubles/ are installed into each host's own
-//! /usr/local/bin (an overlay: the machine's is untouched); each records every invocation in
+//! /usr/local/bin (an overlay: the machine's is untouched; `provision::doubles`); each records every invocation in
 //! the host's /var/log/test-doubles.log. server2 gets the seed's CentOS 7 personality (a fake
 //! /etc/os-release in its overlay), so the EL7 plan (yum, firewalld, SELinux, ifcfg) runs there;
 //! the others run the Debian 12 plan with real nftables, chrony's config and Apache.
@@ -16,17 +16,6 @@ use std::time::{Duration, Instant};
 
 use lab::host::Service;
 use lab::{Lab, Running, UpOptions};
-
-const DOUBLES: &[(&str, &str)] = &[
-    ("systemctl", include_str!("doubles/systemctl")),
-    ("yum", include_str!("doubles/yum")),
-    ("rpm", include_str!("doubles/rpm")),
-    ("firewall-cmd", include_str!("doubles/firewall-cmd")),
-    ("getenforce", include_str!("doubles/getenforce")),
-    ("setenforce", include_str!("doubles/setenforce")),
-    ("restorecon", include_str!("doubles/restorecon")),
-    ("apt-get", include_str!("doubles/apt-get")),
-];
 
 /// target/<profile>/ (the test executable is in target/<profile>/deps/).
 fn bin_dir() -> PathBuf {
@@ -137,11 +126,10 @@ fn double_log(r: &Running, host: &str) -> String {
 
 fn install_doubles(r: &Running) {
     for h in r.hosts() {
-        for (name, text) in DOUBLES {
+        for (name, text) in provision::doubles::ALL {
             h.write_file(&format!("/usr/local/bin/{name}"), text, 0o755)
                 .expect("install double");
         }
-        h.sh("ln -sf yum /usr/local/bin/dnf", &[]).expect("dnf");
     }
 }
 
@@ -298,6 +286,20 @@ fn provision_the_lab_over_ssh() {
         .unwrap()
         .contains("address 172.16.249.101/24"));
     assert!(double_log(&r, "server1").contains("systemctl restart proxy"));
+    // The systemctl double ran the units' ExecStart: the lab sees the daemons (pid files in
+    // /run/lab), and they run the deployed binaries with the deployed configs.
+    for svc in [Service::Proxy, Service::Vrrp] {
+        let pid = s1
+            .service_pid(svc)
+            .unwrap_or_else(|| panic!("{svc} not running"));
+        // service_pid is the machine's view of the pid.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            cmdline.starts_with(&format!("/usr/local/bin/{svc} --config /etc/")),
+            "{cmdline}"
+        );
+    }
     let nft = s1.sh("nft list table inet provision", &[]).expect("nft");
     assert!(nft.contains("policy drop"), "{nft}");
 
