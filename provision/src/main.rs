@@ -8,9 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use provision::inventory::Inventory;
+use provision::os::Family;
 use provision::report;
 use provision::run::{self, RunOptions};
 use provision::ssh::{expand_tilde, SshOptions};
+use provision::steps;
 
 /// Sets up the hosts of lab.toml over SSH: hostname, static address, chrony, firewall,
 /// SELinux, Apache on the backends, proxy + vrrp as systemd services on the balancers.
@@ -46,6 +48,41 @@ struct Args {
     /// Print every remote command with its exit status and duration.
     #[arg(long, short)]
     verbose: bool,
+    /// Print the full plan (every command and file) of each selected host as if it ran this
+    /// OS family (el7, el8, el9, debian12, ubuntu), without connecting to anything.
+    #[arg(long, value_name = "FAMILY")]
+    print_plan: Option<String>,
+}
+
+/// `--print-plan`: pure, offline.
+fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
+    let Some(fam) = Family::from_name(family) else {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        eprintln!(
+            "provision: unknown OS family {family:?} (one of: {})",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    for name in hosts {
+        if inv.host(name).is_none() {
+            eprintln!("provision: --hosts names {name:?}, which the inventory does not have");
+            return ExitCode::from(2);
+        }
+    }
+    for h in &inv.hosts {
+        if !hosts.is_empty() && !hosts.contains(&h.name) {
+            continue;
+        }
+        match steps::plan(inv, h, fam) {
+            Ok(p) => report::print(&format!("{}\n", p.render())),
+            Err(e) => {
+                eprintln!("provision: {}: {e}", h.name);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -57,6 +94,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(fam) = &args.print_plan {
+        return print_plan(&inv, fam, &args.hosts);
+    }
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()

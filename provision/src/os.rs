@@ -58,6 +58,11 @@ impl Family {
         }
     }
 
+    /// The family named `name` (as [`Family::name`] prints it).
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// Red Hat family: yum/dnf, firewalld, SELinux.
     pub fn is_el(self) -> bool {
         matches!(self, Family::El7 | Family::El8 | Family::El9)
@@ -72,14 +77,15 @@ impl Family {
         }
     }
 
-    /// Command that installs packages non-interactively (the package names follow).
-    pub fn install_command(self) -> &'static str {
+    /// Command that installs `pkg` non-interactively. On Debian/Ubuntu a failed install is
+    /// retried after `apt-get update`: fresh images often ship without package lists.
+    pub fn install_command(self, pkg: &str) -> String {
         match self {
-            Family::El7 => "yum install -y",
-            Family::El8 | Family::El9 => "dnf install -y",
-            Family::Debian12 | Family::Ubuntu => {
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q"
-            }
+            Family::El7 => format!("yum install -y {pkg}"),
+            Family::El8 | Family::El9 => format!("dnf install -y {pkg}"),
+            Family::Debian12 | Family::Ubuntu => format!(
+                "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q {pkg} || {{ apt-get update -q && apt-get install -y -q {pkg}; }}"
+            ),
         }
     }
 
@@ -234,6 +240,10 @@ mod tests {
         assert_eq!(c7.version_id, "7");
         assert!(c7.warning().unwrap().contains("end of life"));
         assert!(detect(samples::DEBIAN12).unwrap().warning().is_none());
+        for f in Family::ALL {
+            assert_eq!(Family::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Family::from_name("centos"), None);
         let u24 = samples::UBUNTU2204.replace("22.04", "24.04");
         assert_eq!(detect(&u24).unwrap().family, Family::Ubuntu);
     }

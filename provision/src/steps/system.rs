@@ -12,7 +12,7 @@ pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
     step.ensure(
         &format!("package {pkg} installed"),
         &family.package_installed(pkg),
-        &format!("{} {pkg}", family.install_command()),
+        &family.install_command(pkg),
     )
 }
 
