@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::diff;
-use crate::plan::{Action, Step};
+use crate::plan::{Action, Prepare, Step};
 use crate::ssh::{shell_quote, Output, Ssh, SshError};
 
 /// What the executor needs from a host connection (a trait so the executor's logic can be
@@ -306,12 +306,17 @@ impl Executor<'_> {
                 apply,
                 live_check,
                 confirm_secs,
+                prepare,
             } => {
                 let current = self.read_file(path)?;
                 let same = current
                     .as_ref()
                     .is_some_and(|(m, c)| c == content && m == mode);
-                if same && self.test(live_check)? {
+                let prepared = match prepare {
+                    Some(p) => self.test(&p.check)?,
+                    None => true,
+                };
+                if same && prepared && self.test(live_check)? {
                     return Ok(Outcome::Ok);
                 }
                 if self.dry_run {
@@ -324,7 +329,15 @@ impl Executor<'_> {
                         "{path}: would run `{apply}` and reconnect"
                     )));
                 }
-                self.change_address(path, content, *mode, apply, live_check, *confirm_secs)?;
+                self.change_address(
+                    path,
+                    content,
+                    *mode,
+                    apply,
+                    live_check,
+                    *confirm_secs,
+                    prepare.as_ref(),
+                )?;
                 Ok(Outcome::Changed(format!(
                     "{path} applied with `{apply}`, reconnected and confirmed"
                 )))
@@ -334,6 +347,7 @@ impl Executor<'_> {
 
     /// Commit-confirm: install the new file keeping a backup, apply it in the background with a
     /// guard that restores the backup unless confirmed, reconnect, check, confirm.
+    #[allow(clippy::too_many_arguments)]
     fn change_address(
         &mut self,
         path: &str,
@@ -342,6 +356,7 @@ impl Executor<'_> {
         apply: &str,
         live_check: &str,
         confirm_secs: u32,
+        prepare: Option<&Prepare>,
     ) -> Result<(), Failure> {
         let staged = self
             .remote
@@ -351,19 +366,39 @@ impl Executor<'_> {
         let confirm = format!("/run/provision-confirm{tag}");
         let applied = format!("/run/provision-applied{tag}");
         let (p, s) = (shell_quote(path), shell_quote(&staged));
-        let b = shell_quote(&format!("{path}.provision-bak"));
-        let absent = shell_quote(&format!("{path}.provision-absent"));
         let (c, ap) = (shell_quote(&confirm), shell_quote(&applied));
-        let restore =
-            format!("if [ -e {absent} ]; then rm -f {p} {absent}; else mv -f {b} {p}; fi; {apply}");
+        // Every file the change touches: kept as FILE.provision-bak, or marked absent.
+        let mut files = vec![path.to_string()];
+        files.extend(prepare.map(|p| p.file.clone()));
+        let mut backup = Vec::new();
+        let mut restore = Vec::new();
+        let mut cleanup = Vec::new();
+        for f in &files {
+            let q = shell_quote(f);
+            let b = shell_quote(&format!("{f}.provision-bak"));
+            let absent = shell_quote(&format!("{f}.provision-absent"));
+            backup.push(format!(
+                "rm -f {absent} && if [ -e {q} ]; then cp -a {q} {b}; else : > {absent}; fi"
+            ));
+            restore.push(format!(
+                "if [ -e {absent} ]; then rm -f {q} {absent}; else mv -f {b} {q}; fi"
+            ));
+            cleanup.push(format!("{b} {absent}"));
+        }
+        let restore = format!("{}; {apply}", restore.join("; "));
         let guard = format!(
             "{apply}; echo $? > {ap}; sleep {confirm_secs}; if [ ! -e {c} ]; then {restore}; fi; rm -f {c}"
         );
+        let edit = prepare
+            .map(|p| format!(" && {{ {}; }}", p.command))
+            .unwrap_or_default();
         let cmd = format!(
-            "rm -f {c} {ap} {absent} && mkdir -p {dir} && if [ -e {p} ]; then cp -a {p} {b}; else : > {absent}; fi && install -m {mode:o} {s} {p} && rm -f {s} && (setsid sh -c {g} </dev/null >/dev/null 2>&1 &)",
+            "rm -f {c} {ap} && mkdir -p {dir} && {backup} && install -m {mode:o} {s} {p} && rm -f {s}{edit} && (setsid sh -c {g} </dev/null >/dev/null 2>&1 &)",
             dir = shell_quote(parent(path)),
+            backup = backup.join(" && "),
             g = shell_quote(&guard)
         );
+        let cleanup = cleanup.join(" ");
         self.must(&cmd)?;
         // Reconnect (the old connection may be gone), wait for the apply to finish, then
         // verify the address and confirm.
@@ -387,7 +422,7 @@ impl Executor<'_> {
                             });
                         }
                         if self.test(live_check)? {
-                            self.must(&format!("touch {c} && rm -f {b} {absent}"))?;
+                            self.must(&format!("touch {c} && rm -f {cleanup}"))?;
                             return Ok(());
                         }
                         last_err = format!("address not configured after `{apply}`");
@@ -631,6 +666,11 @@ mod tests {
             apply: "restart-net".into(),
             live_check: "live-check".into(),
             confirm_secs: 0,
+            prepare: Some(Prepare {
+                file: "/etc/net/main".into(),
+                check: "main-check".into(),
+                command: "edit-main".into(),
+            }),
         })
     }
 
@@ -647,6 +687,13 @@ mod tests {
         // The old file is kept, and restored unless the confirmation file appears.
         assert!(
             guard.contains("cp -a '/etc/net/if0' '/etc/net/if0.provision-bak'"),
+            "{guard}"
+        );
+        // The second file is backed up too, edited after the install and restored with it.
+        assert!(guard.contains("cp -a '/etc/net/main' '/etc/net/main.provision-bak'"));
+        assert!(guard.contains("'/etc/net/if0' && rm -f '/var/tmp/staged' && { edit-main; }"));
+        assert!(
+            guard.contains("mv -f '\\''/etc/net/main.provision-bak'\\'' '\\''/etc/net/main'\\''"),
             "{guard}"
         );
         assert!(guard.contains("if [ ! -e "), "{guard}");
@@ -682,6 +729,20 @@ mod tests {
         let r = run(&mut fake, &address_step(), false);
         assert_eq!(r.status, Status::Ok);
         assert_eq!(fake.reconnects, 0);
+    }
+
+    #[test]
+    fn address_file_right_but_second_file_unedited_is_a_change() {
+        let mut fake = Fake {
+            fail: vec!["main-check".into()],
+            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            ..Fake::default()
+        };
+        fake.files
+            .insert("/etc/net/if0".into(), "address 10.0.0.1/24\n".into());
+        let r = run(&mut fake, &address_step(), false);
+        assert_eq!(r.status, Status::Changed, "{r:?}");
+        assert!(fake.log.iter().any(|c| c.contains("{ edit-main; }")));
     }
 
     #[test]

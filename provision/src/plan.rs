@@ -48,7 +48,20 @@ pub enum Action {
         /// Succeeds when the live address is already configured.
         live_check: String,
         confirm_secs: u32,
+        /// Another file the change edits (backed up and restored with the first).
+        prepare: Option<Prepare>,
     },
+}
+
+/// An edit of a second file that belongs to an address change (e.g. moving the interface's
+/// stanza out of Debian's /etc/network/interfaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepare {
+    pub file: String,
+    /// Succeeds when no edit is needed.
+    pub check: String,
+    /// Runs after the new file is installed, before the apply.
+    pub command: String,
 }
 
 /// A named group of actions; handlers (`OnChange`) react to the actions before them.
@@ -196,11 +209,19 @@ fn render_action(s: &mut String, a: &Action) {
             apply,
             live_check,
             confirm_secs,
+            prepare,
         } => {
             let _ = writeln!(
                 s,
                 "address file {path} mode {mode:04o} (applied with `{apply}`, confirmed by reconnecting within {confirm_secs}s, else rolled back)\n  live check: {live_check}"
             );
+            if let Some(p) = prepare {
+                let _ = writeln!(
+                    s,
+                    "  also edits {} (rolled back with it)\n    check: {}\n    edit: {}",
+                    p.file, p.check, p.command
+                );
+            }
             for line in content.lines() {
                 let _ = writeln!(s, "  | {line}");
             }

@@ -237,6 +237,15 @@ fn provision_the_lab_over_ssh() {
         Some(provision::os::samples::CENTOS7)
     );
 
+    // server1: Debian's installer left a DHCP stanza for ens33 in /etc/network/interfaces.
+    let s1 = r.host("server1").expect("server1");
+    s1.write_file(
+        "/etc/network/interfaces",
+        "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug ens33\niface ens33 inet dhcp\n",
+        0o644,
+    )
+    .expect("interfaces");
+
     let kh = root.join("known_hosts");
     std::fs::copy(r.lab.dir.known_hosts(), &kh).expect("known_hosts");
 
@@ -280,7 +289,15 @@ fn provision_the_lab_over_ssh() {
         .read_file("/etc/sysconfig/network-scripts/ifcfg-ens33")
         .unwrap()
         .contains("IPADDR=172.16.249.102"));
-    let s1 = r.host("server1").unwrap();
+    let interfaces = s1.read_file("/etc/network/interfaces").unwrap();
+    assert!(
+        interfaces.contains("# provision (ens33 moved to interfaces.d): iface ens33 inet dhcp"),
+        "{interfaces}"
+    );
+    assert!(
+        interfaces.contains("\nauto lo\niface lo inet loopback\n"),
+        "{interfaces}"
+    );
     assert!(s1
         .read_file("/etc/network/interfaces.d/ens33")
         .unwrap()

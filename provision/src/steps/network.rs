@@ -5,7 +5,44 @@ use std::fmt::Write as _;
 
 use crate::inventory::{Host, Inventory};
 use crate::os::{Family, NetStyle};
-use crate::plan::{Action, Step};
+use crate::plan::{Action, Prepare, Step};
+use crate::ssh::shell_quote;
+
+/// Debian's main interfaces file: a stanza for the interface there (the installer's DHCP one)
+/// would fight the one in interfaces.d, so it is commented out, and the interfaces.d include
+/// is made sure of.
+const DEBIAN_INTERFACES: &str = "/etc/network/interfaces";
+
+/// Comments out `auto`/`allow-*` mentions and the `iface` stanza of interface `IF` (awk -v).
+const AWK_MOVE_STANZA: &str = r##"$1 ~ /^(iface|mapping|auto|source|source-directory|allow-[a-z-]+)$/ {
+  inside = ($1 == "iface" && $2 == IF)
+  if ($1 == "auto" || $1 ~ /^allow-/) {
+    out = $1; kept = 0
+    for (i = 2; i <= NF; i++) if ($i != IF) { out = out " " $i; kept++ }
+    if (kept < NF - 1) {
+      print "# provision (" IF " moved to interfaces.d): " $0
+      if (kept > 0) print out
+      next
+    }
+  }
+}
+{ if (inside) print "# provision (" IF " moved to interfaces.d): " $0; else print }"##;
+
+fn debian_prepare(ifname: &str) -> Prepare {
+    let f = DEBIAN_INTERFACES;
+    let i = shell_quote(ifname);
+    let include = "grep -Eqx 'source /etc/network/interfaces.d/\\*|source-directory /etc/network/interfaces.d' /etc/network/interfaces";
+    Prepare {
+        file: f.to_string(),
+        check: format!(
+            "[ -f {f} ] && ! grep -Eq \"^[[:space:]]*((auto|allow-[a-z-]+)([[:space:]]+[^[:space:]]+)*[[:space:]]+{ifname}|iface[[:space:]]+{ifname})([[:space:]]|\\$)\" {f} && {include}"
+        ),
+        command: format!(
+            "touch {f} && awk -v IF={i} {awk} {f} > {f}.provision-tmp && cat {f}.provision-tmp > {f} && rm -f {f}.provision-tmp && {{ {include} || echo 'source /etc/network/interfaces.d/*' >> {f}; }}",
+            awk = shell_quote(AWK_MOVE_STANZA)
+        ),
+    }
+}
 
 /// Seconds the host waits for the tool to reconnect before it restores the old configuration.
 pub const CONFIRM_SECS: u32 = 60;
@@ -14,6 +51,7 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
     let net = &inv.network;
     let ifname = &host.interface;
     let cidr = format!("{}/{}", host.address, net.prefix);
+    let prepare = (family.net_style() == NetStyle::Ifupdown).then(|| debian_prepare(ifname));
     let (path, content, apply) = match family.net_style() {
         NetStyle::Ifcfg => {
             let mut c = format!(
@@ -84,5 +122,6 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
         apply,
         live_check: format!("ip -o -4 addr show dev {ifname} | grep -q ' inet {cidr} '"),
         confirm_secs: CONFIRM_SECS,
+        prepare,
     })
 }
