@@ -210,8 +210,22 @@ fn host_run(
             return sum;
         }
     };
+    run_plan(&plan, &mut ssh, binaries, opts, turns, &mut sum);
+    ssh.cleanup();
+    sum
+}
+
+fn run_plan(
+    plan: &crate::plan::Plan,
+    ssh: &mut Ssh,
+    binaries: &Binaries,
+    opts: &RunOptions,
+    turns: &Turns,
+    sum: &mut HostSummary,
+) {
+    let name = plan.host.as_str();
     let mut ex = Executor {
-        remote: &mut ssh,
+        remote: ssh,
         binaries,
         dry_run: opts.dry_run,
     };
@@ -238,7 +252,6 @@ fn host_run(
             }
         }
     }
-    sum
 }
 
 #[cfg(test)]

@@ -115,6 +115,8 @@ pub struct Ssh {
     /// Wrap commands in `sudo -n` (user is not root).
     sudo: bool,
     uploads: u32,
+    /// Private staging directory (mode 0700, owned by the login user), made on first upload.
+    staging: Option<String>,
 }
 
 fn key_type_name(t: HostKeyType) -> Option<&'static str> {
@@ -255,6 +257,7 @@ impl Ssh {
             opts: opts.clone(),
             sudo: user != "root",
             uploads: 0,
+            staging: None,
         })
     }
 
@@ -262,7 +265,9 @@ impl Ssh {
     /// its address configuration changed).
     pub fn reconnect(&mut self) -> Result<(), SshError> {
         let _ = self.session.disconnect(None, "reconnecting", None);
-        let fresh = Ssh::connect(&self.host, &self.opts)?;
+        let mut fresh = Ssh::connect(&self.host, &self.opts)?;
+        fresh.uploads = self.uploads;
+        fresh.staging = self.staging.take();
         *self = fresh;
         Ok(())
     }
@@ -376,14 +381,46 @@ impl Ssh {
     /// Uploads `data` over scp to a fresh staging path under /var/tmp (writable by any user,
     /// and on the same machine as the target) and returns that path; the caller installs it.
     pub fn upload_staging(&mut self, data: &[u8], mode: i32) -> Result<String, SshError> {
+        let dir = match &self.staging {
+            Some(d) => d.clone(),
+            None => {
+                // As the login user, not through sudo: scp writes into it as that user. A
+                // fresh 0700 directory, so no other local user can swap or edit a staged file
+                // before root installs it.
+                let cmd = "mktemp -d /var/tmp/provision.XXXXXXXX";
+                let out = self.run_unwrapped(cmd, self.opts.command_timeout)?;
+                let dir = out.stdout.trim().to_string();
+                if !out.success() || !dir.starts_with("/var/tmp/provision.") {
+                    return Err(SshError::Io {
+                        context: format!("{cmd}: exit {}", out.status),
+                        source: std::io::Error::other(out.stderr.trim().to_string()),
+                    });
+                }
+                self.staging = Some(dir.clone());
+                dir
+            }
+        };
         self.uploads += 1;
-        let path = format!(
-            "/var/tmp/.provision-{}-{}",
-            std::process::id(),
-            self.uploads
-        );
+        let path = format!("{dir}/{}", self.uploads);
         self.upload(&path, data, mode)?;
         Ok(path)
+    }
+
+    /// Removes the staging directory (best effort; it is empty unless a run was interrupted).
+    pub fn cleanup(&mut self) {
+        if let Some(dir) = self.staging.take() {
+            let _ = self.run_unwrapped(
+                &format!("rm -rf {}", shell_quote(&dir)),
+                self.opts.command_timeout,
+            );
+        }
+    }
+
+    fn run_unwrapped(&mut self, command: &str, timeout: Duration) -> Result<Output, SshError> {
+        let sudo = std::mem::replace(&mut self.sudo, false);
+        let r = self.run_timeout(command, timeout);
+        self.sudo = sudo;
+        r
     }
 
     /// Uploads `data` to `path` with `mode` over scp (as the login user).

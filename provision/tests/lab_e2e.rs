@@ -180,6 +180,9 @@ fn provision_as_a_sudo_user() {
         .sh("stat -c %U /var/www/html/index.html /etc/hostname", &[])
         .expect("stat");
     assert_eq!(owner, "root\nroot\n");
+    // Staged uploads went through a private directory that is gone afterwards.
+    let left = s4.sh("ls -a /var/tmp", &[]).expect("ls");
+    assert!(!left.contains("provision"), "{left}");
     let second = provision_with(&r, &inv, &kh, &["--hosts", "server4"]);
     assert_eq!(second.code, 0);
     assert_eq!(
