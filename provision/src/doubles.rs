@@ -15,6 +15,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("setenforce", include_str!("../doubles/setenforce")),
     ("restorecon", include_str!("../doubles/restorecon")),
     ("apt-get", include_str!("../doubles/apt-get")),
+    ("dpkg-query", include_str!("../doubles/dpkg-query")),
 ];
 
 /// Where the doubles record their invocations, inside the host.
