@@ -44,7 +44,7 @@ pub fn failure_text(host: &str, step: &str, f: &Failure) -> String {
     let code = f
         .exit_code
         .map(|c| c.to_string())
-        .unwrap_or_else(|| "none (not run)".into());
+        .unwrap_or_else(|| "none (the command did not finish: see stderr)".into());
     let mut s = format!(
         "FAILED host {host}, step {step:?}\n    command: {}\n    exit code: {code}\n    stderr:",
         f.command

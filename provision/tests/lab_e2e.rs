@@ -383,6 +383,37 @@ fn provision_the_lab_over_ssh() {
     s2.sh("rm -f /var/lib/yum-double/fail", &[])
         .expect("fix yum");
 
+    // A command that hangs is cut off by the per-command timeout and reported as such.
+    s2.write_file(
+        "/usr/local/bin/getenforce",
+        "#!/bin/sh\n# TEST DOUBLE that hangs (per-command timeout test)\nsleep 30\n",
+        0o755,
+    )
+    .expect("hanging getenforce");
+    let hung = provision(&r, &kh, &["--hosts", "server2", "--command-timeout", "2"]);
+    s2.write_file(
+        "/usr/local/bin/getenforce",
+        provision::doubles::ALL
+            .iter()
+            .find(|(n, _)| *n == "getenforce")
+            .map(|(_, t)| *t)
+            .unwrap_or_default(),
+        0o755,
+    )
+    .expect("restore getenforce");
+    assert_ne!(hung.code, 0);
+    assert!(
+        hung.out.contains("FAILED host server2, step \"selinux\""),
+        "{}",
+        hung.out
+    );
+    assert!(
+        hung.out.contains("command timed out after 2s"),
+        "{}",
+        hung.out
+    );
+    assert!(hung.out.contains("getenforce"), "{}", hung.out);
+
     // A host whose sshd is stopped (connection refused) and one whose link is cut (connect
     // timeout) are unreachable; the others finish.
     r.stop("server4", Some(Service::Sshd)).expect("stop sshd");
