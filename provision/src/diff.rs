@@ -19,7 +19,9 @@ pub fn unified(path: &str, old: Option<&str>, new: &str) -> String {
         ));
         return out;
     }
-    // lcs[i][j] = length of the LCS of a[i..] and b[j..].
+    // lcs[i][j] = length of the LCS of a[i..] and b[j..]. The table is (n+1) x (m+1) and every
+    // index below is guarded by i < n / j < m (or the short-circuit on j == m), so no index can
+    // be out of bounds whatever the file contents.
     let (n, m) = (a.len(), b.len());
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
