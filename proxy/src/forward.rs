@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::splice::{SpliceDestination, SpliceSource};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 
@@ -33,6 +33,8 @@ use crate::worker::WorkerCtx;
 
 const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
+/// How long a keep-alive connection keeps its buffers while waiting for the next request.
+const HOT_IDLE: Duration = Duration::from_millis(100);
 /// Bodies at least this long (beyond what arrived with the head) are spliced, not copied.
 const SPLICE_MIN: u64 = 32 * 1024;
 /// One splice moves at most a pipe's default capacity (64 KiB). monoio's `Pipe` does not expose
@@ -50,17 +52,18 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
         peer,
         listen,
         ctx,
-        buf: Vec::with_capacity(READ_CHUNK),
-        headers: Vec::with_capacity(32),
-        out: Vec::with_capacity(READ_CHUNK),
-        ubuf: Vec::with_capacity(READ_CHUNK),
-        uheaders: Vec::with_capacity(32),
+        buf: Vec::new(),
+        headers: Vec::new(),
+        out: Vec::new(),
+        ubuf: Vec::new(),
+        uheaders: Vec::new(),
         body: Vec::new(),
-        req: Vec::with_capacity(READ_CHUNK),
+        req: Vec::new(),
         pipe: None,
         served: 0,
     };
     conn.run().await;
+    conn.release_buffers();
 }
 
 struct ActiveGuard(Rc<WorkerCtx>);
@@ -129,37 +132,154 @@ struct Done {
 }
 
 impl Conn {
+    /// The connection's life: requests one after another, with an idle wait in between that
+    /// holds no buffers.
+    ///
+    /// Memory per idle keep-alive connection is what matters for many idle clients, so the
+    /// request handling future (a few KiB of state) is boxed and only exists while a request is
+    /// in flight, and the I/O buffers go back to the worker's pool while the connection idles.
     async fn run(&mut self) {
         loop {
-            let config = self.ctx.config();
-            let Some(server_idx) = config
-                .servers
-                .iter()
-                .position(|s| s.listen.contains(&self.listen))
-            else {
-                return; // listen address removed by a reload
-            };
-            let server = &config.servers[server_idx];
-            let head = match self.read_head(server).await {
-                Ok(Some(h)) => h,
-                Ok(None) => return,
-                Err(status) => {
-                    let _ = self.send_error(status, false, server).await;
-                    self.log_raw(status);
-                    return;
-                }
-            };
-            let done = self.exchange(&head, &config, server).await;
-            self.served += 1;
-            self.ctx.stats.count_status(done.status);
-            self.log(&head, done.status, done.body_bytes);
-            if matches!(done.next, Next::Close) {
+            if self.served > 0 && self.buf.is_empty() && !self.idle_wait().await {
                 return;
             }
-            // Whatever follows the request (pipelined requests) moves to the front.
-            let consumed = done.consumed.max(head.head_len).min(self.buf.len());
-            self.buf.drain(..consumed);
+            if !Box::pin(self.one_request()).await {
+                return;
+            }
         }
+    }
+
+    /// Returns false when the connection should close.
+    async fn one_request(&mut self) -> bool {
+        self.acquire_buffers();
+        let config = self.ctx.config();
+        let Some(server) = config
+            .servers
+            .iter()
+            .find(|s| s.listen.contains(&self.listen))
+        else {
+            return false; // listen address removed by a reload
+        };
+        let head = match self.read_head(server).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return false,
+            Err(status) => {
+                let _ = self.send_error(status, false, server).await;
+                self.log_raw(status);
+                return false;
+            }
+        };
+        let done = self.exchange(&head, &config, server).await;
+        self.served += 1;
+        self.ctx.stats.count_status(done.status);
+        self.log(&head, done.status, done.body_bytes);
+        if matches!(done.next, Next::Close) {
+            return false;
+        }
+        // Whatever follows the request (pipelined requests) moves to the front.
+        let consumed = done.consumed.max(head.head_len).min(self.buf.len());
+        self.buf.drain(..consumed);
+        true
+    }
+
+    /// Wait for the next request on a keep-alive connection. First a read into the buffer we
+    /// hold (the next request usually follows within a round trip); after [`HOT_IDLE`] that
+    /// read is cancelled (keeping any bytes it got), the buffers go back to the pool, and the
+    /// wait goes on as a readiness poll without a buffer until `keepalive_timeout`.
+    /// Returns false to close (timeout, EOF, error, drain).
+    async fn idle_wait(&mut self) -> bool {
+        let Some(keepalive) = self.server_keepalive_timeout() else {
+            return false;
+        };
+        if self.ctx.draining() {
+            return false;
+        }
+        let deadline = Instant::now() + keepalive;
+        let hot_until = Instant::now() + HOT_IDLE.min(keepalive);
+        // Boxed: its state (an armed read, a canceller) should not size the idle future.
+        if let Some(decided) = Box::pin(self.hot_wait(hot_until)).await {
+            return decided;
+        }
+        if self.ctx.draining() {
+            return false;
+        }
+        self.release_buffers();
+        let ctx = self.ctx.clone();
+        monoio::select! {
+            r = self.client.readable(false) => r.is_ok(),
+            _ = ctx.timers.until(deadline) => false,
+            _ = ctx.drain.wait() => false,
+        }
+    }
+
+    /// The first part of an idle wait: a read into our buffer until `until`. `Some(go_on)` when
+    /// it decided (bytes arrived: true; EOF or error: false), `None` when nothing came.
+    async fn hot_wait(&mut self, until: Instant) -> Option<bool> {
+        let ctx = self.ctx.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() == 0 {
+            buf = ctx.buffers.take();
+        }
+        let len = buf.len();
+        let end = buf.capacity();
+        let canceller = Canceller::new();
+        let read = self
+            .client
+            .cancelable_read(buf.slice_mut(len..end), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let finished = monoio::select! {
+            r = &mut read => Some(r),
+            _ = ctx.timers.until(until) => None,
+            _ = ctx.drain.wait() => None,
+        };
+        let (r, slice) = match finished {
+            Some(done) => done,
+            None => {
+                // A cancelled read still completes: with the bytes, if any arrived meanwhile.
+                let _ = canceller.cancel();
+                read.await
+            }
+        };
+        self.buf = slice.into_inner();
+        match r {
+            Ok(0) => Some(false),
+            Ok(n) => {
+                ctx.stats.bytes_from_clients.fetch_add(n as u64, Relaxed);
+                Some(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
+            Err(_) => Some(false),
+        }
+    }
+
+    fn server_keepalive_timeout(&self) -> Option<Duration> {
+        let config = self.ctx.config();
+        config
+            .servers
+            .iter()
+            .find(|s| s.listen.contains(&self.listen))
+            .map(|s| s.keepalive_timeout)
+    }
+
+    /// Take I/O buffers from the worker's pool for a request.
+    fn acquire_buffers(&mut self) {
+        let pool = &self.ctx.buffers;
+        for b in [&mut self.buf, &mut self.out, &mut self.ubuf, &mut self.req] {
+            if b.capacity() == 0 {
+                *b = pool.take();
+            }
+        }
+    }
+
+    /// Give the (empty) I/O buffers back to the worker's pool.
+    fn release_buffers(&mut self) {
+        let pool = &self.ctx.buffers;
+        for b in [&mut self.buf, &mut self.out, &mut self.ubuf, &mut self.req] {
+            pool.give(std::mem::take(b));
+        }
+        self.body = Vec::new();
+        self.headers = Vec::new();
+        self.uheaders = Vec::new();
     }
 
     /// Read until a complete request head is buffered. `Ok(None)`: close quietly (EOF, idle

@@ -24,10 +24,19 @@ use crate::log::{AccessLog, LogSink};
 use crate::metrics::WorkerStats;
 use crate::pool::Pool;
 
-/// How often a worker looks at the shared flags (reload, drain) and flushes its log buffer.
-const TICK: Duration = Duration::from_millis(100);
+/// How often a worker looks at the shared flags (reload, drain), fires coarse timers and
+/// flushes its log buffer.
+const TICK: Duration = Duration::from_millis(50);
 /// How often (in ticks) a worker publishes its peers' state for /metrics.
-const PUBLISH_EVERY: u32 = 2;
+const PUBLISH_EVERY: u32 = 4;
+
+/// io_uring submission queue entries per worker.
+const SQ_ENTRIES: u32 = 4096;
+/// io_uring completion queue entries per worker.
+const CQ_ENTRIES: u32 = 32768;
+
+/// Concurrent accept ops per listener on io_uring.
+const ACCEPTORS_URING: usize = 16;
 
 /// Which I/O engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +110,8 @@ impl Shared {
 /// A worker's thread-local state, shared by its connection tasks.
 pub struct WorkerCtx {
     pub id: usize,
+    /// Running on io_uring (else epoll).
+    pub uring: bool,
     pub shared: Arc<Shared>,
     pub stats: Arc<WorkerStats>,
     /// The worker's own copy: cloning an `Rc` per request costs no cross-core atomic, where a
@@ -111,6 +122,10 @@ pub struct WorkerCtx {
     /// so a reload in the middle of it releases the peer into the right one.
     balancers: RefCell<Vec<Rc<RefCell<Balancer>>>>,
     pub pool: RefCell<Pool>,
+    /// Reusable I/O buffers for connections with a request in flight.
+    pub buffers: BufferPool,
+    /// Idle-connection deadlines (keep-alive waits).
+    pub timers: CoarseTimers,
     pub log: RefCell<AccessLog>,
     /// Set when the worker drains (graceful stop): idle keep-alive connections close.
     pub drain: LocalEvent,
@@ -151,13 +166,17 @@ type Runtime = monoio::FusionRuntime<
 fn build_runtime(engine: Engine) -> io::Result<(Runtime, &'static str)> {
     if engine == Engine::Auto && monoio::utils::detect_uring() {
         let mut urb = io_uring::IoUring::builder();
+        // A completion queue deep enough for every connection's in-flight ops at once: an
+        // overflowing CQ parks completions in the kernel until the next enter (latency spikes
+        // with thousands of connections).
+        urb.setup_cqsize(CQ_ENTRIES);
         // COOP_TASKRUN: completions are run when we next enter the kernel instead of through an
         // interrupting IPI; SINGLE_ISSUER: only this thread submits. Both cut wake-ups.
         if std::env::var_os("PROXY_URING_PLAIN").is_none() {
             urb.setup_coop_taskrun().setup_single_issuer();
         }
         match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(1024)
+            .with_entries(SQ_ENTRIES)
             .uring_builder(urb)
             .enable_timer()
             .build()
@@ -192,10 +211,13 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
         let stats = shared.stats[id].clone();
         let ctx = Rc::new(WorkerCtx {
             id,
+            uring: engine == "io_uring",
             stats: stats.clone(),
             generation: Cell::new(shared.generation.load(Ordering::Acquire)),
             balancers: RefCell::new(Vec::new()),
             pool: RefCell::new(Pool::new()),
+            buffers: BufferPool::default(),
+            timers: CoarseTimers::default(),
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
@@ -219,6 +241,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(TICK).await;
         ticks = ticks.wrapping_add(1);
+        ctx.timers.fire(Instant::now());
         let gen = ctx.shared.generation.load(Ordering::Acquire);
         if gen != ctx.generation.get() {
             ctx.generation.set(gen);
@@ -228,6 +251,7 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
         if ticks.is_multiple_of(PUBLISH_EVERY) {
             publish_peers(ctx);
             ctx.pool.borrow_mut().prune(Instant::now());
+            ctx.buffers.trim();
         }
         if ctx.shared.draining.load(Ordering::Relaxed) && !ctx.drain.is_set() {
             tracing::info!(
@@ -312,10 +336,22 @@ fn sync_listeners(ctx: &Rc<WorkerCtx>, config: &Config) -> io::Result<()> {
         if listeners.contains_key(&addr) {
             continue;
         }
-        let listener = bind(addr)?;
+        let listener = Rc::new(bind(addr)?);
         let stop = Rc::new(LocalEvent::default());
         listeners.insert(addr, stop.clone());
-        monoio::spawn(accept_loop(listener, addr, stop, ctx.clone()));
+        // With io_uring each accept is one submitted op completing one loop iteration later:
+        // a single accept task admits one connection per iteration, and a burst of a thousand
+        // connects waits up to a second in the backlog. Several accept ops in flight drain it.
+        // (epoll accepts in a loop on readiness; one task is right there.)
+        let acceptors = if ctx.uring { ACCEPTORS_URING } else { 1 };
+        for _ in 0..acceptors {
+            monoio::spawn(accept_loop(
+                listener.clone(),
+                addr,
+                stop.clone(),
+                ctx.clone(),
+            ));
+        }
     }
     Ok(())
 }
@@ -340,7 +376,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Rc<TcpListener>,
     listen: SocketAddr,
     stop: Rc<LocalEvent>,
     ctx: Rc<WorkerCtx>,
@@ -365,6 +401,119 @@ async fn accept_loop(
         }
     }
     tracing::debug!(worker = ctx.id, %listen, "listener closed");
+}
+
+/// Size of a pooled I/O buffer.
+pub const BUFFER_SIZE: usize = 16 * 1024;
+/// Buffers kept for reuse (16 requests in flight); more are freed, so a burst of connections
+/// does not pin memory.
+const POOL_KEEP: usize = 64;
+
+/// Per-worker free list of I/O buffers: requests take them, idle connections give them back,
+/// so neither a request nor an idle connection pays for an allocation in the steady state.
+#[derive(Default)]
+pub struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+    /// Buffers freed to the allocator since the last trim.
+    dropped: Cell<usize>,
+}
+
+impl BufferPool {
+    pub fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    }
+
+    pub fn give(&self, mut buf: Vec<u8>) {
+        // Only ordinary buffers go back: one that grew for a large head or body is freed.
+        if buf.capacity() < BUFFER_SIZE || buf.capacity() > 4 * BUFFER_SIZE {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < POOL_KEEP {
+            buf.clear();
+            free.push(buf);
+        } else {
+            self.dropped.set(self.dropped.get() + 1);
+        }
+    }
+
+    /// After a burst, hand the freed buffers' memory back to the OS: glibc keeps freed heap
+    /// chunks of this size resident otherwise, and idle connections would seem to cost it.
+    pub fn trim(&self) {
+        if self.dropped.replace(0) > 0 {
+            // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
+}
+
+/// Coarse per-worker timers for idle connections, fired by the worker's 100 ms tick.
+///
+/// monoio's `Sleep` is cache-line padded (256 bytes) and a future holding one is as large as
+/// its biggest state, so a keep-alive connection waiting on one costs that much for as long as
+/// it idles. A deadline here costs a map entry; idle timeouts need no finer resolution.
+#[derive(Default)]
+pub struct CoarseTimers {
+    next_key: Cell<u64>,
+    waiting: RefCell<std::collections::BTreeMap<(Instant, u64), Waker>>,
+}
+
+impl CoarseTimers {
+    /// A future that completes at the first tick at or after `deadline`.
+    pub fn until(&self, deadline: Instant) -> CoarseSleep<'_> {
+        let key = self.next_key.get();
+        self.next_key.set(key.wrapping_add(1));
+        CoarseSleep {
+            timers: self,
+            slot: (deadline, key),
+            registered: false,
+        }
+    }
+
+    /// Wake every waiter whose deadline has passed.
+    pub fn fire(&self, now: Instant) {
+        let mut waiting = self.waiting.borrow_mut();
+        while let Some(entry) = waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            entry.remove().wake();
+        }
+    }
+}
+
+pub struct CoarseSleep<'a> {
+    timers: &'a CoarseTimers,
+    slot: (Instant, u64),
+    registered: bool,
+}
+
+impl Future for CoarseSleep<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.slot.0 {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.timers
+            .waiting
+            .borrow_mut()
+            .insert(self.slot, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for CoarseSleep<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            self.timers.waiting.borrow_mut().remove(&self.slot);
+        }
+    }
 }
 
 /// A one-shot, thread-local event (no atomics, no locks): `set` wakes every `wait`er.

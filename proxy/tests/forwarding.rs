@@ -357,3 +357,22 @@ fn listens_on_ipv4_and_ipv6_with_two_workers() {
         .iter()
         .any(|r| r.header("x-forwarded-for") == Some("::1")));
 }
+
+#[test]
+fn keep_alive_connection_survives_idle_periods_hot_and_cold() {
+    let b = Backend::page("again");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let mut c = p.client();
+    // Short pauses keep the read buffer armed; long ones release it and wait for readiness.
+    for pause in [0, 20, 150, 5, 300, 0] {
+        std::thread::sleep(Duration::from_millis(pause));
+        c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response().text(), "again", "after {pause} ms idle");
+    }
+    // A request split across a cold wait still arrives whole.
+    std::thread::sleep(Duration::from_millis(200));
+    c.send("GET / HTTP/1.1\r\n");
+    std::thread::sleep(Duration::from_millis(150));
+    c.send("Host: t\r\n\r\n");
+    assert_eq!(c.response().text(), "again");
+}

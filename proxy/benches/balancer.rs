@@ -1,0 +1,67 @@
+//! Micro-benches of peer selection: one `pick` + `release` per request, as `forward` does it.
+//! `cargo bench -p proxy --bench balancer`.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use proxy::balance::{Balancer, Outcome, Tried};
+use proxy::config::{Balance, Upstream, UpstreamServer};
+
+fn upstream(balance: Balance, peers: u8) -> Upstream {
+    Upstream {
+        name: "bench".into(),
+        servers: (0..peers)
+            .map(|i| UpstreamServer {
+                name: format!("10.0.0.{i}:80"),
+                address: SocketAddr::from(([10, 0, 0, i], 80)),
+                // Unequal weights so smooth WRR does real work.
+                weight: 1 + u32::from(i % 3),
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+                backup: false,
+                down: false,
+                max_conns: 0,
+            })
+            .collect(),
+        balance,
+        keepalive: 32,
+        keepalive_timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(60),
+        read_timeout: Duration::from_secs(60),
+        send_timeout: Duration::from_secs(60),
+    }
+}
+
+fn pick_release(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pick_release");
+    let cases = [
+        ("round_robin_2", Balance::RoundRobin, 2),
+        ("round_robin_16", Balance::RoundRobin, 16),
+        ("least_conn_16", Balance::LeastConn, 16),
+        ("ip_hash_16", Balance::IpHash, 16),
+    ];
+    for (name, balance, peers) in cases {
+        let mut b = Balancer::new(&upstream(balance, peers));
+        let now = Instant::now();
+        let mut n: u32 = 0;
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                // Vary the client so ip_hash does not hit one bucket only.
+                n = n.wrapping_add(1);
+                let client = IpAddr::V4(Ipv4Addr::from(0xC0A8_0000 | (n & 0xFFFF) << 8));
+                let mut tried = Tried::default();
+                let id = b.pick(now, black_box(client), &mut tried);
+                if let Some(id) = id {
+                    b.release(id, now, Outcome::Success);
+                }
+                black_box(id)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pick_release);
+criterion_main!(benches);
