@@ -52,24 +52,34 @@ struct Run {
 
 /// Runs provision from the lab's client namespace (the only place the hosts are reachable from).
 fn provision(r: &Running, known_hosts: &Path, extra: &[&str]) -> Run {
-    provision_with(r, &inventory(), known_hosts, extra)
+    provision_with(r, &inventory(), known_hosts, extra, None)
 }
 
-fn provision_with(r: &Running, inventory: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
+/// Runs provision with `inventory`; `agent` = an ssh-agent socket to authenticate with
+/// instead of `--key`.
+fn provision_with(
+    r: &Running,
+    inventory: &Path,
+    known_hosts: &Path,
+    extra: &[&str],
+    agent: Option<&Path>,
+) -> Run {
     let t0 = Instant::now();
-    let out = Command::new("timeout")
-        .args(["150", "ip", "netns", "exec", &r.plan.client.ns])
+    let mut cmd = Command::new("timeout");
+    cmd.args(["150", "ip", "netns", "exec", &r.plan.client.ns])
         .arg(env!("CARGO_BIN_EXE_provision"))
         .arg(inventory)
         .arg("--known-hosts")
         .arg(known_hosts)
-        .arg("--key")
-        .arg(r.lab.dir.ssh_key())
         .arg("--bin-dir")
         .arg(bin_dir())
         .args(extra)
-        .output()
-        .expect("run provision");
+        .env_remove("SSH_AUTH_SOCK");
+    match agent {
+        Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
+        None => cmd.arg("--key").arg(r.lab.dir.ssh_key()),
+    };
+    let out = cmd.output().expect("run provision");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -133,8 +143,18 @@ fn install_doubles(r: &Running) {
     }
 }
 
-/// A login user that is not root: every command goes through `sudo -n`, uploads are staged
-/// as that user and installed by root.
+/// An ssh-agent this test started, killed (by its pid) on drop.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A login user that is not root, authenticated by ssh-agent (the inventory names no key):
+/// every command goes through `sudo -n`, uploads are staged as that user and installed by root.
 #[test]
 fn provision_as_a_sudo_user() {
     // SAFETY: geteuid has no preconditions.
@@ -150,6 +170,11 @@ fn provision_as_a_sudo_user() {
     let text = std::fs::read_to_string(inventory()).expect("lab.toml");
     let text = text.replace("user = \"root\"", "user = \"deploy\"");
     assert!(text.contains("user = \"deploy\""));
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("key = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&inv, text).expect("write inventory");
     let lab = Lab::new(&id, &root.join("state"), bin_dir()).expect("lab");
     let _guard = Guard {
@@ -169,7 +194,27 @@ fn provision_as_a_sudo_user() {
     install_doubles(&r);
     let kh = root.join("known_hosts");
     std::fs::copy(r.lab.dir.known_hosts(), &kh).expect("known_hosts");
-    let first = provision_with(&r, &inv, &kh, &["--hosts", "server4"]);
+    let sock = root.join("agent.sock");
+    let agent = Agent(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(r.lab.dir.ssh_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(added.status.success(), "{added:?}");
+    let first = provision_with(&r, &inv, &kh, &["--hosts", "server4"], Some(&sock));
     assert_eq!(first.code, 0, "run as deploy failed");
     assert!(first.out.contains("connected as deploy"));
     assert!(recap(&first.out, "server4").1 > 0);
@@ -183,7 +228,7 @@ fn provision_as_a_sudo_user() {
     // Staged uploads went through a private directory that is gone afterwards.
     let left = s4.sh("ls -a /var/tmp", &[]).expect("ls");
     assert!(!left.contains("provision"), "{left}");
-    let second = provision_with(&r, &inv, &kh, &["--hosts", "server4"]);
+    let second = provision_with(&r, &inv, &kh, &["--hosts", "server4"], Some(&sock));
     assert_eq!(second.code, 0);
     assert_eq!(
         recap(&second.out, "server4").1,
