@@ -235,6 +235,17 @@ fn provision_as_a_sudo_user() {
         0,
         "not idempotent as deploy"
     );
+    // Without the agent (and no key anywhere) the login is refused, with the reason.
+    drop(agent);
+    let noauth = provision_with(&r, &inv, &kh, &["--hosts", "server4"], Some(&sock));
+    assert_ne!(noauth.code, 0);
+    assert!(
+        noauth
+            .out
+            .contains("authentication as deploy@172.16.249.202 failed (ssh-agent)"),
+        "{}",
+        noauth.out
+    );
 }
 
 #[test]
