@@ -51,8 +51,8 @@ struct Run {
 }
 
 /// Runs provision from the lab's client namespace (the only place the hosts are reachable from).
-fn provision(r: &Running, known_hosts: &Path, extra: &[&str]) -> Run {
-    provision_with(r, &inventory(), known_hosts, extra, None)
+fn provision(r: &Running, inventory: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
+    provision_with(r, inventory, known_hosts, extra, None)
 }
 
 /// Runs provision with `inventory`; `agent` = an ssh-agent socket to authenticate with
@@ -264,6 +264,16 @@ fn provision_the_lab_over_ssh() {
     let id = format!("pv{}", std::process::id());
     // Not under /tmp: lab hosts overlay /tmp, and the state must be outside every overlay.
     let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
+    // The seed's lab.toml plus a CentOS 7 vault repository (the seed's step 2 swapped in a
+    // mirror by hand).
+    std::fs::create_dir_all(&root).expect("state root");
+    let inv = root.join("lab.toml");
+    let text = std::fs::read_to_string(inventory()).expect("lab.toml");
+    std::fs::write(
+        &inv,
+        format!("{text}\n[os]\nel7_repo_baseurl = \"https://vault.centos.org/7.9.2009\"\n"),
+    )
+    .expect("inventory");
     let lab = Lab::new(&id, &root.join("state"), bins.clone()).expect("lab");
     let guard = Guard {
         lab: lab.clone(),
@@ -271,7 +281,7 @@ fn provision_the_lab_over_ssh() {
     };
     // Only sshd: provision installs and starts the rest.
     lab.up(
-        &inventory(),
+        &inv,
         &UpOptions {
             without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
             progress: false,
@@ -309,7 +319,7 @@ fn provision_the_lab_over_ssh() {
     std::fs::copy(r.lab.dir.known_hosts(), &kh).expect("known_hosts");
 
     // Dry run: plans with diffs, nothing changes.
-    let dry = provision(&r, &kh, &["--dry-run"]);
+    let dry = provision(&r, &inv, &kh, &["--dry-run"]);
     assert_eq!(dry.code, 0, "dry run failed");
     assert!(dry.out.contains("would change"));
     assert!(dry.out.contains("+++ /etc/hostname"));
@@ -322,7 +332,7 @@ fn provision_the_lab_over_ssh() {
         .is_none());
 
     // First run: everything changes, every host succeeds.
-    let first = provision(&r, &kh, &[]);
+    let first = provision(&r, &inv, &kh, &[]);
     assert_eq!(first.code, 0, "first run failed");
     for h in ["server1", "server2", "server3", "server4"] {
         let (_, changed, failed, unreachable) = recap(&first.out, h);
@@ -337,6 +347,11 @@ fn provision_the_lab_over_ssh() {
     );
     let log2 = double_log(&r, "server2");
     assert!(log2.contains("yum install -y chrony"), "{log2}");
+    assert!(log2.contains("yum clean all"), "{log2}");
+    assert!(s2
+        .read_file("/etc/yum.repos.d/CentOS-Base.repo")
+        .unwrap_or_default()
+        .contains("baseurl=https://vault.centos.org/7.9.2009/os/$basearch/"));
     assert!(log2.contains("firewall-cmd --permanent --add-port=80/tcp"));
     assert!(log2.contains("setenforce 1"));
     assert!(log2.contains("systemctl restart proxy"));
@@ -380,7 +395,7 @@ fn provision_the_lab_over_ssh() {
     assert!(nft.contains("policy drop"), "{nft}");
 
     // Second run: nothing to change.
-    let second = provision(&r, &kh, &[]);
+    let second = provision(&r, &inv, &kh, &[]);
     assert_eq!(second.code, 0, "second run failed");
     for h in ["server1", "server2", "server3", "server4"] {
         let (ok, changed, failed, unreachable) = recap(&second.out, h);
@@ -425,7 +440,7 @@ fn provision_the_lab_over_ssh() {
         &[],
     )
     .expect("break yum");
-    let bad = provision(&r, &kh, &["--hosts", "server2"]);
+    let bad = provision(&r, &inv, &kh, &["--hosts", "server2"]);
     assert_ne!(bad.code, 0);
     assert!(
         bad.out.contains("FAILED host server2, step \"time\""),
@@ -446,7 +461,12 @@ fn provision_the_lab_over_ssh() {
         0o755,
     )
     .expect("hanging getenforce");
-    let hung = provision(&r, &kh, &["--hosts", "server2", "--command-timeout", "2"]);
+    let hung = provision(
+        &r,
+        &inv,
+        &kh,
+        &["--hosts", "server2", "--command-timeout", "2"],
+    );
     s2.write_file(
         "/usr/local/bin/getenforce",
         provision::doubles::ALL
@@ -474,7 +494,7 @@ fn provision_the_lab_over_ssh() {
     // timeout) are unreachable; the others finish.
     r.stop("server4", Some(Service::Sshd)).expect("stop sshd");
     r.set_link("server3", false).expect("cut server3");
-    let down = provision(&r, &kh, &["--connect-timeout", "2"]);
+    let down = provision(&r, &inv, &kh, &["--connect-timeout", "2"]);
     r.set_link("server3", true).expect("heal server3");
     assert_ne!(down.code, 0);
     assert_eq!(
@@ -511,7 +531,7 @@ fn provision_the_lab_over_ssh() {
         &[],
     )
     .expect("new host keys");
-    let changed = provision(&r, &kh, &["--hosts", "server3"]);
+    let changed = provision(&r, &inv, &kh, &["--hosts", "server3"]);
     assert_ne!(changed.code, 0);
     assert!(changed.out.contains("HOST KEY CHANGED"), "{}", changed.out);
     // The fingerprint printed is the one OpenSSH shows for the new key.
@@ -527,17 +547,23 @@ fn provision_the_lab_over_ssh() {
     assert!(changed.out.contains(&fp), "{fp} not in:\n{}", changed.out);
     assert_eq!(recap(&changed.out, "server3").3, 1);
     // --accept-new-host-keys does not accept a changed key.
-    let still = provision(&r, &kh, &["--hosts", "server3", "--accept-new-host-keys"]);
+    let still = provision(
+        &r,
+        &inv,
+        &kh,
+        &["--hosts", "server3", "--accept-new-host-keys"],
+    );
     assert!(still.out.contains("HOST KEY CHANGED"));
 
     // Unknown hosts are refused unless --accept-new-host-keys, which records them.
     let empty = root.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let unknown = provision(&r, &empty, &["--hosts", "server1", "--dry-run"]);
+    let unknown = provision(&r, &inv, &empty, &["--hosts", "server1", "--dry-run"]);
     assert_ne!(unknown.code, 0);
     assert!(unknown.out.contains("is not in"), "{}", unknown.out);
     let accept = provision(
         &r,
+        &inv,
         &empty,
         &["--hosts", "server1", "--accept-new-host-keys", "--dry-run"],
     );
