@@ -58,6 +58,9 @@ pub fn failure_text(host: &str, step: &str, f: &Failure) -> String {
     s
 }
 
+/// Lines of one file's diff shown in --dry-run (a replaced default web page can be hundreds).
+const MAX_DIFF_LINES: usize = 60;
+
 /// One step's progress line (and, in --dry-run, its diffs).
 pub fn step_text(host: &str, r: &StepResult, dry_run: bool) -> String {
     let label = match r.status {
@@ -71,8 +74,12 @@ pub fn step_text(host: &str, r: &StepResult, dry_run: bool) -> String {
         let _ = write!(s, "\n    - {c}");
     }
     for d in &r.diffs {
-        for l in d.lines() {
+        let total = d.lines().count();
+        for l in d.lines().take(MAX_DIFF_LINES) {
             let _ = write!(s, "\n      {l}");
+        }
+        if total > MAX_DIFF_LINES {
+            let _ = write!(s, "\n      ... {} more diff lines", total - MAX_DIFF_LINES);
         }
     }
     if let Some(f) = &r.failure {
@@ -113,6 +120,7 @@ pub fn recap(summaries: &[HostSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::{Status, StepResult};
 
     #[test]
     fn recap_counts_and_reasons() {
@@ -145,6 +153,23 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("UNREACHABLE server2: connection refused"));
+    }
+
+    #[test]
+    fn long_diffs_are_cut() {
+        let diff: String = (0..100).map(|i| format!("+line {i}\n")).collect();
+        let r = StepResult {
+            name: "httpd".into(),
+            status: Status::Changed,
+            changes: vec!["/var/www/html/index.html content".into()],
+            diffs: vec![diff],
+            failure: None,
+        };
+        let t = step_text("server3", &r, true);
+        assert!(t.starts_with("httpd            would change"), "{t}");
+        assert!(t.contains("+line 59"));
+        assert!(!t.contains("+line 60"));
+        assert!(t.ends_with("... 40 more diff lines"), "{t}");
     }
 
     #[test]
