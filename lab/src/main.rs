@@ -94,7 +94,7 @@ enum Cmd {
         #[arg(long, requires = "compare")]
         json: Option<PathBuf>,
     },
-    /// up, scenario, bench, summary, down.
+    /// up (bare: sshd only), provision over SSH, scenario, bench, summary, down.
     Demo {
         inventory: Option<PathBuf>,
         /// Leave the lab up afterwards.
@@ -302,6 +302,36 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Deploys the bare lab with `provision` over SSH (issue 5), from the client namespace with the
+/// lab's key and known_hosts. What a namespace cannot have (systemd, yum, firewalld, SELinux
+/// tools) is stood in for by `provision::doubles`, installed into each host's own /usr/local/bin.
+fn deploy(lab: &Lab, running: &lab::Running) -> Result<(), LabError> {
+    for h in running.hosts() {
+        for (name, script) in provision::doubles::ALL {
+            h.write_file(&format!("/usr/local/bin/{name}"), script, 0o755)?;
+        }
+    }
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &running.plan.client.ns])
+        .arg(lab.bin_dir.join("provision"))
+        .arg(lab.dir.inventory_file())
+        .arg("--known-hosts")
+        .arg(lab.dir.known_hosts())
+        .arg("--key")
+        .arg(lab.dir.ssh_key())
+        .arg("--bin-dir")
+        .arg(&lab.bin_dir);
+    let status = cmd.status().map_err(|source| LabError::Spawn {
+        command: "provision".into(),
+        source,
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Other(format!("provision failed ({status})")))
+    }
+}
+
 fn demo(
     lab: &Lab,
     inventory: &Path,
@@ -309,17 +339,25 @@ fn demo(
     svg: PathBuf,
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
-    println!("== lab up ({})", inventory.display());
+    println!(
+        "== lab up --bare ({}): fresh servers, only sshd",
+        inventory.display()
+    );
     let up_outcome = up(
         lab,
         inventory,
         &UpOptions {
             progress: true,
+            bare: true,
             ..UpOptions::default()
         },
     )?;
     let outcome = (|| -> Result<(scenario::Report, Option<bench::BenchResult>), LabError> {
         let running = lab.open()?;
+        if up_outcome == UpOutcome::Created {
+            println!("\n== provision (over SSH from the client, as on real servers)");
+            deploy(lab, &running)?;
+        }
         println!("\n== scenario (the seed's 运行测试用例, automated)");
         let opts = scenario::Options {
             svg: svg.clone(),

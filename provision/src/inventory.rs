@@ -81,6 +81,14 @@ pub struct Time {
     pub timezone: String,
 }
 
+/// `[os]` (optional): per-OS overrides for `provision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsOverrides {
+    /// CentOS 7 is end of life and its mirrors are gone: base URL of a vault or mirror
+    /// repository (e.g. "https://vault.centos.org/7.9.2009") that replaces CentOS-Base.repo.
+    pub el7_repo_baseurl: Option<String>,
+}
+
 /// One `[[host]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
@@ -101,6 +109,7 @@ pub struct Inventory {
     pub network: Network,
     pub ssh: Ssh,
     pub time: Time,
+    pub os: OsOverrides,
     /// In file order.
     pub hosts: Vec<Host>,
 }
@@ -183,6 +192,8 @@ struct RawInventory {
     ssh: Spanned<RawSsh>,
     time: RawTime,
     #[serde(default)]
+    os: RawOs,
+    #[serde(default)]
     host: Vec<Spanned<RawHost>>,
 }
 
@@ -213,6 +224,12 @@ struct RawTime {
     #[serde(default)]
     servers: Vec<String>,
     timezone: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOs {
+    el7_repo_baseurl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -478,6 +495,9 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             time: Time {
                 servers: raw.time.servers,
                 timezone: raw.time.timezone,
+            },
+            os: OsOverrides {
+                el7_repo_baseurl: raw.os.el7_repo_baseurl,
             },
             hosts,
         }),

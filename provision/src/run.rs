@@ -1,0 +1,325 @@
+//! `provision lab.toml`: one thread and one SSH session per host; balancers take turns for
+//! their deployment steps (lowest priority first, so the VIP stays with the master until the
+//! backup is ready).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::thread;
+
+use crate::exec::{Binaries, Executor, Status};
+use crate::inventory::{Host, Inventory, Role};
+use crate::os;
+use crate::report::{self, HostSummary};
+use crate::ssh::{Ssh, SshOptions};
+use crate::steps;
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub ssh: SshOptions,
+    pub dry_run: bool,
+    /// Only these hosts (all when empty).
+    pub hosts: Vec<String>,
+    /// Where the `proxy` and `vrrp` binaries are.
+    pub bin_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--hosts names {0:?}, which lab.toml does not have (hosts: {1})")]
+    UnknownHost(String, String),
+    #[error("cannot read the binaries to deploy: {0} (build them first: cargo build --bins)")]
+    Binaries(std::io::Error),
+}
+
+/// The balancers' turns: each waits until every balancer before it in `order` has finished
+/// its serial steps (or its whole run, if it failed or was unreachable).
+struct Turns {
+    order: Vec<String>,
+    finished: Mutex<HashSet<String>>,
+    cv: Condvar,
+}
+
+impl Turns {
+    fn wait(&self, name: &str) {
+        let before: Vec<&String> = self.order.iter().take_while(|n| *n != name).collect();
+        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        while !before.iter().all(|n| done.contains(*n)) {
+            done = self.cv.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn finish(&self, name: &str) {
+        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        done.insert(name.to_string());
+        self.cv.notify_all();
+    }
+}
+
+/// Marks the host's turn finished however its thread ends.
+struct TurnGuard<'a>(&'a Turns, &'a str);
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        self.0.finish(self.1);
+    }
+}
+
+/// Provisions the selected hosts in parallel; returns one summary per host, in file order.
+pub fn run(inv: &Inventory, opts: &RunOptions) -> Result<Vec<HostSummary>, RunError> {
+    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+    for h in &opts.hosts {
+        if !names.contains(&h.as_str()) {
+            return Err(RunError::UnknownHost(h.clone(), names.join(", ")));
+        }
+    }
+    let selected: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| opts.hosts.is_empty() || opts.hosts.contains(&h.name))
+        .collect();
+    let binaries = if selected.iter().any(|h| h.role == Role::Balancer) {
+        Binaries::load(&opts.bin_dir, &["proxy", "vrrp"]).map_err(RunError::Binaries)?
+    } else {
+        Binaries::default()
+    };
+    let mut balancers: Vec<&Host> = selected
+        .iter()
+        .copied()
+        .filter(|h| h.role == Role::Balancer)
+        .collect();
+    // Backup (lowest priority) first; the master last, so it hands over only to a ready peer.
+    balancers.sort_by_key(|h| h.priority.unwrap_or(0));
+    let turns = Turns {
+        order: balancers.iter().map(|h| h.name.clone()).collect(),
+        finished: Mutex::new(HashSet::new()),
+        cv: Condvar::new(),
+    };
+    let summaries = thread::scope(|s| {
+        let handles: Vec<_> = selected
+            .iter()
+            .map(|h| {
+                let (turns, binaries) = (&turns, &binaries);
+                s.spawn(move || host_run(inv, h, opts, binaries, turns))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&selected)
+            .map(|(j, h)| {
+                j.join().unwrap_or_else(|_| HostSummary {
+                    host: h.name.clone(),
+                    address: h.address.to_string(),
+                    failed: 1,
+                    ..HostSummary::default()
+                })
+            })
+            .collect()
+    });
+    Ok(summaries)
+}
+
+fn host_run(
+    inv: &Inventory,
+    host: &Host,
+    opts: &RunOptions,
+    binaries: &Binaries,
+    turns: &Turns,
+) -> HostSummary {
+    let _turn = TurnGuard(turns, &host.name);
+    let name = host.name.as_str();
+    let mut sum = HostSummary {
+        host: host.name.clone(),
+        address: host.address.to_string(),
+        ..HostSummary::default()
+    };
+    let addr = host.address.to_string();
+    let mut ssh = match Ssh::connect(&addr, &opts.ssh) {
+        Ok(s) => s,
+        Err(e) => {
+            report::line(name, &format!("UNREACHABLE: {e}"));
+            sum.unreachable = Some(e.to_string());
+            return sum;
+        }
+    };
+    let fail = |sum: &mut HostSummary, step: &str, f: crate::exec::Failure| {
+        report::line(name, &report::failure_text(name, step, &f));
+        sum.failed += 1;
+    };
+    let os = match ssh.run("cat /etc/os-release") {
+        Ok(o) if o.success() => match os::detect(&o.stdout) {
+            Ok(os) => os,
+            Err(e) => {
+                fail(
+                    &mut sum,
+                    "os detection",
+                    crate::exec::Failure {
+                        command: "cat /etc/os-release".into(),
+                        exit_code: Some(0),
+                        stderr: e.to_string(),
+                    },
+                );
+                return sum;
+            }
+        },
+        Ok(o) => {
+            fail(
+                &mut sum,
+                "os detection",
+                crate::exec::Failure {
+                    command: "cat /etc/os-release".into(),
+                    exit_code: Some(o.status),
+                    stderr: o.stderr.trim().to_string(),
+                },
+            );
+            return sum;
+        }
+        Err(e) => {
+            report::line(name, &format!("UNREACHABLE: {e}"));
+            sum.unreachable = Some(e.to_string());
+            return sum;
+        }
+    };
+    sum.os = Some(os.family.name().to_string());
+    report::line(
+        name,
+        &format!(
+            "connected as {}: {} ({}){}",
+            opts.ssh.user,
+            os.pretty_name,
+            os.family,
+            if opts.dry_run { ", dry run" } else { "" }
+        ),
+    );
+    if let Some(w) = os.warning() {
+        report::line(name, &format!("WARNING: {w}"));
+    }
+    let plan = match steps::plan(inv, host, os.family) {
+        Ok(p) => p,
+        Err(e) => {
+            fail(
+                &mut sum,
+                "plan",
+                crate::exec::Failure {
+                    command: "render configuration".into(),
+                    exit_code: None,
+                    stderr: e.to_string(),
+                },
+            );
+            return sum;
+        }
+    };
+    run_plan(&plan, &mut ssh, binaries, opts, turns, &mut sum);
+    ssh.cleanup();
+    sum
+}
+
+fn run_plan(
+    plan: &crate::plan::Plan,
+    ssh: &mut Ssh,
+    binaries: &Binaries,
+    opts: &RunOptions,
+    turns: &Turns,
+    sum: &mut HostSummary,
+) {
+    let name = plan.host.as_str();
+    let mut ex = Executor {
+        remote: ssh,
+        binaries,
+        dry_run: opts.dry_run,
+    };
+    let mut in_turn = false;
+    for step in &plan.steps {
+        if step.serial && !in_turn && !opts.dry_run {
+            report::line(name, "waiting for this balancer's turn");
+            turns.wait(name);
+            in_turn = true;
+        }
+        if !step.serial && in_turn {
+            turns.finish(name);
+            in_turn = false;
+        }
+        let r = ex.run_step(step);
+        report::line(name, &report::step_text(name, &r, opts.dry_run));
+        match r.status {
+            Status::Ok => sum.ok += 1,
+            Status::Changed => sum.changed += 1,
+            Status::Failed => {
+                sum.failed += 1;
+                // As Ansible: a host stops at its first failed step; the others go on.
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn turns(order: &[&str]) -> Turns {
+        Turns {
+            order: order.iter().map(|s| s.to_string()).collect(),
+            finished: Mutex::new(HashSet::new()),
+            cv: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn balancers_take_turns_in_order_even_when_one_fails_early() {
+        let t = Arc::new(turns(&["backup", "middle", "master"]));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        thread::scope(|s| {
+            // The master and middle arrive first; the middle fails before its turn (its
+            // guard finishes it); the backup arrives last but must go first.
+            let (t1, l1) = (t.clone(), log.clone());
+            s.spawn(move || {
+                let _g = TurnGuard(&t1, "master");
+                t1.wait("master");
+                l1.lock().unwrap().push("master");
+            });
+            let t2 = t.clone();
+            s.spawn(move || {
+                let _g = TurnGuard(&t2, "middle");
+            });
+            thread::sleep(Duration::from_millis(50));
+            assert!(
+                log.lock().unwrap().is_empty(),
+                "master went before the backup"
+            );
+            let (t3, l3) = (t.clone(), log.clone());
+            s.spawn(move || {
+                let _g = TurnGuard(&t3, "backup");
+                t3.wait("backup");
+                l3.lock().unwrap().push("backup");
+            });
+        });
+        assert_eq!(*log.lock().unwrap(), ["backup", "master"]);
+    }
+
+    #[test]
+    fn unknown_hosts_in_the_selection_are_rejected() {
+        let inv = Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap();
+        let opts = RunOptions {
+            ssh: SshOptions {
+                user: "root".into(),
+                port: 22,
+                key: None,
+                known_hosts: PathBuf::from("/nonexistent"),
+                accept_new_host_keys: false,
+                connect_timeout: Duration::from_secs(1),
+                command_timeout: Duration::from_secs(1),
+                verbose: false,
+            },
+            dry_run: true,
+            hosts: vec!["server9".into()],
+            bin_dir: PathBuf::from("/nonexistent"),
+        };
+        let err = run(&inv, &opts).unwrap_err().to_string();
+        assert!(err.contains("\"server9\""), "{err}");
+        assert!(err.contains("server1, server2, server3, server4"), "{err}");
+    }
+}

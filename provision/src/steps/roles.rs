@@ -1,0 +1,141 @@
+//! The roles: Apache httpd on the backends; `proxy` and `vrrp` on the balancers (the seed's
+//! nginx and keepalived), and the check that the VIPs answer.
+
+use std::fmt::Write as _;
+
+use crate::inventory::{Host, Inventory};
+use crate::os::Family;
+use crate::plan::{Action, Step};
+use crate::render::{self, RenderError, PROXY_ADMIN};
+use crate::ssh::shell_quote;
+
+use super::system::{package, service_running};
+
+pub(super) fn httpd(host: &Host, family: Family) -> Step {
+    let unit = family.httpd();
+    let page = host.page.clone().unwrap_or_default();
+    let step = package(Step::new("httpd"), family, unit).file(
+        "/var/www/html/index.html",
+        render::index_html(host).unwrap_or_default(),
+        0o644,
+    );
+    service_running(step, unit).assert(
+        "httpd serves the page",
+        &format!(
+            "for i in $(seq 50); do curl -fsS -m 1 http://{}/ 2>/dev/null | grep -qF {} && exit 0; sleep 0.2; done; echo 'no page on port 80' >&2; exit 1",
+            host.address,
+            shell_quote(&page)
+        ),
+    )
+}
+
+/// SELinux labels of the deployed files (bin_t for binaries under /usr/local/bin, etc_t for
+/// configs): a file created by `mv` from /var/tmp keeps its tmp label unless relabelled.
+fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
+    if !family.is_el() {
+        return step;
+    }
+    let p = paths.join(" ");
+    step.ensure(
+        "SELinux labels",
+        &format!("test -z \"$(restorecon -n -v {p})\""),
+        &format!("restorecon -v {p}"),
+    )
+}
+
+/// One daemon on a balancer: binary, config validated on the host, unit; restarted only when
+/// one of them changed.
+/// The systemd units are deploy/'s, installed as they are (`render::PROXY_UNIT`, ...).
+struct Daemon<'a> {
+    name: &'a str,
+    bin: &'a str,
+    config_path: &'a str,
+    config: String,
+    unit_path: &'a str,
+    unit: &'a str,
+}
+
+fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step {
+    let Daemon {
+        name,
+        bin,
+        config_path,
+        config,
+        unit_path,
+        unit,
+    } = d;
+    let mut step = Step::new(name).push(Action::Binary {
+        name: name.into(),
+        path: bin.to_string(),
+        mode: 0o755,
+    });
+    step.serial = true;
+    step = step
+        .validated_file(
+            config_path,
+            config,
+            0o644,
+            &format!("{bin} --check --config {{}}"),
+        )
+        .file(unit_path, unit.to_string(), 0o644);
+    step = selinux_labels(step, family, &[bin, config_path, unit_path]);
+    step = step
+        .on_change("systemctl daemon-reload")
+        .on_change(&format!("systemctl restart {name}"));
+    step = service_running(step, name);
+    if let Some((what, cmd)) = health {
+        step = step.assert(what, &cmd);
+    }
+    step
+}
+
+pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+    let config = render::proxy_toml(inv, host)?;
+    Ok(daemon(
+        Daemon {
+            name: "proxy",
+            bin: render::PROXY_BIN_PATH,
+            config_path: render::PROXY_CONFIG_PATH,
+            config,
+            unit_path: render::PROXY_UNIT_PATH,
+            unit: render::PROXY_UNIT,
+        },
+        family,
+        Some((
+            "proxy healthy",
+            format!(
+                "for i in $(seq 50); do curl -fsS -m 1 -o /dev/null http://{PROXY_ADMIN}/healthz && exit 0; sleep 0.2; done; echo 'proxy /healthz does not answer' >&2; exit 1"
+            ),
+        )),
+    ))
+}
+
+pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+    let config = render::vrrp_toml(inv, host)?;
+    Ok(daemon(
+        Daemon {
+            name: "vrrp",
+            bin: render::VRRP_BIN_PATH,
+            config_path: render::VRRP_CONFIG_PATH,
+            config,
+            unit_path: render::VRRP_UNIT_PATH,
+            unit: render::VRRP_UNIT,
+        },
+        family,
+        None,
+    ))
+}
+
+/// From the balancer: every VIP answers HTTP (whoever holds it). Allows for a VRRP election
+/// (Master_Down_Interval is about 3.6 s with the seed's one-second adverts).
+pub(super) fn vip_check(inv: &Inventory) -> Step {
+    let mut cmd = String::new();
+    for vip in &inv.network.vips {
+        let _ = write!(
+            cmd,
+            "ok=; for i in $(seq 60); do curl -fsS -m 1 -o /dev/null http://{vip}/ && ok=1 && break; sleep 0.25; done; [ -n \"$ok\" ] || {{ echo 'VIP {vip} does not answer on port 80' >&2; exit 1; }}; "
+        );
+    }
+    cmd.push_str("exit 0");
+    Step::new("vip check").assert("every VIP answers HTTP", &cmd)
+}
