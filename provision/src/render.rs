@@ -39,19 +39,16 @@ pub enum RenderError {
     NoPriority(String),
 }
 
-/// The track script's weight: negative and large enough that a balancer whose proxy fails drops
-/// below every other balancer, so the VIP really moves.
+/// The track script's weight: 0, so a balancer whose proxy fails goes to FAULT (keepalived's
+/// meaning of weight 0 too): as master it sends a priority-0 advertisement and drops the VIPs, and
+/// the backup takes over after Skew_Time (0.6 s) instead of waiting out Master_Down_Interval
+/// (3.6 s), as it must with a lowered priority (RFC 3768 6.4.2: a backup ignores adverts of lower
+/// priority). A balancer without a working proxy has nothing to serve the VIP with anyway.
 ///
-/// The seed's `weight -20` takes 150 to 130, still above the backup's 100, so its tracking never
-/// moved anything. Here: -(highest - lowest + 10), -60 for the seed's 150/100.
-pub fn track_weight(inv: &Inventory) -> i32 {
-    let prios: Vec<i32> = inv
-        .balancers()
-        .filter_map(|h| h.priority.map(i32::from))
-        .collect();
-    let hi = prios.iter().copied().max().unwrap_or(100);
-    let lo = prios.iter().copied().min().unwrap_or(100);
-    -((hi - lo + 10).min(253))
+/// The seed's `weight -20` took 150 to 130, still above the backup's 100, so its tracking never
+/// moved anything; a negative weight of at least -(150 - 100 + 1) would move it, 3 s later.
+pub fn track_weight(_inv: &Inventory) -> i32 {
+    0
 }
 
 fn balancer_priority(host: &Host) -> Result<u8, RenderError> {
@@ -286,7 +283,7 @@ runtime_dir = "/run/vrrp"
 http = "http://127.0.0.1:9900/healthz"
 interval = 0.3
 timeout = 0.2
-weight = -60
+weight = 0
 fall = 2
 rise = 1
 
@@ -312,10 +309,10 @@ virtual_ipaddress = ["172.16.249.80/24", "172.16.249.90/24", "172.16.249.100/24"
     #[test]
     fn track_weight_really_moves_mastership() {
         let inv = seed();
-        let w = track_weight(&inv);
-        assert_eq!(w, -60);
-        // The master with a failing proxy must fall below the backup.
-        assert!(150 + w < 100);
+        // Weight 0: a failing proxy puts its balancer into FAULT, so the VIP always moves.
+        assert_eq!(track_weight(&inv), 0);
+        let s1 = vrrp_toml(&inv, inv.host("server1").unwrap()).unwrap();
+        assert!(s1.contains("\nweight = 0\n"), "{s1}");
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //!   our rendered proxy.toml pools upstream connections, so both sides reuse backend connections
 //!   or neither does;
 //! - the track script checks nginx itself (`pidof nginx`) instead of the seed's script that
-//!   restarts nginx through systemd and runs `killall keepalived`, with the weight our vrrp.toml
-//!   uses (the seed's -20 never moves mastership from 150 to 100);
+//!   restarts nginx through systemd and runs `killall keepalived`, with a weight that moves
+//!   mastership ([`SEED_TRACK_WEIGHT`]; the seed's -20 never moves it from 150 to 100);
 //! - no `vrrp_garp_interval 0` / `vrrp_gna_interval 0`: keepalived 2.2.7 rejects 0 (they were
 //!   keepalived 1.3's way to say "no delay", which is the default now);
 //! - the VIPs carry the network's prefix, as our vrrp.toml's do (the seed's bare addresses are
@@ -25,6 +25,9 @@ use crate::render::{self, RenderError, BACKEND_PORT, UPSTREAM_NAME};
 
 /// The proxy's built-in default for `keepalive` (idle pooled upstream connections per worker)
 /// when proxy.toml does not set it: proxy/src/config.rs `defaults::KEEPALIVE`.
+/// The seed system's track weight: the seed's negative-weight style, large enough to move
+/// mastership (150 - 60 = 90 < 100). Ours uses weight 0 (FAULT), see `render::track_weight`.
+pub const SEED_TRACK_WEIGHT: i32 = -60;
 pub const PROXY_DEFAULT_KEEPALIVE: u32 = 32;
 /// The script keepalived runs to check nginx: exit status 0 while an nginx process exists in the
 /// host (each lab host has its own PID namespace, so only its own nginx counts).
@@ -153,7 +156,7 @@ pub fn keepalived_conf(inv: &Inventory, host: &Host) -> Result<String, RenderErr
     let _ = writeln!(s, "vrrp_script check_nginx {{");
     let _ = writeln!(s, "   script \"{CHECK_NGINX}\"");
     let _ = writeln!(s, "   interval {CHECK_INTERVAL_SECS}");
-    let _ = writeln!(s, "   weight {}", render::track_weight(inv));
+    let _ = writeln!(s, "   weight {SEED_TRACK_WEIGHT}");
     let _ = writeln!(s, "   fall 2");
     let _ = writeln!(s, "   rise 1");
     let _ = writeln!(s, "}}");
