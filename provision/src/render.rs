@@ -51,7 +51,18 @@ pub fn track_weight(_inv: &Inventory) -> i32 {
     0
 }
 
-fn balancer_priority(host: &Host) -> Result<u8, RenderError> {
+/// `state` for a balancer with `priority`: keepalived treats it as a hint only; MASTER for the
+/// preferred balancer reads like the seed's intent.
+pub(crate) fn state_hint(inv: &Inventory, priority: u8) -> &'static str {
+    let highest = inv.balancers().filter_map(|h| h.priority).max();
+    if highest == Some(priority) {
+        "MASTER"
+    } else {
+        "BACKUP"
+    }
+}
+
+pub(crate) fn balancer_priority(host: &Host) -> Result<u8, RenderError> {
     if host.role != Role::Balancer {
         return Err(RenderError::NotABalancer(host.name.clone()));
     }
@@ -100,14 +111,7 @@ pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
 pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     let priority = balancer_priority(host)?;
     let net = &inv.network;
-    let highest = inv.balancers().filter_map(|h| h.priority).max();
-    // keepalived treats `state` as a hint only; MASTER for the preferred balancer reads like the
-    // seed's intent.
-    let state = if highest == Some(priority) {
-        "MASTER"
-    } else {
-        "BACKUP"
-    };
+    let state = state_hint(inv, priority);
     let mut s = String::new();
     let _ = writeln!(
         s,

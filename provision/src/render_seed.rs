@@ -20,7 +20,7 @@
 
 use std::fmt::Write as _;
 
-use crate::inventory::{Host, Inventory, Role};
+use crate::inventory::{Host, Inventory};
 use crate::render::{self, RenderError, BACKEND_PORT, UPSTREAM_NAME};
 
 /// The proxy's built-in default for `keepalive` (idle pooled upstream connections per worker)
@@ -34,14 +34,6 @@ pub const PROXY_DEFAULT_KEEPALIVE: u32 = 32;
 pub const CHECK_NGINX: &str = "/usr/bin/pidof nginx";
 /// Seconds between two checks of nginx.
 pub const CHECK_INTERVAL_SECS: u32 = 1;
-
-fn balancer(host: &Host) -> Result<u8, RenderError> {
-    if host.role != Role::Balancer {
-        return Err(RenderError::NotABalancer(host.name.clone()));
-    }
-    host.priority
-        .ok_or_else(|| RenderError::NoPriority(host.name.clone()))
-}
 
 /// Idle upstream connections our proxy pools per worker with the proxy.toml rendered for `host`
 /// (its `keepalive`, or the proxy's default when the key is absent); 0 means no pooling.
@@ -64,7 +56,7 @@ pub fn proxy_upstream_keepalive(inv: &Inventory, host: &Host) -> Result<u32, Ren
 /// weight 1, `location / { proxy_pass http://ProxyServer; }`, access log in the "main" format,
 /// `worker_processes auto`, listening on port 80 for IPv4 and IPv6.
 pub fn nginx_conf(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
-    balancer(host)?;
+    render::balancer_priority(host)?;
     let keepalive = proxy_upstream_keepalive(inv, host)?;
     let mut s = String::new();
     // `writeln!` into a String cannot fail; the results are ignored deliberately.
@@ -128,14 +120,9 @@ http {
 /// The seed's keepalived.conf for balancer `host`: instance VI_1 with the inventory's router id,
 /// priority, advert interval, PASS authentication and VIPs, tracking nginx.
 pub fn keepalived_conf(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
-    let priority = balancer(host)?;
+    let priority = render::balancer_priority(host)?;
     let net = &inv.network;
-    let highest = inv.balancers().filter_map(|h| h.priority).max();
-    let state = if highest == Some(priority) {
-        "MASTER"
-    } else {
-        "BACKUP"
-    };
+    let state = render::state_hint(inv, priority);
     let mut s = String::new();
     let _ = writeln!(
         s,
