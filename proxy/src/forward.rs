@@ -11,6 +11,7 @@
 //! Timeouts drop the pending read/write; that loses the bytes in flight, which is fine because
 //! every timeout here closes the socket it happened on.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -23,7 +24,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canc
 use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 
-use crate::balance::{Outcome, Tried};
+use crate::balance::{Balancer, Outcome, Tried};
 use crate::config::{Config, Server, Upstream};
 use crate::http::{
     self, BodyKind, ChunkedDecoder, ClientMode, HeaderSpan, Method, RequestHead, Version,
@@ -359,7 +360,12 @@ impl Conn {
             };
             return self.fail(404, head, server, next).await;
         };
-        let Some(upstream) = config.upstreams.get(loc.upstream) else {
+        // `config` is this worker's current one, so its upstream index is also the index of
+        // the balancer built for it.
+        let (Some(upstream), Some(balancer)) = (
+            config.upstreams.get(loc.upstream),
+            self.ctx.balancer(loc.upstream),
+        ) else {
             return self.fail(500, head, server, Next::Close).await;
         };
 
@@ -400,17 +406,27 @@ impl Conn {
         }
 
         let mut done = self
-            .proxy(head, upstream, consumed, body_override, to_stream, server)
+            .proxy(
+                head,
+                upstream,
+                &balancer,
+                consumed,
+                body_override,
+                to_stream,
+                server,
+            )
             .await;
         done.consumed = consumed;
         done
     }
 
     /// Pick servers and try them until one answers or no retry is allowed.
+    #[allow(clippy::too_many_arguments)]
     async fn proxy(
         &mut self,
         head: &RequestHead,
         upstream: &Upstream,
+        balancer: &RefCell<Balancer>,
         consumed: usize,
         body_override: Option<u64>,
         to_stream: u64,
@@ -435,7 +451,7 @@ impl Conn {
             request.extend_from_slice(&self.buf[head.head_len..consumed]);
         }
         let done = self
-            .try_servers(head, upstream, &mut request, to_stream, server)
+            .try_servers(head, upstream, balancer, &mut request, to_stream, server)
             .await;
         self.req = request;
         done
@@ -445,13 +461,11 @@ impl Conn {
         &mut self,
         head: &RequestHead,
         upstream: &Upstream,
+        balancer: &RefCell<Balancer>,
         request: &mut Vec<u8>,
         to_stream: u64,
         server: &Server,
     ) -> Done {
-        let Some(balancer) = self.ctx.balancer(upstream_index(&self.ctx, upstream)) else {
-            return self.fail(502, head, server, Next::KeepAlive).await;
-        };
         let replayable = to_stream == 0 && head.method.is_idempotent();
         let mut tried = Tried::default();
         let mut last = UpErr::NoLive;
@@ -1093,16 +1107,6 @@ fn closed(body_bytes: u64) -> Done {
         next: Next::Close,
         consumed: 0,
     }
-}
-
-/// Index of `upstream` in the worker's current config (the balancer vector is parallel to it).
-fn upstream_index(ctx: &WorkerCtx, upstream: &Upstream) -> usize {
-    let config = ctx.config();
-    config
-        .upstreams
-        .iter()
-        .position(|u| u.name == upstream.name)
-        .unwrap_or(usize::MAX)
 }
 
 /// The path of an origin-form or absolute-form target, without the query.
