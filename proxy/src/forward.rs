@@ -19,9 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
-use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 
 use crate::balance::{Balancer, Outcome, Tried};
@@ -31,6 +29,7 @@ use crate::http::{
 };
 use crate::log::Entry;
 use crate::worker::WorkerCtx;
+use crate::zerocopy::{self, SplicePipe};
 
 const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
@@ -38,9 +37,6 @@ const BODY_CHUNK: usize = 64 * 1024;
 const HOT_IDLE: Duration = Duration::from_millis(100);
 /// Bodies at least this long (beyond what arrived with the head) are spliced, not copied.
 const SPLICE_MIN: u64 = 32 * 1024;
-/// One splice moves at most a pipe's default capacity (64 KiB). monoio's `Pipe` does not expose
-/// its fd, so F_SETPIPE_SZ cannot raise it.
-const PIPE_CHUNK: u64 = 64 * 1024;
 /// nginx's `send_timeout` default: the longest a write to the client may stall.
 const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -95,7 +91,7 @@ struct Conn {
     req: Vec<u8>,
     /// (read end, write end) of this connection's splice pipe, created on first use and
     /// dropped after any splice error (it may hold stray bytes then).
-    pipe: Option<(Pipe, Pipe)>,
+    pipe: Option<SplicePipe>,
     served: u64,
 }
 
@@ -616,7 +612,7 @@ impl Conn {
         if remaining >= SPLICE_MIN && self.ctx.config().splice {
             let r = splice_exact(
                 &mut self.pipe,
-                &mut self.client,
+                &self.client,
                 up,
                 remaining,
                 server.client_body_timeout,
@@ -822,6 +818,16 @@ impl Conn {
         upstream: &Upstream,
         sent: &mut u64,
     ) -> Result<bool, StreamErr> {
+        // A short rest of the body (below the splice size) is read before anything is written,
+        // so the client gets head and body in one write (a 16 KiB response would otherwise
+        // take two reads and two writes: the first read fills the 16 KiB buffer).
+        while ((self.ubuf.len() - start) as u64) < n {
+            let missing = n - (self.ubuf.len() - start) as u64;
+            if missing >= SPLICE_MIN {
+                break;
+            }
+            self.read_upstream(up, missing as usize, upstream).await?;
+        }
         let have = self.ubuf.len() - start;
         let first = (have as u64).min(n) as usize;
         let extra = have > first;
@@ -833,7 +839,7 @@ impl Conn {
             let r = splice_exact(
                 &mut self.pipe,
                 up,
-                &mut self.client,
+                &self.client,
                 remaining,
                 upstream.read_timeout,
                 CLIENT_SEND_TIMEOUT,
@@ -1158,18 +1164,18 @@ enum SpliceErr {
     NoPipe,
 }
 
-/// Move exactly `n` bytes from `from` to `to` through the connection's pipe with splice(2):
-/// the bytes go socket -> pipe -> socket inside the kernel and never through user space.
+/// Move exactly `n` bytes from `from` to `to` through the connection's pipe with splice(2)
+/// (see `zerocopy`): the bytes never pass through user space.
 async fn splice_exact(
-    slot: &mut Option<(Pipe, Pipe)>,
-    from: &mut TcpStream,
-    to: &mut TcpStream,
+    slot: &mut Option<SplicePipe>,
+    from: &TcpStream,
+    to: &TcpStream,
     n: u64,
     read_timeout: Duration,
     write_timeout: Duration,
 ) -> Result<(), SpliceErr> {
     if slot.is_none() {
-        match new_pipe() {
+        match SplicePipe::new() {
             Ok(p) => *slot = Some(p),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a splice pipe; copying instead");
@@ -1177,35 +1183,21 @@ async fn splice_exact(
             }
         }
     }
-    let Some((rd, wr)) = slot.as_mut() else {
+    let Some(pipe) = slot.as_ref() else {
         return Err(SpliceErr::NoPipe);
     };
-    let mut remaining = n;
-    let result = async {
-        while remaining > 0 {
-            let want = remaining.min(PIPE_CHUNK) as u32;
-            let got = match monoio::time::timeout(read_timeout, from.splice_to_pipe(wr, want)).await
-            {
-                Ok(Ok(got)) if got > 0 => got,
-                _ => return Err(SpliceErr::Source),
-            };
-            let mut left = got;
-            while left > 0 {
-                match monoio::time::timeout(write_timeout, to.splice_from_pipe(rd, left)).await {
-                    Ok(Ok(put)) if put > 0 => left -= put,
-                    _ => return Err(SpliceErr::Sink),
-                }
-            }
-            remaining -= u64::from(got);
+    let result = zerocopy::splice_exact(pipe, from, to, n, read_timeout, write_timeout).await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // The pipe may still hold bytes of this body: never reuse it.
+            *slot = None;
+            Err(match e {
+                zerocopy::SpliceErr::Source => SpliceErr::Source,
+                zerocopy::SpliceErr::Sink => SpliceErr::Sink,
+            })
         }
-        Ok(())
     }
-    .await;
-    if result.is_err() {
-        // The pipe may still hold bytes of this body: never reuse it.
-        *slot = None;
-    }
-    result
 }
 
 /// Append up to `max` bytes read from `stream` to `buf`.

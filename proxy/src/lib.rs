@@ -13,3 +13,4 @@ pub mod log;
 pub mod metrics;
 pub mod pool;
 pub mod worker;
+pub mod zerocopy;

@@ -47,6 +47,10 @@ struct Args {
     /// Comma-separated targets: direct,proxy,nginx,haproxy (default all; smoke: direct,proxy,nginx).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
+    /// Comma-separated case labels to run, e.g. `--cases '1MiB c50,64B c200'` (default: all of
+    /// the chosen mode). `--idle 0` skips the idle-connection measurement.
+    #[arg(long, value_delimiter = ',')]
+    cases: Option<Vec<String>>,
     /// Our proxy's binary (default: `proxy` next to this executable).
     #[arg(long)]
     proxy_bin: Option<PathBuf>,
@@ -229,6 +233,24 @@ fn run(args: &Args) -> Result<()> {
             .collect()
     } else {
         FULL.iter().collect()
+    };
+    let cases: Vec<&Case> = match &args.cases {
+        Some(want) => {
+            if let Some(bad) = want
+                .iter()
+                .find(|w| !FULL.iter().any(|c| c.label == w.trim()))
+            {
+                let labels: Vec<&str> = FULL.iter().map(|c| c.label).collect();
+                return Err(BenchError::Other(format!(
+                    "unknown case {bad:?} (cases: {})",
+                    labels.join(", ")
+                )));
+            }
+            FULL.iter()
+                .filter(|c| want.iter().any(|w| w.trim() == c.label))
+                .collect()
+        }
+        None => cases,
     };
     let kinds: Vec<Kind> = match &args.targets {
         Some(list) => list
