@@ -299,7 +299,11 @@ fn run(args: &Args) -> Result<()> {
     let setup = ProxySetup {
         backend_port,
         workers: args.workers.max(1),
-        max_conns: idle_n + 256,
+        // The same connection limits in every mode, sized for the default idle test: HAProxy
+        // derives its idle-server-connection cap from them (tune.pool-high-fd-ratio, 25% of
+        // its fds), so a --quick run with small limits made it close backend connections
+        // after each request at 1000 clients.
+        max_conns: idle_n.max(idle_cap.min(10_000) / 1000 * 1000) + 256,
         nofile,
         proxy_bin: proxy_bin.clone(),
         proxy_args: args.proxy_args.clone(),
@@ -323,11 +327,12 @@ fn run(args: &Args) -> Result<()> {
             .join(" ")
     ));
     report.notes.push(format!(
-        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up, median of {} round(s); upstream keepalive 32; logs off",
+        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up, median of {} round(s); upstream keepalive {}; logs off",
         setup.workers,
         threads,
         args.warmup,
-        args.rounds.max(1)
+        args.rounds.max(1),
+        benches::targets::UPSTREAM_KEEPALIVE
     ));
     let git = std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
