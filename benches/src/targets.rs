@@ -421,7 +421,11 @@ mod tests {
         assert!(n.contains("proxy_set_header Connection \"\";") && n.contains("access_log off;"));
         assert!(n.contains("listen 127.0.0.1:8081") && n.contains("pid /tmp/x/nginx.pid;"));
         let h = haproxy_config(&s, 8082);
-        assert!(h.contains("nbthread 2") && h.contains("http-reuse always") && !h.contains("pool-max-conn"));
+        assert!(
+            h.contains("nbthread 2")
+                && h.contains("http-reuse always")
+                && !h.contains("pool-max-conn")
+        );
         assert!(h.contains("bind 127.0.0.1:8082") && !h.contains("log "));
     }
 
