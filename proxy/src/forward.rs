@@ -15,7 +15,6 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
@@ -28,6 +27,7 @@ use crate::http::{
     self, BodyKind, ChunkedDecoder, ClientMode, HeaderSpan, Method, RequestHead, Version,
 };
 use crate::log::Entry;
+use crate::metrics;
 use crate::worker::WorkerCtx;
 use crate::zerocopy::{self, SplicePipe};
 
@@ -42,7 +42,7 @@ const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serve one accepted client connection until it closes.
 pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: Rc<WorkerCtx>) {
-    ctx.stats.active_connections.fetch_add(1, Relaxed);
+    metrics::add(&ctx.stats.active_connections, 1);
     let _active = ActiveGuard(ctx.clone());
     let mut conn = Conn {
         client,
@@ -67,7 +67,7 @@ struct ActiveGuard(Rc<WorkerCtx>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.stats.active_connections.fetch_sub(1, Relaxed);
+        metrics::sub(&self.0.stats.active_connections, 1);
     }
 }
 
@@ -191,8 +191,9 @@ impl Conn {
         if self.ctx.draining() {
             return false;
         }
-        let deadline = Instant::now() + keepalive;
-        let hot_until = Instant::now() + HOT_IDLE.min(keepalive);
+        let now = Instant::now();
+        let deadline = now + keepalive;
+        let hot_until = now + HOT_IDLE.min(keepalive);
         // Boxed: its state (an armed read, a canceller) should not size the idle future.
         if let Some(decided) = Box::pin(self.hot_wait(hot_until)).await {
             return decided;
@@ -241,7 +242,7 @@ impl Conn {
         match r {
             Ok(0) => Some(false),
             Ok(n) => {
-                ctx.stats.bytes_from_clients.fetch_add(n as u64, Relaxed);
+                metrics::add(&ctx.stats.bytes_from_clients, n as u64);
                 Some(true)
             }
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
@@ -325,10 +326,7 @@ impl Conn {
             match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
                 Ok(Ok(n)) => {
-                    self.ctx
-                        .stats
-                        .bytes_from_clients
-                        .fetch_add(n as u64, Relaxed);
+                    metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                     if idle {
                         // First byte of the next request: client_header_timeout starts now.
                         deadline = Some(Instant::now() + server.client_header_timeout);
@@ -484,13 +482,13 @@ impl Conn {
                     balancer
                         .borrow_mut()
                         .release(peer, Instant::now(), Outcome::Failure);
-                    self.ctx.stats.upstream_failures.fetch_add(1, Relaxed);
+                    metrics::add(&self.ctx.stats.upstream_failures, 1);
                     tracing::warn!(upstream = %upstream.name, server = %addr, error = ?err, "upstream attempt failed");
                     last = err;
                     if !retry {
                         break;
                     }
-                    self.ctx.stats.upstream_retries.fetch_add(1, Relaxed);
+                    metrics::add(&self.ctx.stats.upstream_retries, 1);
                 }
                 Attempt::ClientGone(done) => {
                     balancer
@@ -621,11 +619,8 @@ impl Conn {
             .await;
             match r {
                 Ok(()) => {
-                    self.ctx
-                        .stats
-                        .bytes_from_clients
-                        .fetch_add(remaining, Relaxed);
-                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    metrics::add(&self.ctx.stats.bytes_from_clients, remaining);
+                    metrics::add(&self.ctx.stats.spliced_bytes, remaining);
                     return Ok(());
                 }
                 Err(SpliceErr::Source) => return Err(StreamErr::Client),
@@ -649,10 +644,7 @@ impl Conn {
                     Ok(Ok(n)) if n > 0 => n,
                     _ => return Err(StreamErr::Client),
                 };
-                self.ctx
-                    .stats
-                    .bytes_from_clients
-                    .fetch_add(n as u64, Relaxed);
+                metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                 remaining -= n as u64;
                 write_all_timeout(up, &mut chunk, upstream.send_timeout)
                     .await
@@ -759,10 +751,7 @@ impl Conn {
                     .await
             }
         };
-        self.ctx
-            .stats
-            .bytes_to_clients
-            .fetch_add(head_bytes + body_bytes, Relaxed);
+        metrics::add(&self.ctx.stats.bytes_to_clients, head_bytes + body_bytes);
         match outcome {
             Ok(clean) => {
                 if clean && resp.keep_alive {
@@ -848,7 +837,7 @@ impl Conn {
             match r {
                 Ok(()) => {
                     *sent += remaining;
-                    self.ctx.stats.spliced_bytes.fetch_add(remaining, Relaxed);
+                    metrics::add(&self.ctx.stats.spliced_bytes, remaining);
                     return Ok(!extra);
                 }
                 Err(SpliceErr::Source) => return Err(StreamErr::Upstream),
@@ -995,10 +984,7 @@ impl Conn {
             .await;
             match r {
                 Ok(Ok(n)) if n > 0 => {
-                    self.ctx
-                        .stats
-                        .bytes_from_clients
-                        .fetch_add(n as u64, Relaxed);
+                    metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                 }
                 _ => return Err(0),
             }
@@ -1038,7 +1024,7 @@ impl Conn {
         let total = self.out.len() as u64;
         let body = body_len_of(&self.out);
         self.flush_out().await?;
-        self.ctx.stats.bytes_to_clients.fetch_add(total, Relaxed);
+        metrics::add(&self.ctx.stats.bytes_to_clients, total);
         Ok(body)
     }
 

@@ -31,6 +31,20 @@ pub struct WorkerStats {
     pub peers: Mutex<Vec<(String, Vec<PeerState>)>>,
 }
 
+/// Add to a counter of this worker's stats. Only the owning worker thread writes them (the
+/// admin thread only reads), so a plain load and store does: no locked read-modify-write on
+/// the request path.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Subtract from a counter written only by its worker (see [`add`]).
+#[inline]
+pub fn sub(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+}
+
 impl WorkerStats {
     pub fn new(id: usize) -> Arc<WorkerStats> {
         Arc::new(WorkerStats {
@@ -50,9 +64,9 @@ impl WorkerStats {
     }
 
     pub fn count_status(&self, status: u16) {
-        self.requests.fetch_add(1, Relaxed);
+        add(&self.requests, 1);
         if let Some(slot) = self.statuses.get(usize::from(status)) {
-            slot.fetch_add(1, Relaxed);
+            add(slot, 1);
         }
     }
 

@@ -12,7 +12,7 @@
 //! 3. `forward` retries once on a fresh connection when a reused one fails before any response
 //!    byte (the request cannot have been processed by a backend that had closed it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -35,9 +35,11 @@ struct Group {
     conns: VecDeque<Idle>,
 }
 
+/// Groups by upstream name: a handful at most, so a linear scan beats hashing the name on
+/// every request.
 #[derive(Default)]
 pub struct Pool {
-    groups: HashMap<String, Group>,
+    groups: Vec<(Box<str>, Group)>,
 }
 
 impl Pool {
@@ -47,7 +49,7 @@ impl Pool {
 
     /// An idle connection to `addr` of group `upstream`, if one is still usable.
     pub fn take(&mut self, upstream: &str, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
-        let group = self.groups.get_mut(upstream)?;
+        let group = self.group_mut(upstream)?;
         // Newest first: the least likely to have been closed by the backend.
         while let Some(pos) = group.conns.iter().rposition(|c| c.addr == addr) {
             let idle = group.conns.remove(pos)?;
@@ -73,14 +75,17 @@ impl Pool {
         if cap == 0 || idle_timeout.is_zero() {
             return;
         }
-        let group = self
-            .groups
-            .entry(upstream.to_string())
-            .or_insert_with(|| Group {
+        if self.group_mut(upstream).is_none() {
+            let group = Group {
                 cap,
                 idle_timeout,
-                conns: VecDeque::with_capacity(cap),
-            });
+                conns: VecDeque::new(),
+            };
+            self.groups.push((upstream.into(), group));
+        }
+        let Some(group) = self.group_mut(upstream) else {
+            return;
+        };
         group.cap = cap;
         group.idle_timeout = idle_timeout;
         while group.conns.len() >= group.cap {
@@ -93,9 +98,16 @@ impl Pool {
         });
     }
 
+    fn group_mut(&mut self, upstream: &str) -> Option<&mut Group> {
+        self.groups
+            .iter_mut()
+            .find(|(name, _)| &**name == upstream)
+            .map(|(_, g)| g)
+    }
+
     /// Close connections idle for longer than their group's timeout.
     pub fn prune(&mut self, now: Instant) {
-        for g in self.groups.values_mut() {
+        for (_, g) in &mut self.groups {
             let timeout = g.idle_timeout;
             g.conns
                 .retain(|c| now.saturating_duration_since(c.since) < timeout);
@@ -103,7 +115,7 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.groups.values().map(|g| g.conns.len()).sum()
+        self.groups.iter().map(|(_, g)| g.conns.len()).sum()
     }
 
     pub fn clear(&mut self) {

@@ -389,7 +389,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::add(&ctx.stats.accepted, 1);
                 let conn = crate::forward::serve(stream, peer, listen, ctx.clone());
                 monoio::spawn(CatchUnwind::new(conn, ctx.id));
             }
