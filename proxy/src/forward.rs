@@ -28,7 +28,7 @@ use crate::http::{
 };
 use crate::log::Entry;
 use crate::metrics;
-use crate::worker::WorkerCtx;
+use crate::worker::{Deadlines, WorkerCtx};
 use crate::zerocopy::{self, SplicePipe};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -43,8 +43,10 @@ const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Serve one accepted client connection until it closes.
 pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: Rc<WorkerCtx>) {
     metrics::add(&ctx.stats.active_connections, 1);
-    let _active = ActiveGuard(ctx.clone());
+    let dl = ctx.deadlines.acquire();
+    let _active = ActiveGuard(ctx.clone(), dl);
     let mut conn = Conn {
+        dl,
         client,
         peer,
         listen,
@@ -63,15 +65,19 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
     conn.release_buffers();
 }
 
-struct ActiveGuard(Rc<WorkerCtx>);
+/// Counts the connection as active and owns its deadline slot.
+struct ActiveGuard(Rc<WorkerCtx>, usize);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
+        self.0.deadlines.release(self.1);
         metrics::sub(&self.0.stats.active_connections, 1);
     }
 }
 
 struct Conn {
+    /// This connection's slot in the worker's `Deadlines` (request-path timeouts).
+    dl: usize,
     client: TcpStream,
     peer: SocketAddr,
     listen: SocketAddr,
@@ -310,18 +316,18 @@ impl Conn {
                 } else {
                     server.client_header_timeout
                 };
-                Instant::now() + wait
+                self.ctx.deadlines.now() + wait
             });
             let max = limits.max_head.saturating_sub(self.buf.len()).max(1);
             let read = read_more(&mut self.client, &mut self.buf, max.min(READ_CHUNK));
             let r = if idle {
                 let drain = self.ctx.clone();
                 monoio::select! {
-                    r = monoio::time::timeout_at(until.into(), read) => r,
+                    r = self.ctx.deadlines.timed_at(self.dl, until, read) => r,
                     _ = drain.drain.wait() => return Ok(None),
                 }
             } else {
-                monoio::time::timeout_at(until.into(), read).await
+                self.ctx.deadlines.timed_at(self.dl, until, read).await
             };
             match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
@@ -329,7 +335,7 @@ impl Conn {
                     metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                     if idle {
                         // First byte of the next request: client_header_timeout starts now.
-                        deadline = Some(Instant::now() + server.client_header_timeout);
+                        deadline = Some(self.ctx.deadlines.now() + server.client_header_timeout);
                     }
                 }
                 Err(_elapsed) => return Ok(None),
@@ -538,7 +544,14 @@ impl Conn {
         };
         loop {
             // Send the request head and the body bytes we hold.
-            let sent = write_all_timeout(&mut up, request, upstream.send_timeout).await;
+            let sent = write_all_timeout(
+                &self.ctx.deadlines,
+                self.dl,
+                &mut up,
+                request,
+                upstream.send_timeout,
+            )
+            .await;
             let sent = match sent {
                 Ok(()) if to_stream > 0 => {
                     self.stream_body(&mut up, to_stream, upstream, server).await
@@ -635,20 +648,30 @@ impl Conn {
             while remaining > 0 {
                 chunk.clear();
                 let want = (remaining as usize).min(BODY_CHUNK);
-                let r = monoio::time::timeout(
-                    server.client_body_timeout,
-                    read_more(&mut self.client, &mut chunk, want),
-                )
-                .await;
+                let r = self
+                    .ctx
+                    .deadlines
+                    .timed(
+                        self.dl,
+                        server.client_body_timeout,
+                        read_more(&mut self.client, &mut chunk, want),
+                    )
+                    .await;
                 let n = match r {
                     Ok(Ok(n)) if n > 0 => n,
                     _ => return Err(StreamErr::Client),
                 };
                 metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                 remaining -= n as u64;
-                write_all_timeout(up, &mut chunk, upstream.send_timeout)
-                    .await
-                    .map_err(|_| StreamErr::Upstream)?;
+                write_all_timeout(
+                    &self.ctx.deadlines,
+                    self.dl,
+                    up,
+                    &mut chunk,
+                    upstream.send_timeout,
+                )
+                .await
+                .map_err(|_| StreamErr::Upstream)?;
             }
             Ok(())
         }
@@ -682,11 +705,15 @@ impl Conn {
                     }
                 }
             }
-            let r = monoio::time::timeout(
-                upstream.read_timeout,
-                read_more(up, &mut self.ubuf, READ_CHUNK),
-            )
-            .await;
+            let r = self
+                .ctx
+                .deadlines
+                .timed(
+                    self.dl,
+                    upstream.read_timeout,
+                    read_more(up, &mut self.ubuf, READ_CHUNK),
+                )
+                .await;
             match r {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     return Err(if self.ubuf.is_empty() {
@@ -851,9 +878,15 @@ impl Conn {
             let got = self.read_upstream(up, want, upstream).await?;
             remaining -= got as u64;
             *sent += got as u64;
-            write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
-                .await
-                .map_err(|_| StreamErr::Client)?;
+            write_all_timeout(
+                &self.ctx.deadlines,
+                self.dl,
+                &mut self.client,
+                &mut self.ubuf,
+                CLIENT_SEND_TIMEOUT,
+            )
+            .await
+            .map_err(|_| StreamErr::Client)?;
         }
         Ok(!extra)
     }
@@ -912,18 +945,28 @@ impl Conn {
         self.flush_out().await?;
         loop {
             self.ubuf.clear();
-            match monoio::time::timeout(
-                upstream.read_timeout,
-                read_more(up, &mut self.ubuf, BODY_CHUNK),
-            )
-            .await
+            match self
+                .ctx
+                .deadlines
+                .timed(
+                    self.dl,
+                    upstream.read_timeout,
+                    read_more(up, &mut self.ubuf, BODY_CHUNK),
+                )
+                .await
             {
                 Ok(Ok(0)) => return Ok(false),
                 Ok(Ok(n)) => {
                     *sent += n as u64;
-                    write_all_timeout(&mut self.client, &mut self.ubuf, CLIENT_SEND_TIMEOUT)
-                        .await
-                        .map_err(|_| StreamErr::Client)?;
+                    write_all_timeout(
+                        &self.ctx.deadlines,
+                        self.dl,
+                        &mut self.client,
+                        &mut self.ubuf,
+                        CLIENT_SEND_TIMEOUT,
+                    )
+                    .await
+                    .map_err(|_| StreamErr::Client)?;
                 }
                 _ => return Err(StreamErr::Upstream),
             }
@@ -937,7 +980,14 @@ impl Conn {
         want: usize,
         upstream: &Upstream,
     ) -> Result<usize, StreamErr> {
-        match monoio::time::timeout(upstream.read_timeout, read_more(up, &mut self.ubuf, want))
+        match self
+            .ctx
+            .deadlines
+            .timed(
+                self.dl,
+                upstream.read_timeout,
+                read_more(up, &mut self.ubuf, want),
+            )
             .await
         {
             Ok(Ok(n)) if n > 0 => Ok(n),
@@ -949,7 +999,14 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = write_all_timeout(&mut self.client, &mut self.out, CLIENT_SEND_TIMEOUT).await;
+        let r = write_all_timeout(
+            &self.ctx.deadlines,
+            self.dl,
+            &mut self.client,
+            &mut self.out,
+            CLIENT_SEND_TIMEOUT,
+        )
+        .await;
         self.out.clear();
         r.map_err(|_| StreamErr::Client)
     }
@@ -960,7 +1017,7 @@ impl Conn {
         self.body.clear();
         let mut decoder = ChunkedDecoder::new();
         let mut pos = start;
-        let deadline = Instant::now() + server.client_body_timeout;
+        let deadline = self.ctx.deadlines.now() + server.client_body_timeout;
         loop {
             while pos < self.buf.len() && !decoder.is_done() {
                 let step = decoder.decode(&self.buf[pos..]).map_err(|_| 400u16)?;
@@ -977,11 +1034,15 @@ impl Conn {
             if decoder.is_done() {
                 return Ok(pos - start);
             }
-            let r = monoio::time::timeout_at(
-                deadline.into(),
-                read_more(&mut self.client, &mut self.buf, READ_CHUNK),
-            )
-            .await;
+            let r = self
+                .ctx
+                .deadlines
+                .timed_at(
+                    self.dl,
+                    deadline,
+                    read_more(&mut self.client, &mut self.buf, READ_CHUNK),
+                )
+                .await;
             match r {
                 Ok(Ok(n)) if n > 0 => {
                     metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
@@ -1201,12 +1262,17 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io:
 
 /// Write all of `buf` (which is kept for reuse) within `timeout`.
 async fn write_all_timeout(
+    deadlines: &Deadlines,
+    slot: usize,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> io::Result<()> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(timeout, stream.write_all(owned)).await {
+    match deadlines
+        .timed(slot, timeout, stream.write_all(owned))
+        .await
+    {
         Ok((r, back)) => {
             *buf = back;
             r.map(|_| ())

@@ -22,8 +22,28 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    // Writing to a Vec cannot fail; the Display impls format on the stack.
-    let _ = write!(out, "{}", canonical_ip(ip));
+    match canonical_ip(ip) {
+        // The common case by hand: `Display` goes through the formatting machinery, which was
+        // ~1% of a small request's CPU for the two fields that carry the address.
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        // Writing to a Vec cannot fail; the Display impl formats on the stack.
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Rewrite a client request head for the upstream. See the module docs.
@@ -377,5 +397,26 @@ mod tests {
             );
         }
         assert_eq!(out.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn push_ip_matches_display() {
+        let mut samples: Vec<IpAddr> = Vec::new();
+        for a in [0u8, 1, 9, 10, 99, 100, 127, 172, 199, 200, 249, 255] {
+            for b in [0u8, 5, 16, 80, 255] {
+                samples.push(IpAddr::from([a, b, 249, a.wrapping_mul(7)]));
+            }
+        }
+        samples.push("::1".parse().unwrap());
+        samples.push("::ffff:172.16.249.80".parse().unwrap());
+        samples.push("2001:db8::8a2e:370:7334".parse().unwrap());
+        for ip in samples {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                canonical_ip(ip).to_string()
+            );
+        }
     }
 }
