@@ -12,9 +12,11 @@
 //! every timeout here closes the socket it happened on.
 
 use std::cell::RefCell;
+use std::future::Future as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
@@ -47,6 +49,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
     let _active = ActiveGuard(ctx.clone(), dl);
     let mut conn = Conn {
         dl,
+        canceller: None,
         client,
         peer,
         listen,
@@ -78,6 +81,8 @@ impl Drop for ActiveGuard {
 struct Conn {
     /// This connection's slot in the worker's `Deadlines` (request-path timeouts).
     dl: usize,
+    /// Cancels the hot idle read; reused across requests (a fresh one after each cancel).
+    canceller: Option<Canceller>,
     client: TcpStream,
     peer: SocketAddr,
     listen: SocketAddr,
@@ -200,8 +205,7 @@ impl Conn {
         let now = Instant::now();
         let deadline = now + keepalive;
         let hot_until = now + HOT_IDLE.min(keepalive);
-        // Boxed: its state (an armed read, a canceller) should not size the idle future.
-        if let Some(decided) = Box::pin(self.hot_wait(hot_until)).await {
+        if let Some(decided) = self.hot_wait(hot_until).await {
             return decided;
         }
         if self.ctx.draining() {
@@ -218,37 +222,45 @@ impl Conn {
 
     /// The first part of an idle wait: a read into our buffer until `until`. `Some(go_on)` when
     /// it decided (bytes arrived: true; EOF or error: false), `None` when nothing came.
+    ///
+    /// Runs once per request, so it is kept cheap: the connection's deadline slot instead of a
+    /// timer, a canceller reused across requests, no drain wake-up (a drain is noticed when the
+    /// hot wait ends, at most `HOT_IDLE` later).
     async fn hot_wait(&mut self, until: Instant) -> Option<bool> {
-        let ctx = self.ctx.clone();
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
-            buf = ctx.buffers.take();
+            buf = self.ctx.buffers.take();
         }
         let len = buf.len();
         let end = buf.capacity();
-        let canceller = Canceller::new();
-        let read = self
-            .client
-            .cancelable_read(buf.slice_mut(len..end), canceller.handle());
+        let handle = self.canceller.get_or_insert_with(Canceller::new).handle();
+        let deadlines = &self.ctx.deadlines;
+        let dl = self.dl;
+        let canceller = &mut self.canceller;
+        let read = self.client.cancelable_read(buf.slice_mut(len..end), handle);
         let mut read = std::pin::pin!(read);
-        let finished = monoio::select! {
-            r = &mut read => Some(r),
-            _ = ctx.timers.until(until) => None,
-            _ = ctx.drain.wait() => None,
-        };
-        let (r, slice) = match finished {
-            Some(done) => done,
-            None => {
-                // A cancelled read still completes: with the bytes, if any arrived meanwhile.
-                let _ = canceller.cancel();
-                read.await
+        deadlines.arm_at(dl, until);
+        let mut cancelled = false;
+        let (r, slice) = std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = read.as_mut().poll(cx) {
+                return Poll::Ready(done);
             }
-        };
+            if !cancelled && deadlines.expired(dl, cx) {
+                // A cancelled read still completes: with the bytes, if any arrived meanwhile.
+                cancelled = true;
+                if let Some(c) = canceller.take() {
+                    *canceller = Some(c.cancel());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        deadlines.disarm(dl);
         self.buf = slice.into_inner();
         match r {
             Ok(0) => Some(false),
             Ok(n) => {
-                metrics::add(&ctx.stats.bytes_from_clients, n as u64);
+                metrics::add(&self.ctx.stats.bytes_from_clients, n as u64);
                 Some(true)
             }
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
@@ -284,6 +296,7 @@ impl Conn {
         self.body = Vec::new();
         self.headers = Vec::new();
         self.uheaders = Vec::new();
+        self.canceller = None;
     }
 
     /// Read until a complete request head is buffered. `Ok(None)`: close quietly (EOF, idle

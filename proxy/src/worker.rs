@@ -595,33 +595,52 @@ impl Deadlines {
         deadline: Instant,
         fut: F,
     ) -> Result<F::Output, Elapsed> {
-        if let Some(s) = self.slots.borrow_mut().get_mut(id) {
-            s.deadline = Some(deadline);
-            s.fired = false;
-        }
+        self.arm_at(id, deadline);
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                if let Some(s) = self.slots.borrow_mut().get_mut(id) {
-                    s.deadline = None;
-                }
+                self.disarm(id);
                 return Poll::Ready(Ok(v));
             }
-            let mut slots = self.slots.borrow_mut();
-            let Some(s) = slots.get_mut(id) else {
+            if self.expired(id, cx) {
                 return Poll::Ready(Err(Elapsed));
-            };
-            if s.fired {
-                s.fired = false;
-                return Poll::Ready(Err(Elapsed));
-            }
-            match &s.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => s.waker = Some(cx.waker().clone()),
             }
             Poll::Pending
         })
         .await
+    }
+
+    /// Arm slot `id` for `deadline` (for a caller that polls [`Deadlines::expired`] itself).
+    pub fn arm_at(&self, id: usize, deadline: Instant) {
+        if let Some(s) = self.slots.borrow_mut().get_mut(id) {
+            s.deadline = Some(deadline);
+            s.fired = false;
+        }
+    }
+
+    pub fn disarm(&self, id: usize) {
+        if let Some(s) = self.slots.borrow_mut().get_mut(id) {
+            s.deadline = None;
+            s.fired = false;
+        }
+    }
+
+    /// True (once) if slot `id`'s deadline has been fired; otherwise the task in `cx` is woken
+    /// when it fires.
+    pub fn expired(&self, id: usize, cx: &Context<'_>) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Some(s) = slots.get_mut(id) else {
+            return true;
+        };
+        if s.fired {
+            s.fired = false;
+            return true;
+        }
+        match &s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waker = Some(cx.waker().clone()),
+        }
+        false
     }
 
     /// Mark every slot whose deadline has passed and wake its task.

@@ -60,7 +60,7 @@ struct Args {
     /// Extra top-level proxy.toml line (repeatable), e.g. `--proxy-toml 'pin_workers = true'`.
     #[arg(long = "proxy-toml")]
     proxy_toml: Vec<String>,
-    /// Backend threads (default: one per core).
+    /// Backend threads (default: as many as the proxies' workers, at most one per core).
     #[arg(long)]
     backend_threads: Option<usize>,
 }
@@ -290,8 +290,12 @@ fn run(args: &Args) -> Result<()> {
     } else {
         idle_n
     };
+    // One backend thread per proxy worker ("1 worker/thread each"): with one per core, wrk, two
+    // backend threads and a single-worker proxy oversubscribed two cores, and p99 measured the
+    // scheduler (64 B @ 50, direct: p99 1.2 ms with 2 backend threads, 0.49 ms with 1).
     let threads = args.backend_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        args.workers.clamp(1, cores)
     });
 
     let mut report = Report::default();
