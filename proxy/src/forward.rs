@@ -205,7 +205,10 @@ impl Conn {
         let now = Instant::now();
         let deadline = now + keepalive;
         let hot_until = now + HOT_IDLE.min(keepalive);
-        if let Some(decided) = self.hot_wait(hot_until).await {
+        // Boxed (768 bytes, a tcache-sized allocation): inline, its state would size every
+        // connection's task, idle ones included (measured 3.2 instead of 1.5 KiB per idle
+        // keep-alive connection).
+        if let Some(decided) = Box::pin(self.hot_wait(hot_until)).await {
             return decided;
         }
         if self.ctx.draining() {
