@@ -322,7 +322,7 @@ fn run(args: &Args) -> Result<()> {
     report.notes.push(format!(
         "`loadbench {}` on {} cores; loadavg at start {} (\"other load\": CPU cores busy outside this measurement during each run)",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
-        threads,
+        std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()
