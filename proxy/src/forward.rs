@@ -100,8 +100,8 @@ struct Conn {
     body: Vec<u8>,
     /// The rewritten request for the upstream (reused across requests).
     req: Vec<u8>,
-    /// (read end, write end) of this connection's splice pipe, created on first use and
-    /// dropped after any splice error (it may hold stray bytes then).
+    /// This connection's splice pipe, created on first use and dropped after any splice error
+    /// (it may hold stray bytes then).
     pipe: Option<SplicePipe>,
     served: u64,
 }
@@ -202,7 +202,8 @@ impl Conn {
         if self.ctx.draining() {
             return false;
         }
-        let now = Instant::now();
+        // The coarse clock (the worker's last tick): both deadlines fire on a tick anyway.
+        let now = self.ctx.deadlines.now();
         let deadline = now + keepalive;
         let hot_until = now + HOT_IDLE.min(keepalive);
         // Boxed (768 bytes, a tcache-sized allocation): inline, its state would size every
@@ -216,9 +217,11 @@ impl Conn {
         }
         self.release_buffers();
         let ctx = self.ctx.clone();
+        let ready = ctx
+            .deadlines
+            .timed_at(self.dl, deadline, self.client.readable(false));
         monoio::select! {
-            r = self.client.readable(false) => r.is_ok(),
-            _ = ctx.timers.until(deadline) => false,
+            r = ready => matches!(r, Ok(Ok(()))),
             _ = ctx.drain.wait() => false,
         }
     }

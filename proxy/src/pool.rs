@@ -75,17 +75,19 @@ impl Pool {
         if cap == 0 || idle_timeout.is_zero() {
             return;
         }
-        if self.group_mut(upstream).is_none() {
-            let group = Group {
-                cap,
-                idle_timeout,
-                conns: VecDeque::new(),
-            };
-            self.groups.push((upstream.into(), group));
-        }
-        let Some(group) = self.group_mut(upstream) else {
-            return;
+        let i = match self.groups.iter().position(|(name, _)| &**name == upstream) {
+            Some(i) => i,
+            None => {
+                let group = Group {
+                    cap,
+                    idle_timeout,
+                    conns: VecDeque::new(),
+                };
+                self.groups.push((upstream.into(), group));
+                self.groups.len() - 1
+            }
         };
+        let group = &mut self.groups[i].1;
         group.cap = cap;
         group.idle_timeout = idle_timeout;
         while group.conns.len() >= group.cap {

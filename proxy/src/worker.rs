@@ -24,7 +24,7 @@ use crate::log::{AccessLog, LogSink};
 use crate::metrics::WorkerStats;
 use crate::pool::Pool;
 
-/// How often a worker looks at the shared flags (reload, drain), fires coarse timers and
+/// How often a worker looks at the shared flags (reload, drain), fires connection deadlines and
 /// flushes its log buffer.
 const TICK: Duration = Duration::from_millis(50);
 /// How often (in ticks) a worker publishes its peers' state for /metrics.
@@ -125,7 +125,6 @@ pub struct WorkerCtx {
     /// Reusable I/O buffers for connections with a request in flight.
     pub buffers: BufferPool,
     /// Idle-connection deadlines (keep-alive waits).
-    pub timers: CoarseTimers,
     pub deadlines: Deadlines,
     pub log: RefCell<AccessLog>,
     /// Set when the worker drains (graceful stop): idle keep-alive connections close.
@@ -218,7 +217,6 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             balancers: RefCell::new(Vec::new()),
             pool: RefCell::new(Pool::new()),
             buffers: BufferPool::default(),
-            timers: CoarseTimers::default(),
             deadlines: Deadlines::default(),
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
@@ -244,7 +242,6 @@ async fn control_loop(ctx: &Rc<WorkerCtx>) {
         monoio::time::sleep(TICK).await;
         ticks = ticks.wrapping_add(1);
         let now = Instant::now();
-        ctx.timers.fire(now);
         ctx.deadlines.fire(now);
         let gen = ctx.shared.generation.load(Ordering::Acquire);
         if gen != ctx.generation.get() {
@@ -456,71 +453,8 @@ impl BufferPool {
     }
 }
 
-/// Coarse per-worker timers for idle connections, fired by the worker's 100 ms tick.
-///
-/// monoio's `Sleep` is cache-line padded (256 bytes) and a future holding one is as large as
-/// its biggest state, so a keep-alive connection waiting on one costs that much for as long as
-/// it idles. A deadline here costs a map entry; idle timeouts need no finer resolution.
-#[derive(Default)]
-pub struct CoarseTimers {
-    next_key: Cell<u64>,
-    waiting: RefCell<std::collections::BTreeMap<(Instant, u64), Waker>>,
-}
-
-impl CoarseTimers {
-    /// A future that completes at the first tick at or after `deadline`.
-    pub fn until(&self, deadline: Instant) -> CoarseSleep<'_> {
-        let key = self.next_key.get();
-        self.next_key.set(key.wrapping_add(1));
-        CoarseSleep {
-            timers: self,
-            slot: (deadline, key),
-            registered: false,
-        }
-    }
-
-    /// Wake every waiter whose deadline has passed.
-    pub fn fire(&self, now: Instant) {
-        let mut waiting = self.waiting.borrow_mut();
-        while let Some(entry) = waiting.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            entry.remove().wake();
-        }
-    }
-}
-
-pub struct CoarseSleep<'a> {
-    timers: &'a CoarseTimers,
-    slot: (Instant, u64),
-    registered: bool,
-}
-
-impl Future for CoarseSleep<'_> {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.slot.0 {
-            return Poll::Ready(());
-        }
-        self.registered = true;
-        self.timers
-            .waiting
-            .borrow_mut()
-            .insert(self.slot, cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for CoarseSleep<'_> {
-    fn drop(&mut self) {
-        if self.registered {
-            self.timers.waiting.borrow_mut().remove(&self.slot);
-        }
-    }
-}
-
-/// Per-connection deadline slots for request-path I/O timeouts, checked by the worker's tick.
+/// Per-connection deadline slots for every connection timeout (request path and keep-alive
+/// idle), checked by the worker's tick.
 ///
 /// monoio's `timeout` reads the clock, registers a 128-byte-aligned `Sleep` in its wheel and
 /// makes every future holding one 128-byte aligned, so each boxed request future needed an
