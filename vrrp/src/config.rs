@@ -1,4 +1,4 @@
-//! vrrp.toml: keepalived's vocabulary in TOML (see DESIGN.md "Config formats").
+//! vrrp.toml: keepalived's vocabulary in TOML, so a keepalived.conf reads across key by key.
 //!
 //! Two layers: `raw` mirrors the file with serde (`deny_unknown_fields`, spans on every value
 //! that can be wrong), `validate` turns it into [`Config`], collecting every error with
@@ -22,45 +22,7 @@ mod tests;
 
 pub use lint::{lint, lint_pair};
 
-/// One error in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
-    }
-}
-
-/// All errors found in a config file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+pub use conf::{ConfigError, ConfigErrors};
 
 /// A lint finding: the config is valid but probably does not do what was meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,12 +144,7 @@ impl VrrpInstance {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, path),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read: {e}"),
-        }])),
+        Err(e) => Err(ConfigError::unreadable(path, &e).into()),
     }
 }
 

@@ -13,8 +13,7 @@ use toml_edit::{Item, TableLike, Value};
 use super::raw::{RawLocation, RawPeer, RawServer, RawTop, RawUpstream, Scalar};
 use super::units::{parse_duration, parse_size};
 use super::{
-    defaults, Balance, Config, ConfigError, ConfigErrors, Location, Server, Upstream,
-    UpstreamServer, Workers,
+    defaults, Balance, Config, ConfigErrors, Location, Server, Upstream, UpstreamServer, Workers,
 };
 
 type Span = Option<Range<usize>>;
@@ -22,36 +21,22 @@ type Span = Option<Range<usize>>;
 /// Resolves a "host:port" (or bare "host", port 80) that is not an IP literal.
 pub(super) type Resolver<'r> = &'r dyn Fn(&str) -> Result<SocketAddr, String>;
 
-/// Error collector: turns byte spans into line:col and keeps going.
+/// Validation context: the error collector (byte spans -> line:col, keeps going) and the
+/// resolver for upstream host names.
 struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
-    errors: Vec<ConfigError>,
+    errors: conf::Collector<'a>,
     resolver: Resolver<'a>,
 }
 
 impl Ctx<'_> {
-    /// 1-based line and column (in characters) of a byte offset.
-    fn position(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.errors.source.line(offset)
     }
 
+    /// Records an error; one without a span (a missing section) points at the top of the file.
     fn error(&mut self, span: Span, message: impl Into<String>) {
-        let (line, col) = span.map_or((1, 1), |s| self.position(s.start));
-        self.errors.push(ConfigError {
-            file: self.path.to_path_buf(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.errors.error(span.unwrap_or(0..0), message);
     }
 
     fn error_at<T>(&mut self, v: &Spanned<T>, message: impl Into<String>) {
@@ -177,9 +162,7 @@ pub(super) fn build(
     resolver: Resolver<'_>,
 ) -> Result<Config, ConfigErrors> {
     let mut cx = Ctx {
-        path,
-        text,
-        errors: Vec::new(),
+        errors: conf::Collector::new(path, text),
         resolver,
     };
     let doc = match toml_edit::ImDocument::parse(text) {
@@ -188,7 +171,7 @@ pub(super) fn build(
             // toml_edit's message can span lines; keep one error per output line.
             let message = e.message().trim_end().replace('\n', "; ");
             cx.error(e.span(), format!("TOML syntax error: {message}"));
-            return Err(ConfigErrors(cx.errors));
+            return Err(cx.errors.into_errors());
         }
     };
     let root = doc.as_table();
@@ -249,11 +232,7 @@ pub(super) fn build(
         }
     }
 
-    if !cx.errors.is_empty() {
-        cx.errors.sort_by_key(|e| (e.line, e.col));
-        return Err(ConfigErrors(cx.errors));
-    }
-    Ok(Config {
+    cx.errors.finish(Config {
         source: PathBuf::from(path),
         workers,
         pin_workers,
@@ -546,7 +525,7 @@ fn server(
             for entry in list.get_ref() {
                 match entry.get_ref().parse::<SocketAddr>() {
                     Ok(addr) => {
-                        let line = cx.position(entry.span().start).0;
+                        let line = cx.line(entry.span().start);
                         if let Some(first) = seen_listen.get(&addr) {
                             cx.error_at(
                                 entry,
@@ -634,7 +613,7 @@ fn location(
         );
         ok = false;
     } else {
-        let line = cx.position(raw.path.span().start).0;
+        let line = cx.line(raw.path.span().start);
         if let Some(first) = seen_paths.get(path) {
             cx.error_at(
                 &raw.path,

@@ -459,15 +459,6 @@ fn duplicate_vrid_on_one_interface_and_script_options() {
     assert!(e[0].2.contains("absolute"));
 }
 
-#[test]
-fn positions_are_one_based_and_count_characters() {
-    let pos = validate::Positions::new("ab\ncdé f\n");
-    assert_eq!(pos.line_col(0), (1, 1));
-    assert_eq!(pos.line_col(3), (2, 1));
-    assert_eq!(pos.line_col(7), (2, 4), "é is one column");
-    assert_eq!(pos.line_col(1000), (3, 1));
-}
-
 mod never_panics {
     use super::*;
     use proptest::prelude::*;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawInstance, RawScript};
-use super::{Config, ConfigError, ConfigErrors, Lines, Probe, TrackScript, VrrpInstance};
+use super::{Config, ConfigErrors, Lines, Probe, TrackScript, VrrpInstance};
 use crate::packet::{Auth, ChecksumMode, Version};
 
 /// keepalived's defaults.
@@ -20,53 +20,18 @@ const MAX_PREEMPT_DELAY_S: f64 = 1000.0;
 /// Script weights are limited to -253..=253 by keepalived.
 const MAX_WEIGHT: i64 = 253;
 
-/// Maps byte offsets to 1-based line and column (in characters).
-pub(super) struct Positions<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> Positions<'a> {
-    pub(super) fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Positions { text, line_starts }
-    }
-
-    pub(super) fn line_col(&self, offset: usize) -> (usize, usize) {
-        let idx = self.line_starts.partition_point(|&s| s <= offset);
-        let line_start = idx
-            .checked_sub(1)
-            .and_then(|i| self.line_starts.get(i))
-            .copied()
-            .unwrap_or(0);
-        let col = self
-            .text
-            .get(line_start..offset.min(self.text.len()))
-            .map_or(0, |s| s.chars().count());
-        (idx.max(1), col + 1)
-    }
-}
-
+/// Validation context: collects every error with its line:col and keeps going.
 struct Ctx<'a> {
-    file: PathBuf,
-    pos: Positions<'a>,
-    errors: Vec<ConfigError>,
+    errors: conf::Collector<'a>,
 }
 
 impl Ctx<'_> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, col) = self.pos.line_col(span.start);
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.errors.error(span, message);
     }
 
     fn line(&self, span: Range<usize>) -> usize {
-        self.pos.line_col(span.start).0
+        self.errors.source.line(span.start)
     }
 
     /// Seconds as a Duration, within `min..=max`.
@@ -113,19 +78,17 @@ impl Ctx<'_> {
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut cx = Ctx {
-        file: path.to_path_buf(),
-        pos: Positions::new(text),
-        errors: Vec::new(),
+        errors: conf::Collector::new(path, text),
     };
     let (raw, shape_errors) = super::recover::parse_raw(text);
     for (span, message) in shape_errors {
         cx.err(span, message);
     }
     let Some(raw) = raw else {
-        return Err(ConfigErrors(cx.errors));
+        return Err(cx.errors.into_errors());
     };
     // A blanked-out key must not also be reported as missing.
-    let had_shape_errors = !cx.errors.is_empty();
+    let had_shape_errors = cx.errors.has_errors();
 
     let (router_id, runtime_dir) = match &raw.global_defs {
         Some(g) => {
@@ -215,11 +178,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     if had_shape_errors {
         cx.errors.retain(|e| !e.message.contains(": missing "));
     }
-    if !cx.errors.is_empty() {
-        cx.errors.sort_by_key(|e| (e.line, e.col));
-        return Err(ConfigErrors(cx.errors));
-    }
-    Ok(Config {
+    cx.errors.finish(Config {
         source: path.to_path_buf(),
         router_id: router_id.unwrap_or_default(),
         runtime_dir: runtime_dir.unwrap_or_else(|| PathBuf::from("/run/vrrp")),
