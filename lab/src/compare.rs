@@ -411,7 +411,7 @@ struct Started {
     host: String,
     what: &'static str,
     pid: i32,
-    signal: i32,
+    signal: sys::Signal,
 }
 
 /// What the seed's run measured: the VIP holder, wrk's result, the holder's logged errors.
@@ -440,7 +440,8 @@ impl Seed<'_> {
         for (h, (nginx, keepalived)) in self.balancers.iter().zip(configs) {
             h.write_file(NGINX_CONF, nginx, 0o644)?;
             h.write_file(KEEPALIVED_CONF, keepalived, 0o644)?;
-            // Config tests first, as the seed's `nginx -t`: a bad config is reported as such.
+            // Config tests first (`nginx -t`, `keepalived -t`): a bad config is reported as
+            // such rather than as a daemon that died.
             h.sh(
                 "mkdir -p /var/log/nginx /var/lib/nginx && \"$1\" -t -q -c \"$2\"",
                 &[NGINX, NGINX_CONF],
@@ -463,7 +464,7 @@ impl Seed<'_> {
                 what: "nginx",
                 pid,
                 // Graceful, as our proxy is stopped (QUIT).
-                signal: libc::SIGQUIT,
+                signal: sys::Signal::SIGQUIT,
             });
             say(format!("{}: nginx {pid}", h.host.name));
         }
@@ -484,7 +485,7 @@ impl Seed<'_> {
                 what: "keepalived",
                 pid,
                 // keepalived's stop: priority-0 advert, VIPs removed.
-                signal: libc::SIGTERM,
+                signal: sys::Signal::SIGTERM,
             });
             say(format!("{}: keepalived {pid}", h.host.name));
         }
@@ -607,7 +608,7 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// Stops `pid` with `signal` (SIGKILL after 3 s) and then whatever children it had that
 /// outlived it: only processes this comparison started, each by pid.
-fn stop_tree(pid: i32, signal: i32) {
+fn stop_tree(pid: i32, signal: sys::Signal) {
     let kids = children(pid);
     sys::stop_with(&[pid], signal, Duration::from_secs(3));
     let left: Vec<i32> = kids.into_iter().filter(|&k| sys::pid_alive(k)).collect();

@@ -59,8 +59,8 @@ while :; do sleep 3600 & wait $!; done
 /// mounts are in place. `upper_root` holds the overlay upper/work directories.
 pub fn spawn_keeper(ns: &str, name: &str, upper_root: &Path) -> Result<i32> {
     let mut cmd = Command::new("ip");
-    // Own PID namespace too: `ps`, `kill` and `killall` inside a host (the seed's check script
-    // runs `killall keepalived`) see only that host, and when the keeper (its PID 1) dies the
+    // Own PID namespace too: `ps`, `kill` and `killall` inside a host (a check script in the
+    // seed's style runs `killall keepalived`) see only that host, and when the keeper (its PID 1) dies the
     // kernel kills everything left in the host. /proc is remounted for it.
     cmd.args(["netns", "exec", ns, "unshare", "--mount", "--uts", "--pid"])
         .args(["--fork", "--kill-child", "--mount-proc"])
@@ -167,10 +167,10 @@ impl Service {
     /// The signal its systemd unit stops it with: the proxy stops gracefully (QUIT, in-flight
     /// requests finish, as deploy/proxy.service), the others on TERM (vrrp then sends its
     /// priority-0 advert and removes the VIPs).
-    fn stop_signal(self) -> i32 {
+    fn stop_signal(self) -> sys::Signal {
         match self {
-            Service::Proxy => libc::SIGQUIT,
-            _ => libc::SIGTERM,
+            Service::Proxy => sys::Signal::SIGQUIT,
+            _ => sys::Signal::SIGTERM,
         }
     }
 

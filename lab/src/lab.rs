@@ -405,8 +405,9 @@ impl Running {
             .collect()
     }
 
-    /// Stops services (proxy before vrrp, as the seed stops nginx then keepalived); returns each
-    /// with whether it was running.
+    /// Stops services (proxy before vrrp: the order in which the seed's procedure stops nginx
+    /// then keepalived, so a step reproduces its transitions); returns each with whether it was
+    /// running.
     pub fn stop(&self, host: &str, which: Option<Service>) -> Result<Vec<(Service, bool)>> {
         let h = self.host(host)?;
         Ok(self

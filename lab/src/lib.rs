@@ -1,9 +1,27 @@
-//! The seed's four hosts on one machine with network namespaces (issue 4).
+//! The four servers of lab.toml (two nginx + keepalived balancers in front of two Apache
+//! backends: "the seed", the setup this workspace replaces) on one machine, with network
+//! namespaces, and the seed's failover test procedure run against them.
 //!
-//! `lab up` builds the hosts of lab.toml (a bridge in its own namespace, one namespace per host
-//! plus a client, each host with its own filesystem view), runs Apache on the backends and our
-//! `proxy` and `vrrp` on the balancers with configs rendered by [`provision::render`], and an
-//! sshd everywhere; `lab scenario` replays the seed's test procedure against it.
+//! `lab up` builds the hosts (a bridge in its own namespace, one namespace per host plus a
+//! client, each host with its own filesystem view), runs Apache on the backends and our `proxy`
+//! and `vrrp` on the balancers with configs rendered by [`provision::render`] (so the lab runs
+//! exactly what `provision` deploys), and an sshd everywhere; `lab scenario` stops, starts and
+//! cuts things while a client polls the VIP, and judges each step.
+//!
+//! Who owns what:
+//! - [`lab`]: the lab as a whole: `up` (in the order that lets `down` undo a crash at any
+//!   point), `down`, and operations on a running lab (status, exec, services, links, VIPs).
+//! - [`state`]: names derived from the lab id (so labs never collide) and the state file that
+//!   records everything `up` created.
+//! - [`topology`]: the network: bridge namespace, veth pairs, addresses (a pure plan, then
+//!   `ip` commands); nothing ever touches the machine's own namespace.
+//! - [`host`]: one host: the keeper process that holds its mount/PID/UTS namespaces and
+//!   overlays, files inside it, and its services.
+//! - [`probe`]: looking from inside: HTTP from the client and "who holds the VIP" from threads
+//!   that entered a namespace, and the recorder the scenario polls with.
+//! - [`scenario`]: the steps, their pure evaluation (`eval`), the report and the SVG timeline.
+//! - [`bench`], [`compare`]: wrk against the VIP, alone or against nginx + keepalived.
+//! - [`sys`]: commands with useful errors, signals, pids and namespaces of processes.
 
 pub mod bench;
 pub mod compare;
@@ -14,7 +32,6 @@ pub mod probe;
 pub mod scenario;
 pub mod state;
 pub mod sys;
-pub mod timeline;
 pub mod topology;
 
 pub use error::{LabError, Result};

@@ -302,7 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deploys the bare lab with `provision` over SSH (issue 5), from the client namespace with the
+/// Deploys the bare lab with `provision` over SSH, as onto real servers, from the client namespace with the
 /// lab's key and known_hosts. What a namespace cannot have (systemd, yum, firewalld, SELinux
 /// tools) is stood in for by `provision::doubles`, installed into each host's own /usr/local/bin.
 fn deploy(lab: &Lab, running: &lab::Running) -> Result<(), LabError> {

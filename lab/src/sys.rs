@@ -3,6 +3,10 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+
+use nix::sched::CloneFlags;
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -53,8 +57,7 @@ pub fn ip(args: &[&str]) -> Result<String> {
 
 /// Whether we may create namespaces.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 pub fn netns_path(name: &str) -> PathBuf {
@@ -129,31 +132,29 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-pub fn signal(pid: i32, sig: i32) {
+/// `sig` to one process. Only pid > 0: 0 and negative pids would address process groups or
+/// every process. A process that is already gone is not an error here.
+pub fn signal(pid: i32, sig: Signal) {
     if pid > 0 {
-        // SAFETY: kill has no memory-safety preconditions; pid > 0 targets one process (never a
-        // process group or "all processes"). Errors (already gone) are irrelevant here.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// SIGTERM to each pid, then SIGKILL to whatever is still alive after `grace`; waits until all
 /// are gone (or another second has passed).
 pub fn terminate(pids: &[i32], grace: Duration) {
-    stop_with(pids, libc::SIGTERM, grace);
+    stop_with(pids, Signal::SIGTERM, grace);
 }
 
 /// `sig` to each pid, then SIGKILL to whatever is still alive after `grace`.
-pub fn stop_with(pids: &[i32], sig: i32, grace: Duration) {
+pub fn stop_with(pids: &[i32], sig: Signal, grace: Duration) {
     for &p in pids {
         signal(p, sig);
     }
     if !wait_gone(pids, grace) {
         for &p in pids {
             if pid_alive(p) {
-                signal(p, libc::SIGKILL);
+                signal(p, Signal::SIGKILL);
             }
         }
         wait_gone(pids, Duration::from_secs(1));
@@ -179,16 +180,9 @@ pub fn wait_gone(pids: &[i32], timeout: Duration) -> bool {
 pub fn enter_netns(name: &str) -> Result<()> {
     let path = netns_path(name);
     let f = File::open(&path).map_err(|e| LabError::io(format!("open {}", path.display()), e))?;
-    // SAFETY: the fd is a valid open namespace file for the duration of the call; setns only
-    // changes this thread's network namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(LabError::io(
-            format!("setns into {name}"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    // `f` stays open for the call; setns only changes this thread's network namespace.
+    nix::sched::setns(f.as_raw_fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|e| LabError::io(format!("setns into {name}"), e.into()))
 }
 
 /// Whether `program` is found on PATH (or is an existing path).

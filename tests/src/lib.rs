@@ -25,10 +25,8 @@ pub fn require_bins() -> PathBuf {
 }
 
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        nix::unistd::geteuid().is_root(),
         "the lab tests need root (network namespaces, veth, mounts): run them as root"
     );
 }

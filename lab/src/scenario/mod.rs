@@ -1,8 +1,12 @@
 //! `lab scenario`: the seed's test procedure ("运行测试用例"), automated. A client polls the
 //! first VIP every 20 ms while the steps stop and start services and cut links; each step is
-//! judged by [`eval::evaluate`] and the whole run drawn by [`crate::timeline`].
+//! judged by [`eval::evaluate`], the run summed up in a [`Report`] and drawn by [`timeline`].
 
 pub mod eval;
+mod report;
+pub mod timeline;
+
+pub use report::{summary, Report};
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use provision::inventory::Host;
 use provision::render;
-use serde::Serialize;
 
 use crate::error::{LabError, Result};
 use crate::host::Service;
 use crate::lab::Running;
-use crate::probe::{HolderChange, Recorder, Sample};
-use crate::timeline;
+use crate::probe::Recorder;
 use eval::{Expect, LogDelta, StepResult, StepSpec, Window};
 
 /// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
@@ -86,34 +88,13 @@ pub struct Step {
     pub spec: StepSpec,
 }
 
-/// The full run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub steps: Vec<StepResult>,
-    pub sent: usize,
-    pub failed: usize,
-    pub duration_s: f64,
-    #[serde(skip)]
-    pub samples: Vec<Sample>,
-    #[serde(skip)]
-    pub changes: Vec<HolderChange>,
-    #[serde(skip)]
-    pub balancers: Vec<String>,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        self.steps.iter().all(StepResult::ok)
-    }
-}
-
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// The steps of issue 4 for an inventory with (at least) two balancers and two backends: the
-/// seed's (1)-(5), then (6) proxy death with vrrp running, (7) a backend stopping, (8) a cut
-/// link; "+" steps restore what the step before broke.
+/// The steps for an inventory with (at least) two balancers and two backends: the seed's own
+/// procedure (1)-(5), then what it never tried: (6) proxy death with vrrp running, (7) a
+/// backend stopping, (8) a cut link; "+" steps restore what the step before broke.
 pub fn steps(lab: &Running) -> Result<Vec<Step>> {
     let mut balancers: Vec<&Host> = lab.inventory.balancers().collect();
     balancers.sort_by_key(|h| std::cmp::Reverse(h.priority.unwrap_or(0)));
@@ -473,38 +454,4 @@ fn print_result(r: &StepResult) {
     for p in &r.problems {
         println!("      !! {p}");
     }
-}
-
-/// The closing table.
-pub fn summary(report: &Report) -> String {
-    let mut s = String::from(
-        "STEP  EXPECTED  OBSERVED  SENT  FAILED  GAP(s)  FAILOVER(s)  BOUND(s)  RESULT\n",
-    );
-    for r in &report.steps {
-        s.push_str(&format!(
-            "{:<5} {:<9} {:<9} {:>4}  {:>6}  {:>6.2}  {:>11}  {:>8}  {}\n",
-            r.id,
-            r.expected,
-            r.observed,
-            r.sent,
-            r.failed,
-            r.longest_gap_s,
-            r.failover_s
-                .map(|f| format!("{f:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            r.bound_s
-                .map(|f| format!("{f:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            if r.ok() { "ok" } else { "MISMATCH" }
-        ));
-    }
-    s.push_str(&format!(
-        "{} requests in {:.1} s, {} failed; {} of {} steps matched\n",
-        report.sent,
-        report.duration_s,
-        report.failed,
-        report.steps.iter().filter(|r| r.ok()).count(),
-        report.steps.len()
-    ));
-    s
 }

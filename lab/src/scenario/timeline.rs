@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::scenario::eval::holders_at;
-use crate::scenario::Report;
+use super::eval::holders_at;
+use super::report::Report;
 
 const LEFT: f64 = 150.0;
 const WIDTH: f64 = 1100.0;
@@ -141,9 +141,9 @@ pub fn render(report: &Report, pages: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::eval::StepResult;
     use super::*;
     use crate::probe::{HolderChange, Sample};
-    use crate::scenario::eval::StepResult;
 
     #[test]
     fn renders_rows_ticks_and_steps() {
