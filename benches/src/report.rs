@@ -266,8 +266,8 @@ mod tests {
                 req_per_sec: rps,
                 p50_us: 500.0,
                 p99_us: 2500.0,
-                socket_errors: 0,
                 non_2xx: 0,
+                ..WrkResult::default()
             },
             cpu_per_1k: cpu,
             peak_rss_kib: cpu.map(|_| 4096),

@@ -1,5 +1,10 @@
 //! Running wrk 4.1 (`-t1 --latency`) and reading its report.
+//!
+//! wrk's own report stops at p99 and sums socket errors by kind on one line; with
+//! [`DISTRIBUTION_LUA`] as its script (`-s`), wrk also prints the exact p90 and p99.9 from its
+//! full histogram, which is what tail-latency comparisons need.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -11,11 +16,34 @@ pub struct WrkResult {
     pub requests: u64,
     pub req_per_sec: f64,
     pub p50_us: f64,
+    /// Only with [`DISTRIBUTION_LUA`] (0 otherwise).
+    pub p90_us: f64,
     pub p99_us: f64,
+    /// Only with [`DISTRIBUTION_LUA`] (0 otherwise).
+    pub p999_us: f64,
     /// Socket errors of every kind (connect, read, write, timeout).
     pub socket_errors: u64,
+    pub errors: SocketErrors,
     pub non_2xx: u64,
 }
+
+/// wrk's "Socket errors: connect 0, read 0, write 0, timeout 0", by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketErrors {
+    pub connect: u64,
+    pub read: u64,
+    pub write: u64,
+    pub timeout: u64,
+}
+
+/// A wrk script whose `done` hook prints the latency distribution from wrk's full histogram
+/// (microseconds), one `PCTL <percentile> <us>` line each.
+pub const DISTRIBUTION_LUA: &str = r#"done = function(summary, latency, requests)
+  for _, p in ipairs({50, 90, 99, 99.9}) do
+    io.write(string.format("PCTL %g %d\n", p, latency:percentile(p)))
+  end
+end
+"#;
 
 /// "1.23ms" / "850.00us" / "1.02s" / "2.00m" -> microseconds.
 pub fn parse_duration_us(s: &str) -> Option<f64> {
@@ -58,10 +86,28 @@ pub fn parse(out: &str) -> Result<WrkResult> {
             ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or(0),
             ["Socket", "errors:", rest @ ..] => {
                 // connect 0, read 0, write 0, timeout 0
-                r.socket_errors = rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum();
+                for pair in rest.chunks(2) {
+                    let [kind, n] = pair else { continue };
+                    let n = n.trim_end_matches(',').parse::<u64>().unwrap_or(0);
+                    match *kind {
+                        "connect" => r.errors.connect = n,
+                        "read" => r.errors.read = n,
+                        "write" => r.errors.write = n,
+                        "timeout" => r.errors.timeout = n,
+                        _ => {}
+                    }
+                    r.socket_errors += n;
+                }
+            }
+            ["PCTL", p, us] => {
+                let us = us.parse().unwrap_or(0.0);
+                match *p {
+                    "50" => r.p50_us = us,
+                    "90" => r.p90_us = us,
+                    "99" => r.p99_us = us,
+                    "99.9" => r.p999_us = us,
+                    _ => {}
+                }
             }
             _ => {}
         }
@@ -74,19 +120,43 @@ pub fn parse(out: &str) -> Result<WrkResult> {
     Ok(r)
 }
 
+/// wrk's arguments for one thread, `conns` connections, `secs` seconds, `timeout_s` per request,
+/// with the latency report and optionally a script.
+pub fn args(
+    url: &str,
+    conns: usize,
+    secs: u64,
+    timeout_s: u64,
+    script: Option<&Path>,
+) -> Vec<String> {
+    let mut a = vec![
+        "-t1".to_string(),
+        format!("-c{conns}"),
+        format!("-d{secs}s"),
+        "--timeout".into(),
+        format!("{timeout_s}s"),
+        "--latency".into(),
+    ];
+    if let Some(s) = script {
+        a.push("-s".into());
+        a.push(s.display().to_string());
+    }
+    a.push(url.to_string());
+    a
+}
+
 /// Run `wrk -t1 -cCONNS -dSECS --latency URL` (bounded: wrk stops itself after `secs`; a
 /// watchdog kills it by pid if it overruns by a lot).
 pub fn run(url: &str, conns: usize, secs: u64) -> Result<WrkResult> {
-    let child = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--timeout",
-            "5s",
-            "--latency",
-            url,
-        ])
+    let mut cmd = Command::new("wrk");
+    cmd.args(args(url, conns, secs, 5, None));
+    run_command(cmd, secs)
+}
+
+/// Runs a prepared wrk command line (e.g. wrapped in `ip netns exec`, which execs wrk in place)
+/// that stops by itself after `secs`; killed by pid if it overruns by 20 s.
+pub fn run_command(mut cmd: Command, secs: u64) -> Result<WrkResult> {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -113,7 +183,7 @@ pub fn run(url: &str, conns: usize, secs: u64) -> Result<WrkResult> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(BenchError::Other(format!(
-            "wrk {url} failed ({}): {stdout}{}",
+            "wrk failed ({}): {stdout}{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )));
@@ -150,7 +220,25 @@ Transfer/sec:      6.00MB
         assert!((r.p50_us - 850.0).abs() < 1e-6);
         assert!((r.p99_us - 2_500.0).abs() < 1e-6);
         assert_eq!(r.socket_errors, 6);
+        let kinds = SocketErrors {
+            connect: 1,
+            read: 2,
+            write: 0,
+            timeout: 3,
+        };
+        assert_eq!(r.errors, kinds);
         assert_eq!(r.non_2xx, 10);
+        assert_eq!((r.p90_us, r.p999_us), (0.0, 0.0), "no script, no p90/p99.9");
+    }
+
+    #[test]
+    fn the_distribution_script_adds_exact_percentiles() {
+        let out = format!("{REPORT}PCTL 50 840\nPCTL 90 1190\nPCTL 99 2510\nPCTL 99.9 4100\n");
+        let r = parse(&out).unwrap();
+        assert_eq!(
+            (r.p50_us, r.p90_us, r.p99_us, r.p999_us),
+            (840.0, 1190.0, 2510.0, 4100.0)
+        );
     }
 
     #[test]

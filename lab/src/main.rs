@@ -80,19 +80,26 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// wrk from the client against the VIP.
+    /// wrk from the client against the VIP, in rounds; records target/lab/bench.{md,svg}.
     Bench {
+        /// Seconds of wrk per round.
         #[arg(long, default_value_t = 5)]
         duration: u64,
         #[arg(long, default_value_t = 50)]
         connections: u32,
+        /// Rounds per system (interleaved with --compare); the report gives medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Also run the seed's own system (Debian's nginx + keepalived) on the balancers in
         /// place of our proxy + vrrp, and print both side by side. Only "nginx".
         #[arg(long, value_name = "SYSTEM")]
         compare: Option<String>,
-        /// With --compare: also write the comparison as JSON here.
-        #[arg(long, requires = "compare")]
+        /// Also write the results as JSON here.
+        #[arg(long)]
         json: Option<PathBuf>,
+        /// Where bench.md, bench.svg and the wrk script go.
+        #[arg(long, default_value = "target/lab")]
+        out: PathBuf,
     },
     /// up (bare: sshd only), provision over SSH, scenario, bench, summary, down.
     Demo {
@@ -256,38 +263,46 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
         Cmd::Bench {
             duration,
             connections,
-            compare: Some(system),
+            rounds,
+            compare,
             json,
+            out,
         } => {
-            if system != "nginx" {
-                return Err(LabError::Other(format!(
-                    "--compare {system:?}: only `nginx` (nginx + keepalived, the seed's system)"
-                )));
-            }
-            let c = compare::run(
-                &lab.open()?,
-                &compare::Options {
-                    duration: Duration::from_secs(duration),
-                    connections,
-                    progress: true,
-                },
-            )?;
-            print!("{}", compare::table(&c));
+            let load = bench::Load {
+                duration: Duration::from_secs(duration),
+                connections,
+            };
+            let running = lab.open()?;
+            let (report, json_text) = match compare.as_deref() {
+                Some("nginx") => {
+                    let opts = compare::Options {
+                        load,
+                        rounds,
+                        progress: true,
+                        out: out.clone(),
+                    };
+                    let c = compare::run(&running, &opts)?;
+                    print!("{}", compare::table(&c));
+                    (c.report.clone(), serde_json::to_string_pretty(&c))
+                }
+                Some(system) => {
+                    return Err(LabError::Other(format!(
+                        "--compare {system:?}: only `nginx` (nginx + keepalived, the seed's system)"
+                    )))
+                }
+                None => {
+                    let r = bench::run(&running, &load, rounds, &out, true)?;
+                    print!("{}", r.table());
+                    (r.clone(), serde_json::to_string_pretty(&r))
+                }
+            };
+            let paths = bench::record(&report, &out)?;
+            println!("written: {}", paths.join(", "));
             if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&c)
-                    .map_err(|e| LabError::Other(format!("JSON: {e}")))?;
+                let text = json_text.map_err(|e| LabError::Other(format!("JSON: {e}")))?;
                 std::fs::write(&path, text)
                     .map_err(|e| LabError::Other(format!("write {}: {e}", path.display())))?;
             }
-        }
-        Cmd::Bench {
-            duration,
-            connections,
-            compare: None,
-            ..
-        } => {
-            let r = bench::run(&lab.open()?, Duration::from_secs(duration), connections)?;
-            println!("{}", r.summary());
         }
         Cmd::Demo {
             inventory,
@@ -352,7 +367,7 @@ fn demo(
             ..UpOptions::default()
         },
     )?;
-    let outcome = (|| -> Result<(scenario::Report, Option<bench::BenchResult>), LabError> {
+    let outcome = (|| -> Result<(scenario::Report, Option<bench::Round>), LabError> {
         let running = lab.open()?;
         if up_outcome == UpOutcome::Created {
             println!("\n== provision (over SSH from the client, as on real servers)");
@@ -366,10 +381,14 @@ fn demo(
         };
         let report = scenario::run(&running, &opts)?;
         println!("\n== bench");
-        let b = match bench::run(&running, Duration::from_secs(5), 50) {
-            Ok(b) => {
-                println!("{}", b.summary());
-                Some(b)
+        let load = bench::Load {
+            duration: Duration::from_secs(5),
+            connections: 50,
+        };
+        let b = match bench::run(&running, &load, 1, &bench::default_out_dir(), false) {
+            Ok(r) => {
+                print!("{}", r.table());
+                r.rounds.into_iter().next()
             }
             Err(e) => {
                 println!("bench failed: {e}");
@@ -384,8 +403,8 @@ fn demo(
             print!("{}", scenario::summary(report));
             if let Some(b) = bench {
                 println!(
-                    "bench: {:.0} req/s, latency p50 {} p99 {}",
-                    b.requests_per_sec, b.latency_p50, b.latency_p99
+                    "bench: {:.0} req/s, latency p50 {:.2} ms p99 {:.2} ms",
+                    b.requests_per_sec, b.p50_ms, b.p99_ms
                 );
             }
             println!("timeline: {}", svg.display());

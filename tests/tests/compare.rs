@@ -11,14 +11,19 @@ fn compare_nginx_measures_both_and_restores_our_stack() {
     assert!(out.status.success(), "lab up failed");
 
     let json = lab.root.join("compare.json");
+    let out_dir = lab.root.join("bench");
     let out = lab.run(&[
         "bench",
         "--compare",
         "nginx",
+        "--rounds",
+        "2",
         "--duration",
         "2",
         "--json",
         json.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "lab bench --compare nginx failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -48,6 +53,27 @@ fn compare_nginx_measures_both_and_restores_our_stack() {
         c["seed"]["system"]
     );
     assert_eq!(c["restored_holder"], "server1");
+
+    // Interleaved rounds, each with the full distribution and the per-request costs.
+    let rounds = c["report"]["rounds"].as_array().expect("rounds");
+    let systems: Vec<&str> = rounds.iter().filter_map(|r| r["system"].as_str()).collect();
+    assert_eq!(systems, ["ours", "nginx", "ours", "nginx"]);
+    for r in rounds {
+        let p = |k: &str| r[k].as_f64().unwrap_or(-1.0);
+        assert!(
+            0.0 < p("p50_ms") && p("p50_ms") <= p("p90_ms") && p("p99_ms") <= p("p999_ms"),
+            "{r}"
+        );
+        // Both proxies did work for the requests, and so did Apache; at least the first
+        // request of each upstream keep-alive connection is an accepted connection.
+        assert!(p("balancer_cpu_per_1k") > 0.0, "{r}");
+        assert!(p("backend_cpu_per_1k") > 0.0, "{r}");
+        assert!(p("upstream_conns_per_request") > 0.0, "{r}");
+    }
+    for f in ["bench.md", "bench.svg", "distribution.lua"] {
+        assert!(out_dir.join(f).exists(), "{f} not written");
+    }
+    assert!(stdout.contains("cores"), "no core count in the header");
 
     // Back to our stack: server1 holds every VIP as vrrp MASTER, both proxies run, no nginx or
     // keepalived is left, and the VIP serves the backends' pages.
