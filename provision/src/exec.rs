@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::diff;
 use crate::plan::{Action, Prepare, Step};
-use crate::ssh::{shell_quote, Output, Ssh, SshError};
+use crate::quote::shell_quote;
+use crate::ssh::{Output, Ssh, SshError};
 
 /// What the executor needs from a host connection (a trait so the executor's logic can be
 /// tested without SSH).

@@ -1,16 +1,28 @@
-//! SSH provisioning of the seed's servers (issue 5).
+//! SSH provisioning of the four servers in `lab.toml`: hostname, time, firewall, SELinux,
+//! Apache on the backends, `proxy` + `vrrp` as systemd services on the balancers, and the
+//! static address last.
 //!
-//! `inventory` (lab.toml) and `render` (each host's proxy.toml / vrrp.toml) are shared with the
-//! `lab` crate, so what the lab runs is exactly what `provision` deploys. The rest: `os`
-//! (os-release -> family), `plan` + `steps` (pure, golden-tested plans), `exec` (check, then
-//! apply what differs), `ssh` (libssh2 transport), `run` (hosts in parallel) and `report`.
+//! Read it in this order. `inventory` parses and validates lab.toml (shared with the `lab`
+//! crate); `render` turns it into each balancer's proxy.toml and vrrp.toml (also shared, so the
+//! lab runs exactly what provision deploys) and `render_seed` into the nginx.conf and
+//! keepalived.conf of the system being replaced (for side-by-side benchmarks). `os` maps
+//! /etc/os-release to a supported family and knows what families differ in. `plan` defines the
+//! idempotent actions, and `steps` builds a host's plan from inventory + family: both pure, so
+//! every family's plan is golden-tested. `exec` runs a plan over a `Remote`: check first, apply
+//! only what differs, commit-confirm the address change. `ssh` is the libssh2 transport,
+//! `quote` the shell quoting every interpolated value goes through, `run` drives the hosts in
+//! parallel with the balancers taking turns, `report` formats progress and the recap, `out`
+//! writes lines without interleaving, `diff` shows file changes in a dry run, and `doubles`
+//! holds the TEST DOUBLES the lab installs where a namespace has no systemd or yum.
 
 pub mod diff;
 pub mod doubles;
 pub mod exec;
 pub mod inventory;
 pub mod os;
+pub mod out;
 pub mod plan;
+pub mod quote;
 pub mod render;
 pub mod render_seed;
 pub mod report;

@@ -9,10 +9,10 @@ use clap::Parser;
 
 use provision::inventory::Inventory;
 use provision::os::Family;
-use provision::report;
 use provision::run::{self, RunOptions};
 use provision::ssh::{expand_tilde, SshOptions};
 use provision::steps;
+use provision::{out, report};
 
 /// Sets up the hosts of lab.toml over SSH: hostname, static address, chrony, firewall,
 /// SELinux, Apache on the backends, proxy + vrrp as systemd services on the balancers.
@@ -75,7 +75,7 @@ fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
             continue;
         }
         match steps::plan(inv, h, fam) {
-            Ok(p) => report::print(&format!("{}\n", p.render())),
+            Ok(p) => out::print(&format!("{}\n", p.render())),
             Err(e) => {
                 eprintln!("provision: {}: {e}", h.name);
                 return ExitCode::FAILURE;
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
     };
     match run::run(&inv, &opts) {
         Ok(summaries) => {
-            report::print(&format!("\n{}", report::recap(&summaries)));
+            out::print(&format!("\n{}", report::recap(&summaries)));
             if summaries.iter().all(|s| s.succeeded()) {
                 ExitCode::SUCCESS
             } else {

@@ -1,7 +1,6 @@
 //! Per-host progress lines and the closing recap table (in the manner of Ansible's PLAY RECAP).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use crate::exec::{Failure, Status, StepResult};
 
@@ -23,21 +22,6 @@ impl HostSummary {
     pub fn succeeded(&self) -> bool {
         self.failed == 0 && self.unreachable.is_none()
     }
-}
-
-/// Prints one line (or block) at a time; `println!` holds stdout's lock per call, so lines
-/// from the host threads never interleave.
-pub fn line(host: &str, text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[{host}] {text}");
-    let _ = out.flush();
-}
-
-/// Prints `text` as is (stdout closed early is not an error worth a panic).
-pub fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }
 
 pub fn failure_text(host: &str, step: &str, f: &Failure) -> String {

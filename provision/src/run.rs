@@ -10,6 +10,7 @@ use std::thread;
 use crate::exec::{Binaries, Executor, Status};
 use crate::inventory::{Host, Inventory, Role};
 use crate::os;
+use crate::out;
 use crate::report::{self, HostSummary};
 use crate::ssh::{Ssh, SshOptions};
 use crate::steps;
@@ -138,13 +139,13 @@ fn host_run(
     let mut ssh = match Ssh::connect(&addr, &opts.ssh) {
         Ok(s) => s,
         Err(e) => {
-            report::line(name, &format!("UNREACHABLE: {e}"));
+            out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
             return sum;
         }
     };
     let fail = |sum: &mut HostSummary, step: &str, f: crate::exec::Failure| {
-        report::line(name, &report::failure_text(name, step, &f));
+        out::line(name, &report::failure_text(name, step, &f));
         sum.failed += 1;
     };
     let os = match ssh.run("cat /etc/os-release") {
@@ -176,13 +177,13 @@ fn host_run(
             return sum;
         }
         Err(e) => {
-            report::line(name, &format!("UNREACHABLE: {e}"));
+            out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
             return sum;
         }
     };
     sum.os = Some(os.family.name().to_string());
-    report::line(
+    out::line(
         name,
         &format!(
             "connected as {}: {} ({}){}",
@@ -193,7 +194,7 @@ fn host_run(
         ),
     );
     if let Some(w) = os.warning() {
-        report::line(name, &format!("WARNING: {w}"));
+        out::line(name, &format!("WARNING: {w}"));
     }
     let plan = match steps::plan(inv, host, os.family) {
         Ok(p) => p,
@@ -232,7 +233,7 @@ fn run_plan(
     let mut in_turn = false;
     for step in &plan.steps {
         if step.serial && !in_turn && !opts.dry_run {
-            report::line(name, "waiting for this balancer's turn");
+            out::line(name, "waiting for this balancer's turn");
             turns.wait(name);
             in_turn = true;
         }
@@ -241,7 +242,7 @@ fn run_plan(
             in_turn = false;
         }
         let r = ex.run_step(step);
-        report::line(name, &report::step_text(name, &r, opts.dry_run));
+        out::line(name, &report::step_text(name, &r, opts.dry_run));
         match r.status {
             Status::Ok => sum.ok += 1,
             Status::Changed => sum.changed += 1,

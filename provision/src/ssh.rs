@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::quote::shell_quote;
 use base64::Engine as _;
 use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
 
@@ -192,11 +193,6 @@ pub fn wrap_command(sudo: bool, command: &str) -> String {
     }
 }
 
-/// Single-quotes `s` for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 impl Ssh {
     /// Connects, checks the host key and authenticates.
     pub fn connect(host: &str, opts: &SshOptions) -> Result<Ssh, SshError> {
@@ -305,7 +301,7 @@ impl Ssh {
                 Ok(o) => format!("exit {}", o.status),
                 Err(e) => e.to_string(),
             };
-            crate::report::line(
+            crate::out::line(
                 &self.host,
                 &format!(
                     "$ {command}  [{status}, {} ms]",
@@ -523,8 +519,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting_and_names() {
-        assert_eq!(shell_quote("a'b"), "'a'\\''b'");
+    fn known_hosts_names() {
         assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
         assert_eq!(known_hosts_name("10.0.0.1", 2222), "[10.0.0.1]:2222");
     }

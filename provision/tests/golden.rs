@@ -1,4 +1,4 @@
-//! Golden tests: each OS family's full plan (every command and file) for the seed's lab.toml.
+//! Golden tests: each OS family's full plan (every command and file) for the repository's lab.toml.
 //! Pure: no SSH. Regenerate after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test -p provision --test golden` and review the diff.
 

@@ -264,8 +264,7 @@ fn provision_the_lab_over_ssh() {
     let id = format!("pv{}", std::process::id());
     // Not under /tmp: lab hosts overlay /tmp, and the state must be outside every overlay.
     let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
-    // The seed's lab.toml plus a CentOS 7 vault repository (the seed's step 2 swapped in a
-    // mirror by hand).
+    // The repository's lab.toml plus a CentOS 7 vault repository (its own mirrors are gone).
     std::fs::create_dir_all(&root).expect("state root");
     let inv = root.join("lab.toml");
     let text = std::fs::read_to_string(inventory()).expect("lab.toml");

@@ -1,12 +1,13 @@
-//! The static address (the seed's step "设置固定IP": BOOTPROTO=static in ifcfg-ens33), in each
-//! family's own network configuration.
+//! The static address (what was done by hand as BOOTPROTO=static in ifcfg-ens33), in each
+//! family's own network configuration. It changes last: it may move the connection provision
+//! itself uses.
 
 use std::fmt::Write as _;
 
 use crate::inventory::{Host, Inventory};
 use crate::os::{Family, NetStyle};
 use crate::plan::{Action, Prepare, Step};
-use crate::ssh::shell_quote;
+use crate::quote::shell_quote;
 
 /// Debian's main interfaces file: a stanza for the interface there (the installer's DHCP one)
 /// would fight the one in interfaces.d, so it is commented out, and the interfaces.d include

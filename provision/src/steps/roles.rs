@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use crate::inventory::{Host, Inventory};
 use crate::os::Family;
 use crate::plan::{Action, Step};
+use crate::quote::shell_quote;
 use crate::render::{self, RenderError, PROXY_ADMIN};
-use crate::ssh::shell_quote;
 
 use super::system::{package, service_running};
 
@@ -127,7 +127,7 @@ pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step,
 }
 
 /// From the balancer: every VIP answers HTTP (whoever holds it). Allows for a VRRP election
-/// (Master_Down_Interval is about 3.6 s with the seed's one-second adverts).
+/// (Master_Down_Interval is about 3.6 s with one-second adverts).
 pub(super) fn vip_check(inv: &Inventory) -> Step {
     let mut cmd = String::new();
     for vip in &inv.network.vips {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::inventory::{Host, Inventory, Role};
 use crate::os::Family;
 use crate::plan::Step;
-use crate::ssh::shell_quote;
+use crate::quote::shell_quote;
 
 /// `install PKG` unless installed.
 pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
@@ -42,7 +42,7 @@ pub(super) fn hostname(host: &Host) -> Step {
 }
 
 /// CentOS 7's mirrors are gone since its end of life: point base/updates/extras at a vault or
-/// mirror (the seed swapped in a mirror's repo file by hand).
+/// mirror, or `yum` fails on every host.
 pub(super) fn el7_repos(baseurl: &str) -> Step {
     let base = baseurl.trim_end_matches('/');
     let mut repo = String::from(
@@ -59,7 +59,7 @@ pub(super) fn el7_repos(baseurl: &str) -> Step {
         .on_change("yum clean all")
 }
 
-/// chrony with `[time]` servers (replacing the seed's one-shot ntpdate) and the time zone.
+/// chrony with `[time]` servers (a one-shot ntpdate drifts again; chrony keeps the clock) and the time zone.
 pub(super) fn time(inv: &Inventory, family: Family) -> Step {
     let (unit, conf) = family.chrony();
     let drift = if family.is_el() {
@@ -163,7 +163,8 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
     }
 }
 
-/// SELinux stays enforcing (the seed switched it off).
+/// SELinux stays enforcing: switching it off (the usual shortcut) removes the confinement of
+/// every service on the host.
 pub(super) fn selinux() -> Step {
     Step::new("selinux")
         .ensure(
