@@ -49,6 +49,15 @@ pub enum SshError {
         fingerprint: String,
         known_hosts: String,
     },
+    #[error(
+        "host key of {host} (SHA256:{fingerprint}) could not be checked against {known_hosts}; \
+         refusing to connect (and not recording it: the host may be listed with another key)"
+    )]
+    HostKeyCheckFailed {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
     #[error("authentication as {user}@{host} failed ({method}): {reason}")]
     Auth {
         user: String,
@@ -79,6 +88,7 @@ impl SshError {
             SshError::Unreachable { .. }
                 | SshError::UnknownHostKey { .. }
                 | SshError::HostKeyChanged { .. }
+                | SshError::HostKeyCheckFailed { .. }
                 | SshError::Auth { .. }
         )
     }
@@ -465,46 +475,27 @@ fn check_host_key(session: &Session, name: &str, opts: &SshOptions) -> Result<()
             .map_err(ssh_err(format!("read {}", path.display())))?;
     }
     let kh_name = path.display().to_string();
-    match kh.check(name, &key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(SshError::HostKeyChanged {
+    let refuse_unknown = || SshError::UnknownHostKey {
+        host: name.into(),
+        fingerprint: fingerprint(session),
+        known_hosts: kh_name.clone(),
+    };
+    match host_key_verdict(kh.check(name, &key), opts.accept_new_host_keys) {
+        HostKeyVerdict::Trusted => Ok(()),
+        HostKeyVerdict::Changed => Err(SshError::HostKeyChanged {
             host: name.into(),
             fingerprint: fingerprint(session),
             known_hosts: kh_name,
         }),
-        CheckResult::NotFound | CheckResult::Failure if !opts.accept_new_host_keys => {
-            Err(SshError::UnknownHostKey {
-                host: name.into(),
-                fingerprint: fingerprint(session),
-                known_hosts: kh_name,
-            })
-        }
-        CheckResult::NotFound | CheckResult::Failure => {
-            let Some(tname) = key_type_name(ktype) else {
-                return Err(SshError::UnknownHostKey {
-                    host: name.into(),
-                    fingerprint: fingerprint(session),
-                    known_hosts: kh_name,
-                });
-            };
-            let line = format!(
-                "{name} {tname} {}\n",
-                base64::engine::general_purpose::STANDARD.encode(&key)
-            );
-            let _guard = KNOWN_HOSTS_LOCK.lock();
-            let io = |source| SshError::Io {
-                context: format!("record host key in {kh_name}"),
-                source,
-            };
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io)?;
-            f.write_all(line.as_bytes()).map_err(io)?;
+        HostKeyVerdict::Unknown => Err(refuse_unknown()),
+        HostKeyVerdict::CheckFailed => Err(SshError::HostKeyCheckFailed {
+            host: name.into(),
+            fingerprint: fingerprint(session),
+            known_hosts: kh_name,
+        }),
+        HostKeyVerdict::Record => {
+            let tname = key_type_name(ktype).ok_or_else(refuse_unknown)?;
+            record_host_key(path, name, tname, &key)?;
             eprintln!(
                 "[{name}] recorded new host key SHA256:{} in {kh_name}",
                 fingerprint(session)
@@ -514,9 +505,66 @@ fn check_host_key(session: &Session, name: &str, opts: &SshOptions) -> Result<()
     }
 }
 
+/// What to do with a host key, from libssh2's known_hosts check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostKeyVerdict {
+    Trusted,
+    Changed,
+    /// Not in known_hosts, and new keys are not accepted.
+    Unknown,
+    /// Not in known_hosts: record it (--accept-new-host-keys).
+    Record,
+    /// libssh2 could not check (a known_hosts it could not use, a key it could not compare):
+    /// the host may well be listed with another key, so this is never "not found".
+    CheckFailed,
+}
+
+fn host_key_verdict(check: CheckResult, accept_new: bool) -> HostKeyVerdict {
+    match check {
+        CheckResult::Match => HostKeyVerdict::Trusted,
+        CheckResult::Mismatch => HostKeyVerdict::Changed,
+        CheckResult::NotFound if accept_new => HostKeyVerdict::Record,
+        CheckResult::NotFound => HostKeyVerdict::Unknown,
+        CheckResult::Failure => HostKeyVerdict::CheckFailed,
+    }
+}
+
+/// Appends `name type key` to known_hosts (serialised across the host threads).
+fn record_host_key(path: &Path, name: &str, tname: &str, key: &[u8]) -> Result<(), SshError> {
+    let line = format!(
+        "{name} {tname} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    let _guard = KNOWN_HOSTS_LOCK.lock();
+    let io = |source| SshError::Io {
+        context: format!("record host key in {}", path.display()),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(line.as_bytes()).map_err(io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_true_not_found_is_recorded() {
+        use HostKeyVerdict::*;
+        assert_eq!(host_key_verdict(CheckResult::NotFound, true), Record);
+        assert_eq!(host_key_verdict(CheckResult::NotFound, false), Unknown);
+        assert_eq!(host_key_verdict(CheckResult::Failure, true), CheckFailed);
+        assert_eq!(host_key_verdict(CheckResult::Failure, false), CheckFailed);
+        assert_eq!(host_key_verdict(CheckResult::Mismatch, true), Changed);
+        assert_eq!(host_key_verdict(CheckResult::Match, false), Trusted);
+    }
 
     #[test]
     fn known_hosts_names() {
