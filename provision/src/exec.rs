@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::diff;
-use crate::plan::{Action, Prepare, Step};
+use crate::plan::{self, Action, Prepare, Step};
 use crate::quote::shell_quote;
 use crate::ssh::{Output, Ssh, SshError};
 
@@ -124,6 +124,18 @@ fn failed_ssh(command: &str, e: &SshError) -> Failure {
     }
 }
 
+/// A dry-run diff with `secrets` masked on both sides; a change hidden by the mask is still
+/// said to be there.
+fn masked_diff(path: &str, old: Option<&str>, new: &str, secrets: &[String]) -> String {
+    let old_masked = old.map(|o| plan::mask(o, secrets));
+    let new_masked = plan::mask(new, secrets);
+    let mut d = diff::unified(path, old_masked.as_deref(), &new_masked);
+    if old_masked.as_deref() == Some(new_masked.as_str()) {
+        d.push_str("(a secret value changes; not shown)\n");
+    }
+    d
+}
+
 /// The directory part of an absolute path.
 fn parent(path: &str) -> &str {
     match path.rfind('/') {
@@ -150,21 +162,29 @@ impl Executor<'_> {
         }
     }
 
-    /// The file's mode and content, `None` if absent.
-    fn read_file(&mut self, path: &str) -> Result<Option<(u32, String)>, Failure> {
+    /// The file's mode (`None` also when it is not owned by root: every file provision
+    /// manages is root's) and content; `None` if absent.
+    fn read_file(&mut self, path: &str) -> Result<Option<(Option<u32>, String)>, Failure> {
         let p = shell_quote(path);
-        let cmd = format!("if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; fi");
+        let cmd =
+            format!("if [ -f {p} ]; then stat -c '%a %u' {p} && cat {p}; else echo absent; fi");
         let out = self.must(&cmd)?;
         let (first, rest) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
         if first == "absent" {
             return Ok(None);
         }
-        let mode = u32::from_str_radix(first.trim(), 8).map_err(|_| Failure {
-            command: cmd.clone(),
-            exit_code: Some(0),
-            stderr: format!("unexpected mode {first:?}"),
-        })?;
-        Ok(Some((mode, rest.to_string())))
+        let parsed = first.split_once(' ').and_then(|(m, uid)| {
+            let mode = u32::from_str_radix(m, 8).ok()?;
+            Some((mode, uid.trim().parse::<u32>().ok()?))
+        });
+        let Some((mode, uid)) = parsed else {
+            return Err(Failure {
+                command: cmd.clone(),
+                exit_code: Some(0),
+                stderr: format!("unexpected mode and owner {first:?}"),
+            });
+        };
+        Ok(Some(((uid == 0).then_some(mode), rest.to_string())))
     }
 
     /// Uploads `content` and installs it at `path` with `mode`, validated first.
@@ -189,7 +209,7 @@ impl Executor<'_> {
             None => String::new(),
         };
         let cmd = format!(
-            "mkdir -p {} && install -m {mode:o} {s} {n} && rm -f {s}{check} && mv -f {n} {p}",
+            "mkdir -p {} && install -o 0 -g 0 -m {mode:o} {s} {n} && rm -f {s}{check} && mv -f {n} {p}",
             shell_quote(parent(path))
         );
         self.must(&cmd).map(|_| ())
@@ -214,28 +234,35 @@ impl Executor<'_> {
                 content,
                 mode,
                 validate,
+                secrets,
             } => {
                 let current = self.read_file(path)?;
                 let same_content = current.as_ref().is_some_and(|(_, c)| c == content);
-                let same_mode = current.as_ref().is_some_and(|(m, _)| m == mode);
+                let same_mode = current.as_ref().is_some_and(|(m, _)| *m == Some(*mode));
                 if same_content && same_mode {
                     return Ok(Outcome::Ok);
                 }
                 let what = if same_content {
-                    format!("{path} mode -> {mode:o}")
+                    format!("{path} mode -> {mode:o}, owner root")
                 } else {
                     format!("{path} content")
                 };
                 if self.dry_run {
                     if !same_content {
-                        diffs.push(diff::unified(
+                        diffs.push(masked_diff(
                             path,
                             current.as_ref().map(|(_, c)| c.as_str()),
                             content,
+                            secrets,
                         ));
                     }
                 } else {
-                    self.install(path, content.as_bytes(), *mode, validate.as_deref())?;
+                    // A validator's complaint may quote the offending line: mask it too.
+                    self.install(path, content.as_bytes(), *mode, validate.as_deref())
+                        .map_err(|mut f| {
+                            f.stderr = plan::mask(&f.stderr, secrets);
+                            f
+                        })?;
                 }
                 Ok(Outcome::Changed(what))
             }
@@ -312,7 +339,7 @@ impl Executor<'_> {
                 let current = self.read_file(path)?;
                 let same = current
                     .as_ref()
-                    .is_some_and(|(m, c)| c == content && m == mode);
+                    .is_some_and(|(m, c)| c == content && *m == Some(*mode));
                 let prepared = match prepare {
                     Some(p) => self.test(&p.check)?,
                     None => true,
@@ -491,6 +518,8 @@ mod tests {
         stdout_for: Vec<(String, String)>,
         reconnect_fails: bool,
         reconnects: usize,
+        /// Owner of every file in `files`.
+        owner_uid: u32,
         log: Vec<String>,
     }
 
@@ -512,7 +541,7 @@ mod tests {
             if command.starts_with("if [ -f ") && command.contains("cat ") {
                 let path = command.split('\'').nth(1).unwrap_or_default();
                 let stdout = match self.files.get(path) {
-                    Some(c) => format!("644\n{c}"),
+                    Some(c) => format!("644 {}\n{c}", self.owner_uid),
                     None => "absent\n".into(),
                 };
                 return out(0, stdout, String::new());
@@ -576,7 +605,7 @@ mod tests {
         let install = fake
             .log
             .iter()
-            .find(|c| c.contains("install -m 644"))
+            .find(|c| c.contains("install -o 0 -g 0 -m 644"))
             .unwrap();
         assert!(
             install.contains("check '/etc/a.provision-new'"),
@@ -591,6 +620,23 @@ mod tests {
             fake.log.last().map(String::as_str),
             Some("systemctl restart a")
         );
+    }
+
+    #[test]
+    fn file_not_owned_by_root_is_reinstalled_as_root() {
+        let mut fake = Fake {
+            owner_uid: 1000,
+            ..Fake::default()
+        };
+        fake.files.insert("/etc/v".into(), "secret\n".into());
+        let step = Step::new("s").file("/etc/v", "secret\n".into(), 0o644);
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Changed, "{r:?}");
+        assert_eq!(r.changes, ["/etc/v mode -> 644, owner root"]);
+        assert!(fake
+            .log
+            .iter()
+            .any(|c| c.contains("install -o 0 -g 0 -m 644 ")));
     }
 
     #[test]
@@ -638,6 +684,27 @@ mod tests {
             "only the file read and the check ran: {:?}",
             fake.log
         );
+    }
+
+    #[test]
+    fn dry_run_diff_masks_secrets_on_both_sides() {
+        let mut fake = Fake::default();
+        fake.files
+            .insert("/etc/v".into(), "pass = \"old-pw\"\nx = 1\n".into());
+        let step = Step::new("s")
+            .file("/etc/v", "pass = \"new-pw\"\nx = 2\n".into(), 0o600)
+            .secret("pass");
+        let d = run(&mut fake, &step, true).diffs.join("");
+        assert!(!d.contains("new-pw") && !d.contains("old-pw"), "{d}");
+        assert_eq!(d, "--- /etc/v\n+++ /etc/v\n-x = 1\n+x = 2\n", "{d}");
+        // Only the secret changes: the diff says so, without either value.
+        fake.files
+            .insert("/etc/v".into(), "pass = \"old-pw\"\nx = 2\n".into());
+        let r = run(&mut fake, &step, true);
+        let d = r.diffs.join("");
+        assert!(!d.contains("new-pw") && !d.contains("old-pw"), "{d}");
+        assert!(d.contains("(a secret value changes; not shown)"), "{d}");
+        assert_eq!(r.status, Status::Changed);
     }
 
     #[test]

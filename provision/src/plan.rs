@@ -17,6 +17,9 @@ pub enum Action {
         content: String,
         mode: u32,
         validate: Option<String>,
+        /// Keys whose values are never shown (on the host's side either): in the rendered
+        /// plan and in dry-run diffs, a line holding one shows `KEY = ********` from the key on.
+        secrets: Vec<String>,
     },
     /// The local binary `name` (from the build directory) must be at `path`; compared by
     /// SHA-256, uploaded only when it differs.
@@ -89,6 +92,7 @@ impl Step {
             content,
             mode,
             validate: None,
+            secrets: Vec::new(),
         });
         self
     }
@@ -99,7 +103,16 @@ impl Step {
             content,
             mode,
             validate: Some(check.into()),
+            secrets: Vec::new(),
         });
+        self
+    }
+
+    /// Marks the value of `key` as never to be shown in the last file action's content.
+    pub fn secret(mut self, key: &str) -> Step {
+        if let Some(Action::File { secrets, .. }) = self.actions.last_mut() {
+            secrets.push(key.to_string());
+        }
         self
     }
 
@@ -171,6 +184,36 @@ impl Plan {
     }
 }
 
+/// What secrets are shown as.
+pub const MASK: &str = "********";
+
+/// `text` with each line that holds one of the secret `keys` cut after the key and ended with
+/// ` = ********`: the value is not shown, whatever it is (the host's old one included).
+pub fn mask(text: &str, keys: &[String]) -> String {
+    if keys.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let hit = keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .find_map(|k| line.find(k.as_str()).map(|i| i + k.len()));
+        match hit {
+            Some(end) => {
+                out.push_str(line.get(..end).unwrap_or(line));
+                out.push_str(" = ");
+                out.push_str(MASK);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 fn render_action(s: &mut String, a: &Action) {
     match a {
         Action::File {
@@ -178,12 +221,13 @@ fn render_action(s: &mut String, a: &Action) {
             content,
             mode,
             validate,
+            secrets,
         } => {
             let _ = writeln!(s, "file {path} mode {mode:04o}");
             if let Some(v) = validate {
                 let _ = writeln!(s, "  validate: {v}");
             }
-            for line in content.lines() {
+            for line in mask(content, secrets).lines() {
                 let _ = writeln!(s, "  | {line}");
             }
         }

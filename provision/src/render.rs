@@ -210,7 +210,8 @@ pub fn balancer_files(inv: &Inventory, host: &Host) -> Result<Vec<File>, RenderE
         File {
             path: VRRP_CONFIG_PATH,
             contents: vrrp_toml(inv, host)?,
-            mode: 0o644,
+            // auth_pass is VRRP's shared password: readable by root only.
+            mode: 0o600,
         },
         File {
             path: PROXY_UNIT_PATH,

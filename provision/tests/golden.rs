@@ -86,6 +86,13 @@ fn plans_keep_the_safety_properties() {
                 assert_eq!(serial, ["proxy", "vrrp"]);
                 assert!(text.contains("validate: /usr/local/bin/proxy --check --config {}"));
                 assert!(text.contains("validate: /usr/local/bin/vrrp --check --config {}"));
+                // vrrp.toml holds auth_pass: root-only, and the password never printed.
+                assert!(
+                    text.contains("file /etc/vrrp/vrrp.toml mode 0600\n"),
+                    "{fam}"
+                );
+                assert!(text.contains("auth_pass = ********\n"), "{fam}");
+                assert!(!text.contains("1111"), "{fam}");
             }
             if h.name == "server3" {
                 assert!(text.contains("  | HTTP WEB NODE 01"), "{fam}");

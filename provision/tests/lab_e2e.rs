@@ -324,6 +324,10 @@ fn provision_the_lab_over_ssh() {
     assert!(dry.out.contains("+++ /etc/hostname"));
     assert!(dry.out.contains("CentOS Linux 7 (Core) (el7)"));
     assert!(dry.out.contains("end of life"));
+    // vrrp.toml's diff is shown, its password is not.
+    assert!(dry.out.contains("+++ /etc/vrrp/vrrp.toml"), "{}", dry.out);
+    assert!(dry.out.contains("auth_pass = ********"), "{}", dry.out);
+    assert!(!dry.out.contains("1111"), "{}", dry.out);
     assert!(r
         .host("server1")
         .unwrap()
@@ -390,6 +394,11 @@ fn provision_the_lab_over_ssh() {
             "{cmdline}"
         );
     }
+    // The VRRP password is root's alone.
+    let vrrp_mode = s1
+        .sh("stat -c '%a %U' /etc/vrrp/vrrp.toml", &[])
+        .expect("stat");
+    assert_eq!(vrrp_mode, "600 root\n");
     let nft = s1.sh("nft list table inet provision", &[]).expect("nft");
     assert!(nft.contains("policy drop"), "{nft}");
 

@@ -51,6 +51,10 @@ struct Daemon<'a> {
     bin: &'a str,
     config_path: &'a str,
     config: String,
+    /// 0644, or 0600 for a config holding a secret (read by root only).
+    config_mode: u32,
+    /// The config key whose value is a secret (masked in plans and diffs).
+    secret: Option<&'a str>,
     unit_path: &'a str,
     unit: &'a str,
 }
@@ -61,6 +65,8 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         bin,
         config_path,
         config,
+        config_mode,
+        secret,
         unit_path,
         unit,
     } = d;
@@ -70,14 +76,16 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         mode: 0o755,
     });
     step.serial = true;
-    step = step
-        .validated_file(
-            config_path,
-            config,
-            0o644,
-            &format!("{bin} --check --config {{}}"),
-        )
-        .file(unit_path, unit.to_string(), 0o644);
+    step = step.validated_file(
+        config_path,
+        config,
+        config_mode,
+        &format!("{bin} --check --config {{}}"),
+    );
+    if let Some(key) = secret {
+        step = step.secret(key);
+    }
+    step = step.file(unit_path, unit.to_string(), 0o644);
     step = selinux_labels(step, family, &[bin, config_path, unit_path]);
     step = step
         .on_change("systemctl daemon-reload")
@@ -97,6 +105,8 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
             bin: render::PROXY_BIN_PATH,
             config_path: render::PROXY_CONFIG_PATH,
             config,
+            config_mode: 0o644,
+            secret: None,
             unit_path: render::PROXY_UNIT_PATH,
             unit: render::PROXY_UNIT,
         },
@@ -118,6 +128,9 @@ pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step,
             bin: render::VRRP_BIN_PATH,
             config_path: render::VRRP_CONFIG_PATH,
             config,
+            // auth_pass: VRRP's shared password.
+            config_mode: 0o600,
+            secret: Some("auth_pass"),
             unit_path: render::VRRP_UNIT_PATH,
             unit: render::VRRP_UNIT,
         },
