@@ -1,34 +1,69 @@
-//! Golden tests: each OS family's full plan (every command and file) for the repository's lab.toml.
-//! Pure: no SSH. Regenerate after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test -p provision --test golden` and review the diff.
+//! Golden tests: each OS family's full plan (every command and file) for the repository's
+//! lab.toml. Pure: no SSH. They only compare: after an intended change, regenerate with
+//! `cargo run -p provision --example update_golden` and review the diff.
 
-use std::path::PathBuf;
+#[path = "golden/cases.rs"]
+mod cases;
 
+use std::path::Path;
+
+use cases::SEED;
 use provision::inventory::Inventory;
 use provision::os::Family;
 use provision::steps;
 
-const SEED: &str = include_str!("../../lab.toml");
-
-fn golden(family: Family, host: &str) {
-    let mut inv = Inventory::parse(SEED, "lab.toml").unwrap();
-    if family == Family::El7 {
-        inv.os.el7_repo_baseurl = Some("https://vault.centos.org/7.9.2009".into());
-    }
-    let h = inv.host(host).unwrap().clone();
-    let text = steps::plan(&inv, &h, family).unwrap().render();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{}-{host}.plan", family.name()));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+/// Panics unless `path` holds exactly `text`. Reads only: no environment variable or flag
+/// makes it write.
+fn compare(path: &Path, text: &str) {
+    let want = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (cargo run -p provision --example update_golden)",
+            path.display()
+        )
+    });
     if want != text {
-        let d = provision::diff::unified(&path.display().to_string(), Some(&want), &text);
+        let d = provision::diff::unified(&path.display().to_string(), Some(&want), text);
         panic!("plan differs from {}:\n{d}", path.display());
     }
+}
+
+fn golden(family: Family, host: &str) {
+    compare(&cases::path(family, host), &cases::render(family, host));
+}
+
+#[test]
+fn update_golden_in_the_environment_does_not_overwrite() {
+    // An UPDATE_GOLDEN=1 left in a shell once made every golden test compare a file with
+    // itself.
+    std::env::set_var("UPDATE_GOLDEN", "1");
+    let path = std::env::temp_dir().join(format!("provision-golden-{}", std::process::id()));
+    std::fs::write(&path, "stale\n").unwrap();
+    let r = std::panic::catch_unwind(|| compare(&path, "fresh\n"));
+    let left = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(r.is_err(), "a stale golden file passed");
+    assert_eq!(left, "stale\n");
+}
+
+/// Every .plan file is one of the cases (a left-over file would look tested and be stale).
+#[test]
+fn no_stray_golden_files() {
+    let dir = cases::path(Family::El7, "x")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "plan"))
+        .collect();
+    files.sort();
+    let mut want: Vec<_> = cases::CASES
+        .iter()
+        .map(|(f, h)| cases::path(*f, h))
+        .collect();
+    want.sort();
+    assert_eq!(files, want);
 }
 
 macro_rules! goldens {
