@@ -136,6 +136,17 @@ fn masked_diff(path: &str, old: Option<&str>, new: &str, secrets: &[String]) -> 
     d
 }
 
+/// Where the previous versions of files an address change touches are kept until it is
+/// confirmed. Not next to them: EL7's network scripts read every `ifcfg-*` of their directory
+/// (only `~ .bak .old .orig .rpmnew .rpmorig .rpmsave` are skipped) and Debian's `source
+/// /etc/network/interfaces.d/*` reads every file, so a backup there would be configuration.
+pub const BACKUP_DIR: &str = "/var/lib/provision/backup";
+
+/// The backup of `path` (its absolute path under [`BACKUP_DIR`]).
+fn backup_path(path: &str) -> String {
+    format!("{BACKUP_DIR}/{}", path.trim_start_matches('/'))
+}
+
 /// The directory part of an absolute path.
 fn parent(path: &str) -> &str {
     match path.rfind('/') {
@@ -395,7 +406,7 @@ impl Executor<'_> {
         let applied = format!("/run/provision-applied{tag}");
         let (p, s) = (shell_quote(path), shell_quote(&staged));
         let (c, ap) = (shell_quote(&confirm), shell_quote(&applied));
-        // Every file the change touches: kept as FILE.provision-bak, or marked absent.
+        // Every file the change touches: kept under BACKUP_DIR, or marked absent.
         let mut files = vec![path.to_string()];
         files.extend(prepare.map(|p| p.file.clone()));
         let mut backup = Vec::new();
@@ -403,10 +414,12 @@ impl Executor<'_> {
         let mut cleanup = Vec::new();
         for f in &files {
             let q = shell_quote(f);
-            let b = shell_quote(&format!("{f}.provision-bak"));
-            let absent = shell_quote(&format!("{f}.provision-absent"));
+            let kept = backup_path(f);
+            let b = shell_quote(&kept);
+            let absent = shell_quote(&format!("{kept}.absent"));
             backup.push(format!(
-                "rm -f {absent} && if [ -e {q} ]; then cp -a {q} {b}; else : > {absent}; fi"
+                "mkdir -p {} && rm -f {absent} && if [ -e {q} ]; then cp -a {q} {b}; else : > {absent}; fi",
+                shell_quote(parent(&kept))
             ));
             restore.push(format!(
                 "if [ -e {absent} ]; then rm -f {q} {absent}; else mv -f {b} {q}; fi"
@@ -752,16 +765,22 @@ mod tests {
         assert_eq!(r.status, Status::Changed, "{r:?}");
         assert_eq!(fake.reconnects, 1);
         let guard = fake.log.iter().find(|c| c.contains("setsid")).unwrap();
-        // The old file is kept, and restored unless the confirmation file appears.
+        // The old file is kept, and restored unless the confirmation file appears. Backups
+        // live outside the configuration directories: network scripts read every ifcfg-*
+        // there, ifupdown every file of interfaces.d.
         assert!(
-            guard.contains("cp -a '/etc/net/if0' '/etc/net/if0.provision-bak'"),
+            guard.contains("cp -a '/etc/net/if0' '/var/lib/provision/backup/etc/net/if0'"),
             "{guard}"
         );
+        assert!(!guard.contains("'/etc/net/if0."), "{guard}");
+        assert!(!guard.contains("'/etc/net/main."), "{guard}");
         // The second file is backed up too, edited after the install and restored with it.
-        assert!(guard.contains("cp -a '/etc/net/main' '/etc/net/main.provision-bak'"));
+        assert!(guard.contains("cp -a '/etc/net/main' '/var/lib/provision/backup/etc/net/main'"));
         assert!(guard.contains("'/etc/net/if0' && rm -f '/var/tmp/staged' && { edit-main; }"));
         assert!(
-            guard.contains("mv -f '\\''/etc/net/main.provision-bak'\\'' '\\''/etc/net/main'\\''"),
+            guard.contains(
+                "mv -f '\\''/var/lib/provision/backup/etc/net/main'\\'' '\\''/etc/net/main'\\''"
+            ),
             "{guard}"
         );
         assert!(guard.contains("if [ ! -e "), "{guard}");

@@ -366,6 +366,13 @@ fn provision_the_lab_over_ssh() {
         .read_file("/etc/sysconfig/network-scripts/ifcfg-ens33")
         .unwrap()
         .contains("IPADDR=172.16.249.102"));
+    // Nothing but the configuration itself in the directories network scripts read whole.
+    let scripts = s2
+        .sh("ls -A /etc/sysconfig/network-scripts", &[])
+        .expect("ls");
+    assert_eq!(scripts, "ifcfg-ens33\n");
+    let included = s1.sh("ls -A /etc/network/interfaces.d", &[]).expect("ls");
+    assert_eq!(included, "ens33\n");
     let interfaces = s1.read_file("/etc/network/interfaces").unwrap();
     assert!(
         interfaces.contains("# provision (ens33 moved to interfaces.d): iface ens33 inet dhcp"),
