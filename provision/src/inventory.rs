@@ -222,14 +222,14 @@ struct RawSsh {
 #[serde(deny_unknown_fields)]
 struct RawTime {
     #[serde(default)]
-    servers: Vec<String>,
-    timezone: String,
+    servers: Vec<Spanned<String>>,
+    timezone: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOs {
-    el7_repo_baseurl: Option<String>,
+    el7_repo_baseurl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -405,10 +405,10 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             }
         }
         let interface = h.interface.get_ref().clone();
-        if !valid_ifname(&interface) {
+        if let Some(why) = ifname_problem(&interface) {
             c.at(
                 &h.interface,
-                format!("interface {interface:?} is not a valid Linux interface name (1-15 characters, no '/', ':' or spaces)"),
+                format!("interface {interface:?} is not a valid interface name: it {why}"),
             );
         }
         let role = match h.role.get_ref() {
@@ -469,6 +469,35 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
     {
         c.at(&raw.network, "no [[host]] with role = \"backend\"".into());
     }
+    if !valid_timezone(&raw.time.timezone.get_ref().clone()) {
+        let tz = raw.time.timezone.get_ref();
+        c.at(
+            &raw.time.timezone,
+            format!("timezone {tz:?} is not a zoneinfo name like \"Asia/Shanghai\""),
+        );
+    }
+    for srv in &raw.time.servers {
+        if !valid_time_server(srv.get_ref()) {
+            c.at(
+                srv,
+                format!(
+                    "time server {:?} is not a host name or address",
+                    srv.get_ref()
+                ),
+            );
+        }
+    }
+    if let Some(u) = &raw.os.el7_repo_baseurl {
+        if !valid_baseurl(u.get_ref()) {
+            c.at(
+                u,
+                format!(
+                    "el7_repo_baseurl {:?} must be an http(s):// or file:// URL without spaces",
+                    u.get_ref()
+                ),
+            );
+        }
+    }
     if raw.ssh.get_ref().user.is_empty() {
         c.at(&raw.ssh, "[ssh] user is empty".into());
     }
@@ -493,11 +522,16 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
                 }
             },
             time: Time {
-                servers: raw.time.servers,
-                timezone: raw.time.timezone,
+                servers: raw
+                    .time
+                    .servers
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+                timezone: raw.time.timezone.into_inner(),
             },
             os: OsOverrides {
-                el7_repo_baseurl: raw.os.el7_repo_baseurl,
+                el7_repo_baseurl: raw.os.el7_repo_baseurl.map(Spanned::into_inner),
             },
             hosts,
         }),
@@ -530,14 +564,65 @@ fn valid_hostname(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+/// Why `name` cannot be a network interface name: the kernel's own rule (`dev_valid_name`:
+/// 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace), and, stricter, nothing but
+/// letters, digits, `-`, `_` and `.`: the name goes into root shells and into files sourced
+/// as shell (ifcfg) or without any quoting (ifupdown's interfaces), so shell syntax is
+/// refused outright rather than trusted to quoting alone.
+fn ifname_problem(name: &str) -> Option<String> {
+    const IFNAMSIZ: usize = 16;
+    if name.is_empty() || name.len() >= IFNAMSIZ {
+        return Some(format!("must be 1-{} bytes", IFNAMSIZ - 1));
+    }
+    if name == "." || name == ".." {
+        return Some("cannot be \".\" or \"..\"".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
+    {
+        return Some(format!("contains {c:?}, which the kernel refuses"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Some(format!(
+            "contains {c:?}: only letters, digits, '-', '_' and '.' are accepted (shell syntax is refused)"
+        ));
+    }
+    None
+}
+
+/// A time zone name as under /usr/share/zoneinfo ("Asia/Shanghai"): no absolute path, no
+/// `..`, nothing a shell or a path would read specially.
+fn valid_timezone(tz: &str) -> bool {
+    !tz.is_empty()
+        && tz.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
+        })
+}
+
+/// A time server for chrony.conf's `server NAME iburst`: a host name or an address, one word.
+fn valid_time_server(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+}
+
+/// A repository base URL for a yum .repo file: http(s) or file, one line, no spaces.
+fn valid_baseurl(u: &str) -> bool {
+    ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| u.starts_with(p))
+        && u.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// 1-based line of byte offset `pos`.
@@ -685,6 +770,60 @@ mod tests {
         assert!(msgs.iter().any(|m| m.contains("host name \"Server_4\"")));
         assert!(msgs.iter().any(|m| m.contains("auth_pass")));
         assert!(msgs.iter().any(|m| m.contains("172.16.249.255 is outside")));
+    }
+
+    #[test]
+    fn interface_names_as_the_kernel_and_without_shell_syntax() {
+        for bad in [
+            "$(id>pwn)",
+            "a;reboot",
+            "ens`id`",
+            "e'x",
+            "e\\\"x",
+            "eth 0",
+            "eth0:1",
+            "a/b",
+            ".",
+            "..",
+            "",
+            "sixteen-bytes-xx",
+        ] {
+            let text = SEED.replacen(
+                "interface = \"ens33\"",
+                &format!("interface = {}", crate::quote::toml_string(bad)),
+                1,
+            );
+            let errs = errors(&text);
+            assert_eq!(errs.len(), 1, "{bad:?}: {errs:?}");
+            assert!(
+                errs[0].message.contains("not a valid interface name"),
+                "{errs:?}"
+            );
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("interface = ") && !l.contains("ens33"))
+                .unwrap()
+                + 1;
+            assert_eq!(errs[0].line, line);
+        }
+        for good in ["eth0", "eth0.100", "br-lan", "enp0s31f6", "fifteen-bytes-x"] {
+            let text = SEED.replacen("\"ens33\"", &format!("\"{good}\""), 1);
+            assert!(Inventory::parse(&text, "lab.toml").is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn values_written_into_files_are_one_word() {
+        let text = SEED
+            .replace("\"Asia/Shanghai\"", "\"../../etc/shadow\"")
+            .replace("\"ntp3.aliyun.com\"", "\"ntp.example\\nallow all\"");
+        let text = format!("{text}\n[os]\nel7_repo_baseurl = \"http://x/ y\"\n");
+        let errs = errors(&text);
+        let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(errs.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].contains("time server"), "{msgs:?}");
+        assert!(msgs[1].contains("timezone"), "{msgs:?}");
+        assert!(msgs[2].contains("el7_repo_baseurl"), "{msgs:?}");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! writes lines without interleaving, `diff` shows file changes in a dry run, and `doubles`
 //! holds the TEST DOUBLES the lab installs where a namespace has no systemd or yum.
 
+pub mod address;
+pub mod check;
 pub mod diff;
 pub mod doubles;
 pub mod exec;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::os::Family;
 
 /// One idempotent action.
@@ -28,11 +29,11 @@ pub enum Action {
         path: String,
         mode: u32,
     },
-    /// `check` succeeding means nothing to do; otherwise `apply` runs (and `check` must then
-    /// succeed). `check` must not change anything: it also runs in --dry-run.
+    /// `check` holding means nothing to do; otherwise `apply` runs (and `check` must then
+    /// hold). Only the check runs in --dry-run, and a [`Check`] can only read.
     Ensure {
         what: String,
-        check: String,
+        check: Check,
         apply: String,
     },
     /// Runs only if an earlier action of the same step changed something (a handler:
@@ -40,20 +41,24 @@ pub enum Action {
     OnChange { command: String },
     /// Must succeed; never changes anything (health and VIP checks). Skipped in --dry-run.
     Assert { what: String, command: String },
-    /// The static address: the configuration file, then `apply` under a commit-confirm guard:
-    /// unless the tool reconnects and confirms within `confirm_secs`, the host restores the old
-    /// file and applies it again.
-    Address {
-        path: String,
-        content: String,
-        mode: u32,
-        apply: String,
-        /// Succeeds when the live address is already configured.
-        live_check: String,
-        confirm_secs: u32,
-        /// Another file the change edits (backed up and restored with the first).
-        prepare: Option<Prepare>,
-    },
+    /// The static address, changed under a commit-confirm guard.
+    Address(AddressChange),
+}
+
+/// The static address: the configuration file, then `apply` under a commit-confirm guard:
+/// unless the tool reconnects and confirms within `confirm_secs`, the host restores the old
+/// file and applies it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressChange {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
+    pub apply: String,
+    /// Holds when the live address is already configured.
+    pub live_check: Check,
+    pub confirm_secs: u32,
+    /// Another file the change edits (backed up and restored with the first).
+    pub prepare: Option<Prepare>,
 }
 
 /// An edit of a second file that belongs to an address change (e.g. moving the interface's
@@ -61,8 +66,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepare {
     pub file: String,
-    /// Succeeds when no edit is needed.
-    pub check: String,
+    /// Holds when no edit is needed.
+    pub check: Check,
     /// Runs after the new file is installed, before the apply.
     pub command: String,
 }
@@ -116,10 +121,10 @@ impl Step {
         self
     }
 
-    pub fn ensure(mut self, what: &str, check: &str, apply: &str) -> Step {
+    pub fn ensure(mut self, what: &str, check: Check, apply: &str) -> Step {
         self.actions.push(Action::Ensure {
             what: what.into(),
-            check: check.into(),
+            check,
             apply: apply.into(),
         });
         self
@@ -238,7 +243,11 @@ fn render_action(s: &mut String, a: &Action) {
             );
         }
         Action::Ensure { what, check, apply } => {
-            let _ = writeln!(s, "ensure {what}\n  check: {check}\n  apply: {apply}");
+            let _ = writeln!(
+                s,
+                "ensure {what}\n  check: {}\n  apply: {apply}",
+                check.command()
+            );
         }
         Action::OnChange { command } => {
             let _ = writeln!(s, "on change: {command}");
@@ -246,7 +255,7 @@ fn render_action(s: &mut String, a: &Action) {
         Action::Assert { what, command } => {
             let _ = writeln!(s, "assert {what}: {command}");
         }
-        Action::Address {
+        Action::Address(AddressChange {
             path,
             content,
             mode,
@@ -254,16 +263,19 @@ fn render_action(s: &mut String, a: &Action) {
             live_check,
             confirm_secs,
             prepare,
-        } => {
+        }) => {
             let _ = writeln!(
                 s,
-                "address file {path} mode {mode:04o} (applied with `{apply}`, confirmed by reconnecting within {confirm_secs}s, else rolled back)\n  live check: {live_check}"
+                "address file {path} mode {mode:04o} (applied with `{apply}`, confirmed by reconnecting within {confirm_secs}s, else rolled back)\n  live check: {}",
+                live_check.command()
             );
             if let Some(p) = prepare {
                 let _ = writeln!(
                     s,
                     "  also edits {} (rolled back with it)\n    check: {}\n    edit: {}",
-                    p.file, p.check, p.command
+                    p.file,
+                    p.check.command(),
+                    p.command
                 );
             }
             for line in content.lines() {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::thread;
 
+use crate::check::Probe;
 use crate::exec::{Binaries, Executor, Status};
 use crate::inventory::{Host, Inventory, Role};
 use crate::os;
@@ -225,10 +226,10 @@ fn run_plan(
     sum: &mut HostSummary,
 ) {
     let name = plan.host.as_str();
-    let mut ex = Executor {
-        remote: ssh,
-        binaries,
-        dry_run: opts.dry_run,
+    let mut ex = if opts.dry_run {
+        Executor::dry_run(Probe::new(ssh), binaries)
+    } else {
+        Executor::live(ssh, binaries)
     };
     let mut in_turn = false;
     for step in &plan.steps {

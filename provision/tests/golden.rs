@@ -162,3 +162,88 @@ fn os_section_sets_the_el7_repository_and_is_optional() {
     let err = Inventory::parse(&bad, "lab.toml").unwrap_err().to_string();
     assert!(err.contains("unknown field `mirror`"), "{err}");
 }
+
+/// Whether byte offset `at` of a POSIX shell command line lies inside single quotes (a
+/// small lexer: backslash escapes outside single quotes, double quotes do not protect `$`).
+fn single_quoted_at(cmd: &str, at: usize) -> bool {
+    #[derive(PartialEq)]
+    enum S {
+        Plain,
+        Single,
+        Double,
+    }
+    let mut state = S::Plain;
+    let mut escaped = false;
+    for (i, c) in cmd.char_indices() {
+        if i == at {
+            return state == S::Single;
+        }
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (&state, c) {
+            (S::Plain, '\'') => state = S::Single,
+            (S::Single, '\'') => state = S::Plain,
+            (S::Plain, '"') => state = S::Double,
+            (S::Double, '"') => state = S::Plain,
+            (S::Plain | S::Double, '\\') => escaped = true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Every shell command line of a plan, checks included.
+fn commands(plan: &provision::plan::Plan) -> Vec<String> {
+    use provision::plan::Action;
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        for a in &step.actions {
+            match a {
+                Action::File { validate, .. } => out.extend(validate.clone()),
+                Action::Binary { .. } => {}
+                Action::Ensure { check, apply, .. } => {
+                    out.push(check.command());
+                    out.push(apply.clone());
+                }
+                Action::OnChange { command } | Action::Assert { command, .. } => {
+                    out.push(command.clone())
+                }
+                Action::Address(a) => {
+                    out.push(a.apply.clone());
+                    out.push(a.live_check.command());
+                    if let Some(p) = &a.prepare {
+                        out.push(p.check.command());
+                        out.push(p.command.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An interface name full of shell syntax (the inventory refuses it; this is the second line
+/// of defence): in every command of every family's plan it only ever appears single-quoted,
+/// and the files that carry it read it back as one value.
+#[test]
+fn hostile_interface_name_is_quoted_everywhere() {
+    let inv = Inventory::parse(SEED, "lab.toml").unwrap();
+    let evil = "e$(id>pwn)`x`;\"";
+    for fam in Family::ALL {
+        for name in ["server1", "server3"] {
+            let mut h = inv.host(name).unwrap().clone();
+            h.interface = evil.into();
+            let plan = steps::plan(&inv, &h, fam).unwrap();
+            for cmd in commands(&plan) {
+                for (at, _) in cmd.match_indices("id>pwn") {
+                    assert!(
+                        single_quoted_at(&cmd, at),
+                        "{fam} {name}: unquoted in {cmd}"
+                    );
+                }
+            }
+        }
+    }
+}

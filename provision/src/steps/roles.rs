@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::inventory::{Host, Inventory};
 use crate::os::Family;
 use crate::plan::{Action, Step};
@@ -35,11 +36,11 @@ fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
     if !family.is_el() {
         return step;
     }
-    let p = paths.join(" ");
+    let quoted: Vec<String> = paths.iter().map(|p| shell_quote(p)).collect();
     step.ensure(
         "SELinux labels",
-        &format!("test -z \"$(restorecon -n -v {p})\""),
-        &format!("restorecon -v {p}"),
+        Check::LabelsCorrect(paths.iter().map(|p| p.to_string()).collect()),
+        &format!("restorecon -v {}", quoted.join(" ")),
     )
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::inventory::{Host, Inventory, Role};
 use crate::os::Family;
 use crate::plan::Step;
@@ -11,7 +12,7 @@ use crate::quote::shell_quote;
 pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
     step.ensure(
         &format!("package {pkg} installed"),
-        &family.package_installed(pkg),
+        family.package_installed(pkg),
         &family.install_command(pkg),
     )
 }
@@ -20,13 +21,13 @@ pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
 pub(super) fn service_running(step: Step, unit: &str) -> Step {
     step.ensure(
         &format!("service {unit} enabled"),
-        &format!("systemctl is-enabled --quiet {unit}"),
-        &format!("systemctl enable {unit}"),
+        Check::UnitEnabled(unit.to_string()),
+        &format!("systemctl enable {}", shell_quote(unit)),
     )
     .ensure(
         &format!("service {unit} running"),
-        &format!("systemctl is-active --quiet {unit}"),
-        &format!("systemctl start {unit}"),
+        Check::UnitActive(unit.to_string()),
+        &format!("systemctl start {}", shell_quote(unit)),
     )
 }
 
@@ -36,7 +37,7 @@ pub(super) fn hostname(host: &Host) -> Step {
         .file("/etc/hostname", format!("{name}\n"), 0o644)
         .ensure(
             &format!("running hostname is {name}"),
-            &format!("[ \"$(hostname)\" = {} ]", shell_quote(name)),
+            Check::Hostname(name.clone()),
             &format!("hostname {}", shell_quote(name)),
         )
 }
@@ -82,10 +83,10 @@ pub(super) fn time(inv: &Inventory, family: Family) -> Step {
     step = service_running(step, unit);
     step = step.ensure(
         &format!("time zone {tz}"),
-        &format!(
-            "l=$(readlink /etc/localtime); [ \"$l\" = {z} ] || [ \"$l\" = ..{z} ]",
-            z = shell_quote(&zone)
-        ),
+        Check::SymlinkTo {
+            link: "/etc/localtime".into(),
+            target: zone.clone(),
+        },
         &format!(
             "test -e {z} && ln -sfn {z} /etc/localtime",
             z = shell_quote(&zone)
@@ -110,7 +111,7 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
         step = service_running(step, "firewalld");
         step = step.ensure(
             "80/tcp open",
-            "firewall-cmd --permanent --query-port=80/tcp",
+            Check::FirewalldPort("80/tcp".into()),
             "firewall-cmd --permanent --add-port=80/tcp",
         );
         if balancer {
@@ -122,7 +123,7 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
                 let q = shell_quote(&rule);
                 step = step.ensure(
                     &format!("VRRP from {} allowed", p.name),
-                    &format!("firewall-cmd --permanent --query-rich-rule={q}"),
+                    Check::FirewalldRichRule(rule.clone()),
                     &format!("firewall-cmd --permanent --add-rich-rule={q}"),
                 );
             }
@@ -152,12 +153,12 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
             .on_change("nft -f /etc/nftables.conf")
             .ensure(
                 "nftables rules loaded",
-                "nft list table inet provision >/dev/null 2>&1",
+                Check::NftTable("provision".into()),
                 "nft -f /etc/nftables.conf",
             );
         step.ensure(
             "service nftables enabled",
-            "systemctl is-enabled --quiet nftables",
+            Check::UnitEnabled("nftables".into()),
             "systemctl enable nftables",
         )
     }
@@ -169,12 +170,15 @@ pub(super) fn selinux() -> Step {
     Step::new("selinux")
         .ensure(
             "SELinux enforcing at boot",
-            "grep -qx 'SELINUX=enforcing' /etc/selinux/config",
+            Check::FileHasLine {
+                path: "/etc/selinux/config".into(),
+                line: "SELINUX=enforcing".into(),
+            },
             "sed -i 's/^SELINUX=.*/SELINUX=enforcing/' /etc/selinux/config",
         )
         .ensure(
             "SELinux enforcing now",
-            "[ \"$(getenforce)\" = Enforcing ]",
+            Check::Getenforce("Enforcing".into()),
             "setenforce 1 || { echo 'SELinux is disabled in the running kernel: reboot to enforce' >&2; exit 1; }",
         )
 }
