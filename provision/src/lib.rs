@@ -11,7 +11,7 @@
 //! every family's plan is golden-tested. `exec` runs a plan over a `Remote`: check first, apply
 //! only what differs, commit-confirm the address change. `ssh` is the libssh2 transport,
 //! `quote` the shell quoting every interpolated value goes through, `run` drives the hosts in
-//! parallel with the balancers taking turns, `report` formats progress and the recap, `out`
+//! parallel, `rollout` makes the balancers take turns (backup first, stop at a failure), `report` formats progress and the recap, `out`
 //! writes lines without interleaving, `diff` shows file changes in a dry run, and `doubles`
 //! holds the TEST DOUBLES the lab installs where a namespace has no systemd or yum.
 
@@ -28,6 +28,7 @@ pub mod quote;
 pub mod render;
 pub mod render_seed;
 pub mod report;
+pub mod rollout;
 pub mod run;
 pub mod ssh;
 pub mod steps;

@@ -1,10 +1,8 @@
 //! `provision lab.toml`: one thread and one SSH session per host; balancers take turns for
-//! their deployment steps (lowest priority first, so the VIP stays with the master until the
-//! backup is ready).
+//! their deployment steps ([`crate::rollout`]: the backup first, the master only after the
+//! backup is healthy and the VIPs answer, and no further turn after a failure).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
 use std::thread;
 
 use crate::check::Probe;
@@ -13,6 +11,7 @@ use crate::inventory::{Host, Inventory, Role};
 use crate::os;
 use crate::out;
 use crate::report::{self, HostSummary};
+use crate::rollout::{Rollout, TurnGuard};
 use crate::ssh::{Ssh, SshOptions};
 use crate::steps;
 
@@ -33,39 +32,6 @@ pub enum RunError {
     UnknownHost(String, String),
     #[error("cannot read the binaries to deploy: {0} (build them first: cargo build --bins)")]
     Binaries(std::io::Error),
-}
-
-/// The balancers' turns: each waits until every balancer before it in `order` has finished
-/// its serial steps (or its whole run, if it failed or was unreachable).
-struct Turns {
-    order: Vec<String>,
-    finished: Mutex<HashSet<String>>,
-    cv: Condvar,
-}
-
-impl Turns {
-    fn wait(&self, name: &str) {
-        let before: Vec<&String> = self.order.iter().take_while(|n| *n != name).collect();
-        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        while !before.iter().all(|n| done.contains(*n)) {
-            done = self.cv.wait(done).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn finish(&self, name: &str) {
-        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        done.insert(name.to_string());
-        self.cv.notify_all();
-    }
-}
-
-/// Marks the host's turn finished however its thread ends.
-struct TurnGuard<'a>(&'a Turns, &'a str);
-
-impl Drop for TurnGuard<'_> {
-    fn drop(&mut self) {
-        self.0.finish(self.1);
-    }
 }
 
 /// Provisions the selected hosts in parallel; returns one summary per host, in file order.
@@ -93,11 +59,7 @@ pub fn run(inv: &Inventory, opts: &RunOptions) -> Result<Vec<HostSummary>, RunEr
         .collect();
     // Backup (lowest priority) first; the master last, so it hands over only to a ready peer.
     balancers.sort_by_key(|h| h.priority.unwrap_or(0));
-    let turns = Turns {
-        order: balancers.iter().map(|h| h.name.clone()).collect(),
-        finished: Mutex::new(HashSet::new()),
-        cv: Condvar::new(),
-    };
+    let turns = Rollout::new(balancers.iter().map(|h| h.name.clone()).collect());
     let summaries = thread::scope(|s| {
         let handles: Vec<_> = selected
             .iter()
@@ -127,9 +89,12 @@ fn host_run(
     host: &Host,
     opts: &RunOptions,
     binaries: &Binaries,
-    turns: &Turns,
+    turns: &Rollout,
 ) -> HostSummary {
-    let _turn = TurnGuard(turns, &host.name);
+    let _turn = TurnGuard {
+        rollout: turns,
+        name: &host.name,
+    };
     let name = host.name.as_str();
     let mut sum = HostSummary {
         host: host.name.clone(),
@@ -142,6 +107,7 @@ fn host_run(
         Err(e) => {
             out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
+            turns.failed(name, &format!("unreachable: {e}"));
             return sum;
         }
     };
@@ -180,6 +146,7 @@ fn host_run(
         Err(e) => {
             out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
+            turns.failed(name, &format!("unreachable: {e}"));
             return sum;
         }
     };
@@ -222,7 +189,7 @@ fn run_plan(
     ssh: &mut Ssh,
     binaries: &Binaries,
     opts: &RunOptions,
-    turns: &Turns,
+    turns: &Rollout,
     sum: &mut HostSummary,
 ) {
     let name = plan.host.as_str();
@@ -235,11 +202,16 @@ fn run_plan(
     for step in &plan.steps {
         if step.serial && !in_turn && !opts.dry_run {
             out::line(name, "waiting for this balancer's turn");
-            turns.wait(name);
+            if let Err(why) = turns.wait(name) {
+                out::line(name, &format!("SKIPPED (balancer rollout stopped): {why}"));
+                sum.skipped = Some(why);
+                return;
+            }
             in_turn = true;
         }
         if !step.serial && in_turn {
-            turns.finish(name);
+            // Every serial step passed: the daemons are healthy and the VIPs answer.
+            turns.healthy(name);
             in_turn = false;
         }
         let r = ex.run_step(step);
@@ -249,58 +221,22 @@ fn run_plan(
             Status::Changed => sum.changed += 1,
             Status::Failed => {
                 sum.failed += 1;
-                // As Ansible: a host stops at its first failed step; the others go on.
-                break;
+                turns.failed(name, &format!("step {:?} failed", step.name));
+                // As Ansible: a host stops at its first failed step; the others go on (but
+                // no further balancer starts its turn).
+                return;
             }
         }
+    }
+    if in_turn {
+        turns.healthy(name);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
-
-    fn turns(order: &[&str]) -> Turns {
-        Turns {
-            order: order.iter().map(|s| s.to_string()).collect(),
-            finished: Mutex::new(HashSet::new()),
-            cv: Condvar::new(),
-        }
-    }
-
-    #[test]
-    fn balancers_take_turns_in_order_even_when_one_fails_early() {
-        let t = Arc::new(turns(&["backup", "middle", "master"]));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        thread::scope(|s| {
-            // The master and middle arrive first; the middle fails before its turn (its
-            // guard finishes it); the backup arrives last but must go first.
-            let (t1, l1) = (t.clone(), log.clone());
-            s.spawn(move || {
-                let _g = TurnGuard(&t1, "master");
-                t1.wait("master");
-                l1.lock().unwrap().push("master");
-            });
-            let t2 = t.clone();
-            s.spawn(move || {
-                let _g = TurnGuard(&t2, "middle");
-            });
-            thread::sleep(Duration::from_millis(50));
-            assert!(
-                log.lock().unwrap().is_empty(),
-                "master went before the backup"
-            );
-            let (t3, l3) = (t.clone(), log.clone());
-            s.spawn(move || {
-                let _g = TurnGuard(&t3, "backup");
-                t3.wait("backup");
-                l3.lock().unwrap().push("backup");
-            });
-        });
-        assert_eq!(*log.lock().unwrap(), ["backup", "master"]);
-    }
 
     #[test]
     fn unknown_hosts_in_the_selection_are_rejected() {

@@ -118,7 +118,8 @@ fn plans_keep_the_safety_properties() {
                     .filter(|s| s.serial)
                     .map(|s| s.name.as_str())
                     .collect();
-                assert_eq!(serial, ["proxy", "vrrp"]);
+                // The turn includes the VIP check: the next balancer waits for it.
+                assert_eq!(serial, ["proxy", "vrrp", "vip check"]);
                 assert!(text.contains("validate: /usr/local/bin/proxy --check --config {}"));
                 assert!(text.contains("validate: /usr/local/bin/vrrp --check --config {}"));
                 // vrrp.toml holds auth_pass: root-only, and the password never printed.

@@ -95,8 +95,8 @@ fn provision_with(
     }
 }
 
-/// The recap row of `host`: (ok, changed, failed, unreachable).
-fn recap(out: &str, host: &str) -> (usize, usize, usize, usize) {
+/// The recap row of `host`: (ok, changed, failed, unreachable, skipped).
+fn recap(out: &str, host: &str) -> (usize, usize, usize, usize, usize) {
     let tail = out.split("RECAP\n").nth(1).expect("recap table");
     let line = tail
         .lines()
@@ -107,7 +107,7 @@ fn recap(out: &str, host: &str) -> (usize, usize, usize, usize) {
         .skip(3)
         .map(|x| x.parse().expect("count"))
         .collect();
-    (n[0], n[1], n[2], n[3])
+    (n[0], n[1], n[2], n[3], n[4])
 }
 
 fn curl_from_client(r: &Running, url: &str) -> String {
@@ -338,14 +338,19 @@ fn provision_the_lab_over_ssh() {
     let first = provision(&r, &inv, &kh, &[]);
     assert_eq!(first.code, 0, "first run failed");
     for h in ["server1", "server2", "server3", "server4"] {
-        let (_, changed, failed, unreachable) = recap(&first.out, h);
+        let (_, changed, failed, unreachable, _) = recap(&first.out, h);
         assert!(changed > 0, "{h} changed nothing on the first run");
         assert_eq!((failed, unreachable), (0, 0), "{h}");
     }
-    // Backup first: server2's restart comes before server1's.
-    let pos = |needle: &str| first.out.find(needle).unwrap_or(usize::MAX);
+    // Backup first: server2's whole turn, VIP check included, before server1's first step.
+    let pos = |needle: &str| {
+        first
+            .out
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the output:\n{}", first.out))
+    };
     assert!(
-        pos("[server2] proxy") < pos("[server1] proxy"),
+        pos("[server2] vip check") < pos("[server1] proxy"),
         "backup first"
     );
     let log2 = double_log(&r, "server2");
@@ -413,7 +418,7 @@ fn provision_the_lab_over_ssh() {
     let second = provision(&r, &inv, &kh, &[]);
     assert_eq!(second.code, 0, "second run failed");
     for h in ["server1", "server2", "server3", "server4"] {
-        let (ok, changed, failed, unreachable) = recap(&second.out, h);
+        let (ok, changed, failed, unreachable, _) = recap(&second.out, h);
         assert_eq!(
             (changed, failed, unreachable),
             (0, 0, 0),
@@ -449,6 +454,44 @@ fn provision_the_lab_over_ssh() {
         .unwrap_or(0);
     assert!(longest_run <= workers, "no alternation: {answers:?}");
 
+    // The backup's proxy passes --check but does not serve (another process holds its admin
+    // port and answers 404): the backup fails its turn, and the master is not touched.
+    r.stop("server2", Some(Service::Proxy)).expect("stop proxy");
+    let squatter = s2
+        .sh(
+            "setsid python3 -m http.server --bind 127.0.0.1 9900 --directory /etc/ssh >/dev/null 2>&1 & echo $!",
+            &[],
+        )
+        .expect("squatter");
+    let squatter = squatter.trim().to_string();
+    let s1_restarts = double_log(&r, "server1").matches("systemctl ").count();
+    let stopped = provision(&r, &inv, &kh, &["--connect-timeout", "2"]);
+    assert_ne!(stopped.code, 0);
+    assert!(
+        stopped.out.contains("FAILED host server2, step \"proxy\""),
+        "{}",
+        stopped.out
+    );
+    assert!(
+        stopped.out.contains(
+            "SKIPPED server1: balancer rollout stopped before its turn (server2 failed: step \"proxy\" failed)"
+        ),
+        "{}",
+        stopped.out
+    );
+    assert_eq!(recap(&stopped.out, "server1").4, 1, "server1 not skipped");
+    assert!(!stopped.out.contains("[server1] proxy"), "{}", stopped.out);
+    assert_eq!(
+        double_log(&r, "server1").matches("systemctl ").count(),
+        s1_restarts,
+        "the master's services were touched"
+    );
+    // The backends are not part of the rollout: they finish.
+    assert_eq!(recap(&stopped.out, "server3").2, 0);
+    s2.sh("kill \"$1\"", &[&squatter]).expect("kill squatter");
+    let healed = provision(&r, &inv, &kh, &[]);
+    assert_eq!(healed.code, 0, "did not recover");
+
     // A failing remote command: its host, step, command, exit code and stderr.
     s2.sh(
         "echo 'No package chrony available.' > /var/lib/yum-double/fail && sed -i '/^chrony$/d' /var/lib/yum-double/installed",
@@ -462,7 +505,7 @@ fn provision_the_lab_over_ssh() {
         "{}",
         bad.out
     );
-    assert!(bad.out.contains("command: yum install -y chrony"));
+    assert!(bad.out.contains("command: yum install -y 'chrony'"));
     assert!(bad.out.contains("exit code: 1"));
     assert!(bad.out.contains("No package chrony available."));
     assert_eq!(recap(&bad.out, "server2").2, 1);

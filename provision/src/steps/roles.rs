@@ -151,5 +151,8 @@ pub(super) fn vip_check(inv: &Inventory) -> Step {
         );
     }
     cmd.push_str("exit 0");
-    Step::new("vip check").assert("every VIP answers HTTP", &cmd)
+    let mut step = Step::new("vip check").assert("every VIP answers HTTP", &cmd);
+    // Part of the balancer's turn: the next balancer starts only once the VIPs answer.
+    step.serial = true;
+    step
 }
