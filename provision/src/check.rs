@@ -46,6 +46,16 @@ pub enum Check {
     AddressOn { ifname: String, cidr: String },
     /// A regular file exists.
     FileExists(String),
+    /// `getent passwd NAME` finds the user.
+    UserExists(String),
+    /// A directory owned by `owner` with octal `mode` (as `stat -c '%U %a'` prints them).
+    DirOwned {
+        path: String,
+        owner: String,
+        mode: String,
+    },
+    /// `getcap` lists `cap` on the file.
+    FileCapability { path: String, cap: String },
     /// Every check holds.
     All(Vec<Check>),
     /// The check does not hold.
@@ -95,6 +105,15 @@ impl Check {
                 q(&format!(" inet {cidr} "))
             ),
             Check::FileExists(p) => format!("[ -f {} ]", q(p)),
+            Check::UserExists(u) => format!("getent passwd {} >/dev/null", q(u)),
+            Check::DirOwned { path, owner, mode } => format!(
+                "[ -d {p} ] && [ \"$(stat -c '%U %a' {p})\" = {} ]",
+                q(&format!("{owner} {mode}")),
+                p = q(path)
+            ),
+            Check::FileCapability { path, cap } => {
+                format!("getcap {} | grep -qF -e {}", q(path), q(cap))
+            }
             Check::All(all) => {
                 let mut s = String::new();
                 for (i, c) in all.iter().enumerate() {
@@ -181,6 +200,16 @@ mod tests {
                 cidr: s(),
             },
             Check::FileExists(s()),
+            Check::UserExists(s()),
+            Check::DirOwned {
+                path: s(),
+                owner: s(),
+                mode: s(),
+            },
+            Check::FileCapability {
+                path: s(),
+                cap: s(),
+            },
             Check::Not(Box::new(Check::FileExists(s()))),
             Check::All(vec![Check::UnitActive(s()), Check::FileExists(s())]),
             Check::FileState(s()),
@@ -212,6 +241,8 @@ mod tests {
             "getenforce",
             "restorecon",
             "ip",
+            "getent",
+            "getcap",
         ] {
             let path = bin.join(tool);
             std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();

@@ -8,8 +8,9 @@
 //! keepalived.conf of the system being replaced (for side-by-side benchmarks). `os` maps
 //! /etc/os-release to a supported family and knows what families differ in. `plan` defines the
 //! idempotent actions, and `steps` builds a host's plan from inventory + family: both pure, so
-//! every family's plan is golden-tested. `exec` runs a plan over a `Remote`: check first, apply
-//! only what differs, commit-confirm the address change. `ssh` is the libssh2 transport,
+//! every family's plan is golden-tested. `units` renders the systemd units for the host's systemd version. `check` is the read-only
+//! vocabulary a dry run is limited to. `exec` runs a plan over a `Remote`: check first, apply
+//! only what differs, `address` commit-confirms the address change. `ssh` is the libssh2 transport,
 //! `quote` the shell quoting every interpolated value goes through, `run` drives the hosts in
 //! parallel, `rollout` makes the balancers take turns (backup first, stop at a failure), `report` formats progress and the recap, `out`
 //! writes lines without interleaving, `diff` shows file changes in a dry run, and `doubles`
@@ -32,3 +33,4 @@ pub mod rollout;
 pub mod run;
 pub mod ssh;
 pub mod steps;
+pub mod units;

@@ -52,10 +52,13 @@ struct Args {
     /// OS family (el7, el8, el9, debian12, ubuntu), without connecting to anything.
     #[arg(long, value_name = "FAMILY")]
     print_plan: Option<String>,
+    /// With --print-plan: the host's systemd version [default: the family's].
+    #[arg(long, value_name = "VERSION", requires = "print_plan")]
+    systemd: Option<u32>,
 }
 
 /// `--print-plan`: pure, offline.
-fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
+fn print_plan(inv: &Inventory, family: &str, systemd: Option<u32>, hosts: &[String]) -> ExitCode {
     let Some(fam) = Family::from_name(family) else {
         let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
         eprintln!(
@@ -74,7 +77,7 @@ fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
         if !hosts.is_empty() && !hosts.contains(&h.name) {
             continue;
         }
-        match steps::plan(inv, h, fam) {
+        match steps::plan_for(inv, h, fam, systemd.unwrap_or(fam.default_systemd())) {
             Ok(p) => out::print(&format!("{}\n", p.render())),
             Err(e) => {
                 eprintln!("provision: {}: {e}", h.name);
@@ -95,7 +98,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(fam) = &args.print_plan {
-        return print_plan(&inv, fam, &args.hosts);
+        return print_plan(&inv, fam, args.systemd, &args.hosts);
     }
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| {
         std::env::current_exe()

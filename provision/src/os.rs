@@ -102,6 +102,17 @@ impl Family {
         }
     }
 
+    /// The systemd version the family ships, for plans made without asking a host (its
+    /// `systemctl --version` decides at run time).
+    pub fn default_systemd(self) -> u32 {
+        match self {
+            Family::El7 => 219,
+            Family::El8 => 239,
+            Family::El9 | Family::Debian12 => 252,
+            Family::Ubuntu => 249,
+        }
+    }
+
     /// Apache's package and service name.
     pub fn httpd(self) -> &'static str {
         if self.is_el() {

@@ -157,6 +157,8 @@ pub struct Plan {
     pub host: String,
     pub address: String,
     pub family: Family,
+    /// The systemd version the units are rendered for.
+    pub systemd: u32,
     pub steps: Vec<Step>,
 }
 
@@ -167,8 +169,8 @@ impl Plan {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "# plan for {} ({}) on {}",
-            self.host, self.address, self.family
+            "# plan for {} ({}) on {} with systemd {}",
+            self.host, self.address, self.family, self.systemd
         );
         for step in &self.steps {
             let _ = writeln!(

@@ -159,10 +159,8 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     Ok(s)
 }
 
-/// The systemd unit of the proxy (deploy/proxy.service), installed as-is.
-pub const PROXY_UNIT: &str = include_str!("../../deploy/proxy.service");
-/// The systemd unit of the vrrp daemon (deploy/vrrp.service), installed as-is.
-pub const VRRP_UNIT: &str = include_str!("../../deploy/vrrp.service");
+/// deploy/'s units (for a current systemd; [`crate::units`] renders them for older ones).
+pub use crate::units::{PROXY_UNIT, VRRP_UNIT};
 /// Where the units go on a host.
 pub const PROXY_UNIT_PATH: &str = "/etc/systemd/system/proxy.service";
 pub const VRRP_UNIT_PATH: &str = "/etc/systemd/system/vrrp.service";

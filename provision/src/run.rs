@@ -14,6 +14,7 @@ use crate::report::{self, HostSummary};
 use crate::rollout::{Rollout, TurnGuard};
 use crate::ssh::{Ssh, SshOptions};
 use crate::steps;
+use crate::units;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -164,7 +165,8 @@ fn host_run(
     if let Some(w) = os.warning() {
         out::line(name, &format!("WARNING: {w}"));
     }
-    let plan = match steps::plan(inv, host, os.family) {
+    let systemd = systemd_version(&mut ssh, os.family, name);
+    let plan = match steps::plan_for(inv, host, os.family, systemd) {
         Ok(p) => p,
         Err(e) => {
             fail(
@@ -182,6 +184,30 @@ fn host_run(
     run_plan(&plan, &mut ssh, binaries, opts, turns, &mut sum);
     ssh.cleanup();
     sum
+}
+
+/// The host's systemd version from `systemctl --version`; the family's own if that cannot be
+/// read (said so: the units are then rendered for a version the host may not have).
+fn systemd_version(ssh: &mut Ssh, family: os::Family, name: &str) -> u32 {
+    let read = ssh
+        .run("systemctl --version")
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| units::parse_version(&o.stdout));
+    match read {
+        Some(v) => {
+            out::line(name, &format!("systemd {v}"));
+            v
+        }
+        None => {
+            let v = family.default_systemd();
+            out::line(
+                name,
+                &format!("WARNING: `systemctl --version` unreadable; units rendered for {family}'s systemd {v}"),
+            );
+            v
+        }
+    }
 }
 
 fn run_plan(

@@ -130,6 +130,17 @@ fn plans_keep_the_safety_properties() {
                 assert!(text.contains("auth_pass = ********\n"), "{fam}");
                 assert!(!text.contains("1111"), "{fam}");
             }
+            // Units rendered for the family's systemd: only CentOS 7's 219 needs provision to
+            // make the proxy's user, log directory and capability.
+            let static_user = text.contains("ensure system user proxy");
+            if h.name == "server1" {
+                assert_eq!(static_user, fam == Family::El7, "{fam}");
+                assert_eq!(
+                    text.contains("  | DynamicUser=yes\n"),
+                    fam != Family::El7,
+                    "{fam}"
+                );
+            }
             if h.name == "server3" {
                 assert!(text.contains("  | HTTP WEB NODE 01"), "{fam}");
                 assert!(!names.contains(&"proxy"));

@@ -9,6 +9,7 @@ use crate::os::Family;
 use crate::plan::{Action, Step};
 use crate::quote::shell_quote;
 use crate::render::{self, RenderError, PROXY_ADMIN};
+use crate::units;
 
 use super::system::{package, service_running};
 
@@ -45,8 +46,8 @@ fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
 }
 
 /// One daemon on a balancer: binary, config validated on the host, unit; restarted only when
-/// one of them changed.
-/// The systemd units are deploy/'s, installed as they are (`render::PROXY_UNIT`, ...).
+/// one of them changed. The units are deploy/'s rendered for the host's systemd
+/// ([`crate::units`]).
 struct Daemon<'a> {
     name: &'a str,
     bin: &'a str,
@@ -57,7 +58,9 @@ struct Daemon<'a> {
     /// The config key whose value is a secret (masked in plans and diffs).
     secret: Option<&'a str>,
     unit_path: &'a str,
-    unit: &'a str,
+    unit: String,
+    /// What the unit needs from provision on an old systemd (user, directories, capability).
+    setup: fn(Step) -> Step,
 }
 
 fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step {
@@ -70,6 +73,7 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         secret,
         unit_path,
         unit,
+        setup,
     } = d;
     let mut step = Step::new(name).push(Action::Binary {
         name: name.into(),
@@ -77,6 +81,7 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         mode: 0o755,
     });
     step.serial = true;
+    step = setup(step);
     step = step.validated_file(
         config_path,
         config,
@@ -86,7 +91,7 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
     if let Some(key) = secret {
         step = step.secret(key);
     }
-    step = step.file(unit_path, unit.to_string(), 0o644);
+    step = step.file(unit_path, unit, 0o644);
     step = selinux_labels(step, family, &[bin, config_path, unit_path]);
     step = step
         .on_change("systemctl daemon-reload")
@@ -98,7 +103,50 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
     step
 }
 
-pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+/// What DynamicUser, LogsDirectory and AmbientCapabilities do on a current systemd, done by
+/// provision for an older one: a static system user, its log directory, and the capability to
+/// bind port 80 as a file capability of the binary (after the binary: installing it drops it).
+fn proxy_setup_for_old_systemd(step: Step) -> Step {
+    let user = units::PROXY_USER;
+    let log_dir = render::PROXY_LOG_DIR;
+    let bin = render::PROXY_BIN_PATH;
+    step.ensure(
+        &format!("system user {user}"),
+        Check::UserExists(user.into()),
+        &format!(
+            "useradd --system --no-create-home --home-dir / --shell /sbin/nologin {}",
+            shell_quote(user)
+        ),
+    )
+    .ensure(
+        &format!("log directory {log_dir}"),
+        Check::DirOwned {
+            path: log_dir.into(),
+            owner: user.into(),
+            mode: "750".into(),
+        },
+        &format!(
+            "install -d -o {u} -g {u} -m 0750 {}",
+            shell_quote(log_dir),
+            u = shell_quote(user)
+        ),
+    )
+    .ensure(
+        "proxy may bind port 80",
+        Check::FileCapability {
+            path: bin.into(),
+            cap: "cap_net_bind_service".into(),
+        },
+        &format!("setcap cap_net_bind_service=+ep {}", shell_quote(bin)),
+    )
+}
+
+pub(super) fn proxy(
+    inv: &Inventory,
+    host: &Host,
+    family: Family,
+    systemd: u32,
+) -> Result<Step, RenderError> {
     let config = render::proxy_toml(inv, host)?;
     Ok(daemon(
         Daemon {
@@ -109,7 +157,12 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
             config_mode: 0o644,
             secret: None,
             unit_path: render::PROXY_UNIT_PATH,
-            unit: render::PROXY_UNIT,
+            unit: units::proxy_unit(systemd),
+            setup: if units::proxy_needs_setup(systemd) {
+                proxy_setup_for_old_systemd
+            } else {
+                |s| s
+            },
         },
         family,
         Some((
@@ -121,7 +174,12 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
     ))
 }
 
-pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+pub(super) fn vrrp(
+    inv: &Inventory,
+    host: &Host,
+    family: Family,
+    systemd: u32,
+) -> Result<Step, RenderError> {
     let config = render::vrrp_toml(inv, host)?;
     Ok(daemon(
         Daemon {
@@ -133,7 +191,8 @@ pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step,
             config_mode: 0o600,
             secret: Some("auth_pass"),
             unit_path: render::VRRP_UNIT_PATH,
-            unit: render::VRRP_UNIT,
+            unit: units::vrrp_unit(systemd),
+            setup: |s| s,
         },
         family,
         None,

@@ -9,6 +9,8 @@ use provision::steps;
 
 pub const SEED: &str = include_str!("../../../lab.toml");
 
+/// (family, host); each is planned with the systemd its family ships: 219 for el7, 239 for
+/// el8, 249 for ubuntu, 252 (current: deploy/'s units as they are) for el9 and debian12.
 pub const CASES: &[(Family, &str)] = &[
     (Family::El7, "server1"),
     (Family::El7, "server3"),
