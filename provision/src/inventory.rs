@@ -110,6 +110,9 @@ pub struct Inventory {
     pub ssh: Ssh,
     pub time: Time,
     pub os: OsOverrides,
+    /// `[lab]`: this inventory describes the lab (network namespaces on one machine), whose
+    /// addresses exist nowhere else; provision refuses to run it from outside the lab.
+    pub lab: bool,
     /// In file order.
     pub hosts: Vec<Host>,
 }
@@ -193,9 +196,15 @@ struct RawInventory {
     time: RawTime,
     #[serde(default)]
     os: RawOs,
+    lab: Option<RawLab>,
     #[serde(default)]
     host: Vec<Spanned<RawHost>>,
 }
+
+/// `[lab]`: a marker, no keys yet.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -533,6 +542,7 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             os: OsOverrides {
                 el7_repo_baseurl: raw.os.el7_repo_baseurl.map(Spanned::into_inner),
             },
+            lab: raw.lab.is_some(),
             hosts,
         }),
         _ => {
@@ -684,6 +694,9 @@ mod tests {
         );
         assert_eq!(inv.balancers().count(), 2);
         assert_eq!(inv.backends().count(), 2);
+        assert!(inv.lab, "lab.toml marks itself as the lab's");
+        let real = SEED.replace("\n[lab]\n", "\n");
+        assert!(!Inventory::parse(&real, "lab.toml").unwrap().lab);
     }
 
     #[test]

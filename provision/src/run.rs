@@ -33,10 +33,44 @@ pub enum RunError {
     UnknownHost(String, String),
     #[error("cannot read the binaries to deploy: {0} (build them first: cargo build --bins)")]
     Binaries(std::io::Error),
+    #[error(
+        "this inventory is marked [lab]: its hosts exist only inside the lab's network \
+         namespaces, and from here {host} would be reached {route}, not through the lab; run \
+         `lab provision [flags]` (which runs provision in the lab's client namespace), or remove \
+         [lab] from a copy meant for real servers"
+    )]
+    OutsideLab { host: String, route: String },
+}
+
+/// For an inventory marked `[lab]`: refuses unless this process is on the lab's network, that
+/// is, unless the route to the first host leaves from an address inside `[network]`. A UDP
+/// `connect` only looks the route up; it sends nothing.
+pub fn check_inside_lab(inv: &Inventory) -> Result<(), RunError> {
+    let Some(first) = inv.hosts.first().filter(|_| inv.lab) else {
+        return Ok(());
+    };
+    let route = std::net::UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| {
+            s.connect((first.address, inv.ssh.port))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip());
+    match route {
+        Ok(std::net::IpAddr::V4(local)) if inv.network.contains(local) => Ok(()),
+        Ok(local) => Err(RunError::OutsideLab {
+            host: first.address.to_string(),
+            route: format!("from {local} (this machine's own network)"),
+        }),
+        Err(e) => Err(RunError::OutsideLab {
+            host: first.address.to_string(),
+            route: format!("by no route ({e})"),
+        }),
+    }
 }
 
 /// Provisions the selected hosts in parallel; returns one summary per host, in file order.
 pub fn run(inv: &Inventory, opts: &RunOptions) -> Result<Vec<HostSummary>, RunError> {
+    check_inside_lab(inv)?;
     let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
     for h in &opts.hosts {
         if !names.contains(&h.as_str()) {
@@ -264,6 +298,25 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The machine's root namespace has no address in the lab's subnet (lab addresses exist
+    /// only in lab namespaces), so the lab's own inventory is refused here, naming the way out.
+    #[test]
+    fn the_labs_inventory_is_refused_outside_the_lab() {
+        let inv = Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap();
+        assert!(inv.lab);
+        let err = check_inside_lab(&inv).unwrap_err().to_string();
+        assert!(err.contains("marked [lab]"), "{err}");
+        assert!(err.contains("lab provision"), "{err}");
+        // An inventory whose subnet this process is on (loopback) passes; so does one that
+        // is not the lab's.
+        let local = include_str!("../../lab.toml").replace("172.16.249.", "127.0.0.");
+        let inv = Inventory::parse(&local, "lab.toml").unwrap();
+        assert!(check_inside_lab(&inv).is_ok());
+        let real = include_str!("../../lab.toml").replace("\n[lab]\n", "\n");
+        let inv = Inventory::parse(&real, "lab.toml").unwrap();
+        assert!(check_inside_lab(&inv).is_ok());
+    }
+
     #[test]
     fn unknown_hosts_in_the_selection_are_rejected() {
         let inv = Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap();
@@ -282,6 +335,8 @@ mod tests {
             hosts: vec!["server9".into()],
             bin_dir: PathBuf::from("/nonexistent"),
         };
+        let mut inv = inv;
+        inv.lab = false;
         let err = run(&inv, &opts).unwrap_err().to_string();
         assert!(err.contains("\"server9\""), "{err}");
         assert!(err.contains("server1, server2, server3, server4"), "{err}");
