@@ -1,5 +1,7 @@
 //! `lab`: the seed's four servers on one machine (network namespaces), and its test procedure.
 
+mod provision_cmd;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -93,6 +95,12 @@ enum Cmd {
         /// With --compare: also write the comparison as JSON here.
         #[arg(long, requires = "compare")]
         json: Option<PathBuf>,
+    },
+    /// Run provision on the lab's inventory from the lab's client namespace, with the lab's
+    /// key and known_hosts (flags go to provision: --dry-run, --hosts, -v, ...).
+    Provision {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
     },
     /// up (bare: sshd only), provision over SSH, scenario, bench, summary, down.
     Demo {
@@ -289,6 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             let r = bench::run(&lab.open()?, Duration::from_secs(duration), connections)?;
             println!("{}", r.summary());
         }
+        Cmd::Provision { flags } => return provision_cmd::run(&lab, &flags),
         Cmd::Demo {
             inventory,
             keep,
