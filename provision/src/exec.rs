@@ -442,6 +442,8 @@ mod tests {
         fail_with: Option<(String, i32, String)>,
         /// Commands containing the needle print this.
         stdout_for: Vec<(String, String)>,
+        /// Commands containing the needle print these in turn (the last one repeats).
+        stdout_seq: Vec<(String, Vec<String>)>,
         reconnect_fails: bool,
         reconnects: usize,
         /// Owner of every file in `files`.
@@ -471,6 +473,18 @@ mod tests {
                     None => "absent\n".into(),
                 };
                 return out(0, stdout, String::new());
+            }
+            if let Some((_, outs)) = self
+                .stdout_seq
+                .iter_mut()
+                .find(|(n, _)| command.contains(n.as_str()))
+            {
+                let o = if outs.len() > 1 {
+                    outs.remove(0)
+                } else {
+                    outs.first().cloned().unwrap_or_default()
+                };
+                return out(0, o, String::new());
             }
             if let Some((_, o)) = self
                 .stdout_for
@@ -679,10 +693,17 @@ mod tests {
         Check::FileExists("/etc/net/main".into())
     }
 
+    /// The host's state query and provision's confirmation, as the fake sees them.
+    const STATE: &str = "then echo pending";
+    const CONFIRM: &str = "echo late";
+
     #[test]
     fn address_change_is_confirmed_after_reconnecting() {
         let mut fake = Fake {
-            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            stdout_for: vec![
+                (STATE.into(), "pending\n0\n".into()),
+                (CONFIRM.into(), "confirmed\n".into()),
+            ],
             ..Fake::default()
         };
         let r = run(&mut fake, &address_step(), false);
@@ -707,12 +728,44 @@ mod tests {
             ),
             "{guard}"
         );
-        assert!(guard.contains("if [ ! -e "), "{guard}");
-        assert!(fake
-            .log
-            .last()
-            .unwrap()
-            .starts_with("touch '/run/provision-confirm"));
+        // The host's guard rolls back only if it takes the pending marker itself.
+        assert!(
+            guard.contains("if mv '\\''/run/provision-pending_etc_net_if0'\\'' '\\''/run/provision-rolledback_etc_net_if0'\\''"),
+            "{guard}"
+        );
+        assert!(fake.log.last().unwrap().contains(CONFIRM));
+    }
+
+    /// The confirmation reaches the host after its deadline (a slow reconnect and a slow
+    /// command): the host already took the pending marker and rolled back, so provision must
+    /// not report success, and says what the host did.
+    #[test]
+    fn a_confirmation_after_the_hosts_deadline_is_refused_and_reported() {
+        let mut fake = Fake {
+            stdout_seq: vec![(
+                STATE.into(),
+                vec!["pending\n0\n".into(), "rolledback\n0\n".into()],
+            )],
+            stdout_for: vec![(CONFIRM.into(), "late\n".into())],
+            ..Fake::default()
+        };
+        let mut step = address_step();
+        if let Some(Action::Address(a)) = step.actions.first_mut() {
+            a.confirm_secs = 2;
+        }
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let f = r.failure.unwrap();
+        assert!(
+            f.stderr
+                .contains("the confirmation came after the host's deadline"),
+            "{f:?}"
+        );
+        assert!(
+            f.stderr
+                .contains("the host restored the previous /etc/net/if0 and re-applied it (exit 0)"),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -729,7 +782,7 @@ mod tests {
             f.stderr.contains("restores the previous /etc/net/if0"),
             "{f:?}"
         );
-        assert!(!fake.log.iter().any(|c| c.starts_with("touch")));
+        assert!(!fake.log.iter().any(|c| c.contains(CONFIRM)));
     }
 
     #[test]
@@ -746,7 +799,10 @@ mod tests {
     fn address_file_right_but_second_file_unedited_is_a_change() {
         let mut fake = Fake {
             fail: vec![main_check().command()],
-            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            stdout_for: vec![
+                (STATE.into(), "pending\n0\n".into()),
+                (CONFIRM.into(), "confirmed\n".into()),
+            ],
             ..Fake::default()
         };
         fake.files

@@ -45,6 +45,10 @@ struct Args {
     /// Seconds a remote command may stay silent before it counts as failed.
     #[arg(long, default_value_t = 300)]
     command_timeout: u64,
+    /// Seconds a host waits for provision to reconnect and confirm its new address before it
+    /// restores the old one [default: 60].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(5..=3600))]
+    confirm_secs: Option<u32>,
     /// Print every remote command with its exit status and duration.
     #[arg(long, short)]
     verbose: bool,
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         dry_run: args.dry_run,
         hosts: args.hosts.clone(),
         bin_dir,
+        confirm_secs: args.confirm_secs,
     };
     match run::run(&inv, &opts) {
         Ok(summaries) => {

@@ -163,6 +163,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Makes every address change wait `secs` for its confirmation.
+    pub fn set_confirm_secs(&mut self, secs: u32) {
+        for step in &mut self.steps {
+            for a in &mut step.actions {
+                if let Action::Address(change) = a {
+                    change.confirm_secs = secs;
+                }
+            }
+        }
+    }
+
     /// The plan as text: every command and every file's full content. This is what the golden
     /// tests compare.
     pub fn render(&self) -> String {

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub hosts: Vec<String>,
     /// Where the `proxy` and `vrrp` binaries are.
     pub bin_dir: PathBuf,
+    /// Seconds the host waits for the address change's confirmation (the plan's otherwise).
+    pub confirm_secs: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +203,12 @@ fn host_run(
     }
     let systemd = systemd_version(&mut ssh, os.family, name);
     let plan = match steps::plan_for(inv, host, os.family, systemd) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            if let Some(secs) = opts.confirm_secs {
+                p.set_confirm_secs(secs);
+            }
+            p
+        }
         Err(e) => {
             fail(
                 &mut sum,
@@ -334,6 +341,7 @@ mod tests {
             dry_run: true,
             hosts: vec!["server9".into()],
             bin_dir: PathBuf::from("/nonexistent"),
+            confirm_secs: None,
         };
         let mut inv = inv;
         inv.lab = false;
