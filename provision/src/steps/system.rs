@@ -140,9 +140,11 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
                 .map(|p| p.address.to_string())
                 .collect();
             if !peers.is_empty() {
+                // The counter shows that the peers' adverts come through (`nft list table
+                // inet provision`): a backup that cannot hear its master takes the VIPs too.
                 let _ = writeln!(
                     c,
-                    "    ip protocol 112 ip saddr {{ {} }} accept",
+                    "    ip protocol 112 ip saddr {{ {} }} counter accept",
                     peers.join(", ")
                 );
             }
