@@ -3,25 +3,31 @@
 //! static address last.
 //!
 //! Read it in this order. `inventory` parses and validates lab.toml (shared with the `lab`
-//! crate); `render` turns it into each balancer's proxy.toml and vrrp.toml (also shared, so the
-//! lab runs exactly what provision deploys) and `render_seed` into the nginx.conf and
-//! keepalived.conf of the system being replaced (for side-by-side benchmarks). `os` maps
-//! /etc/os-release to a supported family and knows what families differ in. `plan` defines the
-//! idempotent actions, and `steps` builds a host's plan from inventory + family: both pure, so
-//! every family's plan is golden-tested. `units` renders the systemd units for the host's systemd version. `check` is the read-only
-//! vocabulary a dry run is limited to. `exec` runs a plan over a `Remote`: check first, apply
-//! only what differs, `address` commit-confirms the address change. `ssh` is the libssh2 transport,
-//! `quote` the shell quoting every interpolated value goes through, `run` drives the hosts in
-//! parallel, `rollout` makes the balancers take turns (backup first, stop at a failure), `report` formats progress and the recap, `out`
-//! writes lines without interleaving, `diff` shows file changes in a dry run, and `doubles`
-//! holds the TEST DOUBLES the lab installs where a namespace has no systemd or yum.
+//! crate); `names` is what it accepts as host, interface and time names. `render` turns it into
+//! each balancer's proxy.toml and vrrp.toml (also shared, so the lab runs exactly what provision
+//! deploys), `render_seed` into the nginx.conf and keepalived.conf of the system being replaced
+//! (for side-by-side benchmarks), and `units` renders the systemd units for the host's systemd
+//! version. `os` maps /etc/os-release to a supported family and knows what families differ in.
+//! `plan` defines the idempotent actions and `steps` builds a host's plan from inventory, family
+//! and systemd version: both pure, so every family's plan is golden-tested. `check` is the
+//! read-only vocabulary of questions to a host, the only thing a dry run can run; `quote`
+//! quotes and escapes every value per shell and file format. `exec` runs a plan over a `Remote`
+//! (check first, apply only what differs) and `address` commit-confirms the address change with
+//! the host deciding. `ssh` is the libssh2 transport and `hostkey` its
+//! known_hosts check. `run` drives the hosts in parallel,
+//! `rollout` makes the balancers take turns (backup first, stop at the first failure), `report`
+//! formats progress and the recap, `out` writes lines without interleaving, `diff` shows file
+//! changes in a dry run, and `doubles` holds the TEST DOUBLES the lab installs where a
+//! namespace has no systemd or yum.
 
 pub mod address;
 pub mod check;
 pub mod diff;
 pub mod doubles;
 pub mod exec;
+pub mod hostkey;
 pub mod inventory;
+pub mod names;
 pub mod os;
 pub mod out;
 pub mod plan;
