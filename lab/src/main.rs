@@ -1,5 +1,7 @@
 //! `lab`: the seed's four servers on one machine (network namespaces), and its test procedure.
 
+mod provision_cmd;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -100,6 +102,12 @@ enum Cmd {
         /// Where bench.md, bench.svg and the wrk script go.
         #[arg(long, default_value = "target/lab")]
         out: PathBuf,
+    },
+    /// Run provision on the lab's inventory from the lab's client namespace, with the lab's
+    /// key and known_hosts (flags go to provision: --dry-run, --hosts, -v, ...).
+    Provision {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
     },
     /// up (bare: sshd only), provision over SSH, scenario, bench, summary, down.
     Demo {
@@ -304,6 +312,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     .map_err(|e| LabError::Other(format!("write {}: {e}", path.display())))?;
             }
         }
+        Cmd::Provision { flags } => return provision_cmd::run(&lab, &flags),
         Cmd::Demo {
             inventory,
             keep,

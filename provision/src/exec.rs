@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::address::change_address;
+use crate::check::{Check, Probe};
 use crate::diff;
-use crate::plan::{Action, Prepare, Step};
-use crate::ssh::{shell_quote, Output, Ssh, SshError};
+use crate::plan::{self, Action, AddressChange, Step};
+use crate::quote::shell_quote;
+use crate::ssh::{Output, Ssh, SshError};
 
 /// What the executor needs from a host connection (a trait so the executor's logic can be
 /// tested without SSH).
@@ -95,10 +96,16 @@ pub struct StepResult {
     pub failure: Option<Failure>,
 }
 
+/// Where the executor's actions go: the live host, or (dry run) only a [`Probe`], which can
+/// run read-only [`Check`]s and nothing else.
+enum Target<'a> {
+    Live(&'a mut dyn Remote),
+    DryRun(Probe<'a>),
+}
+
 pub struct Executor<'a> {
-    pub remote: &'a mut dyn Remote,
-    pub binaries: &'a Binaries,
-    pub dry_run: bool,
+    target: Target<'a>,
+    binaries: &'a Binaries,
 }
 
 enum Outcome {
@@ -107,7 +114,7 @@ enum Outcome {
     Failed(Failure),
 }
 
-fn failed_output(command: &str, out: &Output) -> Failure {
+pub(crate) fn failed_output(command: &str, out: &Output) -> Failure {
     Failure {
         command: command.to_string(),
         exit_code: Some(out.status),
@@ -115,7 +122,7 @@ fn failed_output(command: &str, out: &Output) -> Failure {
     }
 }
 
-fn failed_ssh(command: &str, e: &SshError) -> Failure {
+pub(crate) fn failed_ssh(command: &str, e: &SshError) -> Failure {
     Failure {
         command: command.to_string(),
         exit_code: None,
@@ -123,75 +130,98 @@ fn failed_ssh(command: &str, e: &SshError) -> Failure {
     }
 }
 
+/// A dry-run diff with `secrets` masked on both sides; a change hidden by the mask is still
+/// said to be there.
+fn masked_diff(path: &str, old: Option<&str>, new: &str, secrets: &[String]) -> String {
+    let old_masked = old.map(|o| plan::mask(o, secrets));
+    let new_masked = plan::mask(new, secrets);
+    let mut d = diff::unified(path, old_masked.as_deref(), &new_masked);
+    if old_masked.as_deref() == Some(new_masked.as_str()) {
+        d.push_str("(a secret value changes; not shown)\n");
+    }
+    d
+}
+
 /// The directory part of an absolute path.
-fn parent(path: &str) -> &str {
+pub(crate) fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
         Some(i) => path.get(..i).unwrap_or("/"),
     }
 }
 
-impl Executor<'_> {
-    /// Runs `command`; a failed command becomes a [`Failure`].
-    fn must(&mut self, command: &str) -> Result<Output, Failure> {
-        match self.remote.run(command) {
-            Ok(o) if o.success() => Ok(o),
-            Ok(o) => Err(failed_output(command, &o)),
-            Err(e) => Err(failed_ssh(command, &e)),
+impl<'a> Executor<'a> {
+    /// Checks and applies what differs.
+    pub fn live(remote: &'a mut dyn Remote, binaries: &'a Binaries) -> Executor<'a> {
+        Executor {
+            target: Target::Live(remote),
+            binaries,
         }
     }
 
-    /// Whether `command` succeeds (exit 0); SSH errors are failures.
-    fn test(&mut self, command: &str) -> Result<bool, Failure> {
-        match self.remote.run(command) {
+    /// Runs only checks and reports what would change: it holds a [`Probe`], not the
+    /// connection, so nothing else can run.
+    pub fn dry_run(probe: Probe<'a>, binaries: &'a Binaries) -> Executor<'a> {
+        Executor {
+            target: Target::DryRun(probe),
+            binaries,
+        }
+    }
+
+    /// The probe, in either mode.
+    fn probe(&mut self) -> Probe<'_> {
+        match &mut self.target {
+            Target::Live(r) => Probe::new(&mut **r),
+            Target::DryRun(p) => p.reborrow(),
+        }
+    }
+
+    /// The connection for changes: `None` in a dry run.
+    fn remote(&mut self) -> Option<&mut dyn Remote> {
+        match &mut self.target {
+            Target::Live(r) => Some(&mut **r),
+            Target::DryRun(_) => None,
+        }
+    }
+
+    /// Whether `check` holds (exit 0); SSH errors are failures.
+    fn test(&mut self, check: &Check) -> Result<bool, Failure> {
+        match self.probe().ask(check) {
             Ok(o) => Ok(o.success()),
-            Err(e) => Err(failed_ssh(command, &e)),
+            Err(e) => Err(failed_ssh(&check.command(), &e)),
         }
     }
 
-    /// The file's mode and content, `None` if absent.
-    fn read_file(&mut self, path: &str) -> Result<Option<(u32, String)>, Failure> {
-        let p = shell_quote(path);
-        let cmd = format!("if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; fi");
-        let out = self.must(&cmd)?;
+    /// A state query's output; a failed query is a [`Failure`].
+    fn query(&mut self, check: &Check) -> Result<Output, Failure> {
+        match self.probe().ask(check) {
+            Ok(o) if o.success() => Ok(o),
+            Ok(o) => Err(failed_output(&check.command(), &o)),
+            Err(e) => Err(failed_ssh(&check.command(), &e)),
+        }
+    }
+
+    /// The file's mode (`None` also when it is not owned by root: every file provision
+    /// manages is root's) and content; `None` if absent.
+    fn read_file(&mut self, path: &str) -> Result<Option<(Option<u32>, String)>, Failure> {
+        let check = Check::FileState(path.to_string());
+        let out = self.query(&check)?;
         let (first, rest) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
         if first == "absent" {
             return Ok(None);
         }
-        let mode = u32::from_str_radix(first.trim(), 8).map_err(|_| Failure {
-            command: cmd.clone(),
-            exit_code: Some(0),
-            stderr: format!("unexpected mode {first:?}"),
-        })?;
-        Ok(Some((mode, rest.to_string())))
-    }
-
-    /// Uploads `content` and installs it at `path` with `mode`, validated first.
-    fn install(
-        &mut self,
-        path: &str,
-        content: &[u8],
-        mode: u32,
-        validate: Option<&str>,
-    ) -> Result<(), Failure> {
-        let staged = self
-            .remote
-            .upload_staging(content, 0o600)
-            .map_err(|e| failed_ssh(&format!("upload {path}"), &e))?;
-        let new = format!("{path}.provision-new");
-        let (p, n, s) = (shell_quote(path), shell_quote(&new), shell_quote(&staged));
-        let check = match validate {
-            Some(v) => format!(
-                " && {{ {} || {{ rc=$?; rm -f {n}; exit $rc; }}; }}",
-                v.replace("{}", &n)
-            ),
-            None => String::new(),
+        let parsed = first.split_once(' ').and_then(|(m, uid)| {
+            let mode = u32::from_str_radix(m, 8).ok()?;
+            Some((mode, uid.trim().parse::<u32>().ok()?))
+        });
+        let Some((mode, uid)) = parsed else {
+            return Err(Failure {
+                command: check.command(),
+                exit_code: Some(0),
+                stderr: format!("unexpected mode and owner {first:?}"),
+            });
         };
-        let cmd = format!(
-            "mkdir -p {} && install -m {mode:o} {s} {n} && rm -f {s}{check} && mv -f {n} {p}",
-            shell_quote(parent(path))
-        );
-        self.must(&cmd).map(|_| ())
+        Ok(Some(((uid == 0).then_some(mode), rest.to_string())))
     }
 
     fn action(&mut self, a: &Action, changed: bool, diffs: &mut Vec<String>) -> Outcome {
@@ -213,29 +243,33 @@ impl Executor<'_> {
                 content,
                 mode,
                 validate,
+                secrets,
             } => {
                 let current = self.read_file(path)?;
                 let same_content = current.as_ref().is_some_and(|(_, c)| c == content);
-                let same_mode = current.as_ref().is_some_and(|(m, _)| m == mode);
+                let same_mode = current.as_ref().is_some_and(|(m, _)| *m == Some(*mode));
                 if same_content && same_mode {
                     return Ok(Outcome::Ok);
                 }
                 let what = if same_content {
-                    format!("{path} mode -> {mode:o}")
+                    format!("{path} mode -> {mode:o}, owner root")
                 } else {
                     format!("{path} content")
                 };
-                if self.dry_run {
+                let Some(remote) = self.remote() else {
                     if !same_content {
-                        diffs.push(diff::unified(
-                            path,
-                            current.as_ref().map(|(_, c)| c.as_str()),
-                            content,
-                        ));
+                        let old = current.as_ref().map(|(_, c)| c.as_str());
+                        diffs.push(masked_diff(path, old, content, secrets));
                     }
-                } else {
-                    self.install(path, content.as_bytes(), *mode, validate.as_deref())?;
-                }
+                    return Ok(Outcome::Changed(what));
+                };
+                // A validator's complaint may quote the offending line: mask it too.
+                install(remote, path, content.as_bytes(), *mode, validate.as_deref()).map_err(
+                    |mut f| {
+                        f.stderr = plan::mask(&f.stderr, secrets);
+                        f
+                    },
+                )?;
                 Ok(Outcome::Changed(what))
             }
             Action::Binary { name, path, mode } => {
@@ -247,18 +281,15 @@ impl Executor<'_> {
                     });
                 };
                 let (data, sha) = (&bin.0, &bin.1);
-                let p = shell_quote(path);
-                let out = self.must(&format!(
-                    "if [ -f {p} ]; then sha256sum {p} | cut -d' ' -f1; stat -c %a {p}; fi"
-                ))?;
+                let out = self.query(&Check::BinaryState(path.clone()))?;
                 let mut lines = out.stdout.lines();
                 let remote_sha = lines.next().unwrap_or("");
                 let remote_mode = lines.next().unwrap_or("");
                 if remote_sha == sha && remote_mode == format!("{mode:o}") {
                     return Ok(Outcome::Ok);
                 }
-                if !self.dry_run {
-                    self.install(path, data, *mode, None)?;
+                if let Some(remote) = self.remote() {
+                    install(remote, path, data, *mode, None)?;
                 }
                 Ok(Outcome::Changed(format!(
                     "{path} ({} bytes, sha256 {})",
@@ -270,13 +301,13 @@ impl Executor<'_> {
                 if self.test(check)? {
                     return Ok(Outcome::Ok);
                 }
-                if self.dry_run {
+                let Some(remote) = self.remote() else {
                     return Ok(Outcome::Changed(format!("{what}: would run `{apply}`")));
-                }
-                self.must(apply)?;
+                };
+                must(remote, apply)?;
                 if !self.test(check)? {
                     return Err(Failure {
-                        command: check.clone(),
+                        command: check.command(),
                         exit_code: Some(1),
                         stderr: format!("still not true after `{apply}`: {what}"),
                     });
@@ -287,161 +318,47 @@ impl Executor<'_> {
                 if !step_changed {
                     return Ok(Outcome::Ok);
                 }
-                if self.dry_run {
+                let Some(remote) = self.remote() else {
                     return Ok(Outcome::Changed(format!("then `{command}`")));
-                }
-                self.must(command)?;
+                };
+                must(remote, command)?;
                 Ok(Outcome::Changed(format!("ran `{command}`")))
             }
             Action::Assert { command, .. } => {
-                if !self.dry_run {
-                    self.must(command)?;
+                if let Some(remote) = self.remote() {
+                    must(remote, command)?;
                 }
                 Ok(Outcome::Ok)
             }
-            Action::Address {
-                path,
-                content,
-                mode,
-                apply,
-                live_check,
-                confirm_secs,
-                prepare,
-            } => {
-                let current = self.read_file(path)?;
-                let same = current
-                    .as_ref()
-                    .is_some_and(|(m, c)| c == content && m == mode);
-                let prepared = match prepare {
-                    Some(p) => self.test(&p.check)?,
-                    None => true,
-                };
-                if same && prepared && self.test(live_check)? {
-                    return Ok(Outcome::Ok);
-                }
-                if self.dry_run {
-                    diffs.push(diff::unified(
-                        path,
-                        current.as_ref().map(|(_, c)| c.as_str()),
-                        content,
-                    ));
-                    return Ok(Outcome::Changed(format!(
-                        "{path}: would run `{apply}` and reconnect"
-                    )));
-                }
-                self.change_address(
-                    path,
-                    content,
-                    *mode,
-                    apply,
-                    live_check,
-                    *confirm_secs,
-                    prepare.as_ref(),
-                )?;
-                Ok(Outcome::Changed(format!(
-                    "{path} applied with `{apply}`, reconnected and confirmed"
-                )))
-            }
+            Action::Address(change) => self.address(change, diffs),
         }
     }
 
-    /// Commit-confirm: install the new file keeping a backup, apply it in the background with a
-    /// guard that restores the backup unless confirmed, reconnect, check, confirm.
-    #[allow(clippy::too_many_arguments)]
-    fn change_address(
-        &mut self,
-        path: &str,
-        content: &str,
-        mode: u32,
-        apply: &str,
-        live_check: &str,
-        confirm_secs: u32,
-        prepare: Option<&Prepare>,
-    ) -> Result<(), Failure> {
-        let staged = self
-            .remote
-            .upload_staging(content.as_bytes(), 0o600)
-            .map_err(|e| failed_ssh(&format!("upload {path}"), &e))?;
-        let tag = path.replace('/', "_");
-        let confirm = format!("/run/provision-confirm{tag}");
-        let applied = format!("/run/provision-applied{tag}");
-        let (p, s) = (shell_quote(path), shell_quote(&staged));
-        let (c, ap) = (shell_quote(&confirm), shell_quote(&applied));
-        // Every file the change touches: kept as FILE.provision-bak, or marked absent.
-        let mut files = vec![path.to_string()];
-        files.extend(prepare.map(|p| p.file.clone()));
-        let mut backup = Vec::new();
-        let mut restore = Vec::new();
-        let mut cleanup = Vec::new();
-        for f in &files {
-            let q = shell_quote(f);
-            let b = shell_quote(&format!("{f}.provision-bak"));
-            let absent = shell_quote(&format!("{f}.provision-absent"));
-            backup.push(format!(
-                "rm -f {absent} && if [ -e {q} ]; then cp -a {q} {b}; else : > {absent}; fi"
-            ));
-            restore.push(format!(
-                "if [ -e {absent} ]; then rm -f {q} {absent}; else mv -f {b} {q}; fi"
-            ));
-            cleanup.push(format!("{b} {absent}"));
+    fn address(&mut self, a: &AddressChange, diffs: &mut Vec<String>) -> Result<Outcome, Failure> {
+        let current = self.read_file(&a.path)?;
+        let same = current
+            .as_ref()
+            .is_some_and(|(m, c)| *c == a.content && *m == Some(a.mode));
+        let prepared = match &a.prepare {
+            Some(p) => self.test(&p.check)?,
+            None => true,
+        };
+        if same && prepared && self.test(&a.live_check)? {
+            return Ok(Outcome::Ok);
         }
-        let restore = format!("{}; {apply}", restore.join("; "));
-        let guard = format!(
-            "{apply}; echo $? > {ap}; sleep {confirm_secs}; if [ ! -e {c} ]; then {restore}; fi; rm -f {c}"
-        );
-        let edit = prepare
-            .map(|p| format!(" && {{ {}; }}", p.command))
-            .unwrap_or_default();
-        let cmd = format!(
-            "rm -f {c} {ap} && mkdir -p {dir} && {backup} && install -m {mode:o} {s} {p} && rm -f {s}{edit} && (setsid sh -c {g} </dev/null >/dev/null 2>&1 &)",
-            dir = shell_quote(parent(path)),
-            backup = backup.join(" && "),
-            g = shell_quote(&guard)
-        );
-        let cleanup = cleanup.join(" ");
-        self.must(&cmd)?;
-        // Reconnect (the old connection may be gone), wait for the apply to finish, then
-        // verify the address and confirm.
-        let deadline =
-            Instant::now() + Duration::from_secs(u64::from(confirm_secs.saturating_sub(10)).max(1));
-        let wait_applied = format!("cat {ap} 2>/dev/null");
-        let mut last_err: String;
-        loop {
-            thread::sleep(Duration::from_millis(500));
-            match self.remote.reconnect() {
-                Ok(()) => match self.remote.run(&wait_applied) {
-                    Ok(o) if o.success() && !o.stdout.trim().is_empty() => {
-                        let rc = o.stdout.trim().to_string();
-                        if rc != "0" {
-                            return Err(Failure {
-                                command: apply.to_string(),
-                                exit_code: rc.parse().ok(),
-                                stderr: format!(
-                                    "applying the address failed; the host restores the previous {path} in {confirm_secs}s"
-                                ),
-                            });
-                        }
-                        if self.test(live_check)? {
-                            self.must(&format!("touch {c} && rm -f {cleanup}"))?;
-                            return Ok(());
-                        }
-                        last_err = format!("address not configured after `{apply}`");
-                    }
-                    Ok(_) => last_err = "apply still running".into(),
-                    Err(e) => last_err = e.to_string(),
-                },
-                Err(e) => last_err = e.to_string(),
-            }
-            if Instant::now() >= deadline {
-                return Err(Failure {
-                    command: format!("reconnect after `{apply}`"),
-                    exit_code: None,
-                    stderr: format!(
-                        "{last_err}; not confirmed, so the host restores the previous {path} and re-applies it {confirm_secs}s after the change"
-                    ),
-                });
-            }
-        }
+        let Some(remote) = self.remote() else {
+            let old = current.as_ref().map(|(_, c)| c.as_str());
+            diffs.push(diff::unified(&a.path, old, &a.content));
+            return Ok(Outcome::Changed(format!(
+                "{}: would run `{}` and reconnect",
+                a.path, a.apply
+            )));
+        };
+        change_address(remote, a)?;
+        Ok(Outcome::Changed(format!(
+            "{} applied with `{}`, reconnected and confirmed",
+            a.path, a.apply
+        )))
     }
 
     /// Runs one step: every action in order, stopping at the first failure.
@@ -474,9 +391,46 @@ impl Executor<'_> {
     }
 }
 
+/// Runs `command`; a failed command becomes a [`Failure`].
+pub(crate) fn must(remote: &mut dyn Remote, command: &str) -> Result<Output, Failure> {
+    match remote.run(command) {
+        Ok(o) if o.success() => Ok(o),
+        Ok(o) => Err(failed_output(command, &o)),
+        Err(e) => Err(failed_ssh(command, &e)),
+    }
+}
+
+/// Uploads `content` and installs it at `path` with `mode`, owned by root, validated first.
+fn install(
+    remote: &mut dyn Remote,
+    path: &str,
+    content: &[u8],
+    mode: u32,
+    validate: Option<&str>,
+) -> Result<(), Failure> {
+    let staged = remote
+        .upload_staging(content, 0o600)
+        .map_err(|e| failed_ssh(&format!("upload {path}"), &e))?;
+    let new = format!("{path}.provision-new");
+    let (p, n, s) = (shell_quote(path), shell_quote(&new), shell_quote(&staged));
+    let check = match validate {
+        Some(v) => format!(
+            " && {{ {} || {{ rc=$?; rm -f {n}; exit $rc; }}; }}",
+            v.replace("{}", &n)
+        ),
+        None => String::new(),
+    };
+    let cmd = format!(
+        "mkdir -p {} && install -o 0 -g 0 -m {mode:o} {s} {n} && rm -f {s}{check} && mv -f {n} {p}",
+        shell_quote(parent(path))
+    );
+    must(remote, &cmd).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Prepare;
 
     /// A host whose files live in a map; every command succeeds unless listed in `fail`.
     #[derive(Default)]
@@ -488,8 +442,12 @@ mod tests {
         fail_with: Option<(String, i32, String)>,
         /// Commands containing the needle print this.
         stdout_for: Vec<(String, String)>,
+        /// Commands containing the needle print these in turn (the last one repeats).
+        stdout_seq: Vec<(String, Vec<String>)>,
         reconnect_fails: bool,
         reconnects: usize,
+        /// Owner of every file in `files`.
+        owner_uid: u32,
         log: Vec<String>,
     }
 
@@ -511,10 +469,22 @@ mod tests {
             if command.starts_with("if [ -f ") && command.contains("cat ") {
                 let path = command.split('\'').nth(1).unwrap_or_default();
                 let stdout = match self.files.get(path) {
-                    Some(c) => format!("644\n{c}"),
+                    Some(c) => format!("644 {}\n{c}", self.owner_uid),
                     None => "absent\n".into(),
                 };
                 return out(0, stdout, String::new());
+            }
+            if let Some((_, outs)) = self
+                .stdout_seq
+                .iter_mut()
+                .find(|(n, _)| command.contains(n.as_str()))
+            {
+                let o = if outs.len() > 1 {
+                    outs.remove(0)
+                } else {
+                    outs.first().cloned().unwrap_or_default()
+                };
+                return out(0, o, String::new());
             }
             if let Some((_, o)) = self
                 .stdout_for
@@ -543,10 +513,10 @@ mod tests {
 
     fn run(fake: &mut Fake, step: &Step, dry_run: bool) -> StepResult {
         let b = Binaries::default();
-        let mut ex = Executor {
-            remote: fake,
-            binaries: &b,
-            dry_run,
+        let mut ex = if dry_run {
+            Executor::dry_run(Probe::new(fake), &b)
+        } else {
+            Executor::live(fake, &b)
         };
         ex.run_step(step)
     }
@@ -575,7 +545,7 @@ mod tests {
         let install = fake
             .log
             .iter()
-            .find(|c| c.contains("install -m 644"))
+            .find(|c| c.contains("install -o 0 -g 0 -m 644"))
             .unwrap();
         assert!(
             install.contains("check '/etc/a.provision-new'"),
@@ -593,35 +563,55 @@ mod tests {
     }
 
     #[test]
-    fn ensure_applies_only_when_check_fails_and_rechecks() {
+    fn file_not_owned_by_root_is_reinstalled_as_root() {
         let mut fake = Fake {
-            fail: vec!["check-a".into()],
+            owner_uid: 1000,
+            ..Fake::default()
+        };
+        fake.files.insert("/etc/v".into(), "secret\n".into());
+        let step = Step::new("s").file("/etc/v", "secret\n".into(), 0o644);
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Changed, "{r:?}");
+        assert_eq!(r.changes, ["/etc/v mode -> 644, owner root"]);
+        assert!(fake
+            .log
+            .iter()
+            .any(|c| c.contains("install -o 0 -g 0 -m 644 ")));
+    }
+
+    #[test]
+    fn ensure_applies_only_when_check_fails_and_rechecks() {
+        let (check_a, check_b) = (Check::UnitActive("a".into()), Check::UnitActive("b".into()));
+        let mut fake = Fake {
+            fail: vec![check_a.command()],
             ..Fake::default()
         };
         let step = Step::new("s")
-            .ensure("a", "check-a", "apply-a")
-            .ensure("b", "check-b", "apply-b");
+            .ensure("a", check_a.clone(), "apply-a")
+            .ensure("b", check_b, "apply-b");
         let r = run(&mut fake, &step, false);
         assert_eq!(
             r.status,
             Status::Failed,
             "check-a still fails after apply-a"
         );
-        assert_eq!(fake.log, ["check-a", "apply-a", "check-a"]);
+        let a = check_a.command();
+        assert_eq!(fake.log, [a.as_str(), "apply-a", a.as_str()]);
         let f = r.failure.unwrap();
         assert!(f.stderr.contains("still not true after `apply-a`"), "{f:?}");
     }
 
     #[test]
     fn dry_run_shows_diff_and_changes_nothing() {
+        let check = Check::UnitActive("thing".into());
         let mut fake = Fake {
-            fail: vec!["false-check".into()],
+            fail: vec![check.command()],
             ..Fake::default()
         };
         fake.files.insert("/etc/a".into(), "old\n".into());
         let step = Step::new("s")
             .file("/etc/a", "new\n".into(), 0o644)
-            .ensure("thing", "false-check", "apply-thing")
+            .ensure("thing", check, "apply-thing")
             .on_change("systemctl restart a")
             .assert("healthy", "curl health");
         let r = run(&mut fake, &step, true);
@@ -640,14 +630,36 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_diff_masks_secrets_on_both_sides() {
+        let mut fake = Fake::default();
+        fake.files
+            .insert("/etc/v".into(), "pass = \"old-pw\"\nx = 1\n".into());
+        let step = Step::new("s")
+            .file("/etc/v", "pass = \"new-pw\"\nx = 2\n".into(), 0o600)
+            .secret("pass");
+        let d = run(&mut fake, &step, true).diffs.join("");
+        assert!(!d.contains("new-pw") && !d.contains("old-pw"), "{d}");
+        assert_eq!(d, "--- /etc/v\n+++ /etc/v\n-x = 1\n+x = 2\n", "{d}");
+        // Only the secret changes: the diff says so, without either value.
+        fake.files
+            .insert("/etc/v".into(), "pass = \"old-pw\"\nx = 2\n".into());
+        let r = run(&mut fake, &step, true);
+        let d = r.diffs.join("");
+        assert!(!d.contains("new-pw") && !d.contains("old-pw"), "{d}");
+        assert!(d.contains("(a secret value changes; not shown)"), "{d}");
+        assert_eq!(r.status, Status::Changed);
+    }
+
+    #[test]
     fn failing_apply_names_command_exit_code_and_stderr() {
+        let check = Check::RpmInstalled("foo".into());
         let mut fake = Fake {
-            fail: vec!["rpm -q foo".into()],
+            fail: vec![check.command()],
             fail_with: Some(("yum install".into(), 1, "No package foo available.".into())),
             ..Fake::default()
         };
         let step = Step::new("pkg")
-            .ensure("foo installed", "rpm -q foo", "yum install -y foo")
+            .ensure("foo installed", check, "yum install -y foo")
             .on_change("never");
         let r = run(&mut fake, &step, false);
         assert_eq!(r.status, Status::Failed);
@@ -659,49 +671,101 @@ mod tests {
     }
 
     fn address_step() -> Step {
-        Step::new("static address").push(Action::Address {
+        Step::new("static address").push(Action::Address(AddressChange {
             path: "/etc/net/if0".into(),
             content: "address 10.0.0.1/24\n".into(),
             mode: 0o644,
             apply: "restart-net".into(),
-            live_check: "live-check".into(),
+            live_check: Check::AddressOn {
+                ifname: "if0".into(),
+                cidr: "10.0.0.1/24".into(),
+            },
             confirm_secs: 0,
             prepare: Some(Prepare {
                 file: "/etc/net/main".into(),
-                check: "main-check".into(),
+                check: main_check(),
                 command: "edit-main".into(),
             }),
-        })
+        }))
     }
+
+    fn main_check() -> Check {
+        Check::FileExists("/etc/net/main".into())
+    }
+
+    /// The host's state query and provision's confirmation, as the fake sees them.
+    const STATE: &str = "then echo pending";
+    const CONFIRM: &str = "echo late";
 
     #[test]
     fn address_change_is_confirmed_after_reconnecting() {
         let mut fake = Fake {
-            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            stdout_for: vec![
+                (STATE.into(), "pending\n0\n".into()),
+                (CONFIRM.into(), "confirmed\n".into()),
+            ],
             ..Fake::default()
         };
         let r = run(&mut fake, &address_step(), false);
         assert_eq!(r.status, Status::Changed, "{r:?}");
         assert_eq!(fake.reconnects, 1);
         let guard = fake.log.iter().find(|c| c.contains("setsid")).unwrap();
-        // The old file is kept, and restored unless the confirmation file appears.
+        // The old file is kept, and restored unless the confirmation file appears. Backups
+        // live outside the configuration directories: network scripts read every ifcfg-*
+        // there, ifupdown every file of interfaces.d.
         assert!(
-            guard.contains("cp -a '/etc/net/if0' '/etc/net/if0.provision-bak'"),
+            guard.contains("cp -a '/etc/net/if0' '/var/lib/provision/backup/etc/net/if0'"),
             "{guard}"
         );
+        assert!(!guard.contains("'/etc/net/if0."), "{guard}");
+        assert!(!guard.contains("'/etc/net/main."), "{guard}");
         // The second file is backed up too, edited after the install and restored with it.
-        assert!(guard.contains("cp -a '/etc/net/main' '/etc/net/main.provision-bak'"));
+        assert!(guard.contains("cp -a '/etc/net/main' '/var/lib/provision/backup/etc/net/main'"));
         assert!(guard.contains("'/etc/net/if0' && rm -f '/var/tmp/staged' && { edit-main; }"));
         assert!(
-            guard.contains("mv -f '\\''/etc/net/main.provision-bak'\\'' '\\''/etc/net/main'\\''"),
+            guard.contains(
+                "mv -f '\\''/var/lib/provision/backup/etc/net/main'\\'' '\\''/etc/net/main'\\''"
+            ),
             "{guard}"
         );
-        assert!(guard.contains("if [ ! -e "), "{guard}");
-        assert!(fake
-            .log
-            .last()
-            .unwrap()
-            .starts_with("touch '/run/provision-confirm"));
+        // The host's guard rolls back only if it takes the pending marker itself.
+        assert!(
+            guard.contains("if mv '\\''/run/provision-pending_etc_net_if0'\\'' '\\''/run/provision-rolledback_etc_net_if0'\\''"),
+            "{guard}"
+        );
+        assert!(fake.log.last().unwrap().contains(CONFIRM));
+    }
+
+    /// The confirmation reaches the host after its deadline (a slow reconnect and a slow
+    /// command): the host already took the pending marker and rolled back, so provision must
+    /// not report success, and says what the host did.
+    #[test]
+    fn a_confirmation_after_the_hosts_deadline_is_refused_and_reported() {
+        let mut fake = Fake {
+            stdout_seq: vec![(
+                STATE.into(),
+                vec!["pending\n0\n".into(), "rolledback\n0\n".into()],
+            )],
+            stdout_for: vec![(CONFIRM.into(), "late\n".into())],
+            ..Fake::default()
+        };
+        let mut step = address_step();
+        if let Some(Action::Address(a)) = step.actions.first_mut() {
+            a.confirm_secs = 2;
+        }
+        let r = run(&mut fake, &step, false);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let f = r.failure.unwrap();
+        assert!(
+            f.stderr
+                .contains("the confirmation came after the host's deadline"),
+            "{f:?}"
+        );
+        assert!(
+            f.stderr
+                .contains("the host restored the previous /etc/net/if0 and re-applied it (exit 0)"),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -718,7 +782,7 @@ mod tests {
             f.stderr.contains("restores the previous /etc/net/if0"),
             "{f:?}"
         );
-        assert!(!fake.log.iter().any(|c| c.starts_with("touch")));
+        assert!(!fake.log.iter().any(|c| c.contains(CONFIRM)));
     }
 
     #[test]
@@ -734,8 +798,11 @@ mod tests {
     #[test]
     fn address_file_right_but_second_file_unedited_is_a_change() {
         let mut fake = Fake {
-            fail: vec!["main-check".into()],
-            stdout_for: vec![("cat '/run/provision-applied".into(), "0\n".into())],
+            fail: vec![main_check().command()],
+            stdout_for: vec![
+                (STATE.into(), "pending\n0\n".into()),
+                (CONFIRM.into(), "confirmed\n".into()),
+            ],
             ..Fake::default()
         };
         fake.files

@@ -11,6 +11,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::names::{
+    ifname_problem, valid_baseurl, valid_hostname, valid_time_server, valid_timezone,
+};
 use toml::Spanned;
 
 /// What a host does in the seed's architecture.
@@ -110,6 +114,9 @@ pub struct Inventory {
     pub ssh: Ssh,
     pub time: Time,
     pub os: OsOverrides,
+    /// `[lab]`: this inventory describes the lab (network namespaces on one machine), whose
+    /// addresses exist nowhere else; provision refuses to run it from outside the lab.
+    pub lab: bool,
     /// In file order.
     pub hosts: Vec<Host>,
 }
@@ -193,9 +200,15 @@ struct RawInventory {
     time: RawTime,
     #[serde(default)]
     os: RawOs,
+    lab: Option<RawLab>,
     #[serde(default)]
     host: Vec<Spanned<RawHost>>,
 }
+
+/// `[lab]`: a marker, no keys yet.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,14 +235,14 @@ struct RawSsh {
 #[serde(deny_unknown_fields)]
 struct RawTime {
     #[serde(default)]
-    servers: Vec<String>,
-    timezone: String,
+    servers: Vec<Spanned<String>>,
+    timezone: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOs {
-    el7_repo_baseurl: Option<String>,
+    el7_repo_baseurl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -405,10 +418,10 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             }
         }
         let interface = h.interface.get_ref().clone();
-        if !valid_ifname(&interface) {
+        if let Some(why) = ifname_problem(&interface) {
             c.at(
                 &h.interface,
-                format!("interface {interface:?} is not a valid Linux interface name (1-15 characters, no '/', ':' or spaces)"),
+                format!("interface {interface:?} is not a valid interface name: it {why}"),
             );
         }
         let role = match h.role.get_ref() {
@@ -469,6 +482,35 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
     {
         c.at(&raw.network, "no [[host]] with role = \"backend\"".into());
     }
+    if !valid_timezone(&raw.time.timezone.get_ref().clone()) {
+        let tz = raw.time.timezone.get_ref();
+        c.at(
+            &raw.time.timezone,
+            format!("timezone {tz:?} is not a zoneinfo name like \"Asia/Shanghai\""),
+        );
+    }
+    for srv in &raw.time.servers {
+        if !valid_time_server(srv.get_ref()) {
+            c.at(
+                srv,
+                format!(
+                    "time server {:?} is not a host name or address",
+                    srv.get_ref()
+                ),
+            );
+        }
+    }
+    if let Some(u) = &raw.os.el7_repo_baseurl {
+        if !valid_baseurl(u.get_ref()) {
+            c.at(
+                u,
+                format!(
+                    "el7_repo_baseurl {:?} must be an http(s):// or file:// URL without spaces",
+                    u.get_ref()
+                ),
+            );
+        }
+    }
     if raw.ssh.get_ref().user.is_empty() {
         c.at(&raw.ssh, "[ssh] user is empty".into());
     }
@@ -493,12 +535,18 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
                 }
             },
             time: Time {
-                servers: raw.time.servers,
-                timezone: raw.time.timezone,
+                servers: raw
+                    .time
+                    .servers
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+                timezone: raw.time.timezone.into_inner(),
             },
             os: OsOverrides {
-                el7_repo_baseurl: raw.os.el7_repo_baseurl,
+                el7_repo_baseurl: raw.os.el7_repo_baseurl.map(Spanned::into_inner),
             },
+            lab: raw.lab.is_some(),
             hosts,
         }),
         _ => {
@@ -519,25 +567,6 @@ fn in_subnet(reference: Ipv4Addr, prefix: u8, addr: Ipv4Addr) -> bool {
     let net = u32::from(reference) & mask;
     let a = u32::from(addr);
     a & mask == net && a != net && a != (net | !mask)
-}
-
-fn valid_hostname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 /// 1-based line of byte offset `pos`.
@@ -599,6 +628,9 @@ mod tests {
         );
         assert_eq!(inv.balancers().count(), 2);
         assert_eq!(inv.backends().count(), 2);
+        assert!(inv.lab, "lab.toml marks itself as the lab's");
+        let real = SEED.replace("\n[lab]\n", "\n");
+        assert!(!Inventory::parse(&real, "lab.toml").unwrap().lab);
     }
 
     #[test]
@@ -685,6 +717,60 @@ mod tests {
         assert!(msgs.iter().any(|m| m.contains("host name \"Server_4\"")));
         assert!(msgs.iter().any(|m| m.contains("auth_pass")));
         assert!(msgs.iter().any(|m| m.contains("172.16.249.255 is outside")));
+    }
+
+    #[test]
+    fn interface_names_as_the_kernel_and_without_shell_syntax() {
+        for bad in [
+            "$(id>pwn)",
+            "a;reboot",
+            "ens`id`",
+            "e'x",
+            "e\\\"x",
+            "eth 0",
+            "eth0:1",
+            "a/b",
+            ".",
+            "..",
+            "",
+            "sixteen-bytes-xx",
+        ] {
+            let text = SEED.replacen(
+                "interface = \"ens33\"",
+                &format!("interface = {}", crate::quote::toml_string(bad)),
+                1,
+            );
+            let errs = errors(&text);
+            assert_eq!(errs.len(), 1, "{bad:?}: {errs:?}");
+            assert!(
+                errs[0].message.contains("not a valid interface name"),
+                "{errs:?}"
+            );
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("interface = ") && !l.contains("ens33"))
+                .unwrap()
+                + 1;
+            assert_eq!(errs[0].line, line);
+        }
+        for good in ["eth0", "eth0.100", "br-lan", "enp0s31f6", "fifteen-bytes-x"] {
+            let text = SEED.replacen("\"ens33\"", &format!("\"{good}\""), 1);
+            assert!(Inventory::parse(&text, "lab.toml").is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn values_written_into_files_are_one_word() {
+        let text = SEED
+            .replace("\"Asia/Shanghai\"", "\"../../etc/shadow\"")
+            .replace("\"ntp3.aliyun.com\"", "\"ntp.example\\nallow all\"");
+        let text = format!("{text}\n[os]\nel7_repo_baseurl = \"http://x/ y\"\n");
+        let errs = errors(&text);
+        let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(errs.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].contains("time server"), "{msgs:?}");
+        assert!(msgs[1].contains("timezone"), "{msgs:?}");
+        assert!(msgs[2].contains("el7_repo_baseurl"), "{msgs:?}");
     }
 
     #[test]

@@ -9,10 +9,10 @@ use clap::Parser;
 
 use provision::inventory::Inventory;
 use provision::os::Family;
-use provision::report;
 use provision::run::{self, RunOptions};
 use provision::ssh::{expand_tilde, SshOptions};
 use provision::steps;
+use provision::{out, report};
 
 /// Sets up the hosts of lab.toml over SSH: hostname, static address, chrony, firewall,
 /// SELinux, Apache on the backends, proxy + vrrp as systemd services on the balancers.
@@ -45,6 +45,10 @@ struct Args {
     /// Seconds a remote command may stay silent before it counts as failed.
     #[arg(long, default_value_t = 300)]
     command_timeout: u64,
+    /// Seconds a host waits for provision to reconnect and confirm its new address before it
+    /// restores the old one [default: 60].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(5..=3600))]
+    confirm_secs: Option<u32>,
     /// Print every remote command with its exit status and duration.
     #[arg(long, short)]
     verbose: bool,
@@ -52,10 +56,13 @@ struct Args {
     /// OS family (el7, el8, el9, debian12, ubuntu), without connecting to anything.
     #[arg(long, value_name = "FAMILY")]
     print_plan: Option<String>,
+    /// With --print-plan: the host's systemd version [default: the family's].
+    #[arg(long, value_name = "VERSION", requires = "print_plan")]
+    systemd: Option<u32>,
 }
 
 /// `--print-plan`: pure, offline.
-fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
+fn print_plan(inv: &Inventory, family: &str, systemd: Option<u32>, hosts: &[String]) -> ExitCode {
     let Some(fam) = Family::from_name(family) else {
         let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
         eprintln!(
@@ -74,8 +81,8 @@ fn print_plan(inv: &Inventory, family: &str, hosts: &[String]) -> ExitCode {
         if !hosts.is_empty() && !hosts.contains(&h.name) {
             continue;
         }
-        match steps::plan(inv, h, fam) {
-            Ok(p) => report::print(&format!("{}\n", p.render())),
+        match steps::plan_for(inv, h, fam, systemd.unwrap_or(fam.default_systemd())) {
+            Ok(p) => out::print(&format!("{}\n", p.render())),
             Err(e) => {
                 eprintln!("provision: {}: {e}", h.name);
                 return ExitCode::FAILURE;
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(fam) = &args.print_plan {
-        return print_plan(&inv, fam, &args.hosts);
+        return print_plan(&inv, fam, args.systemd, &args.hosts);
     }
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| {
         std::env::current_exe()
@@ -120,10 +127,11 @@ fn main() -> ExitCode {
         dry_run: args.dry_run,
         hosts: args.hosts.clone(),
         bin_dir,
+        confirm_secs: args.confirm_secs,
     };
     match run::run(&inv, &opts) {
         Ok(summaries) => {
-            report::print(&format!("\n{}", report::recap(&summaries)));
+            out::print(&format!("\n{}", report::recap(&summaries)));
             if summaries.iter().all(|s| s.succeeded()) {
                 ExitCode::SUCCESS
             } else {

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::check::Check;
+use crate::quote::shell_quote;
+
 /// A supported operating system family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -80,6 +83,7 @@ impl Family {
     /// Command that installs `pkg` non-interactively. On Debian/Ubuntu a failed install is
     /// retried after `apt-get update`: fresh images often ship without package lists.
     pub fn install_command(self, pkg: &str) -> String {
+        let pkg = shell_quote(pkg);
         match self {
             Family::El7 => format!("yum install -y {pkg}"),
             Family::El8 | Family::El9 => format!("dnf install -y {pkg}"),
@@ -89,12 +93,23 @@ impl Family {
         }
     }
 
-    /// Shell test that succeeds when package `pkg` is installed.
-    pub fn package_installed(self, pkg: &str) -> String {
+    /// The check that package `pkg` is installed.
+    pub fn package_installed(self, pkg: &str) -> Check {
         if self.is_el() {
-            format!("rpm -q {pkg} >/dev/null 2>&1")
+            Check::RpmInstalled(pkg.to_string())
         } else {
-            format!("dpkg-query -W -f='${{Status}}' {pkg} 2>/dev/null | grep -q 'ok installed'")
+            Check::DpkgInstalled(pkg.to_string())
+        }
+    }
+
+    /// The systemd version the family ships, for plans made without asking a host (its
+    /// `systemctl --version` decides at run time).
+    pub fn default_systemd(self) -> u32 {
+        match self {
+            Family::El7 => 219,
+            Family::El8 => 239,
+            Family::El9 | Family::Debian12 => 252,
+            Family::Ubuntu => 249,
         }
     }
 

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::inventory::{Host, Inventory, Role};
+use crate::quote::toml_string;
 
 /// Where the rendered proxy configuration lives on a balancer.
 pub const PROXY_CONFIG_PATH: &str = "/etc/proxy/proxy.toml";
@@ -119,7 +120,7 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
         host.name, host.address
     );
     let _ = writeln!(s, "[global_defs]");
-    let _ = writeln!(s, "router_id = \"{}\"", host.name);
+    let _ = writeln!(s, "router_id = {}", toml_string(&host.name));
     let _ = writeln!(s, "runtime_dir = \"{VRRP_RUNTIME_DIR}\"");
     let _ = writeln!(s);
     let _ = writeln!(
@@ -136,7 +137,7 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     let _ = writeln!(s);
     let _ = writeln!(s, "[vrrp_instance.VI_1]");
     let _ = writeln!(s, "state = \"{state}\"");
-    let _ = writeln!(s, "interface = \"{}\"", host.interface);
+    let _ = writeln!(s, "interface = {}", toml_string(&host.interface));
     let _ = writeln!(s, "virtual_router_id = {}", net.virtual_router_id);
     let _ = writeln!(s, "priority = {priority}");
     let _ = writeln!(s, "advert_int = {}", net.advert_int);
@@ -144,8 +145,8 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     if let Some(pass) = &net.auth_pass {
         let _ = writeln!(
             s,
-            "authentication = {{ auth_type = \"PASS\", auth_pass = \"{}\" }}",
-            escape(pass)
+            "authentication = {{ auth_type = \"PASS\", auth_pass = {} }}",
+            toml_string(pass)
         );
     }
     let _ = writeln!(s, "track_script = [\"check_proxy\"]");
@@ -158,26 +159,8 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     Ok(s)
 }
 
-/// Escapes a value for a TOML basic string.
-fn escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The systemd unit of the proxy (deploy/proxy.service), installed as-is.
-pub const PROXY_UNIT: &str = include_str!("../../deploy/proxy.service");
-/// The systemd unit of the vrrp daemon (deploy/vrrp.service), installed as-is.
-pub const VRRP_UNIT: &str = include_str!("../../deploy/vrrp.service");
+/// deploy/'s units (for a current systemd; [`crate::units`] renders them for older ones).
+pub use crate::units::{PROXY_UNIT, VRRP_UNIT};
 /// Where the units go on a host.
 pub const PROXY_UNIT_PATH: &str = "/etc/systemd/system/proxy.service";
 pub const VRRP_UNIT_PATH: &str = "/etc/systemd/system/vrrp.service";
@@ -210,7 +193,8 @@ pub fn balancer_files(inv: &Inventory, host: &Host) -> Result<Vec<File>, RenderE
         File {
             path: VRRP_CONFIG_PATH,
             contents: vrrp_toml(inv, host)?,
-            mode: 0o644,
+            // auth_pass is VRRP's shared password: readable by root only.
+            mode: 0o600,
         },
         File {
             path: PROXY_UNIT_PATH,
@@ -373,8 +357,17 @@ virtual_ipaddress = ["172.16.249.80/24", "172.16.249.90/24", "172.16.249.100/24"
     }
 
     #[test]
-    fn escape_quotes() {
-        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
-        assert_eq!(escape("x\ny"), "x\\u000Ay");
+    fn interpolated_values_stay_toml_strings() {
+        let mut inv = seed();
+        inv.network.auth_pass = Some("a\"b\\c\n".into());
+        let mut h = inv.host("server1").unwrap().clone();
+        h.interface = "e\"x".into();
+        let t: toml::Table = vrrp_toml(&inv, &h).unwrap().parse().unwrap();
+        let vi = &t["vrrp_instance"]["VI_1"];
+        assert_eq!(vi["interface"].as_str(), Some("e\"x"));
+        assert_eq!(
+            vi["authentication"]["auth_pass"].as_str(),
+            Some("a\"b\\c\n")
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! Per-host progress lines and the closing recap table (in the manner of Ansible's PLAY RECAP).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use crate::exec::{Failure, Status, StepResult};
 
@@ -17,27 +16,14 @@ pub struct HostSummary {
     pub failed: usize,
     /// Set when the host could not be reached or trusted.
     pub unreachable: Option<String>,
+    /// Set when the balancer rollout stopped before this host's turn: why.
+    pub skipped: Option<String>,
 }
 
 impl HostSummary {
     pub fn succeeded(&self) -> bool {
-        self.failed == 0 && self.unreachable.is_none()
+        self.failed == 0 && self.unreachable.is_none() && self.skipped.is_none()
     }
-}
-
-/// Prints one line (or block) at a time; `println!` holds stdout's lock per call, so lines
-/// from the host threads never interleave.
-pub fn line(host: &str, text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[{host}] {text}");
-    let _ = out.flush();
-}
-
-/// Prints `text` as is (stdout closed early is not an error worth a panic).
-pub fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }
 
 pub fn failure_text(host: &str, step: &str, f: &Failure) -> String {
@@ -93,25 +79,33 @@ pub fn recap(summaries: &[HostSummary]) -> String {
     let mut s = String::from("RECAP\n");
     let _ = writeln!(
         s,
-        "{:<12} {:<16} {:<9} {:>4} {:>8} {:>7} {:>12}",
-        "HOST", "ADDRESS", "OS", "OK", "CHANGED", "FAILED", "UNREACHABLE"
+        "{:<12} {:<16} {:<9} {:>4} {:>8} {:>7} {:>12} {:>8}",
+        "HOST", "ADDRESS", "OS", "OK", "CHANGED", "FAILED", "UNREACHABLE", "SKIPPED"
     );
     for h in summaries {
         let _ = writeln!(
             s,
-            "{:<12} {:<16} {:<9} {:>4} {:>8} {:>7} {:>12}",
+            "{:<12} {:<16} {:<9} {:>4} {:>8} {:>7} {:>12} {:>8}",
             h.host,
             h.address,
             h.os.as_deref().unwrap_or("-"),
             h.ok,
             h.changed,
             h.failed,
-            usize::from(h.unreachable.is_some())
+            usize::from(h.unreachable.is_some()),
+            usize::from(h.skipped.is_some())
         );
     }
     for h in summaries {
         if let Some(why) = &h.unreachable {
             let _ = writeln!(s, "UNREACHABLE {}: {why}", h.host);
+        }
+        if let Some(why) = &h.skipped {
+            let _ = writeln!(
+                s,
+                "SKIPPED {}: balancer rollout stopped before its turn ({why})",
+                h.host
+            );
         }
     }
     s
@@ -139,20 +133,30 @@ mod tests {
                 unreachable: Some("connection refused".into()),
                 ..Default::default()
             },
+            HostSummary {
+                host: "server5".into(),
+                address: "10.0.0.5".into(),
+                skipped: Some("server2 failed: unreachable".into()),
+                ..Default::default()
+            },
         ]);
         assert!(
             s.contains(
-                "server1      10.0.0.1         debian12     5        2       0            0"
+                "server1      10.0.0.1         debian12     5        2       0            0        0"
             ),
             "{s}"
         );
         assert!(
             s.contains(
-                "server2      10.0.0.2         -            0        0       0            1"
+                "server2      10.0.0.2         -            0        0       0            1        0"
             ),
             "{s}"
         );
         assert!(s.contains("UNREACHABLE server2: connection refused"));
+        assert!(s.contains(
+            "SKIPPED server5: balancer rollout stopped before its turn (server2 failed: unreachable)"
+        ));
+        assert!(s.contains("server5      10.0.0.5         -            0        0       0            0        1"), "{s}");
     }
 
     #[test]

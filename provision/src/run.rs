@@ -1,18 +1,20 @@
 //! `provision lab.toml`: one thread and one SSH session per host; balancers take turns for
-//! their deployment steps (lowest priority first, so the VIP stays with the master until the
-//! backup is ready).
+//! their deployment steps ([`crate::rollout`]: the backup first, the master only after the
+//! backup is healthy and the VIPs answer, and no further turn after a failure).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
 use std::thread;
 
+use crate::check::Probe;
 use crate::exec::{Binaries, Executor, Status};
 use crate::inventory::{Host, Inventory, Role};
 use crate::os;
+use crate::out;
 use crate::report::{self, HostSummary};
+use crate::rollout::{Rollout, TurnGuard};
 use crate::ssh::{Ssh, SshOptions};
 use crate::steps;
+use crate::units;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -23,6 +25,8 @@ pub struct RunOptions {
     pub hosts: Vec<String>,
     /// Where the `proxy` and `vrrp` binaries are.
     pub bin_dir: PathBuf,
+    /// Seconds the host waits for the address change's confirmation (the plan's otherwise).
+    pub confirm_secs: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,43 +35,44 @@ pub enum RunError {
     UnknownHost(String, String),
     #[error("cannot read the binaries to deploy: {0} (build them first: cargo build --bins)")]
     Binaries(std::io::Error),
+    #[error(
+        "this inventory is marked [lab]: its hosts exist only inside the lab's network \
+         namespaces, and from here {host} would be reached {route}, not through the lab; run \
+         `lab provision [flags]` (which runs provision in the lab's client namespace), or remove \
+         [lab] from a copy meant for real servers"
+    )]
+    OutsideLab { host: String, route: String },
 }
 
-/// The balancers' turns: each waits until every balancer before it in `order` has finished
-/// its serial steps (or its whole run, if it failed or was unreachable).
-struct Turns {
-    order: Vec<String>,
-    finished: Mutex<HashSet<String>>,
-    cv: Condvar,
-}
-
-impl Turns {
-    fn wait(&self, name: &str) {
-        let before: Vec<&String> = self.order.iter().take_while(|n| *n != name).collect();
-        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        while !before.iter().all(|n| done.contains(*n)) {
-            done = self.cv.wait(done).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn finish(&self, name: &str) {
-        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        done.insert(name.to_string());
-        self.cv.notify_all();
-    }
-}
-
-/// Marks the host's turn finished however its thread ends.
-struct TurnGuard<'a>(&'a Turns, &'a str);
-
-impl Drop for TurnGuard<'_> {
-    fn drop(&mut self) {
-        self.0.finish(self.1);
+/// For an inventory marked `[lab]`: refuses unless this process is on the lab's network, that
+/// is, unless the route to the first host leaves from an address inside `[network]`. A UDP
+/// `connect` only looks the route up; it sends nothing.
+pub fn check_inside_lab(inv: &Inventory) -> Result<(), RunError> {
+    let Some(first) = inv.hosts.first().filter(|_| inv.lab) else {
+        return Ok(());
+    };
+    let route = std::net::UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| {
+            s.connect((first.address, inv.ssh.port))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip());
+    match route {
+        Ok(std::net::IpAddr::V4(local)) if inv.network.contains(local) => Ok(()),
+        Ok(local) => Err(RunError::OutsideLab {
+            host: first.address.to_string(),
+            route: format!("from {local} (this machine's own network)"),
+        }),
+        Err(e) => Err(RunError::OutsideLab {
+            host: first.address.to_string(),
+            route: format!("by no route ({e})"),
+        }),
     }
 }
 
 /// Provisions the selected hosts in parallel; returns one summary per host, in file order.
 pub fn run(inv: &Inventory, opts: &RunOptions) -> Result<Vec<HostSummary>, RunError> {
+    check_inside_lab(inv)?;
     let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
     for h in &opts.hosts {
         if !names.contains(&h.as_str()) {
@@ -91,11 +96,7 @@ pub fn run(inv: &Inventory, opts: &RunOptions) -> Result<Vec<HostSummary>, RunEr
         .collect();
     // Backup (lowest priority) first; the master last, so it hands over only to a ready peer.
     balancers.sort_by_key(|h| h.priority.unwrap_or(0));
-    let turns = Turns {
-        order: balancers.iter().map(|h| h.name.clone()).collect(),
-        finished: Mutex::new(HashSet::new()),
-        cv: Condvar::new(),
-    };
+    let turns = Rollout::new(balancers.iter().map(|h| h.name.clone()).collect());
     let summaries = thread::scope(|s| {
         let handles: Vec<_> = selected
             .iter()
@@ -125,9 +126,12 @@ fn host_run(
     host: &Host,
     opts: &RunOptions,
     binaries: &Binaries,
-    turns: &Turns,
+    turns: &Rollout,
 ) -> HostSummary {
-    let _turn = TurnGuard(turns, &host.name);
+    let _turn = TurnGuard {
+        rollout: turns,
+        name: &host.name,
+    };
     let name = host.name.as_str();
     let mut sum = HostSummary {
         host: host.name.clone(),
@@ -138,13 +142,14 @@ fn host_run(
     let mut ssh = match Ssh::connect(&addr, &opts.ssh) {
         Ok(s) => s,
         Err(e) => {
-            report::line(name, &format!("UNREACHABLE: {e}"));
+            out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
+            turns.failed(name, &format!("unreachable: {e}"));
             return sum;
         }
     };
     let fail = |sum: &mut HostSummary, step: &str, f: crate::exec::Failure| {
-        report::line(name, &report::failure_text(name, step, &f));
+        out::line(name, &report::failure_text(name, step, &f));
         sum.failed += 1;
     };
     let os = match ssh.run("cat /etc/os-release") {
@@ -176,13 +181,14 @@ fn host_run(
             return sum;
         }
         Err(e) => {
-            report::line(name, &format!("UNREACHABLE: {e}"));
+            out::line(name, &format!("UNREACHABLE: {e}"));
             sum.unreachable = Some(e.to_string());
+            turns.failed(name, &format!("unreachable: {e}"));
             return sum;
         }
     };
     sum.os = Some(os.family.name().to_string());
-    report::line(
+    out::line(
         name,
         &format!(
             "connected as {}: {} ({}){}",
@@ -193,10 +199,16 @@ fn host_run(
         ),
     );
     if let Some(w) = os.warning() {
-        report::line(name, &format!("WARNING: {w}"));
+        out::line(name, &format!("WARNING: {w}"));
     }
-    let plan = match steps::plan(inv, host, os.family) {
-        Ok(p) => p,
+    let systemd = systemd_version(&mut ssh, os.family, name);
+    let plan = match steps::plan_for(inv, host, os.family, systemd) {
+        Ok(mut p) => {
+            if let Some(secs) = opts.confirm_secs {
+                p.set_confirm_secs(secs);
+            }
+            p
+        }
         Err(e) => {
             fail(
                 &mut sum,
@@ -215,89 +227,101 @@ fn host_run(
     sum
 }
 
+/// The host's systemd version from `systemctl --version`; the family's own if that cannot be
+/// read (said so: the units are then rendered for a version the host may not have).
+fn systemd_version(ssh: &mut Ssh, family: os::Family, name: &str) -> u32 {
+    let read = ssh
+        .run("systemctl --version")
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| units::parse_version(&o.stdout));
+    match read {
+        Some(v) => {
+            out::line(name, &format!("systemd {v}"));
+            v
+        }
+        None => {
+            let v = family.default_systemd();
+            out::line(
+                name,
+                &format!("WARNING: `systemctl --version` unreadable; units rendered for {family}'s systemd {v}"),
+            );
+            v
+        }
+    }
+}
+
 fn run_plan(
     plan: &crate::plan::Plan,
     ssh: &mut Ssh,
     binaries: &Binaries,
     opts: &RunOptions,
-    turns: &Turns,
+    turns: &Rollout,
     sum: &mut HostSummary,
 ) {
     let name = plan.host.as_str();
-    let mut ex = Executor {
-        remote: ssh,
-        binaries,
-        dry_run: opts.dry_run,
+    let mut ex = if opts.dry_run {
+        Executor::dry_run(Probe::new(ssh), binaries)
+    } else {
+        Executor::live(ssh, binaries)
     };
     let mut in_turn = false;
     for step in &plan.steps {
         if step.serial && !in_turn && !opts.dry_run {
-            report::line(name, "waiting for this balancer's turn");
-            turns.wait(name);
+            out::line(name, "waiting for this balancer's turn");
+            if let Err(why) = turns.wait(name) {
+                out::line(name, &format!("SKIPPED (balancer rollout stopped): {why}"));
+                sum.skipped = Some(why);
+                return;
+            }
             in_turn = true;
         }
         if !step.serial && in_turn {
-            turns.finish(name);
+            // Every serial step passed: the daemons are healthy and the VIPs answer.
+            turns.healthy(name);
             in_turn = false;
         }
         let r = ex.run_step(step);
-        report::line(name, &report::step_text(name, &r, opts.dry_run));
+        out::line(name, &report::step_text(name, &r, opts.dry_run));
         match r.status {
             Status::Ok => sum.ok += 1,
             Status::Changed => sum.changed += 1,
             Status::Failed => {
                 sum.failed += 1;
-                // As Ansible: a host stops at its first failed step; the others go on.
-                break;
+                turns.failed(name, &format!("step {:?} failed", step.name));
+                // As Ansible: a host stops at its first failed step; the others go on (but
+                // no further balancer starts its turn).
+                return;
             }
         }
+    }
+    if in_turn {
+        turns.healthy(name);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
-    fn turns(order: &[&str]) -> Turns {
-        Turns {
-            order: order.iter().map(|s| s.to_string()).collect(),
-            finished: Mutex::new(HashSet::new()),
-            cv: Condvar::new(),
-        }
-    }
-
+    /// The machine's root namespace has no address in the lab's subnet (lab addresses exist
+    /// only in lab namespaces), so the lab's own inventory is refused here, naming the way out.
     #[test]
-    fn balancers_take_turns_in_order_even_when_one_fails_early() {
-        let t = Arc::new(turns(&["backup", "middle", "master"]));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        thread::scope(|s| {
-            // The master and middle arrive first; the middle fails before its turn (its
-            // guard finishes it); the backup arrives last but must go first.
-            let (t1, l1) = (t.clone(), log.clone());
-            s.spawn(move || {
-                let _g = TurnGuard(&t1, "master");
-                t1.wait("master");
-                l1.lock().unwrap().push("master");
-            });
-            let t2 = t.clone();
-            s.spawn(move || {
-                let _g = TurnGuard(&t2, "middle");
-            });
-            thread::sleep(Duration::from_millis(50));
-            assert!(
-                log.lock().unwrap().is_empty(),
-                "master went before the backup"
-            );
-            let (t3, l3) = (t.clone(), log.clone());
-            s.spawn(move || {
-                let _g = TurnGuard(&t3, "backup");
-                t3.wait("backup");
-                l3.lock().unwrap().push("backup");
-            });
-        });
-        assert_eq!(*log.lock().unwrap(), ["backup", "master"]);
+    fn the_labs_inventory_is_refused_outside_the_lab() {
+        let inv = Inventory::parse(include_str!("../../lab.toml"), "lab.toml").unwrap();
+        assert!(inv.lab);
+        let err = check_inside_lab(&inv).unwrap_err().to_string();
+        assert!(err.contains("marked [lab]"), "{err}");
+        assert!(err.contains("lab provision"), "{err}");
+        // An inventory whose subnet this process is on (loopback) passes; so does one that
+        // is not the lab's.
+        let local = include_str!("../../lab.toml").replace("172.16.249.", "127.0.0.");
+        let inv = Inventory::parse(&local, "lab.toml").unwrap();
+        assert!(check_inside_lab(&inv).is_ok());
+        let real = include_str!("../../lab.toml").replace("\n[lab]\n", "\n");
+        let inv = Inventory::parse(&real, "lab.toml").unwrap();
+        assert!(check_inside_lab(&inv).is_ok());
     }
 
     #[test]
@@ -317,7 +341,10 @@ mod tests {
             dry_run: true,
             hosts: vec!["server9".into()],
             bin_dir: PathBuf::from("/nonexistent"),
+            confirm_secs: None,
         };
+        let mut inv = inv;
+        inv.lab = false;
         let err = run(&inv, &opts).unwrap_err().to_string();
         assert!(err.contains("\"server9\""), "{err}");
         assert!(err.contains("server1, server2, server3, server4"), "{err}");

@@ -5,11 +5,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine as _;
-use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
+use crate::quote::shell_quote;
+use ssh2::{MethodType, Session};
+
+use crate::hostkey::{check_host_key, hostkey_preference};
 
 /// What a remote command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,15 @@ pub enum SshError {
         fingerprint: String,
         known_hosts: String,
     },
+    #[error(
+        "host key of {host} (SHA256:{fingerprint}) could not be checked against {known_hosts}; \
+         refusing to connect (and not recording it: the host may be listed with another key)"
+    )]
+    HostKeyCheckFailed {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
     #[error("authentication as {user}@{host} failed ({method}): {reason}")]
     Auth {
         user: String,
@@ -78,12 +88,13 @@ impl SshError {
             SshError::Unreachable { .. }
                 | SshError::UnknownHostKey { .. }
                 | SshError::HostKeyChanged { .. }
+                | SshError::HostKeyCheckFailed { .. }
                 | SshError::Auth { .. }
         )
     }
 }
 
-fn ssh_err(context: impl Into<String>) -> impl FnOnce(ssh2::Error) -> SshError {
+pub(crate) fn ssh_err(context: impl Into<String>) -> impl FnOnce(ssh2::Error) -> SshError {
     let context = context.into();
     move |source| SshError::Ssh { context, source }
 }
@@ -104,9 +115,6 @@ pub struct SshOptions {
     pub verbose: bool,
 }
 
-/// Serialises appends to known_hosts from the per-host threads.
-static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
-
 /// One SSH session to one host.
 pub struct Ssh {
     session: Session,
@@ -119,18 +127,6 @@ pub struct Ssh {
     staging: Option<String>,
 }
 
-fn key_type_name(t: HostKeyType) -> Option<&'static str> {
-    match t {
-        HostKeyType::Rsa => Some("ssh-rsa"),
-        HostKeyType::Dss => Some("ssh-dss"),
-        HostKeyType::Ecdsa256 => Some("ecdsa-sha2-nistp256"),
-        HostKeyType::Ecdsa384 => Some("ecdsa-sha2-nistp384"),
-        HostKeyType::Ecdsa521 => Some("ecdsa-sha2-nistp521"),
-        HostKeyType::Ed25519 => Some("ssh-ed25519"),
-        HostKeyType::Unknown => None,
-    }
-}
-
 /// The name a host has in known_hosts (`[host]:port` for non-standard ports, as OpenSSH).
 pub fn known_hosts_name(host: &str, port: u16) -> String {
     if port == 22 {
@@ -138,38 +134,6 @@ pub fn known_hosts_name(host: &str, port: u16) -> String {
     } else {
         format!("[{host}]:{port}")
     }
-}
-
-/// Host key algorithms to offer, those known_hosts already has for `name` first: otherwise the
-/// server may pick a key type we have no record of and a known host looks unknown.
-fn hostkey_preference(known_hosts: &Path, name: &str) -> String {
-    const ALL: [&str; 6] = [
-        "ssh-ed25519",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "rsa-sha2-512",
-        "rsa-sha2-256",
-    ];
-    let text = std::fs::read_to_string(known_hosts).unwrap_or_default();
-    let mut known: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(hosts), Some(kt)) = (f.next(), f.next()) else {
-            continue;
-        };
-        if hosts.split(',').any(|h| h == name) {
-            let kt = if kt == "ssh-rsa" { "rsa-sha2-512" } else { kt };
-            if let Some(k) = ALL.iter().find(|a| **a == kt) {
-                if !known.contains(k) {
-                    known.push(k);
-                }
-            }
-        }
-    }
-    let mut order = known.clone();
-    order.extend(ALL.iter().filter(|a| !known.contains(a)));
-    order.join(",")
 }
 
 /// `~/x` -> `$HOME/x`.
@@ -190,11 +154,6 @@ pub fn wrap_command(sudo: bool, command: &str) -> String {
     } else {
         command.to_string()
     }
-}
-
-/// Single-quotes `s` for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl Ssh {
@@ -305,7 +264,7 @@ impl Ssh {
                 Ok(o) => format!("exit {}", o.status),
                 Err(e) => e.to_string(),
             };
-            crate::report::line(
+            crate::out::line(
                 &self.host,
                 &format!(
                     "$ {command}  [{status}, {} ms]",
@@ -448,83 +407,12 @@ fn duration_ms(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
-/// SHA256 fingerprint as OpenSSH prints it (base64 without padding).
-fn fingerprint(session: &Session) -> String {
-    session
-        .host_key_hash(HashType::Sha256)
-        .map(|h| base64::engine::general_purpose::STANDARD_NO_PAD.encode(h))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn check_host_key(session: &Session, name: &str, opts: &SshOptions) -> Result<(), SshError> {
-    let (key, ktype) = session.host_key().ok_or_else(|| SshError::Unreachable {
-        addr: SocketAddr::from(([0, 0, 0, 0], opts.port)),
-        reason: "server sent no host key".into(),
-    })?;
-    let key = key.to_vec();
-    let mut kh = session.known_hosts().map_err(ssh_err("known_hosts"))?;
-    let path = &opts.known_hosts;
-    if path.exists() {
-        kh.read_file(path, KnownHostFileKind::OpenSSH)
-            .map_err(ssh_err(format!("read {}", path.display())))?;
-    }
-    let kh_name = path.display().to_string();
-    match kh.check(name, &key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(SshError::HostKeyChanged {
-            host: name.into(),
-            fingerprint: fingerprint(session),
-            known_hosts: kh_name,
-        }),
-        CheckResult::NotFound | CheckResult::Failure if !opts.accept_new_host_keys => {
-            Err(SshError::UnknownHostKey {
-                host: name.into(),
-                fingerprint: fingerprint(session),
-                known_hosts: kh_name,
-            })
-        }
-        CheckResult::NotFound | CheckResult::Failure => {
-            let Some(tname) = key_type_name(ktype) else {
-                return Err(SshError::UnknownHostKey {
-                    host: name.into(),
-                    fingerprint: fingerprint(session),
-                    known_hosts: kh_name,
-                });
-            };
-            let line = format!(
-                "{name} {tname} {}\n",
-                base64::engine::general_purpose::STANDARD.encode(&key)
-            );
-            let _guard = KNOWN_HOSTS_LOCK.lock();
-            let io = |source| SshError::Io {
-                context: format!("record host key in {kh_name}"),
-                source,
-            };
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io)?;
-            f.write_all(line.as_bytes()).map_err(io)?;
-            eprintln!(
-                "[{name}] recorded new host key SHA256:{} in {kh_name}",
-                fingerprint(session)
-            );
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quoting_and_names() {
-        assert_eq!(shell_quote("a'b"), "'a'\\''b'");
+    fn known_hosts_names() {
         assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
         assert_eq!(known_hosts_name("10.0.0.1", 2222), "[10.0.0.1]:2222");
     }
@@ -563,25 +451,6 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b|done\n");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn known_key_types_are_preferred() {
-        let dir = std::env::temp_dir().join(format!("provision-kh-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kh = dir.join("known_hosts");
-        std::fs::write(
-            &kh,
-            "10.0.0.1 ecdsa-sha2-nistp256 AAAA\n10.0.0.2 ssh-rsa AAAA\n",
-        )
-        .unwrap();
-        let p = hostkey_preference(&kh, "10.0.0.1");
-        assert!(p.starts_with("ecdsa-sha2-nistp256,ssh-ed25519"), "{p}");
-        let p = hostkey_preference(&kh, "10.0.0.2");
-        assert!(p.starts_with("rsa-sha2-512,ssh-ed25519"), "{p}");
-        let p = hostkey_preference(&kh, "10.0.0.3");
-        assert!(p.starts_with("ssh-ed25519,"), "{p}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

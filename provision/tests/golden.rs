@@ -1,34 +1,69 @@
-//! Golden tests: each OS family's full plan (every command and file) for the seed's lab.toml.
-//! Pure: no SSH. Regenerate after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test -p provision --test golden` and review the diff.
+//! Golden tests: each OS family's full plan (every command and file) for the repository's
+//! lab.toml. Pure: no SSH. They only compare: after an intended change, regenerate with
+//! `cargo run -p provision --example update_golden` and review the diff.
 
-use std::path::PathBuf;
+#[path = "golden/cases.rs"]
+mod cases;
 
+use std::path::Path;
+
+use cases::SEED;
 use provision::inventory::Inventory;
 use provision::os::Family;
 use provision::steps;
 
-const SEED: &str = include_str!("../../lab.toml");
-
-fn golden(family: Family, host: &str) {
-    let mut inv = Inventory::parse(SEED, "lab.toml").unwrap();
-    if family == Family::El7 {
-        inv.os.el7_repo_baseurl = Some("https://vault.centos.org/7.9.2009".into());
-    }
-    let h = inv.host(host).unwrap().clone();
-    let text = steps::plan(&inv, &h, family).unwrap().render();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{}-{host}.plan", family.name()));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+/// Panics unless `path` holds exactly `text`. Reads only: no environment variable or flag
+/// makes it write.
+fn compare(path: &Path, text: &str) {
+    let want = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (cargo run -p provision --example update_golden)",
+            path.display()
+        )
+    });
     if want != text {
-        let d = provision::diff::unified(&path.display().to_string(), Some(&want), &text);
+        let d = provision::diff::unified(&path.display().to_string(), Some(&want), text);
         panic!("plan differs from {}:\n{d}", path.display());
     }
+}
+
+fn golden(family: Family, host: &str) {
+    compare(&cases::path(family, host), &cases::render(family, host));
+}
+
+#[test]
+fn update_golden_in_the_environment_does_not_overwrite() {
+    // An UPDATE_GOLDEN=1 left in a shell once made every golden test compare a file with
+    // itself.
+    std::env::set_var("UPDATE_GOLDEN", "1");
+    let path = std::env::temp_dir().join(format!("provision-golden-{}", std::process::id()));
+    std::fs::write(&path, "stale\n").unwrap();
+    let r = std::panic::catch_unwind(|| compare(&path, "fresh\n"));
+    let left = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(r.is_err(), "a stale golden file passed");
+    assert_eq!(left, "stale\n");
+}
+
+/// Every .plan file is one of the cases (a left-over file would look tested and be stale).
+#[test]
+fn no_stray_golden_files() {
+    let dir = cases::path(Family::El7, "x")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "plan"))
+        .collect();
+    files.sort();
+    let mut want: Vec<_> = cases::CASES
+        .iter()
+        .map(|(f, h)| cases::path(*f, h))
+        .collect();
+    want.sort();
+    assert_eq!(files, want);
 }
 
 macro_rules! goldens {
@@ -83,9 +118,28 @@ fn plans_keep_the_safety_properties() {
                     .filter(|s| s.serial)
                     .map(|s| s.name.as_str())
                     .collect();
-                assert_eq!(serial, ["proxy", "vrrp"]);
+                // The turn includes the VIP check: the next balancer waits for it.
+                assert_eq!(serial, ["proxy", "vrrp", "vip check"]);
                 assert!(text.contains("validate: /usr/local/bin/proxy --check --config {}"));
                 assert!(text.contains("validate: /usr/local/bin/vrrp --check --config {}"));
+                // vrrp.toml holds auth_pass: root-only, and the password never printed.
+                assert!(
+                    text.contains("file /etc/vrrp/vrrp.toml mode 0600\n"),
+                    "{fam}"
+                );
+                assert!(text.contains("auth_pass = ********\n"), "{fam}");
+                assert!(!text.contains("1111"), "{fam}");
+            }
+            // Units rendered for the family's systemd: only CentOS 7's 219 needs provision to
+            // make the proxy's user, log directory and capability.
+            let static_user = text.contains("ensure system user proxy");
+            if h.name == "server1" {
+                assert_eq!(static_user, fam == Family::El7, "{fam}");
+                assert_eq!(
+                    text.contains("  | DynamicUser=yes\n"),
+                    fam != Family::El7,
+                    "{fam}"
+                );
             }
             if h.name == "server3" {
                 assert!(text.contains("  | HTTP WEB NODE 01"), "{fam}");
@@ -119,4 +173,89 @@ fn os_section_sets_the_el7_repository_and_is_optional() {
     let bad = format!("{SEED}\n[os]\nmirror = \"x\"\n");
     let err = Inventory::parse(&bad, "lab.toml").unwrap_err().to_string();
     assert!(err.contains("unknown field `mirror`"), "{err}");
+}
+
+/// Whether byte offset `at` of a POSIX shell command line lies inside single quotes (a
+/// small lexer: backslash escapes outside single quotes, double quotes do not protect `$`).
+fn single_quoted_at(cmd: &str, at: usize) -> bool {
+    #[derive(PartialEq)]
+    enum S {
+        Plain,
+        Single,
+        Double,
+    }
+    let mut state = S::Plain;
+    let mut escaped = false;
+    for (i, c) in cmd.char_indices() {
+        if i == at {
+            return state == S::Single;
+        }
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (&state, c) {
+            (S::Plain, '\'') => state = S::Single,
+            (S::Single, '\'') => state = S::Plain,
+            (S::Plain, '"') => state = S::Double,
+            (S::Double, '"') => state = S::Plain,
+            (S::Plain | S::Double, '\\') => escaped = true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Every shell command line of a plan, checks included.
+fn commands(plan: &provision::plan::Plan) -> Vec<String> {
+    use provision::plan::Action;
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        for a in &step.actions {
+            match a {
+                Action::File { validate, .. } => out.extend(validate.clone()),
+                Action::Binary { .. } => {}
+                Action::Ensure { check, apply, .. } => {
+                    out.push(check.command());
+                    out.push(apply.clone());
+                }
+                Action::OnChange { command } | Action::Assert { command, .. } => {
+                    out.push(command.clone())
+                }
+                Action::Address(a) => {
+                    out.push(a.apply.clone());
+                    out.push(a.live_check.command());
+                    if let Some(p) = &a.prepare {
+                        out.push(p.check.command());
+                        out.push(p.command.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An interface name full of shell syntax (the inventory refuses it; this is the second line
+/// of defence): in every command of every family's plan it only ever appears single-quoted,
+/// and the files that carry it read it back as one value.
+#[test]
+fn hostile_interface_name_is_quoted_everywhere() {
+    let inv = Inventory::parse(SEED, "lab.toml").unwrap();
+    let evil = "e$(id>pwn)`x`;\"";
+    for fam in Family::ALL {
+        for name in ["server1", "server3"] {
+            let mut h = inv.host(name).unwrap().clone();
+            h.interface = evil.into();
+            let plan = steps::plan(&inv, &h, fam).unwrap();
+            for cmd in commands(&plan) {
+                for (at, _) in cmd.match_indices("id>pwn") {
+                    assert!(
+                        single_quoted_at(&cmd, at),
+                        "{fam} {name}: unquoted in {cmd}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -55,6 +55,90 @@ fn provision(r: &Running, inventory: &Path, known_hosts: &Path, extra: &[&str]) 
     provision_with(r, inventory, known_hosts, extra, None)
 }
 
+/// provision from the lab's client namespace, not yet started; `agent` = an ssh-agent socket to
+/// authenticate with instead of the lab's key.
+fn provision_command(
+    r: &Running,
+    inventory: &Path,
+    known_hosts: &Path,
+    extra: &[&str],
+    agent: Option<&Path>,
+) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["150", "ip", "netns", "exec", &r.plan.client.ns])
+        .arg(env!("CARGO_BIN_EXE_provision"))
+        .arg(inventory)
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .args(extra)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    match agent {
+        Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
+        None => cmd.arg("--key").arg(r.lab.dir.ssh_key()),
+    };
+    cmd
+}
+
+/// A child this test started, killed (by its pid) if the test fails before waiting for it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `secs`.
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// New TCP connections from the lab's client to `addr`:22 dropped (nft in the client
+/// namespace only), until dropped.
+struct ClientBlock {
+    ns: String,
+}
+
+impl ClientBlock {
+    fn new(r: &Running, addr: &str) -> ClientBlock {
+        let ns = r.plan.client.ns.clone();
+        let rules = format!(
+            "table inet provision_e2e_block {{ chain out {{ type filter hook output priority 0; ip daddr {addr} tcp dport 22 ct state new drop; }}; }}"
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", &rules])
+            .status()
+            .expect("nft");
+        assert!(ok.success(), "nft block");
+        ClientBlock { ns }
+    }
+}
+
+impl Drop for ClientBlock {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "nft",
+                "delete table inet provision_e2e_block",
+            ])
+            .status();
+    }
+}
+
 /// Runs provision with `inventory`; `agent` = an ssh-agent socket to authenticate with
 /// instead of `--key`.
 fn provision_with(
@@ -65,20 +149,7 @@ fn provision_with(
     agent: Option<&Path>,
 ) -> Run {
     let t0 = Instant::now();
-    let mut cmd = Command::new("timeout");
-    cmd.args(["150", "ip", "netns", "exec", &r.plan.client.ns])
-        .arg(env!("CARGO_BIN_EXE_provision"))
-        .arg(inventory)
-        .arg("--known-hosts")
-        .arg(known_hosts)
-        .arg("--bin-dir")
-        .arg(bin_dir())
-        .args(extra)
-        .env_remove("SSH_AUTH_SOCK");
-    match agent {
-        Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
-        None => cmd.arg("--key").arg(r.lab.dir.ssh_key()),
-    };
+    let mut cmd = provision_command(r, inventory, known_hosts, extra, agent);
     let out = cmd.output().expect("run provision");
     let text = format!(
         "{}{}",
@@ -95,8 +166,8 @@ fn provision_with(
     }
 }
 
-/// The recap row of `host`: (ok, changed, failed, unreachable).
-fn recap(out: &str, host: &str) -> (usize, usize, usize, usize) {
+/// The recap row of `host`: (ok, changed, failed, unreachable, skipped).
+fn recap(out: &str, host: &str) -> (usize, usize, usize, usize, usize) {
     let tail = out.split("RECAP\n").nth(1).expect("recap table");
     let line = tail
         .lines()
@@ -107,24 +178,7 @@ fn recap(out: &str, host: &str) -> (usize, usize, usize, usize) {
         .skip(3)
         .map(|x| x.parse().expect("count"))
         .collect();
-    (n[0], n[1], n[2], n[3])
-}
-
-fn curl_from_client(r: &Running, url: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &r.plan.client.ns,
-            "curl",
-            "-sS",
-            "-m",
-            "2",
-            url,
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    (n[0], n[1], n[2], n[3], n[4])
 }
 
 fn double_log(r: &Running, host: &str) -> String {
@@ -264,8 +318,7 @@ fn provision_the_lab_over_ssh() {
     let id = format!("pv{}", std::process::id());
     // Not under /tmp: lab hosts overlay /tmp, and the state must be outside every overlay.
     let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
-    // The seed's lab.toml plus a CentOS 7 vault repository (the seed's step 2 swapped in a
-    // mirror by hand).
+    // The repository's lab.toml plus a CentOS 7 vault repository (its own mirrors are gone).
     std::fs::create_dir_all(&root).expect("state root");
     let inv = root.join("lab.toml");
     let text = std::fs::read_to_string(inventory()).expect("lab.toml");
@@ -325,6 +378,10 @@ fn provision_the_lab_over_ssh() {
     assert!(dry.out.contains("+++ /etc/hostname"));
     assert!(dry.out.contains("CentOS Linux 7 (Core) (el7)"));
     assert!(dry.out.contains("end of life"));
+    // vrrp.toml's diff is shown, its password is not.
+    assert!(dry.out.contains("+++ /etc/vrrp/vrrp.toml"), "{}", dry.out);
+    assert!(dry.out.contains("auth_pass = ********"), "{}", dry.out);
+    assert!(!dry.out.contains("1111"), "{}", dry.out);
     assert!(r
         .host("server1")
         .unwrap()
@@ -335,14 +392,19 @@ fn provision_the_lab_over_ssh() {
     let first = provision(&r, &inv, &kh, &[]);
     assert_eq!(first.code, 0, "first run failed");
     for h in ["server1", "server2", "server3", "server4"] {
-        let (_, changed, failed, unreachable) = recap(&first.out, h);
+        let (_, changed, failed, unreachable, _) = recap(&first.out, h);
         assert!(changed > 0, "{h} changed nothing on the first run");
         assert_eq!((failed, unreachable), (0, 0), "{h}");
     }
-    // Backup first: server2's restart comes before server1's.
-    let pos = |needle: &str| first.out.find(needle).unwrap_or(usize::MAX);
+    // Backup first: server2's whole turn, VIP check included, before server1's first step.
+    let pos = |needle: &str| {
+        first
+            .out
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the output:\n{}", first.out))
+    };
     assert!(
-        pos("[server2] proxy") < pos("[server1] proxy"),
+        pos("[server2] vip check") < pos("[server1] proxy"),
         "backup first"
     );
     let log2 = double_log(&r, "server2");
@@ -363,6 +425,13 @@ fn provision_the_lab_over_ssh() {
         .read_file("/etc/sysconfig/network-scripts/ifcfg-ens33")
         .unwrap()
         .contains("IPADDR=172.16.249.102"));
+    // Nothing but the configuration itself in the directories network scripts read whole.
+    let scripts = s2
+        .sh("ls -A /etc/sysconfig/network-scripts", &[])
+        .expect("ls");
+    assert_eq!(scripts, "ifcfg-ens33\n");
+    let included = s1.sh("ls -A /etc/network/interfaces.d", &[]).expect("ls");
+    assert_eq!(included, "ens33\n");
     let interfaces = s1.read_file("/etc/network/interfaces").unwrap();
     assert!(
         interfaces.contains("# provision (ens33 moved to interfaces.d): iface ens33 inet dhcp"),
@@ -391,14 +460,44 @@ fn provision_the_lab_over_ssh() {
             "{cmdline}"
         );
     }
+    // The VRRP password is root's alone.
+    let vrrp_mode = s1
+        .sh("stat -c '%a %U' /etc/vrrp/vrrp.toml", &[])
+        .expect("stat");
+    assert_eq!(vrrp_mode, "600 root\n");
     let nft = s1.sh("nft list table inet provision", &[]).expect("nft");
     assert!(nft.contains("policy drop"), "{nft}");
+
+    // The lab's inventory is refused from the machine's own namespace (its addresses are not
+    // routed here), pointing at `lab provision`, which runs it from the lab's client.
+    let outside = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg(&inv)
+        .arg("--dry-run")
+        .output()
+        .expect("provision outside the lab");
+    let text = String::from_utf8_lossy(&outside.stderr);
+    assert_eq!(outside.status.code(), Some(2), "{text}");
+    assert!(text.contains("marked [lab]"), "{text}");
+    assert!(text.contains("lab provision"), "{text}");
+    let via_lab = Command::new(bins.join("lab"))
+        .arg("--id")
+        .arg(&id)
+        .arg("--state-root")
+        .arg(root.join("state"))
+        .arg("--bin-dir")
+        .arg(&bins)
+        .args(["provision", "--dry-run", "--hosts", "server3"])
+        .output()
+        .expect("lab provision");
+    let text = String::from_utf8_lossy(&via_lab.stdout);
+    assert!(via_lab.status.success(), "{text}");
+    assert!(text.contains("[server3] connected as root"), "{text}");
 
     // Second run: nothing to change.
     let second = provision(&r, &inv, &kh, &[]);
     assert_eq!(second.code, 0, "second run failed");
     for h in ["server1", "server2", "server3", "server4"] {
-        let (ok, changed, failed, unreachable) = recap(&second.out, h);
+        let (ok, changed, failed, unreachable, _) = recap(&second.out, h);
         assert_eq!(
             (changed, failed, unreachable),
             (0, 0, 0),
@@ -407,12 +506,22 @@ fn provision_the_lab_over_ssh() {
         assert!(ok > 0);
     }
 
-    // The VIP alternates between the backends, through the firewalls.
+    // The VIP alternates between the backends, through the firewalls. Each proxy worker has
+    // its own round robin (as nginx's workers do), so alternation is checked per worker:
+    // requests on one keep-alive connection are all served by one worker, and must alternate
+    // strictly.
     let vip = format!("http://{}/", r.inventory.network.vips[0]);
-    // Each proxy worker (one per core) has its own smooth round robin, as nginx's workers
-    // do: across connections a page may repeat once per worker, never more.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let answers: Vec<String> = (0..8).map(|_| curl_from_client(&r, &vip)).collect();
+    let urls: Vec<&str> = (0..8).map(|_| vip.as_str()).collect();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &r.plan.client.ns, "curl", "-sS", "-m", "5"])
+        .args(&urls)
+        .output()
+        .expect("curl");
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(answers.len(), 8, "{answers:?}");
     assert!(
         answers
             .iter()
@@ -420,19 +529,177 @@ fn provision_the_lab_over_ssh() {
         "{answers:?}"
     );
     assert!(
-        answers.iter().any(|a| a == "HTTP WEB NODE 01"),
-        "{answers:?}"
+        answers.windows(2).all(|w| w[0] != w[1]),
+        "no strict alternation on one connection: {answers:?}"
+    );
+
+    // The backup's proxy passes --check but does not serve (another process holds its admin
+    // port and answers 404): the backup fails its turn, and the master is not touched.
+    r.stop("server2", Some(Service::Proxy)).expect("stop proxy");
+    let squatter = s2
+        .sh(
+            "setsid python3 -m http.server --bind 127.0.0.1 9900 --directory /etc/ssh >/dev/null 2>&1 & echo $!",
+            &[],
+        )
+        .expect("squatter");
+    let squatter = squatter.trim().to_string();
+    // systemctl calls that change something.
+    let changes = |log: String| {
+        log.lines()
+            .filter(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some("systemctl")
+                    && w.next().is_some_and(|verb| {
+                        [
+                            "start",
+                            "restart",
+                            "stop",
+                            "reload",
+                            "daemon-reload",
+                            "enable",
+                        ]
+                        .contains(&verb)
+                    })
+            })
+            .count()
+    };
+    let s1_restarts = changes(double_log(&r, "server1"));
+    let stopped = provision(&r, &inv, &kh, &["--connect-timeout", "2"]);
+    assert_ne!(stopped.code, 0);
+    assert!(
+        stopped.out.contains("FAILED host server2, step \"proxy\""),
+        "{}",
+        stopped.out
     );
     assert!(
-        answers.iter().any(|a| a == "HTTP WEB NODE 02"),
-        "{answers:?}"
+        stopped.out.contains(
+            "SKIPPED server1: balancer rollout stopped before its turn (server2 failed: step \"proxy\" failed)"
+        ),
+        "{}",
+        stopped.out
     );
-    let longest_run = answers
-        .chunk_by(|a, b| a == b)
-        .map(<[String]>::len)
-        .max()
-        .unwrap_or(0);
-    assert!(longest_run <= workers, "no alternation: {answers:?}");
+    assert_eq!(recap(&stopped.out, "server1").4, 1, "server1 not skipped");
+    assert!(!stopped.out.contains("[server1] proxy"), "{}", stopped.out);
+    assert_eq!(
+        changes(double_log(&r, "server1")),
+        s1_restarts,
+        "the master's services were touched"
+    );
+    // The backends are not part of the rollout: they finish.
+    assert_eq!(recap(&stopped.out, "server3").2, 0);
+    s2.sh("kill \"$1\"", &[&squatter]).expect("kill squatter");
+    let healed = provision(&r, &inv, &kh, &[]);
+    assert_eq!(healed.code, 0, "did not recover");
+
+    // VRRP through server1's real nftables in the other direction: while server1 is master
+    // only it advertises. When its proxy fails, server1 goes to FAULT (still listening) and
+    // server2 takes over and advertises: server1 (policy drop) must let those adverts in, or
+    // it could not tell that a master exists. (A host whose vrrp is stopped has left the VRRP
+    // group: its kernel drops the adverts before the firewall sees them.)
+    let vrrp_in = || {
+        let t = s1.sh("nft list table inet provision", &[]).expect("nft");
+        let line = t
+            .lines()
+            .find(|l| l.contains("ip protocol vrrp") || l.contains("ip protocol 112"))
+            .unwrap_or_else(|| panic!("no VRRP rule:\n{t}"))
+            .to_string();
+        let n = line
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok());
+        n.unwrap_or_else(|| panic!("no counter: {line}"))
+    };
+    let quiet = vrrp_in();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        vrrp_in(),
+        quiet,
+        "server2 advertises while server1 is master"
+    );
+    s1.sh("systemctl stop proxy", &[]).expect("stop proxy");
+    wait_for("server2 takes the VIPs", 10, || {
+        r.vip_holders()
+            .iter()
+            .all(|(_, h)| h.len() == 1 && h[0] == "server2")
+    });
+    let before = vrrp_in();
+    std::thread::sleep(Duration::from_secs(3));
+    let heard = vrrp_in() - before;
+    assert!(
+        heard >= 2,
+        "server1 let {heard} of server2's adverts in over 3 s"
+    );
+    s1.sh("systemctl start proxy", &[]).expect("start proxy");
+    wait_for("server1 holds the VIPs again", 15, || {
+        r.vip_holders()
+            .iter()
+            .all(|(_, h)| h.len() == 1 && h[0] == "server1")
+    });
+
+    // The commit-confirmed address change, rolled back for real: once server4 has applied
+    // its new file, the client's new SSH connections to it are dropped (nft in the client
+    // namespace), so provision cannot confirm; the host's own deadline passes, it restores the
+    // old file and applies it again, and provision, reaching it again, reports what it did.
+    let s4 = r.host("server4").expect("server4");
+    let conf = "/etc/network/interfaces.d/ens33";
+    let edited = format!("{}# edited by hand\n", s4.read_file(conf).expect("ens33"));
+    s4.write_file(conf, &edited, 0o644).expect("edit");
+    let applies = |r: &Running| {
+        double_log(r, "server4")
+            .matches("systemctl restart networking")
+            .count()
+    };
+    let applied_before = applies(&r);
+    let child = provision_command(
+        &r,
+        &inv,
+        &kh,
+        &[
+            "--hosts",
+            "server4",
+            "--confirm-secs",
+            "20",
+            "--connect-timeout",
+            "2",
+        ],
+        None,
+    )
+    .spawn()
+    .expect("spawn provision");
+    let mut child = KillOnDrop(Some(child));
+    wait_for("server4 applies its new address", 60, || {
+        applies(&r) > applied_before
+    });
+    let block = ClientBlock::new(&r, "172.16.249.202");
+    wait_for("server4 rolls back by itself", 40, || {
+        applies(&r) >= applied_before + 2
+    });
+    drop(block);
+    let out = child
+        .0
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("provision");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("---- provision rollback ----\n{text}");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text.contains("FAILED host server4, step \"static address\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the host restored the previous {conf} and re-applied it (exit 0)"
+        )),
+        "{text}"
+    );
+    assert_eq!(s4.read_file(conf).as_deref(), Some(edited.as_str()));
 
     // A failing remote command: its host, step, command, exit code and stderr.
     s2.sh(
@@ -447,7 +714,7 @@ fn provision_the_lab_over_ssh() {
         "{}",
         bad.out
     );
-    assert!(bad.out.contains("command: yum install -y chrony"));
+    assert!(bad.out.contains("command: yum install -y 'chrony'"));
     assert!(bad.out.contains("exit code: 1"));
     assert!(bad.out.contains("No package chrony available."));
     assert_eq!(recap(&bad.out, "server2").2, 1);
@@ -576,5 +843,7 @@ fn provision_the_lab_over_ssh() {
     assert!(!lab.dir.exists(), "lab state left behind");
     let elapsed = started.elapsed();
     println!("e2e took {:.1}s", elapsed.as_secs_f64());
-    assert!(elapsed < Duration::from_secs(180), "took {elapsed:?}");
+    // Measured 183.7 s on 2 cores shared with other builds (20 s of it the address rollback's
+    // confirm time); bound with about 30 % margin.
+    assert!(elapsed < Duration::from_secs(240), "took {elapsed:?}");
 }

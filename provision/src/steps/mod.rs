@@ -9,9 +9,20 @@ use crate::os::Family;
 use crate::plan::Plan;
 use crate::render::RenderError;
 
-/// The plan for `host` running `family`, in order: system basics, the role's services, the
-/// VIP check, and the static address last (it may move the connection the tool uses).
+/// The plan for `host` running `family` with the systemd that family ships.
 pub fn plan(inv: &Inventory, host: &Host, family: Family) -> Result<Plan, RenderError> {
+    plan_for(inv, host, family, family.default_systemd())
+}
+
+/// The plan for `host` running `family` with systemd version `systemd`, in order: system
+/// basics, the role's services, the VIP check, and the static address last (it may move the
+/// connection the tool uses).
+pub fn plan_for(
+    inv: &Inventory,
+    host: &Host,
+    family: Family,
+    systemd: u32,
+) -> Result<Plan, RenderError> {
     let mut steps = vec![system::hostname(host)];
     if family == Family::El7 {
         if let Some(url) = &inv.os.el7_repo_baseurl {
@@ -26,8 +37,8 @@ pub fn plan(inv: &Inventory, host: &Host, family: Family) -> Result<Plan, Render
     match host.role {
         Role::Backend => steps.push(roles::httpd(host, family)),
         Role::Balancer => {
-            steps.push(roles::proxy(inv, host, family)?);
-            steps.push(roles::vrrp(inv, host, family)?);
+            steps.push(roles::proxy(inv, host, family, systemd)?);
+            steps.push(roles::vrrp(inv, host, family, systemd)?);
             steps.push(roles::vip_check(inv));
         }
     }
@@ -36,6 +47,7 @@ pub fn plan(inv: &Inventory, host: &Host, family: Family) -> Result<Plan, Render
         host: host.name.clone(),
         address: host.address.to_string(),
         family,
+        systemd,
         steps,
     })
 }

@@ -1,12 +1,14 @@
-//! The static address (the seed's step "设置固定IP": BOOTPROTO=static in ifcfg-ens33), in each
-//! family's own network configuration.
+//! The static address (what was done by hand as BOOTPROTO=static in ifcfg-ens33), in each
+//! family's own network configuration. It changes last: it may move the connection provision
+//! itself uses.
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::inventory::{Host, Inventory};
 use crate::os::{Family, NetStyle};
-use crate::plan::{Action, Prepare, Step};
-use crate::ssh::shell_quote;
+use crate::plan::{Action, AddressChange, Prepare, Step};
+use crate::quote::{ere_literal, ifcfg_value, keyfile_value, shell_quote, yaml_scalar};
 
 /// Debian's main interfaces file: a stanza for the interface there (the installer's DHCP one)
 /// would fight the one in interfaces.d, so it is commented out, and the interfaces.d include
@@ -31,14 +33,28 @@ const AWK_MOVE_STANZA: &str = r##"$1 ~ /^(iface|mapping|auto|source|source-direc
 fn debian_prepare(ifname: &str) -> Prepare {
     let f = DEBIAN_INTERFACES;
     let i = shell_quote(ifname);
-    let include = "grep -Eqx 'source /etc/network/interfaces.d/\\*|source-directory /etc/network/interfaces.d' /etc/network/interfaces";
+    let name = ere_literal(ifname);
+    // A line that brings IF up (auto/allow-*) or defines it (iface).
+    let stanza = format!(
+        "^[[:space:]]*((auto|allow-[a-z-]+)([[:space:]]+[^[:space:]]+)*[[:space:]]+{name}|iface[[:space:]]+{name})([[:space:]]|$)"
+    );
+    let include = Check::FileMatches {
+        path: f.into(),
+        regex: "^(source /etc/network/interfaces\\.d/\\*|source-directory /etc/network/interfaces\\.d)$".into(),
+    };
+    let include_cmd = include.command();
     Prepare {
         file: f.to_string(),
-        check: format!(
-            "[ -f {f} ] && ! grep -Eq \"^[[:space:]]*((auto|allow-[a-z-]+)([[:space:]]+[^[:space:]]+)*[[:space:]]+{ifname}|iface[[:space:]]+{ifname})([[:space:]]|\\$)\" {f} && {include}"
-        ),
+        check: Check::All(vec![
+            Check::FileExists(f.into()),
+            Check::Not(Box::new(Check::FileMatches {
+                path: f.into(),
+                regex: stanza,
+            })),
+            include,
+        ]),
         command: format!(
-            "touch {f} && awk -v IF={i} {awk} {f} > {f}.provision-tmp && cat {f}.provision-tmp > {f} && rm -f {f}.provision-tmp && {{ {include} || echo 'source /etc/network/interfaces.d/*' >> {f}; }}",
+            "touch {f} && awk -v IF={i} {awk} {f} > {f}.provision-tmp && cat {f}.provision-tmp > {f} && rm -f {f}.provision-tmp && {{ {include_cmd} || echo 'source /etc/network/interfaces.d/*' >> {f}; }}",
             awk = shell_quote(AWK_MOVE_STANZA)
         ),
     }
@@ -54,8 +70,9 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
     let prepare = (family.net_style() == NetStyle::Ifupdown).then(|| debian_prepare(ifname));
     let (path, content, apply) = match family.net_style() {
         NetStyle::Ifcfg => {
+            let v = ifcfg_value(ifname);
             let mut c = format!(
-                "# Managed by provision (lab.toml).\nTYPE=Ethernet\nNAME={ifname}\nDEVICE={ifname}\nONBOOT=yes\nBOOTPROTO=static\nIPADDR={}\nNETMASK={}\nGATEWAY={}\n",
+                "# Managed by provision (lab.toml).\nTYPE=Ethernet\nNAME={v}\nDEVICE={v}\nONBOOT=yes\nBOOTPROTO=static\nIPADDR={}\nNETMASK={}\nGATEWAY={}\n",
                 host.address,
                 net.netmask(),
                 net.gateway
@@ -71,14 +88,18 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
         }
         NetStyle::NmKeyfile => {
             let dns: String = net.dns.iter().map(|d| format!("{d};")).collect();
+            let v = keyfile_value(ifname);
             let c = format!(
-                "# Managed by provision (lab.toml).\n[connection]\nid={ifname}\ntype=ethernet\ninterface-name={ifname}\nautoconnect=true\n\n[ipv4]\nmethod=manual\naddress1={cidr},{}\ndns={dns}\n\n[ipv6]\nmethod=ignore\n",
+                "# Managed by provision (lab.toml).\n[connection]\nid={v}\ntype=ethernet\ninterface-name={v}\nautoconnect=true\n\n[ipv4]\nmethod=manual\naddress1={cidr},{}\ndns={dns}\n\n[ipv6]\nmethod=ignore\n",
                 net.gateway
             );
             (
                 format!("/etc/NetworkManager/system-connections/{ifname}.nmconnection"),
                 c,
-                format!("nmcli connection reload && nmcli connection up {ifname}"),
+                format!(
+                    "nmcli connection reload && nmcli connection up id {}",
+                    shell_quote(ifname)
+                ),
             )
         }
         NetStyle::Ifupdown => {
@@ -97,7 +118,8 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
         NetStyle::Netplan => {
             let dns: Vec<String> = net.dns.iter().map(ToString::to_string).collect();
             let c = format!(
-                "# Managed by provision (lab.toml).\nnetwork:\n  version: 2\n  ethernets:\n    {ifname}:\n      dhcp4: false\n      addresses: [{cidr}]\n      routes:\n        - to: default\n          via: {}\n      nameservers:\n        addresses: [{}]\n",
+                "# Managed by provision (lab.toml).\nnetwork:\n  version: 2\n  ethernets:\n    {}:\n      dhcp4: false\n      addresses: [{cidr}]\n      routes:\n        - to: default\n          via: {}\n      nameservers:\n        addresses: [{}]\n",
+                yaml_scalar(ifname),
                 net.gateway,
                 dns.join(", ")
             );
@@ -115,13 +137,16 @@ pub(super) fn static_address(inv: &Inventory, host: &Host, family: Family) -> St
         } else {
             0o644
         };
-    Step::new("static address").push(Action::Address {
+    Step::new("static address").push(Action::Address(AddressChange {
         path,
         content,
         mode,
         apply,
-        live_check: format!("ip -o -4 addr show dev {ifname} | grep -q ' inet {cidr} '"),
+        live_check: Check::AddressOn {
+            ifname: ifname.clone(),
+            cidr,
+        },
         confirm_secs: CONFIRM_SECS,
         prepare,
-    })
+    }))
 }

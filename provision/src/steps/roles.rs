@@ -3,11 +3,13 @@
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::inventory::{Host, Inventory};
 use crate::os::Family;
 use crate::plan::{Action, Step};
+use crate::quote::shell_quote;
 use crate::render::{self, RenderError, PROXY_ADMIN};
-use crate::ssh::shell_quote;
+use crate::units;
 
 use super::system::{package, service_running};
 
@@ -35,24 +37,30 @@ fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
     if !family.is_el() {
         return step;
     }
-    let p = paths.join(" ");
+    let quoted: Vec<String> = paths.iter().map(|p| shell_quote(p)).collect();
     step.ensure(
         "SELinux labels",
-        &format!("test -z \"$(restorecon -n -v {p})\""),
-        &format!("restorecon -v {p}"),
+        Check::LabelsCorrect(paths.iter().map(|p| p.to_string()).collect()),
+        &format!("restorecon -v {}", quoted.join(" ")),
     )
 }
 
 /// One daemon on a balancer: binary, config validated on the host, unit; restarted only when
-/// one of them changed.
-/// The systemd units are deploy/'s, installed as they are (`render::PROXY_UNIT`, ...).
+/// one of them changed. The units are deploy/'s rendered for the host's systemd
+/// ([`crate::units`]).
 struct Daemon<'a> {
     name: &'a str,
     bin: &'a str,
     config_path: &'a str,
     config: String,
+    /// 0644, or 0600 for a config holding a secret (read by root only).
+    config_mode: u32,
+    /// The config key whose value is a secret (masked in plans and diffs).
+    secret: Option<&'a str>,
     unit_path: &'a str,
-    unit: &'a str,
+    unit: String,
+    /// What the unit needs from provision on an old systemd (user, directories, capability).
+    setup: fn(Step) -> Step,
 }
 
 fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step {
@@ -61,8 +69,11 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         bin,
         config_path,
         config,
+        config_mode,
+        secret,
         unit_path,
         unit,
+        setup,
     } = d;
     let mut step = Step::new(name).push(Action::Binary {
         name: name.into(),
@@ -70,14 +81,17 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
         mode: 0o755,
     });
     step.serial = true;
-    step = step
-        .validated_file(
-            config_path,
-            config,
-            0o644,
-            &format!("{bin} --check --config {{}}"),
-        )
-        .file(unit_path, unit.to_string(), 0o644);
+    step = setup(step);
+    step = step.validated_file(
+        config_path,
+        config,
+        config_mode,
+        &format!("{bin} --check --config {{}}"),
+    );
+    if let Some(key) = secret {
+        step = step.secret(key);
+    }
+    step = step.file(unit_path, unit, 0o644);
     step = selinux_labels(step, family, &[bin, config_path, unit_path]);
     step = step
         .on_change("systemctl daemon-reload")
@@ -89,7 +103,50 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
     step
 }
 
-pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+/// What DynamicUser, LogsDirectory and AmbientCapabilities do on a current systemd, done by
+/// provision for an older one: a static system user, its log directory, and the capability to
+/// bind port 80 as a file capability of the binary (after the binary: installing it drops it).
+fn proxy_setup_for_old_systemd(step: Step) -> Step {
+    let user = units::PROXY_USER;
+    let log_dir = render::PROXY_LOG_DIR;
+    let bin = render::PROXY_BIN_PATH;
+    step.ensure(
+        &format!("system user {user}"),
+        Check::UserExists(user.into()),
+        &format!(
+            "useradd --system --no-create-home --home-dir / --shell /sbin/nologin {}",
+            shell_quote(user)
+        ),
+    )
+    .ensure(
+        &format!("log directory {log_dir}"),
+        Check::DirOwned {
+            path: log_dir.into(),
+            owner: user.into(),
+            mode: "750".into(),
+        },
+        &format!(
+            "install -d -o {u} -g {u} -m 0750 {}",
+            shell_quote(log_dir),
+            u = shell_quote(user)
+        ),
+    )
+    .ensure(
+        "proxy may bind port 80",
+        Check::FileCapability {
+            path: bin.into(),
+            cap: "cap_net_bind_service".into(),
+        },
+        &format!("setcap cap_net_bind_service=+ep {}", shell_quote(bin)),
+    )
+}
+
+pub(super) fn proxy(
+    inv: &Inventory,
+    host: &Host,
+    family: Family,
+    systemd: u32,
+) -> Result<Step, RenderError> {
     let config = render::proxy_toml(inv, host)?;
     Ok(daemon(
         Daemon {
@@ -97,8 +154,15 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
             bin: render::PROXY_BIN_PATH,
             config_path: render::PROXY_CONFIG_PATH,
             config,
+            config_mode: 0o644,
+            secret: None,
             unit_path: render::PROXY_UNIT_PATH,
-            unit: render::PROXY_UNIT,
+            unit: units::proxy_unit(systemd),
+            setup: if units::proxy_needs_setup(systemd) {
+                proxy_setup_for_old_systemd
+            } else {
+                |s| s
+            },
         },
         family,
         Some((
@@ -110,7 +174,12 @@ pub(super) fn proxy(inv: &Inventory, host: &Host, family: Family) -> Result<Step
     ))
 }
 
-pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step, RenderError> {
+pub(super) fn vrrp(
+    inv: &Inventory,
+    host: &Host,
+    family: Family,
+    systemd: u32,
+) -> Result<Step, RenderError> {
     let config = render::vrrp_toml(inv, host)?;
     Ok(daemon(
         Daemon {
@@ -118,8 +187,12 @@ pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step,
             bin: render::VRRP_BIN_PATH,
             config_path: render::VRRP_CONFIG_PATH,
             config,
+            // auth_pass: VRRP's shared password.
+            config_mode: 0o600,
+            secret: Some("auth_pass"),
             unit_path: render::VRRP_UNIT_PATH,
-            unit: render::VRRP_UNIT,
+            unit: units::vrrp_unit(systemd),
+            setup: |s| s,
         },
         family,
         None,
@@ -127,7 +200,7 @@ pub(super) fn vrrp(inv: &Inventory, host: &Host, family: Family) -> Result<Step,
 }
 
 /// From the balancer: every VIP answers HTTP (whoever holds it). Allows for a VRRP election
-/// (Master_Down_Interval is about 3.6 s with the seed's one-second adverts).
+/// (Master_Down_Interval is about 3.6 s with one-second adverts).
 pub(super) fn vip_check(inv: &Inventory) -> Step {
     let mut cmd = String::new();
     for vip in &inv.network.vips {
@@ -137,5 +210,8 @@ pub(super) fn vip_check(inv: &Inventory) -> Step {
         );
     }
     cmd.push_str("exit 0");
-    Step::new("vip check").assert("every VIP answers HTTP", &cmd)
+    let mut step = Step::new("vip check").assert("every VIP answers HTTP", &cmd);
+    // Part of the balancer's turn: the next balancer starts only once the VIPs answer.
+    step.serial = true;
+    step
 }

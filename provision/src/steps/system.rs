@@ -2,16 +2,17 @@
 
 use std::fmt::Write as _;
 
+use crate::check::Check;
 use crate::inventory::{Host, Inventory, Role};
 use crate::os::Family;
 use crate::plan::Step;
-use crate::ssh::shell_quote;
+use crate::quote::shell_quote;
 
 /// `install PKG` unless installed.
 pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
     step.ensure(
         &format!("package {pkg} installed"),
-        &family.package_installed(pkg),
+        family.package_installed(pkg),
         &family.install_command(pkg),
     )
 }
@@ -20,13 +21,13 @@ pub(super) fn package(step: Step, family: Family, pkg: &str) -> Step {
 pub(super) fn service_running(step: Step, unit: &str) -> Step {
     step.ensure(
         &format!("service {unit} enabled"),
-        &format!("systemctl is-enabled --quiet {unit}"),
-        &format!("systemctl enable {unit}"),
+        Check::UnitEnabled(unit.to_string()),
+        &format!("systemctl enable {}", shell_quote(unit)),
     )
     .ensure(
         &format!("service {unit} running"),
-        &format!("systemctl is-active --quiet {unit}"),
-        &format!("systemctl start {unit}"),
+        Check::UnitActive(unit.to_string()),
+        &format!("systemctl start {}", shell_quote(unit)),
     )
 }
 
@@ -36,13 +37,13 @@ pub(super) fn hostname(host: &Host) -> Step {
         .file("/etc/hostname", format!("{name}\n"), 0o644)
         .ensure(
             &format!("running hostname is {name}"),
-            &format!("[ \"$(hostname)\" = {} ]", shell_quote(name)),
+            Check::Hostname(name.clone()),
             &format!("hostname {}", shell_quote(name)),
         )
 }
 
 /// CentOS 7's mirrors are gone since its end of life: point base/updates/extras at a vault or
-/// mirror (the seed swapped in a mirror's repo file by hand).
+/// mirror, or `yum` fails on every host.
 pub(super) fn el7_repos(baseurl: &str) -> Step {
     let base = baseurl.trim_end_matches('/');
     let mut repo = String::from(
@@ -59,7 +60,7 @@ pub(super) fn el7_repos(baseurl: &str) -> Step {
         .on_change("yum clean all")
 }
 
-/// chrony with `[time]` servers (replacing the seed's one-shot ntpdate) and the time zone.
+/// chrony with `[time]` servers (a one-shot ntpdate drifts again; chrony keeps the clock) and the time zone.
 pub(super) fn time(inv: &Inventory, family: Family) -> Step {
     let (unit, conf) = family.chrony();
     let drift = if family.is_el() {
@@ -82,10 +83,10 @@ pub(super) fn time(inv: &Inventory, family: Family) -> Step {
     step = service_running(step, unit);
     step = step.ensure(
         &format!("time zone {tz}"),
-        &format!(
-            "l=$(readlink /etc/localtime); [ \"$l\" = {z} ] || [ \"$l\" = ..{z} ]",
-            z = shell_quote(&zone)
-        ),
+        Check::SymlinkTo {
+            link: "/etc/localtime".into(),
+            target: zone.clone(),
+        },
         &format!(
             "test -e {z} && ln -sfn {z} /etc/localtime",
             z = shell_quote(&zone)
@@ -110,7 +111,7 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
         step = service_running(step, "firewalld");
         step = step.ensure(
             "80/tcp open",
-            "firewall-cmd --permanent --query-port=80/tcp",
+            Check::FirewalldPort("80/tcp".into()),
             "firewall-cmd --permanent --add-port=80/tcp",
         );
         if balancer {
@@ -122,7 +123,7 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
                 let q = shell_quote(&rule);
                 step = step.ensure(
                     &format!("VRRP from {} allowed", p.name),
-                    &format!("firewall-cmd --permanent --query-rich-rule={q}"),
+                    Check::FirewalldRichRule(rule.clone()),
                     &format!("firewall-cmd --permanent --add-rich-rule={q}"),
                 );
             }
@@ -139,9 +140,11 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
                 .map(|p| p.address.to_string())
                 .collect();
             if !peers.is_empty() {
+                // The counter shows that the peers' adverts come through (`nft list table
+                // inet provision`): a backup that cannot hear its master takes the VIPs too.
                 let _ = writeln!(
                     c,
-                    "    ip protocol 112 ip saddr {{ {} }} accept",
+                    "    ip protocol 112 ip saddr {{ {} }} counter accept",
                     peers.join(", ")
                 );
             }
@@ -152,28 +155,32 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
             .on_change("nft -f /etc/nftables.conf")
             .ensure(
                 "nftables rules loaded",
-                "nft list table inet provision >/dev/null 2>&1",
+                Check::NftTable("provision".into()),
                 "nft -f /etc/nftables.conf",
             );
         step.ensure(
             "service nftables enabled",
-            "systemctl is-enabled --quiet nftables",
+            Check::UnitEnabled("nftables".into()),
             "systemctl enable nftables",
         )
     }
 }
 
-/// SELinux stays enforcing (the seed switched it off).
+/// SELinux stays enforcing: switching it off (the usual shortcut) removes the confinement of
+/// every service on the host.
 pub(super) fn selinux() -> Step {
     Step::new("selinux")
         .ensure(
             "SELinux enforcing at boot",
-            "grep -qx 'SELINUX=enforcing' /etc/selinux/config",
+            Check::FileHasLine {
+                path: "/etc/selinux/config".into(),
+                line: "SELINUX=enforcing".into(),
+            },
             "sed -i 's/^SELINUX=.*/SELINUX=enforcing/' /etc/selinux/config",
         )
         .ensure(
             "SELinux enforcing now",
-            "[ \"$(getenforce)\" = Enforcing ]",
+            Check::Getenforce("Enforcing".into()),
             "setenforce 1 || { echo 'SELinux is disabled in the running kernel: reboot to enforce' >&2; exit 1; }",
         )
 }

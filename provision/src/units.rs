@@ -1,0 +1,283 @@
+//! The systemd units of `proxy` and `vrrp`, rendered for the host's systemd version.
+//!
+//! deploy/proxy.service and deploy/vrrp.service are written for a current systemd. An older one
+//! ignores directives it does not know ("Unknown lvalue" in the journal) and runs the service
+//! without them: CentOS 7's systemd 219 would run the proxy as root (no DynamicUser) without its
+//! log directory (no LogsDirectory). So each directive's first version is listed here; a
+//! directive newer than the host's systemd is left out, and where it carried least privilege
+//! the same is reached by the means that version has:
+//!
+//! - DynamicUser (232) -> a static system user `proxy` that provision creates;
+//! - LogsDirectory (235) -> /var/log/proxy created by provision, owned by that user, 0750;
+//! - AmbientCapabilities (229) -> the file capability cap_net_bind_service on the binary (set by
+//!   provision), bounded by CapabilityBoundingSet; NoNewPrivileges is left out with it, since
+//!   no_new_privs voids file capabilities at exec;
+//! - ProtectSystem=strict (232) -> ProtectSystem=full (/usr, /boot and /etc read-only);
+//! - RuntimeDirectory + RuntimeDirectoryPreserve (235) -> neither: without Preserve, systemd
+//!   would delete vrrp's state at every restart; vrrp creates its runtime directory itself in
+//!   /run, which ProtectSystem=full leaves writable.
+
+use std::fmt::Write as _;
+
+/// deploy/'s units, for a current systemd.
+pub const PROXY_UNIT: &str = include_str!("../../deploy/proxy.service");
+pub const VRRP_UNIT: &str = include_str!("../../deploy/vrrp.service");
+
+/// The systemd version every directive of deploy/'s units is known to.
+pub const CURRENT: u32 = 252;
+/// DynamicUser and ProtectSystem=strict.
+const DYNAMIC_USER: u32 = 232;
+/// AmbientCapabilities.
+const AMBIENT_CAPS: u32 = 229;
+/// LogsDirectory, RuntimeDirectoryPreserve.
+const DIRECTORIES: u32 = 235;
+
+/// The static user the proxy runs as where DynamicUser is missing.
+pub const PROXY_USER: &str = "proxy";
+
+/// The first systemd version that knows each directive used in deploy/'s units.
+pub const SINCE: &[(&str, u32)] = &[
+    ("Description", 1),
+    ("Documentation", 1),
+    ("After", 1),
+    ("Wants", 1),
+    ("Conflicts", 1),
+    ("WantedBy", 1),
+    ("Type", 1),
+    ("ExecStartPre", 1),
+    ("ExecStart", 1),
+    ("ExecReload", 1),
+    ("KillSignal", 1),
+    ("TimeoutStopSec", 1),
+    ("Restart", 1),
+    ("RestartSec", 1),
+    ("User", 1),
+    ("Group", 1),
+    ("UMask", 1),
+    ("PrivateTmp", 1),
+    ("LimitMEMLOCK", 1),
+    ("LimitNOFILE", 1),
+    ("CapabilityBoundingSet", 1),
+    ("NoNewPrivileges", 187),
+    ("PrivateDevices", 209),
+    ("SystemCallArchitectures", 209),
+    ("RuntimeDirectory", 211),
+    ("RestrictAddressFamilies", 211),
+    ("ProtectSystem", 214),
+    ("ProtectHome", 214),
+    ("AmbientCapabilities", AMBIENT_CAPS),
+    ("RestrictRealtime", 231),
+    ("MemoryDenyWriteExecute", 231),
+    ("DynamicUser", DYNAMIC_USER),
+    ("ProtectKernelTunables", 232),
+    ("ProtectKernelModules", 232),
+    ("ProtectControlGroups", 232),
+    ("RestrictNamespaces", 233),
+    ("LogsDirectory", DIRECTORIES),
+    ("RuntimeDirectoryPreserve", DIRECTORIES),
+    ("LockPersonality", DIRECTORIES),
+    ("RestrictSUIDSGID", 242),
+    ("ProtectHostname", 242),
+    ("ProtectKernelLogs", 244),
+    ("ProtectClock", 245),
+];
+
+/// The version `systemctl --version` prints on its first line ("systemd 219").
+pub fn parse_version(out: &str) -> Option<u32> {
+    let mut words = out.lines().next()?.split_whitespace();
+    (words.next()? == "systemd").then_some(())?;
+    words.next()?.parse().ok()
+}
+
+/// Whether the proxy needs provision's static user, log directory and file capability.
+pub fn proxy_needs_setup(systemd: u32) -> bool {
+    systemd < DIRECTORIES || systemd < DYNAMIC_USER || systemd < AMBIENT_CAPS
+}
+
+pub fn proxy_unit(systemd: u32) -> String {
+    render(PROXY_UNIT, systemd)
+}
+
+pub fn vrrp_unit(systemd: u32) -> String {
+    render(VRRP_UNIT, systemd)
+}
+
+/// `unit` with what `systemd` does not know left out or replaced (see the module comment).
+fn render(unit: &str, systemd: u32) -> String {
+    if systemd >= CURRENT {
+        return unit.to_string();
+    }
+    let mut out = String::new();
+    let mut left_out = Vec::new();
+    for line in unit.lines() {
+        let Some((key, value)) = directive(line) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let since = SINCE
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(u32::MAX, |(_, v)| *v);
+        let replaced = match (key, value) {
+            ("DynamicUser", _) if systemd < DYNAMIC_USER => {
+                Some(format!("User={PROXY_USER}\nGroup={PROXY_USER}\n"))
+            }
+            ("ProtectSystem", "strict") if systemd < DYNAMIC_USER => {
+                Some("ProtectSystem=full\n".to_string())
+            }
+            // Only where a non-root service gets its capability from the file (the proxy).
+            ("NoNewPrivileges", _) if systemd < AMBIENT_CAPS && unit.contains("\nDynamicUser=") => {
+                Some(String::new())
+            }
+            ("RuntimeDirectory", _) if systemd < DIRECTORIES => Some(String::new()),
+            _ => None,
+        };
+        match replaced {
+            Some(r) => {
+                if r.is_empty() {
+                    left_out.push(key);
+                }
+                out.push_str(&r);
+            }
+            None if since > systemd => left_out.push(key),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    let mut head = format!("# Rendered by provision for systemd {systemd}");
+    if !left_out.is_empty() {
+        let _ = write!(head, "; left out (unknown to it): {}", left_out.join(", "));
+    }
+    head.push('\n');
+    head + &out
+}
+
+/// `(key, value)` of a `Key=value` line; `None` for comments, sections and blank lines.
+fn directive(line: &str) -> Option<(&str, &str)> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') || t.starts_with(';') || t.starts_with('[') {
+        return None;
+    }
+    let (k, v) = t.split_once('=')?;
+    Some((k.trim(), v.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every directive of a rendered unit, with the version it needs.
+    fn needs(unit: &str) -> Vec<(String, u32)> {
+        unit.lines()
+            .filter_map(directive)
+            .map(|(k, v)| {
+                let since = SINCE
+                    .iter()
+                    .find(|(s, _)| *s == k)
+                    .map_or(u32::MAX, |(_, n)| *n);
+                let since = if k == "ProtectSystem" && v == "strict" {
+                    DYNAMIC_USER
+                } else {
+                    since
+                };
+                (format!("{k}={v}"), since)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_directive_of_deploy_units_has_a_version() {
+        for unit in [PROXY_UNIT, VRRP_UNIT] {
+            for (d, since) in needs(unit) {
+                assert!(since <= CURRENT, "{d}: add it to SINCE");
+            }
+        }
+    }
+
+    #[test]
+    fn units_for_each_supported_systemd_use_only_what_it_knows() {
+        for v in [219, 239, 249, 252, 255] {
+            for unit in [proxy_unit(v), vrrp_unit(v)] {
+                for (d, since) in needs(&unit) {
+                    assert!(since <= v, "systemd {v} does not know {d}:\n{unit}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn centos7_proxy_keeps_least_privilege_by_its_means() {
+        let u = proxy_unit(219);
+        assert!(u.contains("\nUser=proxy\nGroup=proxy\n"), "{u}");
+        assert!(u.contains("\nProtectSystem=full\n"), "{u}");
+        assert!(u.contains("\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"));
+        assert!(!u.contains("DynamicUser") || u.starts_with("# Rendered"));
+        assert!(
+            !u.contains("\nNoNewPrivileges="),
+            "voids the file capability"
+        );
+        assert!(u.starts_with("# Rendered by provision for systemd 219; left out (unknown to it): LogsDirectory, AmbientCapabilities, NoNewPrivileges,"), "{u}");
+        assert!(proxy_needs_setup(219));
+        assert!(!proxy_needs_setup(239));
+        let v = vrrp_unit(219);
+        assert!(!v.contains("\nRuntimeDirectory"), "{v}");
+        // vrrp runs as root with a bounded set: no_new_privs costs it nothing.
+        assert!(v.contains("\nNoNewPrivileges=yes\n"), "{v}");
+        assert!(v.contains("\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n"));
+        // Current systemd: deploy/'s units as they are.
+        assert_eq!(proxy_unit(252), PROXY_UNIT);
+        assert_eq!(vrrp_unit(255), VRRP_UNIT);
+    }
+
+    #[test]
+    fn systemctl_version_lines() {
+        assert_eq!(parse_version("systemd 219\n+PAM +AUDIT\n"), Some(219));
+        assert_eq!(
+            parse_version("systemd 249 (249.11-0ubuntu3.12)\n+PAM\n"),
+            Some(249)
+        );
+        assert_eq!(parse_version("TEST DOUBLE\n"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    /// `systemd-analyze verify` on the rendered units, where this machine has it: no
+    /// "Unknown key" and no other complaint. (It knows every directive of older versions, so
+    /// the per-version test above is what keeps 219's units free of newer ones.)
+    #[test]
+    fn systemd_analyze_verify_accepts_the_units() {
+        if std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("systemd-analyze not installed: skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("provision-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for v in [219, 239, 252] {
+            for (name, unit) in [("proxy", proxy_unit(v)), ("vrrp", vrrp_unit(v))] {
+                // verify checks that ExecStart's program exists: point it at one that does.
+                let unit = unit
+                    .replace("/usr/local/bin/proxy", "/bin/true")
+                    .replace("/usr/local/bin/vrrp", "/bin/true");
+                let path = dir.join(format!("{name}.service"));
+                std::fs::write(&path, unit).unwrap();
+                let out = std::process::Command::new("systemd-analyze")
+                    .arg("verify")
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    out.status.success() && err.trim().is_empty(),
+                    "{name} for {v}: {err}"
+                );
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
