@@ -104,9 +104,10 @@ pub struct FsFiles {
 
 impl FsFiles {
     fn allowed(&self, path: &Path) -> bool {
-        self.confine
-            .as_ref()
-            .map_or(true, |dir| path.starts_with(dir))
+        match &self.confine {
+            Some(dir) => path.starts_with(dir),
+            None => true,
+        }
     }
 }
 
