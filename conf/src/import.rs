@@ -71,6 +71,33 @@ impl Imported {
     }
 }
 
+/// Sorts the report into file order (files in the order they were read, then lines): walking
+/// a configuration visits included files out of that order.
+pub fn sort_losses(losses: &mut [Loss], files: &[std::path::PathBuf]) {
+    losses.sort_by_key(|l| {
+        let (file, line) = l.at.rsplit_once(':').unwrap_or((&l.at, "0"));
+        let index = files
+            .iter()
+            .position(|f| f.as_os_str() == file)
+            .unwrap_or(usize::MAX);
+        (index, line.parse::<usize>().unwrap_or(0))
+    });
+}
+
+/// The error for a configuration with nothing to carry over; the report so far is part of it.
+pub fn nothing_to_import(path: &Path, why: &str, losses: &[Loss]) -> crate::ConfigError {
+    let mut message = format!("{why}: nothing to import");
+    for l in losses {
+        message.push_str(&format!("\n{l}"));
+    }
+    crate::ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        message,
+    }
+}
+
 /// Exit status for input that cannot be read or parsed.
 pub const EXIT_UNREADABLE: u8 = 1;
 

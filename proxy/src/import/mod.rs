@@ -1,0 +1,94 @@
+//! `proxy import nginx.conf`: nginx's configuration carried over to proxy.toml.
+//!
+//! The file is read with `conf::block` (includes expanded), walked into [`Model`] (what
+//! proxy.toml can say, plus the comments to leave in it), and written out by [`emit`]. What the
+//! proxy cannot do is reported one line per directive (`file:line: directive "x" is not
+//! supported: what happens instead`) and marked with a comment where it would have gone.
+//! Directives that change nothing for a reverse proxy (`sendfile`, `user`, `events`, `types`,
+//! ...) are left as comments only: they are not losses.
+
+mod emit;
+mod http;
+mod known;
+mod location;
+mod upstream;
+mod values;
+
+use std::path::Path;
+
+use conf::block::{self, Dialect, Files};
+use conf::import::{Imported, Loss};
+use conf::ConfigError;
+
+/// What the generated proxy.toml holds.
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    pub workers: Option<String>,
+    pub access_log: Option<String>,
+    pub upstreams: Vec<Upstream>,
+    pub servers: Vec<Server>,
+    /// Comment lines for the top of the file.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Upstream {
+    pub name: String,
+    pub peers: Vec<Peer>,
+    pub balance: Option<&'static str>,
+    pub keepalive: Option<u64>,
+    pub keepalive_timeout: Option<String>,
+    /// connect, read, send timeouts with where they were set.
+    pub timeouts: [Option<(String, String)>; 3],
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Peer {
+    pub address: String,
+    /// TOML `key = value` pairs in order (weight, max_fails, ...).
+    pub fields: Vec<(&'static str, String)>,
+}
+
+/// One `listen`: the address, whether it is the default_server, and where it was written.
+#[derive(Debug, Default)]
+pub(crate) struct Listen {
+    pub address: String,
+    pub default: bool,
+    pub at: String,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Server {
+    pub listen: Vec<Listen>,
+    /// TOML `key = value` pairs in order.
+    pub fields: Vec<(&'static str, String)>,
+    pub locations: Vec<Location>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Location {
+    pub path: String,
+    pub proxy_pass: String,
+    pub notes: Vec<String>,
+}
+
+/// Imports the nginx configuration at `path` (and what it includes, read through `files`).
+/// `Err` when the input cannot be read or parsed, or holds nothing a proxy could serve.
+pub fn nginx(path: &Path, files: &dyn Files) -> Result<Imported, ConfigError> {
+    let parsed = block::parse_file(path, Dialect::Nginx, files)?;
+    let mut losses: Vec<Loss> = parsed.notes.iter().map(Loss::from_note).collect();
+    let mut model = Model::default();
+    http::walk_main(&parsed.directives, &mut model, &mut losses);
+    if model.servers.is_empty() {
+        let why =
+            "no server proxies requests (no server block with a location that has proxy_pass)";
+        return Err(conf::import::nothing_to_import(path, why, &losses));
+    }
+    // Report in file order: includes make walk order and file order differ.
+    conf::import::sort_losses(&mut losses, &parsed.files);
+    let toml = emit::toml(&model, path);
+    Ok(Imported { toml, losses })
+}
+

@@ -1,0 +1,285 @@
+//! `vrrp_script` and `vrrp_instance` blocks -> `[vrrp_script.NAME]` / `[vrrp_instance.NAME]`.
+
+use std::net::IpAddr;
+
+use conf::block::Directive;
+use conf::import::toml_str;
+
+use super::{header, Section, Walk};
+
+/// A number for TOML as keepalived wrote it, if it is one.
+fn number(v: &str) -> Option<String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(|_| v.trim_start_matches('+').to_string())
+}
+
+fn int(v: &str) -> Option<String> {
+    v.parse::<i64>().ok().map(|n| n.to_string())
+}
+
+/// The rest of a directive's words as one command line (keepalived joins them too).
+fn command(d: &Directive) -> String {
+    d.args.join(" ")
+}
+
+pub(super) fn script(w: &mut Walk<'_>, d: &Directive) -> Option<(String, Section)> {
+    let Some(name) = d.args.first() else {
+        let n = w.lose(d, "vrrp_script without a name; left out");
+        w.top.push(n);
+        return None;
+    };
+    let mut s = Section::new(header("vrrp_script", name));
+    for c in d.children() {
+        let arg = c.args.first().map(String::as_str).unwrap_or("");
+        let value = match c.name.as_str() {
+            "script" => Some(toml_str(&command(c))),
+            "interval" | "timeout" => number(arg),
+            "weight" => {
+                if c.args.get(1).is_some_and(|a| a == "reverse") {
+                    s.notes.push(w.lose(c, "\"reverse\" is not supported: the weight applies while the script fails (negative) or succeeds (positive)"));
+                }
+                int(arg)
+            }
+            "fall" | "rise" => int(arg),
+            _ => {
+                let n = if c.name == "user" {
+                    w.lose(c, "the script runs as the user vrrp runs as")
+                } else {
+                    w.other(c)
+                };
+                s.notes.push(n);
+                continue;
+            }
+        };
+        match value {
+            Some(v) => s.set(&c.name, v),
+            None => s
+                .notes
+                .push(w.lose(c, "not a number; vrrp's default is used")),
+        }
+    }
+    if !s.has("script") {
+        let n = w.lose(d, "no script to run; the vrrp_script is left out");
+        w.top.push(n);
+        return None;
+    }
+    if let Some((_, cmd)) = s.fields.iter().find(|(k, _)| k == "script") {
+        if cmd.contains("nginx") {
+            s.notes.push(conf::import::comment(
+                "",
+                "This script checks nginx. After the migration the proxy serves instead: its admin \
+                 endpoint is a built-in probe, http = \"http://127.0.0.1:9900/healthz\"",
+            ));
+        }
+    }
+    Some((name.clone(), s))
+}
+
+pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> Option<Section> {
+    let Some(name) = d.args.first() else {
+        let n = w.lose(d, "vrrp_instance without a name; left out");
+        w.top.push(n);
+        return None;
+    };
+    let mut s = Section::new(header("vrrp_instance", name));
+    let mut vips: Vec<String> = Vec::new();
+    let mut interface = None;
+    for c in d.children() {
+        let arg = c.args.first().map(String::as_str).unwrap_or("");
+        match c.name.as_str() {
+            "state" if matches!(arg, "MASTER" | "BACKUP") => s.set("state", toml_str(arg)),
+            "interface" => {
+                interface = Some(arg.to_string());
+                s.set("interface", toml_str(arg));
+            }
+            "virtual_router_id" | "priority" | "version" => match int(arg) {
+                Some(v) => s.set(&c.name, v),
+                None => s
+                    .notes
+                    .push(w.lose(c, "not a number; the instance is left out")),
+            },
+            "advert_int" | "preempt_delay" => match number(arg) {
+                Some(v) => s.set(&c.name, v),
+                None => s
+                    .notes
+                    .push(w.lose(c, "not a number; vrrp's default is used")),
+            },
+            "nopreempt" => s.set("nopreempt", "true".into()),
+            "preempt" => s.notes.push(Walk::noted(c, "preemption is the default")),
+            "authentication" => authentication(w, c, &mut s),
+            "unicast_src_ip" => s.set("unicast_src_ip", toml_str(arg)),
+            "unicast_peer" => {
+                let peers = list(w, c, &mut s, "unicast peer options are not supported");
+                s.set("unicast_peer", peers);
+            }
+            "virtual_ipaddress" => vips.extend(addresses(w, c, &mut s, interface.as_deref())),
+            "track_interface" => {
+                let l = list(w, c, &mut s, "per-interface weights are not supported: a tracked interface going down means FAULT");
+                s.set("track_interface", l);
+            }
+            "track_script" => track_script(w, c, &mut s, scripts),
+            "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
+                s.set(&c.name, toml_str(&command(c)))
+            }
+            _ => {
+                let n = w.other(c);
+                s.notes.push(n);
+            }
+        }
+    }
+    finish(w, d, s, vips)
+}
+
+/// Version, VIP list and the keys vrrp requires; `None` (reported) when the instance cannot run.
+fn finish(w: &mut Walk<'_>, d: &Directive, mut s: Section, vips: Vec<String>) -> Option<Section> {
+    let v6 = vips.first().is_some_and(|v| v.contains(':'));
+    if !s.has("version") {
+        match w.default_version {
+            Some(v) => s.set("version", v.to_string()),
+            // keepalived runs IPv6 instances as VRRPv3.
+            None if v6 => s.set("version", "3".into()),
+            None => {}
+        }
+    }
+    if s.fields.iter().any(|(k, v)| k == "version" && v == "3") && s.has("authentication") {
+        s.fields.retain(|(k, _)| k != "authentication");
+        s.notes.push(w.lose(
+            d,
+            "authentication is ignored with VRRPv3 (keepalived ignores it too); adverts carry none",
+        ));
+    }
+    if !vips.is_empty() {
+        s.set("virtual_ipaddress", format!("[{}]", vips.join(", ")));
+    }
+    let missing: Vec<&str> = ["interface", "virtual_router_id", "virtual_ipaddress"]
+        .into_iter()
+        .filter(|k| !s.has(k))
+        .collect();
+    if !missing.is_empty() {
+        let n = w.lose(
+            d,
+            format!("no usable {}; the instance is left out", missing.join(", ")),
+        );
+        w.top.push(n);
+        return None;
+    }
+    Some(s)
+}
+
+fn authentication(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
+    let get = |k: &str| {
+        d.children()
+            .iter()
+            .find(|c| c.name == k)
+            .and_then(|c| c.args.first().cloned())
+    };
+    match (get("auth_type").as_deref(), get("auth_pass")) {
+        (Some("PASS"), Some(pass)) => {
+            // keepalived uses the first 8 characters (the field is 8 bytes on the wire).
+            let pass: String = pass.chars().take(8).collect();
+            let v = format!("{{ auth_type = \"PASS\", auth_pass = {} }}", toml_str(&pass));
+            s.set("authentication", v);
+        }
+        (Some("AH"), _) => s.notes.push(w.lose(
+            d,
+            "IPsec AH is not supported: adverts carry no authentication, so peers must have none either",
+        )),
+        _ => s.notes.push(w.lose(d, "no auth_type PASS with an auth_pass; adverts carry no authentication")),
+    }
+}
+
+/// A block of one item per line (`unicast_peer`, `track_interface`), options dropped.
+fn list(w: &mut Walk<'_>, d: &Directive, s: &mut Section, options: &str) -> String {
+    let mut items = Vec::new();
+    for c in d.children() {
+        if !c.args.is_empty() {
+            s.notes.push(w.lose(c, options));
+        }
+        items.push(toml_str(&c.name));
+    }
+    format!("[{}]", items.join(", "))
+}
+
+fn track_script(w: &mut Walk<'_>, d: &Directive, s: &mut Section, scripts: &[String]) {
+    let mut names = Vec::new();
+    for c in d.children() {
+        if !scripts.contains(&c.name) {
+            s.notes
+                .push(w.lose(c, "no vrrp_script of that name was imported; not tracked"));
+            continue;
+        }
+        if !c.args.is_empty() {
+            s.notes.push(w.lose(
+                c,
+                "a per-instance weight is not supported: the vrrp_script's own weight applies",
+            ));
+        }
+        names.push(toml_str(&c.name));
+    }
+    s.set("track_script", format!("[{}]", names.join(", ")));
+}
+
+/// virtual_ipaddress entries: `ADDRESS[/PREFIX] [dev D] [label L] [brd B] [scope S] ...`.
+fn addresses(
+    w: &mut Walk<'_>,
+    d: &Directive,
+    s: &mut Section,
+    interface: Option<&str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut family_v4 = None;
+    for c in d.children() {
+        let addr = c.name.split('/').next().unwrap_or("");
+        let Ok(ip) = addr.parse::<IpAddr>() else {
+            s.notes.push(w.lose(c, "not an IP address; left out"));
+            continue;
+        };
+        if *family_v4.get_or_insert(ip.is_ipv4()) != ip.is_ipv4() {
+            s.notes.push(w.lose(c, "all VIPs of an instance must be of one family: this one needs an instance of its own"));
+            continue;
+        }
+        let entry = toml_str(&c.name);
+        if out.contains(&entry) {
+            continue;
+        }
+        let mut opts = c.args.chunks(2);
+        for pair in &mut opts {
+            match pair {
+                [k, v] if k == "dev" && Some(v.as_str()) == interface => {}
+                [k, v] if k == "scope" && v == "global" => {}
+                [k, v] if k == "dev" => s.notes.push(w.lose(
+                    c,
+                    format!("dev {v}: the address is added on the instance's interface"),
+                )),
+                [k, _] if k == "label" => s
+                    .notes
+                    .push(w.lose(c, "the address is added without a label")),
+                [k, _] if k == "brd" => s
+                    .notes
+                    .push(w.lose(c, "the address is added without a broadcast address")),
+                _ => s.notes.push(w.lose(
+                    c,
+                    format!(
+                        "option \"{}\" is not supported; the address is added without it",
+                        pair.join(" ")
+                    ),
+                )),
+            }
+        }
+        out.push(entry);
+    }
+    // A virtual_ipaddress block read before `interface`: dev checks need the interface.
+    if interface.is_none()
+        && d.children()
+            .iter()
+            .any(|c| c.args.iter().any(|a| a == "dev"))
+    {
+        s.notes.push(conf::import::comment(
+            "",
+            "dev options were checked before `interface` was read",
+        ));
+    }
+    out
+}
