@@ -91,7 +91,12 @@ fn http(w: &mut Walk<'_>, d: &Directive, m: &mut Model) {
     for c in d.children() {
         match c.name.as_str() {
             "upstream" => {
-                if let Some(up) = upstream::upstream(w, c) {
+                let name = c.args.first().map(String::as_str).unwrap_or("");
+                if m.upstreams.iter().any(|u| u.name == name) {
+                    let why =
+                        "a second upstream of this name (nginx refuses it); the first is used";
+                    w.lose_at_top(c, why);
+                } else if let Some(up) = upstream::upstream(w, c) {
                     m.upstreams.push(up);
                 }
             }
@@ -200,7 +205,7 @@ fn listens(w: &mut Walk<'_>, s: &Directive, notes: &mut Vec<String>) -> Vec<List
     out
 }
 
-fn server(w: &mut Walk<'_>, s: &Directive, inherited: &Scope, m: &Model) -> Option<Server> {
+fn server(w: &mut Walk<'_>, s: &Directive, inherited: &Scope, m: &mut Model) -> Option<Server> {
     let mut server = Server::default();
     let mut scope = inherited.clone();
     let mut locations = Vec::new();
@@ -214,13 +219,8 @@ fn server(w: &mut Walk<'_>, s: &Directive, inherited: &Scope, m: &Model) -> Opti
                 c,
                 "every request on this server's addresses is proxied, whatever its Host",
             )),
-            "access_log" => {
-                let mut model_view = Model {
-                    access_log: m.access_log.clone(),
-                    ..Model::default()
-                };
-                access_log(w, c, &mut model_view, false);
-            }
+            // With no http-level access_log, the first server's becomes the proxy's.
+            "access_log" => access_log(w, c, m, m.access_log.is_none()),
             _ => match scope.set(w, c) {
                 Some(mut n) => server.notes.append(&mut n),
                 None => {

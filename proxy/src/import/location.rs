@@ -173,6 +173,7 @@ pub(super) fn locations(
         }
         match location(w, d, path, modifier, server_scope, m) {
             Some(mut loc) => {
+                loc.path = path.to_string();
                 if let Some(i) = out.iter().position(|l| l.path == loc.path) {
                     notes.push(w.lose(
                         d,
@@ -184,7 +185,6 @@ pub(super) fn locations(
                     continue;
                 }
                 lines.push(d.at());
-                loc.path = path.to_string();
                 out.push(loc);
             }
             None => statics.push((d, path.to_string())),

@@ -74,21 +74,67 @@ pub(crate) struct Location {
     pub notes: Vec<String>,
 }
 
+/// nginx's own check of block shapes, for the directives the importer reads: `listen 80` with a
+/// missing `;` swallows the next line's `location / {` as its block, and nginx reports it.
+fn check_blocks(ds: &[conf::block::Directive], parent: &str) -> Result<(), ConfigError> {
+    const BLOCKS: &[&str] = &["http", "events", "location", "upstream"];
+    const SIMPLE: &[&str] = &[
+        "listen",
+        "proxy_pass",
+        "server_name",
+        "worker_processes",
+        "access_log",
+        "log_format",
+        "error_page",
+        "keepalive",
+        "keepalive_timeout",
+        "include",
+        "root",
+        "index",
+        "proxy_set_header",
+        "client_max_body_size",
+    ];
+    for d in ds {
+        let wants_block =
+            BLOCKS.contains(&d.name.as_str()) || (d.name == "server" && parent != "upstream");
+        let takes_none =
+            SIMPLE.contains(&d.name.as_str()) || (d.name == "server" && parent == "upstream");
+        let message = match &d.block {
+            Some(_) if takes_none => format!("directive \"{}\" is not terminated by \";\"", d.name),
+            None if wants_block => format!("directive \"{}\" has no opening \"{{\"", d.name),
+            _ => {
+                check_blocks(d.children(), &d.name)?;
+                continue;
+            }
+        };
+        return Err(ConfigError {
+            file: d.file.to_path_buf(),
+            line: d.line,
+            col: d.col,
+            message,
+        });
+    }
+    Ok(())
+}
+
 /// Imports the nginx configuration at `path` (and what it includes, read through `files`).
 /// `Err` when the input cannot be read or parsed, or holds nothing a proxy could serve.
 pub fn nginx(path: &Path, files: &dyn Files) -> Result<Imported, ConfigError> {
     let parsed = block::parse_file(path, Dialect::Nginx, files)?;
+    check_blocks(&parsed.directives, "")?;
     let mut losses: Vec<Loss> = parsed.notes.iter().map(Loss::from_note).collect();
-    let mut model = Model::default();
+    let mut model = Model {
+        notes: losses.iter().map(conf::import::dropped).collect(),
+        ..Model::default()
+    };
     http::walk_main(&parsed.directives, &mut model, &mut losses);
+    conf::import::sort_losses(&mut losses, &parsed.files);
     if model.servers.is_empty() {
         let why =
             "no server proxies requests (no server block with a location that has proxy_pass)";
         return Err(conf::import::nothing_to_import(path, why, &losses));
     }
     // Report in file order: includes make walk order and file order differ.
-    conf::import::sort_losses(&mut losses, &parsed.files);
     let toml = emit::toml(&model, path);
     Ok(Imported { toml, losses })
 }
-

@@ -109,11 +109,13 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
             "nopreempt" => s.set("nopreempt", "true".into()),
             "preempt" => s.notes.push(Walk::noted(c, "preemption is the default")),
             "authentication" => authentication(w, c, &mut s),
-            "unicast_src_ip" => s.set("unicast_src_ip", toml_str(arg)),
-            "unicast_peer" => {
-                let peers = list(w, c, &mut s, "unicast peer options are not supported");
-                s.set("unicast_peer", peers);
-            }
+            "unicast_src_ip" => match address(arg) {
+                Some(a) => s.set("unicast_src_ip", toml_str(&a)),
+                None => s
+                    .notes
+                    .push(w.lose(c, "not an IP address; adverts are multicast")),
+            },
+            "unicast_peer" => unicast_peers(w, c, &mut s),
             "virtual_ipaddress" => vips.extend(addresses(w, c, &mut s, interface.as_deref())),
             "track_interface" => {
                 let l = list(w, c, &mut s, "per-interface weights are not supported: a tracked interface going down means FAULT");
@@ -188,6 +190,29 @@ fn authentication(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
         )),
         _ => s.notes.push(w.lose(d, "no auth_type PASS with an auth_pass; adverts carry no authentication")),
     }
+}
+
+/// An address as keepalived reads it: a trailing /prefix is allowed and means nothing here.
+fn address(v: &str) -> Option<String> {
+    let ip = v.split('/').next()?.parse::<IpAddr>().ok()?;
+    Some(ip.to_string())
+}
+
+fn unicast_peers(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
+    let mut peers = Vec::new();
+    for c in d.children() {
+        match address(&c.name) {
+            Some(a) => peers.push(toml_str(&a)),
+            None => s
+                .notes
+                .push(w.lose(c, "not an IP address; this peer gets no adverts")),
+        }
+        if !c.args.is_empty() {
+            s.notes
+                .push(w.lose(c, "unicast peer options are not supported"));
+        }
+    }
+    s.set("unicast_peer", format!("[{}]", peers.join(", ")));
 }
 
 /// A block of one item per line (`unicast_peer`, `track_interface`), options dropped.

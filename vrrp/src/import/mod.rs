@@ -75,9 +75,10 @@ impl Walk<'_> {
 pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigError> {
     let parsed = block::parse_file(path, Dialect::Keepalived, files)?;
     let mut losses: Vec<Loss> = parsed.notes.iter().map(Loss::from_note).collect();
+    let top = losses.iter().map(dropped).collect();
     let mut w = Walk {
         losses: &mut losses,
-        top: Vec::new(),
+        top,
         default_version: None,
     };
     let mut global = Section::new("global_defs".into());
@@ -104,12 +105,11 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
         .filter_map(|d| instance::instance(&mut w, d, &script_names))
         .collect();
     let top = std::mem::take(&mut w.top);
+    conf::import::sort_losses(&mut losses, &parsed.files);
     if instances.is_empty() {
         let why = "no vrrp_instance could be imported";
         return Err(conf::import::nothing_to_import(path, why, &losses));
     }
-    let files = parsed.files;
-    conf::import::sort_losses(&mut losses, &files);
     let mut s = String::new();
     let _ = writeln!(
         s,
