@@ -5,6 +5,7 @@
 //! (os-release -> family), `plan` + `steps` (pure, golden-tested plans), `exec` (check, then
 //! apply what differs), `ssh` (libssh2 transport), `run` (hosts in parallel) and `report`.
 
+pub mod adopt;
 pub mod diff;
 pub mod doubles;
 pub mod exec;
