@@ -223,7 +223,15 @@ fn lab_toml(
         notes.push("the interface's prefix could not be read; /24 assumed".into());
         24
     });
-    let gateway = f.gateway.ok_or("the default gateway could not be read")?;
+    let gateway = f.gateway.unwrap_or_else(|| {
+        let net = u32::from(f.address) & (u32::MAX << (32 - u32::from(prefix.min(31))));
+        let guess = Ipv4Addr::from(net + 1);
+        notes.push(format!(
+            "{}: no default route: gateway = {guess} is a guess, check it",
+            f.address
+        ));
+        guess
+    });
     let advert = vi.advert_interval.as_secs_f64();
     if advert.fract() != 0.0 || advert < 1.0 {
         notes.push(format!(

@@ -17,7 +17,10 @@ fn nginx_t(files: &[(&str, &str)]) -> String {
 #[test]
 fn nginx_t_output_splits_into_its_files_main_first() {
     let out = nginx_t(&[
-        ("/etc/nginx/nginx.conf", "events {}\nhttp { include conf.d/*.conf; }\n"),
+        (
+            "/etc/nginx/nginx.conf",
+            "events {}\nhttp { include conf.d/*.conf; }\n",
+        ),
         ("/etc/nginx/conf.d/a.conf", "server { listen 80; }\n"),
     ]);
     let files = split_nginx_t(&out);
@@ -70,7 +73,15 @@ fn adopting_the_seed_pair_gives_back_lab_toml_and_what_provision_renders() {
     let strip = |i: &Inventory| -> Vec<_> {
         i.hosts
             .iter()
-            .map(|h| (h.role, h.address, h.interface.clone(), h.priority, h.page.clone()))
+            .map(|h| {
+                (
+                    h.role,
+                    h.address,
+                    h.interface.clone(),
+                    h.priority,
+                    h.page.clone(),
+                )
+            })
             .collect()
     };
     assert_eq!(strip(&back), strip(&inv));
@@ -89,14 +100,29 @@ fn adopting_the_seed_pair_gives_back_lab_toml_and_what_provision_renders() {
             .replace("# backend1", "# server3")
             .replace("# backend2", "# server4");
         assert_eq!(proxy, crate::render::proxy_toml(&inv, h).unwrap());
-        assert_eq!(file("vrrp.toml"), crate::render::vrrp_toml(&inv, h).unwrap());
+        assert_eq!(
+            file("vrrp.toml"),
+            crate::render::vrrp_toml(&inv, h).unwrap()
+        );
         assert!(file("imported-vrrp.toml").contains("weight = -60"));
     }
     // Reported: mime.types (not printed by this nginx -T), script_user and friends, and the
     // time servers lab.toml cannot learn from the hosts.
     assert!(adopted.losses);
-    assert!(adopted.report.contains("/etc/nginx/nginx.conf:19: directive \"include\""), "{}", adopted.report);
-    assert!(adopted.report.contains("lab.toml: time servers are not read"), "{}", adopted.report);
+    assert!(
+        adopted
+            .report
+            .contains("/etc/nginx/nginx.conf:19: directive \"include\""),
+        "{}",
+        adopted.report
+    );
+    assert!(
+        adopted
+            .report
+            .contains("lab.toml: time servers are not read"),
+        "{}",
+        adopted.report
+    );
 }
 
 #[test]
