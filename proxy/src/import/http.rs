@@ -135,6 +135,11 @@ fn access_log(w: &mut Walk<'_>, d: &Directive, m: &mut Model, top: bool) {
         }
         return;
     }
+    if path.starts_with("syslog:") || path.contains('$') {
+        let why = "the access log is a file (syslog and per-request paths are not supported); none is written";
+        w.lose_at_top(d, why);
+        return;
+    }
     m.access_log = Some(path.clone());
     if path != "off" && format != "main" {
         w.lose_at_top(
@@ -282,6 +287,9 @@ fn one_server_per_address(w: &mut Walk<'_>, m: &mut Model) {
     for (i, s) in m.servers.iter_mut().enumerate() {
         let mut kept = Vec::new();
         for l in std::mem::take(&mut s.listen) {
+            if kept.iter().any(|k: &Listen| k.address == l.address) {
+                continue;
+            }
             let o = owner
                 .iter()
                 .find(|(a, _)| *a == l.address)

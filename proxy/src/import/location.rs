@@ -34,7 +34,7 @@ impl Scope {
                 ("keepalive_timeout", values::duration(arg))
             }
             "client_header_timeout" | "client_body_timeout" => {
-                (server_key(&d.name), values::duration(arg))
+                (server_key(&d.name), values::timeout(arg))
             }
             "client_max_body_size" => ("client_max_body_size", values::size(arg)),
             "large_client_header_buffers" => {
@@ -47,7 +47,7 @@ impl Scope {
                     "proxy_read_timeout" => 1,
                     _ => 2,
                 };
-                match values::duration(arg) {
+                match values::timeout(arg) {
                     Ok(v) => self.timeouts[i] = Some((v, d.at())),
                     Err(e) => notes.push(w.lose(d, e)),
                 }

@@ -39,10 +39,18 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
                 let n = w.lose(c, "smooth weighted round robin is used instead");
                 up.notes.push(n);
             }
-            "keepalive" => match c.args.first().and_then(|v| v.parse::<u64>().ok()) {
+            "keepalive" => match c
+                .args
+                .first()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| *n <= 1_000_000)
+            {
                 Some(n) => up.keepalive = Some(n),
                 None => {
-                    let n = w.lose(c, "not a number; the proxy's default (32) is used");
+                    let n = w.lose(
+                        c,
+                        "not a number up to 1000000; the proxy's default (32) is used",
+                    );
                     up.notes.push(n);
                 }
             },
@@ -70,16 +78,18 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
             up.notes.push(n);
             up.peers.remove(*i);
         }
+        backups.clear();
     }
-    if up.peers.is_empty() {
-        w.dropped_upstreams.push(up.name);
-        w.lose_at_top(
-            d,
-            "no server of this upstream could be imported; it is left out",
-        );
-        return None;
-    }
-    Some(up)
+    let why = if up.peers.is_empty() {
+        "no server of this upstream could be imported; it is left out"
+    } else if backups.len() == up.peers.len() {
+        "only backup servers are left; the upstream is left out"
+    } else {
+        return Some(up);
+    };
+    w.dropped_upstreams.push(up.name);
+    w.lose_at_top(d, why);
+    None
 }
 
 /// One `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]
@@ -104,7 +114,11 @@ fn server(w: &mut Walk<'_>, d: &Directive, notes: &mut Vec<String>) -> Option<(P
     for p in &d.args[1..] {
         let (key, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
         let mapped = match key {
-            "weight" => value.parse::<u64>().ok().map(|n| (n.to_string(), "weight")),
+            "weight" => value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(|n| (n.to_string(), "weight")),
             "max_fails" => value
                 .parse::<u64>()
                 .ok()

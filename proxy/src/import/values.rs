@@ -8,10 +8,22 @@ use crate::config::{parse_duration, parse_size};
 /// is written out so the file reads the same in both.
 pub(super) fn duration(v: &str) -> Result<String, String> {
     parse_duration(v).map_err(|e| format!("{e}; the proxy's default is used"))?;
+    Ok(with_unit(v))
+}
+
+/// A duration the proxy requires to be greater than zero (timeouts of reads and connects).
+pub(super) fn timeout(v: &str) -> Result<String, String> {
+    if parse_duration(v).is_ok_and(|d| d.is_zero()) {
+        return Err("0 is not accepted for this timeout; the proxy's default is used".into());
+    }
+    duration(v)
+}
+
+fn with_unit(v: &str) -> String {
     if v.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(format!("{v}s"))
+        format!("{v}s")
     } else {
-        Ok(v.to_string())
+        v.to_string()
     }
 }
 
@@ -125,6 +137,9 @@ mod tests {
         assert_eq!(duration("65").unwrap(), "65s");
         assert_eq!(duration("1m 30s").unwrap(), "1m 30s");
         assert!(duration("soon").is_err());
+        assert_eq!(duration("0").unwrap(), "0s");
+        assert!(timeout("0").is_err());
+        assert_eq!(timeout("90").unwrap(), "90s");
         assert_eq!(size("10m").unwrap(), "10m");
         assert!(size("ten").is_err());
     }

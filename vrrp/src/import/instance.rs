@@ -7,16 +7,20 @@ use conf::import::toml_str;
 
 use super::{header, Section, Walk};
 
-/// A number for TOML as keepalived wrote it, if it is one.
-fn number(v: &str) -> Option<String> {
+/// A number within `min..=max` for TOML, as keepalived wrote it, if it is one.
+fn number(v: &str, min: f64, max: f64) -> Option<String> {
     v.parse::<f64>()
         .ok()
-        .filter(|f| f.is_finite())
+        .filter(|f| (min..=max).contains(f))
         .map(|_| v.trim_start_matches('+').to_string())
 }
 
-fn int(v: &str) -> Option<String> {
-    v.parse::<i64>().ok().map(|n| n.to_string())
+/// An integer within `min..=max`, if it is one.
+fn int(v: &str, min: i64, max: i64) -> Option<String> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .map(|n| n.to_string())
 }
 
 /// The rest of a directive's words as one command line (keepalived joins them too).
@@ -35,14 +39,14 @@ pub(super) fn script(w: &mut Walk<'_>, d: &Directive) -> Option<(String, Section
         let arg = c.args.first().map(String::as_str).unwrap_or("");
         let value = match c.name.as_str() {
             "script" => Some(toml_str(&command(c))),
-            "interval" | "timeout" => number(arg),
+            "interval" | "timeout" => number(arg, 0.01, 3600.0),
             "weight" => {
                 if c.args.get(1).is_some_and(|a| a == "reverse") {
                     s.notes.push(w.lose(c, "\"reverse\" is not supported: the weight applies while the script fails (negative) or succeeds (positive)"));
                 }
-                int(arg)
+                int(arg, -253, 253)
             }
-            "fall" | "rise" => int(arg),
+            "fall" | "rise" => int(arg, 1, 1_000_000),
             _ => {
                 let n = if c.name == "user" {
                     w.lose(c, "the script runs as the user vrrp runs as")
@@ -55,9 +59,10 @@ pub(super) fn script(w: &mut Walk<'_>, d: &Directive) -> Option<(String, Section
         };
         match value {
             Some(v) => s.set(&c.name, v),
-            None => s
-                .notes
-                .push(w.lose(c, "not a number; vrrp's default is used")),
+            None => s.notes.push(w.lose(
+                c,
+                "not a number in the range vrrp accepts; vrrp's default is used",
+            )),
         }
     }
     if !s.has("script") {
@@ -90,21 +95,40 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
         let arg = c.args.first().map(String::as_str).unwrap_or("");
         match c.name.as_str() {
             "state" if matches!(arg, "MASTER" | "BACKUP") => s.set("state", toml_str(arg)),
+            "state" => s
+                .notes
+                .push(w.lose(c, "not MASTER or BACKUP; the instance starts as BACKUP")),
             "interface" => {
                 interface = Some(arg.to_string());
                 s.set("interface", toml_str(arg));
             }
-            "virtual_router_id" | "priority" | "version" => match int(arg) {
+            "virtual_router_id" => match int(arg, 1, 255) {
                 Some(v) => s.set(&c.name, v),
                 None => s
                     .notes
-                    .push(w.lose(c, "not a number; the instance is left out")),
+                    .push(w.lose(c, "not 1..255; the instance is left out")),
             },
-            "advert_int" | "preempt_delay" => match number(arg) {
+            "priority" => match int(arg, 1, 255) {
                 Some(v) => s.set(&c.name, v),
                 None => s
                     .notes
-                    .push(w.lose(c, "not a number; vrrp's default is used")),
+                    .push(w.lose(c, "not 1..255; the default 100 is used")),
+            },
+            "version" => match int(arg, 2, 3) {
+                Some(v) => s.set(&c.name, v),
+                None => s.notes.push(w.lose(c, "not 2 or 3; version 2 is used")),
+            },
+            "advert_int" => match number(arg, 0.01, 255.0) {
+                Some(v) => s.set(&c.name, v),
+                None => s
+                    .notes
+                    .push(w.lose(c, "not 0.01..255 seconds; 1 s is used")),
+            },
+            "preempt_delay" => match number(arg, 0.0, 1000.0) {
+                Some(v) => s.set(&c.name, v),
+                None => s
+                    .notes
+                    .push(w.lose(c, "not 0..1000 seconds; no delay is used")),
             },
             "nopreempt" => s.set("nopreempt", "true".into()),
             "preempt" => s.notes.push(Walk::noted(c, "preemption is the default")),
@@ -152,6 +176,8 @@ fn finish(w: &mut Walk<'_>, d: &Directive, mut s: Section, vips: Vec<String>) ->
             "authentication is ignored with VRRPv3 (keepalived ignores it too); adverts carry none",
         ));
     }
+    advert_int(w, d, &mut s);
+    same_family(w, d, &mut s, v6);
     if !vips.is_empty() {
         s.set("virtual_ipaddress", format!("[{}]", vips.join(", ")));
     }
@@ -170,6 +196,61 @@ fn finish(w: &mut Walk<'_>, d: &Directive, mut s: Section, vips: Vec<String>) ->
     Some(s)
 }
 
+/// VRRPv2 carries whole seconds, v3 centiseconds up to 40.95 s.
+fn advert_int(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
+    let v3 = s.fields.iter().any(|(k, v)| k == "version" && v == "3");
+    let Some(secs) = s
+        .fields
+        .iter()
+        .find(|(k, _)| k == "advert_int")
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+    else {
+        return;
+    };
+    let fixed = if v3 {
+        let cs = (secs * 100.0).round();
+        (cs > 4095.0 || (secs * 100.0 - cs).abs() > 1e-6).then_some((
+            1.0,
+            "VRRPv3 takes 0.01..40.95 s in steps of 0.01: 1 s is used",
+        ))
+    } else {
+        (secs.fract() != 0.0).then_some((
+            secs.ceil(),
+            "VRRPv2 adverts carry whole seconds: rounded up",
+        ))
+    };
+    if let Some((v, why)) = fixed {
+        s.set("advert_int", v.to_string());
+        s.notes.push(w.lose(d, format!("advert_int {secs}: {why}")));
+    }
+}
+
+/// unicast_src_ip and peers must be of the VIPs' family.
+fn same_family(w: &mut Walk<'_>, d: &Directive, s: &mut Section, v6: bool) {
+    let wrong = |v: &str| v.contains(':') != v6;
+    if s.fields
+        .iter()
+        .any(|(k, v)| k == "unicast_src_ip" && wrong(v))
+    {
+        s.fields.retain(|(k, _)| k != "unicast_src_ip");
+        s.notes
+            .push(w.lose(d, "unicast_src_ip is not of the VIPs' family; left out"));
+    }
+    if let Some((_, peers)) = s.fields.iter_mut().find(|(k, _)| k == "unicast_peer") {
+        let list: Vec<&str> = peers
+            .trim_matches(['[', ']'])
+            .split(", ")
+            .filter(|p| !p.is_empty())
+            .collect();
+        let kept: Vec<&str> = list.iter().copied().filter(|p| !wrong(p)).collect();
+        if kept.len() != list.len() {
+            *peers = format!("[{}]", kept.join(", "));
+            s.notes
+                .push(w.lose(d, "unicast peers not of the VIPs' family are left out"));
+        }
+    }
+}
+
 fn authentication(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
     let get = |k: &str| {
         d.children()
@@ -178,7 +259,7 @@ fn authentication(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
             .and_then(|c| c.args.first().cloned())
     };
     match (get("auth_type").as_deref(), get("auth_pass")) {
-        (Some("PASS"), Some(pass)) => {
+        (Some("PASS"), Some(pass)) if !pass.is_empty() => {
             // keepalived uses the first 8 characters (the field is 8 bytes on the wire).
             let pass: String = pass.chars().take(8).collect();
             let v = format!("{{ auth_type = \"PASS\", auth_pass = {} }}", toml_str(&pass));
@@ -257,8 +338,15 @@ fn addresses(
     let mut family_v4 = None;
     for c in d.children() {
         let addr = c.name.split('/').next().unwrap_or("");
-        let Ok(ip) = addr.parse::<IpAddr>() else {
-            s.notes.push(w.lose(c, "not an IP address; left out"));
+        let prefix_ok = match c.name.split_once('/') {
+            None => true,
+            Some((a, p)) => p
+                .parse::<u8>()
+                .is_ok_and(|p| p <= if a.contains(':') { 128 } else { 32 }),
+        };
+        let Some(ip) = addr.parse::<IpAddr>().ok().filter(|_| prefix_ok) else {
+            s.notes
+                .push(w.lose(c, "not an IP address with a valid prefix; left out"));
             continue;
         };
         if *family_v4.get_or_insert(ip.is_ipv4()) != ip.is_ipv4() {
