@@ -215,6 +215,47 @@ fn the_binary_exits_0_3_1_and_check_finds_the_seeds_trap() {
 }
 
 #[test]
+fn what_vrrp_cannot_do_is_reported_line_by_line() {
+    let dir = TempDir::new("lossy");
+    let path = dir.0.join("keepalived.conf");
+    std::fs::write(
+        &path,
+        "vrrp_sync_group G {\n  group {\n    VI_1\n  }\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 7\n  authentication {\n    auth_type AH\n    auth_pass x\n  }\n  virtual_ipaddress {\n    10.0.0.7/24 brd 10.0.0.255 dev eth0 label eth0:1 scope link\n  }\n  virtual_ipaddress_excluded {\n    10.0.0.8\n  }\n}\nvirtual_server 10.0.0.7 80 {\n  real_server 10.0.0.20 80 {\n  }\n}\nstatic_routes {\n  10.1.0.0/16 via 10.0.0.1\n}\nbfd_instance b {\n}\n",
+    )
+    .unwrap();
+    let imported = vrrp::import::keepalived(&path, &FsFiles::default()).unwrap();
+    let p = path.display();
+    let want = format!(
+        "{p}:1: directive \"vrrp_sync_group\" is not supported: instances fail over one by one, not as a group\n\
+         {p}:9: directive \"authentication\" is not supported: IPsec AH is not supported: adverts carry no authentication, so peers must have none either\n\
+         {p}:14: directive \"10.0.0.7/24\" is not supported: the address is added without a broadcast address\n\
+         {p}:14: directive \"10.0.0.7/24\" is not supported: the address is added without a label\n\
+         {p}:14: directive \"10.0.0.7/24\" is not supported: option \"scope link\" is not supported; the address is added without it\n\
+         {p}:16: directive \"virtual_ipaddress_excluded\" is not supported: these addresses are not added on becoming master (they were never in adverts)\n\
+         {p}:20: directive \"virtual_server\" is not supported: LVS load balancing is not supported; the proxy balances HTTP (proxy import)\n\
+         {p}:24: directive \"static_routes\" is not supported: the routes are not configured; configure them with the system's network setup\n\
+         {p}:27: directive \"bfd_instance\" is not supported: BFD is not supported; use a vrrp_script to track the peer\n"
+    );
+    assert_eq!(imported.report(), want);
+    assert_eq!(imported.exit_code(), 3);
+    // Each one is marked where it was dropped.
+    assert_eq!(
+        imported.toml.matches("# NOT IMPORTED ").count(),
+        9,
+        "{}",
+        imported.toml
+    );
+    let cfg = config::parse(&imported.toml, &path).unwrap();
+    assert_eq!(
+        cfg.instances[0].vips,
+        ["10.0.0.7"
+            .parse::<std::net::IpAddr>()
+            .map(|a| (a, 24))
+            .unwrap()]
+    );
+}
+
+#[test]
 fn corpus_reports_match_goldens() {
     let dir = corpus();
     let update = std::env::var_os("UPDATE_IMPORT_GOLDENS").is_some();

@@ -108,6 +108,10 @@ const INSTEAD: &[(&str, &str)] = &[
         "static_rules",
         "the rules are not configured; configure them with the system's network setup",
     ),
+    (
+        "virtual_ipaddress_excluded",
+        "these addresses are not added on becoming master (they were never in adverts)",
+    ),
     ("virtual_routes", "routes are not added on becoming master"),
     ("virtual_rules", "rules are not added on becoming master"),
     (
