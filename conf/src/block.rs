@@ -7,8 +7,9 @@
 //!   inside a word is part of it and `${name}` inside a word is a variable, not a block
 //!   (ngx_conf_file.c); `'...'` and `"..."` quote, `\` escapes.
 //! - keepalived ends a directive at the end of the line, a `{` on the next line still opens its
-//!   block; `!` and `#` start comments anywhere outside quotes; `{` and `}` are always tokens
-//!   (keepalived's parser.c splits them off words).
+//!   block; `!` and `#` start comments anywhere outside quotes (`\!` and `\#` are literal),
+//!   quoted text is kept as written; `{` and `}` are always tokens (keepalived's parser.c splits
+//!   them off words).
 //!
 //! `include PATTERN` is expanded where it stands (glob, sorted like glob(3)). A relative pattern
 //! is taken from the directory of the main file in nginx (nginx resolves includes against its
@@ -492,11 +493,20 @@ impl<'a> Lexer<'a> {
             }
             self.pos += c.len_utf8();
             after_dollar = c == '$';
-            if c == '\\' && !keepalived {
-                if let Some(e) = self.peek() {
-                    self.pos += e.len_utf8();
-                    push_escape(&mut out, e);
-                    continue;
+            if c == '\\' {
+                match self.peek() {
+                    // keepalived (parser.c decomment): only \! and \# are escapes.
+                    Some(e @ ('!' | '#')) if keepalived => {
+                        self.pos += 1;
+                        out.push(e);
+                        continue;
+                    }
+                    Some(e) if !keepalived => {
+                        self.pos += e.len_utf8();
+                        push_escape(&mut out, e);
+                        continue;
+                    }
+                    _ => {}
                 }
             }
             out.push(c);
@@ -516,10 +526,18 @@ impl<'a> Lexer<'a> {
             if c == quote {
                 break;
             }
+            // nginx unescapes quoted text; keepalived keeps it as written (a `\"` inside
+            // does not end the string there either).
             if c == '\\' {
                 if let Some(e) = self.peek() {
                     self.pos += e.len_utf8();
-                    push_escape(&mut out, e);
+                    match self.dialect {
+                        Dialect::Nginx => push_escape(&mut out, e),
+                        Dialect::Keepalived => {
+                            out.push(c);
+                            out.push(e);
+                        }
+                    }
                     continue;
                 }
             }

@@ -86,6 +86,13 @@ fn keepalived_lines_end_directives_and_braces_may_open_on_the_next_line() {
 }
 
 #[test]
+fn keepalived_escapes_only_comment_characters_and_keeps_quoted_text() {
+    let p = keepalived("auth_pass ab\\!c\\#d\\x\nscript \"/bin/x \\\"a\\\" !#\"\n").unwrap();
+    assert_eq!(p.directives[0].args, ["ab!c#d\\x"]);
+    assert_eq!(p.directives[1].args, ["/bin/x \\\"a\\\" !#"]);
+}
+
+#[test]
 fn keepalived_errors() {
     let e = keepalived("vrrp_instance X {\n  priority 100\n").unwrap_err();
     assert_eq!(
