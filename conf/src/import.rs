@@ -176,6 +176,27 @@ pub fn comment(indent: &str, text: &str) -> String {
     format!("{indent}# {one_line}\n")
 }
 
+/// Puts a section's comments (from [`comment`] with a `file:line` first, or [`dropped`]) in
+/// file order; comments without a position keep their place at the front.
+pub fn sort_comments(notes: &mut [String]) {
+    notes.sort_by_cached_key(|n| {
+        let rest = n
+            .trim_start_matches("# ")
+            .trim_start_matches("NOT IMPORTED ");
+        let at = rest
+            .split([' ', '\n'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(':');
+        match at.rsplit_once(':') {
+            Some((file, line)) if line.parse::<usize>().is_ok() => {
+                (file.to_string(), line.parse::<usize>().unwrap_or(0))
+            }
+            _ => (String::new(), 0),
+        }
+    });
+}
+
 /// The comment that marks a dropped directive in the generated file.
 pub fn dropped(loss: &Loss) -> String {
     comment(
@@ -198,5 +219,16 @@ mod tests {
         assert_eq!(toml_key("10.0.0.1:80"), "\"10.0.0.1:80\"");
         assert_eq!(toml_key(""), "\"\"");
         assert_eq!(comment("  ", "a\nb"), "  # a b\n");
+        let mut notes = vec![
+            "# f.conf:40 error_page 500 /50x.html: x\n".to_string(),
+            "# NOT IMPORTED f.conf:38: location (y)\n".to_string(),
+            "# no position\n".to_string(),
+            "# f.conf:9 user nginx: z\n".to_string(),
+        ];
+        sort_comments(&mut notes);
+        assert!(notes[0].starts_with("# no position"));
+        assert!(notes[1].contains(":9 "));
+        assert!(notes[2].contains(":38:"));
+        assert!(notes[3].contains(":40 "));
     }
 }

@@ -12,7 +12,8 @@ use super::{Model, Upstream};
 /// the imported file gets the address the deploy files use.
 const ADMIN: &str = "127.0.0.1:9900";
 
-pub(super) fn toml(m: &Model, source: &Path) -> String {
+pub(super) fn toml(m: &mut Model, source: &Path) -> String {
+    sort_notes(m);
     let mut s = String::new();
     // `write!` into a String cannot fail; the results are ignored deliberately.
     let _ = writeln!(
@@ -103,6 +104,21 @@ fn upstream(s: &mut String, up: &Upstream) {
     for (i, t) in up.timeouts.iter().enumerate() {
         if let Some((v, at)) = t {
             let _ = writeln!(s, "{} = {}   # {at}", timeout_key(i), toml_str(v));
+        }
+    }
+}
+
+/// Each section's comments in file order (the walk adds them in its own order).
+fn sort_notes(m: &mut Model) {
+    use conf::import::sort_comments;
+    sort_comments(&mut m.notes);
+    for up in &mut m.upstreams {
+        sort_comments(&mut up.notes);
+    }
+    for s in &mut m.servers {
+        sort_comments(&mut s.notes);
+        for l in &mut s.locations {
+            sort_comments(&mut l.notes);
         }
     }
 }

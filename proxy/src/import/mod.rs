@@ -135,6 +135,6 @@ pub fn nginx(path: &Path, files: &dyn Files) -> Result<Imported, ConfigError> {
         return Err(conf::import::nothing_to_import(path, why, &losses));
     }
     // Report in file order: includes make walk order and file order differ.
-    let toml = emit::toml(&model, path);
+    let toml = emit::toml(&mut model, path);
     Ok(Imported { toml, losses })
 }

@@ -118,13 +118,16 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
     );
     s.push_str("# Lines starting with \"NOT IMPORTED\" mark what vrrp does not do.\n");
     s.push_str("# Check both balancers' files together: vrrp --check --config A --config B\n");
+    let mut top = top;
+    conf::import::sort_comments(&mut top);
     for n in &top {
         s.push_str(n);
     }
     let sections = std::iter::once(global)
         .chain(scripts.into_iter().map(|(_, s)| s))
         .chain(instances);
-    for sec in sections {
+    for mut sec in sections {
+        conf::import::sort_comments(&mut sec.notes);
         let _ = writeln!(s, "\n[{}]", sec.header);
         for n in &sec.notes {
             s.push_str(n);
