@@ -32,27 +32,13 @@ struct Args {
     #[arg(long, default_value = "auto")]
     engine: String,
     #[command(subcommand)]
-    import: Option<Import>,
-}
-
-#[derive(clap::Subcommand)]
-enum Import {
-    /// Convert an nginx.conf to proxy.toml; the report of what is not carried over goes to
-    /// stderr. Exit status: 0 all mapped, 3 mapped with reported losses, 1 unreadable input.
-    Import {
-        nginx_conf: PathBuf,
-        /// Output file (default: stdout).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    import: Option<proxy::import::Command>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Import::Import { nginx_conf, output }) = &args.import {
-        let files = conf::block::FsFiles::default();
-        let result = proxy::import::nginx(nginx_conf, &files);
-        return conf::import::finish_cli("proxy", result, output.as_deref());
+    if let Some(import) = &args.import {
+        return import.run();
     }
     // I/O buffers (16 KiB) come from mmap, not the heap: with thousands of idle keep-alive
     // connections, heap-allocated buffers freed between small long-lived objects leave pages

@@ -20,6 +20,27 @@ use conf::block::{self, Dialect, Files};
 use conf::import::{Imported, Loss};
 use conf::ConfigError;
 
+/// `proxy import NGINX_CONF [-o OUT]`, the subcommand next to `proxy --config F`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Convert an nginx.conf to proxy.toml; the report of what is not carried over goes to
+    /// stderr. Exit status: 0 all mapped, 3 mapped with reported losses, 1 unreadable input.
+    Import {
+        nginx_conf: std::path::PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+impl Command {
+    pub fn run(&self) -> std::process::ExitCode {
+        let Command::Import { nginx_conf, output } = self;
+        let result = nginx(nginx_conf, &block::FsFiles::default());
+        conf::import::finish_cli("proxy", result, output.as_deref())
+    }
+}
+
 /// What the generated proxy.toml holds.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
