@@ -27,6 +27,10 @@ use std::sync::Arc;
 
 use crate::{ConfigError, Source};
 
+#[path = "block_lexer.rs"]
+mod lexer;
+use lexer::{Lexer, Tok};
+
 /// Which of the two languages a file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -202,6 +206,39 @@ struct Open {
     offset: usize,
 }
 
+/// One file being read: its positions, the open blocks and the directive in progress.
+struct FileState<'s> {
+    source: Source<'s>,
+    file: Arc<Path>,
+    /// How deep in includes this file is.
+    depth: usize,
+    stack: Vec<Frame>,
+    cur: Option<Open>,
+    /// keepalived: a directive ended by a newline whose block may open on a later line.
+    pending: Option<Open>,
+}
+
+impl FileState<'_> {
+    fn err(&self, offset: usize, message: String) -> ConfigError {
+        self.source.error(offset..offset, message)
+    }
+
+    /// `{`: the directive in progress (or, in keepalived, the one on the line before) opens it.
+    fn open(&mut self, at: usize) -> Result<(), ConfigError> {
+        let Some(head) = self.cur.take().or_else(|| self.pending.take()) else {
+            return Err(self.err(at, "unexpected \"{\"".into()));
+        };
+        if self.stack.len() > MAX_NESTING {
+            return Err(self.err(at, format!("blocks nested deeper than {MAX_NESTING}")));
+        }
+        self.stack.push(Frame {
+            head: Some(head),
+            children: Vec::new(),
+        });
+        Ok(())
+    }
+}
+
 /// A block being read: the directive that opened it and its children so far.
 struct Frame {
     head: Option<Open>,
@@ -215,29 +252,30 @@ impl Reader<'_> {
         path: &Path,
         depth: usize,
     ) -> Result<Vec<Directive>, ConfigError> {
-        let source = Source::new(path, text);
-        let file: Arc<Path> = Arc::from(path);
-        let err = |offset: usize, message: String| source.error(offset..offset, message);
+        let mut st = FileState {
+            source: Source::new(path, text),
+            file: Arc::from(path),
+            depth,
+            stack: vec![Frame {
+                head: None,
+                children: Vec::new(),
+            }],
+            cur: None,
+            pending: None,
+        };
         let mut lexer = Lexer::new(text, self.dialect);
-        let mut stack = vec![Frame {
-            head: None,
-            children: Vec::new(),
-        }];
-        let mut cur: Option<Open> = None;
-        // keepalived: a directive ended by a newline whose block may open on a later line.
-        let mut pending: Option<Open> = None;
         loop {
-            let (tok, at) = lexer.next().map_err(|(at, m)| err(at, m))?;
+            let (tok, at) = lexer.next().map_err(|(at, m)| st.err(at, m))?;
             if !matches!(tok, Tok::Open | Tok::Newline) {
-                if let Some(p) = pending.take() {
-                    self.finish(p, &source, &file, &mut stack, depth)?;
+                if let Some(p) = st.pending.take() {
+                    self.finish(p, &mut st)?;
                 }
             }
             match tok {
-                Tok::Word(w) => match &mut cur {
+                Tok::Word(w) => match &mut st.cur {
                     Some(open) => open.args.push(w),
                     None => {
-                        cur = Some(Open {
+                        st.cur = Some(Open {
                             name: w,
                             args: Vec::new(),
                             offset: at,
@@ -245,73 +283,61 @@ impl Reader<'_> {
                     }
                 },
                 Tok::Newline => {
-                    if let Some(open) = cur.take() {
-                        if let Some(p) = pending.replace(open) {
-                            self.finish(p, &source, &file, &mut stack, depth)?;
+                    if let Some(open) = st.cur.take() {
+                        if let Some(p) = st.pending.replace(open) {
+                            self.finish(p, &mut st)?;
                         }
                     }
                 }
-                Tok::Semi => match cur.take() {
-                    Some(open) => self.finish(open, &source, &file, &mut stack, depth)?,
-                    None => return Err(err(at, "unexpected \";\"".into())),
+                Tok::Semi => match st.cur.take() {
+                    Some(open) => self.finish(open, &mut st)?,
+                    None => return Err(st.err(at, "unexpected \";\"".into())),
                 },
-                Tok::Open => {
-                    let Some(head) = cur.take().or_else(|| pending.take()) else {
-                        return Err(err(at, "unexpected \"{\"".into()));
-                    };
-                    if stack.len() > MAX_NESTING {
-                        return Err(err(at, format!("blocks nested deeper than {MAX_NESTING}")));
-                    }
-                    stack.push(Frame {
-                        head: Some(head),
-                        children: Vec::new(),
-                    });
-                }
-                Tok::Close => {
-                    if let Some(open) = cur.take() {
-                        if self.dialect == Dialect::Nginx {
-                            return Err(err(at, "unexpected \"}\"".into()));
-                        }
-                        self.finish(open, &source, &file, &mut stack, depth)?;
-                    }
-                    if stack.len() == 1 {
-                        return Err(err(at, "unexpected \"}\"".into()));
-                    }
-                    close_block(&mut stack, &source, &file);
-                }
-                Tok::Eof => {
-                    if let Some(open) = cur.take() {
-                        if self.dialect == Dialect::Nginx {
-                            let m = "unexpected end of file, expecting \";\" or \"}\"";
-                            return Err(err(at, m.into()));
-                        }
-                        self.finish(open, &source, &file, &mut stack, depth)?;
-                    }
-                    if stack.len() > 1 {
-                        return Err(err(at, "unexpected end of file, expecting \"}\"".into()));
-                    }
-                    return Ok(stack.pop().map(|f| f.children).unwrap_or_default());
-                }
+                Tok::Open => st.open(at)?,
+                Tok::Close => self.close(&mut st, at)?,
+                Tok::Eof => return self.eof(st, at),
             }
         }
     }
 
+    /// `}`: keepalived ends the directive on its line first; nginx wants a `;` before it.
+    fn close(&mut self, st: &mut FileState<'_>, at: usize) -> Result<(), ConfigError> {
+        if let Some(open) = st.cur.take() {
+            if self.dialect == Dialect::Nginx {
+                return Err(st.err(at, "unexpected \"}\"".into()));
+            }
+            self.finish(open, st)?;
+        }
+        if st.stack.len() == 1 {
+            return Err(st.err(at, "unexpected \"}\"".into()));
+        }
+        close_block(&mut st.stack, &st.source, &st.file);
+        Ok(())
+    }
+
+    fn eof(&mut self, mut st: FileState<'_>, at: usize) -> Result<Vec<Directive>, ConfigError> {
+        if let Some(open) = st.cur.take() {
+            if self.dialect == Dialect::Nginx {
+                let m = "unexpected end of file, expecting \";\" or \"}\"";
+                return Err(st.err(at, m.into()));
+            }
+            self.finish(open, &mut st)?;
+        }
+        if st.stack.len() > 1 {
+            return Err(st.err(at, "unexpected end of file, expecting \"}\"".into()));
+        }
+        Ok(st.stack.pop().map(|f| f.children).unwrap_or_default())
+    }
+
     /// Ends a directive without a block: an include is expanded, anything else is kept.
-    fn finish(
-        &mut self,
-        open: Open,
-        source: &Source<'_>,
-        file: &Arc<Path>,
-        stack: &mut [Frame],
-        depth: usize,
-    ) -> Result<(), ConfigError> {
-        let d = directive(open, None, source, file);
+    fn finish(&mut self, open: Open, st: &mut FileState<'_>) -> Result<(), ConfigError> {
+        let d = directive(open, None, &st.source, &st.file);
         let expanded = if d.name == "include" {
-            self.include(&d, depth)?
+            self.include(&d, st.depth)?
         } else {
             vec![d]
         };
-        if let Some(top) = stack.last_mut() {
+        if let Some(top) = st.stack.last_mut() {
             top.children.extend(expanded);
         }
         Ok(())
@@ -401,170 +427,6 @@ fn close_block(stack: &mut Vec<Frame>, source: &Source<'_>, file: &Arc<Path>) {
         let d = directive(head, Some(children), source, file);
         if let Some(parent) = stack.last_mut() {
             parent.children.push(d);
-        }
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Tok {
-    Word(String),
-    Semi,
-    Open,
-    Close,
-    /// keepalived only: the end of a line.
-    Newline,
-    Eof,
-}
-
-struct Lexer<'a> {
-    text: &'a str,
-    pos: usize,
-    dialect: Dialect,
-}
-
-type LexResult = Result<(Tok, usize), (usize, String)>;
-
-impl<'a> Lexer<'a> {
-    fn new(text: &'a str, dialect: Dialect) -> Self {
-        Lexer {
-            text,
-            pos: 0,
-            dialect,
-        }
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.text[self.pos..].chars().next()
-    }
-
-    fn is_comment(&self, c: char) -> bool {
-        c == '#' || (c == '!' && self.dialect == Dialect::Keepalived)
-    }
-
-    fn skip_comment(&mut self) {
-        let rest = &self.text[self.pos..];
-        self.pos += rest.find('\n').unwrap_or(rest.len());
-    }
-
-    fn next(&mut self) -> LexResult {
-        let keepalived = self.dialect == Dialect::Keepalived;
-        loop {
-            let at = self.pos;
-            let Some(c) = self.peek() else {
-                return Ok((Tok::Eof, at));
-            };
-            if c == '\n' && keepalived {
-                self.pos += 1;
-                return Ok((Tok::Newline, at));
-            }
-            if c.is_whitespace() {
-                self.pos += c.len_utf8();
-                continue;
-            }
-            if self.is_comment(c) {
-                self.skip_comment();
-                continue;
-            }
-            let tok = match c {
-                '{' => Tok::Open,
-                '}' => Tok::Close,
-                ';' if !keepalived => Tok::Semi,
-                '"' => return self.quoted('"'),
-                '\'' if !keepalived => return self.quoted('\''),
-                _ => return Ok((Tok::Word(self.word()), at)),
-            };
-            self.pos += 1;
-            return Ok((tok, at));
-        }
-    }
-
-    /// An unquoted word up to whitespace, `;` or `{` (nginx, where `${` belongs to a variable
-    /// and `}` to the word), or up to whitespace, a brace or a comment (keepalived).
-    fn word(&mut self) -> String {
-        let keepalived = self.dialect == Dialect::Keepalived;
-        let mut out = String::new();
-        let mut after_dollar = false;
-        while let Some(c) = self.peek() {
-            let ends = c.is_whitespace()
-                || (keepalived && (c == '{' || c == '}' || self.is_comment(c)))
-                || (!keepalived && (c == ';' || (c == '{' && !after_dollar)));
-            if ends {
-                break;
-            }
-            self.pos += c.len_utf8();
-            after_dollar = c == '$';
-            if c == '\\' {
-                match self.peek() {
-                    // keepalived (parser.c decomment): only \! and \# are escapes.
-                    Some(e @ ('!' | '#')) if keepalived => {
-                        self.pos += 1;
-                        out.push(e);
-                        continue;
-                    }
-                    Some(e) if !keepalived => {
-                        self.pos += e.len_utf8();
-                        push_escape(&mut out, e);
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            out.push(c);
-        }
-        out
-    }
-
-    fn quoted(&mut self, quote: char) -> LexResult {
-        let start = self.pos;
-        self.pos += 1;
-        let mut out = String::new();
-        loop {
-            let Some(c) = self.peek() else {
-                return Err((start, format!("unexpected end of file, expecting {quote}")));
-            };
-            self.pos += c.len_utf8();
-            if c == quote {
-                break;
-            }
-            // nginx unescapes quoted text; keepalived keeps it as written (a `\"` inside
-            // does not end the string there either).
-            if c == '\\' {
-                if let Some(e) = self.peek() {
-                    self.pos += e.len_utf8();
-                    match self.dialect {
-                        Dialect::Nginx => push_escape(&mut out, e),
-                        Dialect::Keepalived => {
-                            out.push(c);
-                            out.push(e);
-                        }
-                    }
-                    continue;
-                }
-            }
-            out.push(c);
-        }
-        // nginx wants a separator after a closing quote ("a"b is an error there).
-        if self.dialect == Dialect::Nginx {
-            if let Some(c) = self.peek() {
-                if !(c.is_whitespace() || c == ';' || c == '{') {
-                    return Err((self.pos, format!("unexpected \"{c}\"")));
-                }
-            }
-        }
-        Ok((Tok::Word(out), start))
-    }
-}
-
-/// nginx's escapes: `\"`, `\'`, `\\`, `\t`, `\r`, `\n`; any other `\x` stays as written.
-fn push_escape(out: &mut String, e: char) {
-    match e {
-        '"' | '\'' | '\\' => out.push(e),
-        't' => out.push('\t'),
-        'r' => out.push('\r'),
-        'n' => out.push('\n'),
-        other => {
-            out.push('\\');
-            out.push(other);
         }
     }
 }
