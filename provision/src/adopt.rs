@@ -217,19 +217,7 @@ fn lab_toml(
     if vips.len() != vi.vips.len() {
         notes.push("IPv6 VIPs are not part of lab.toml's model; see imported-vrrp.toml".into());
     }
-    let prefix = f.prefix.unwrap_or_else(|| {
-        notes.push("the interface's prefix could not be read; /24 assumed".into());
-        24
-    });
-    let gateway = f.gateway.unwrap_or_else(|| {
-        let net = u32::from(f.address) & (u32::MAX << (32 - u32::from(prefix.min(31))));
-        let guess = Ipv4Addr::from(net + 1);
-        notes.push(format!(
-            "{}: no default route: gateway = {guess} is a guess, check it",
-            f.address
-        ));
-        guess
-    });
+    let (prefix, gateway) = prefix_and_gateway(f, notes);
     let advert = vi.advert_interval.as_secs_f64();
     if advert.fract() != 0.0 || advert < 1.0 {
         notes.push(format!(
@@ -266,16 +254,7 @@ fn lab_toml(
     }
     let _ = writeln!(s, "advert_int = {}", (advert.round() as u64).clamp(1, 255));
     let _ = writeln!(s, "\n[ssh]\nuser = {}", toml_str(ssh_user));
-    let tz = f.timezone.clone().unwrap_or_else(|| {
-        notes.push("the time zone could not be read; UTC assumed".into());
-        "UTC".into()
-    });
-    notes.push("time servers are not read from the hosts: lab.toml names pool.ntp.org".into());
-    let _ = writeln!(
-        s,
-        "\n[time]\nservers = [\"pool.ntp.org\"]\ntimezone = {}",
-        toml_str(&tz)
-    );
+    time_section(f, &mut s, notes);
     for b in bs {
         let vi = b.vrrp_cfg.instances.first().ok_or("no vrrp_instance")?;
         let _ = writeln!(
@@ -293,6 +272,38 @@ fn lab_toml(
     }
     backends(first, &mut s, notes);
     Ok(s)
+}
+
+/// The interface's prefix and the default gateway, guessed (and reported) when unreadable.
+fn prefix_and_gateway(f: &Fetched, notes: &mut Vec<String>) -> (u8, Ipv4Addr) {
+    let prefix = f.prefix.unwrap_or_else(|| {
+        notes.push("the interface's prefix could not be read; /24 assumed".into());
+        24
+    });
+    let gateway = f.gateway.unwrap_or_else(|| {
+        let net = u32::from(f.address) & (u32::MAX << (32 - u32::from(prefix.min(31))));
+        let guess = Ipv4Addr::from(net + 1);
+        notes.push(format!(
+            "{}: no default route: gateway = {guess} is a guess, check it",
+            f.address
+        ));
+        guess
+    });
+    (prefix, gateway)
+}
+
+/// [time]: the zone from the first host; time servers are not read from the hosts.
+fn time_section(f: &Fetched, s: &mut String, notes: &mut Vec<String>) {
+    let tz = f.timezone.clone().unwrap_or_else(|| {
+        notes.push("the time zone could not be read; UTC assumed".into());
+        "UTC".into()
+    });
+    notes.push("time servers are not read from the hosts: lab.toml names pool.ntp.org".into());
+    let _ = writeln!(
+        *s,
+        "\n[time]\nservers = [\"pool.ntp.org\"]\ntimezone = {}",
+        toml_str(&tz)
+    );
 }
 
 /// The backends: the servers of the upstream that `location /` proxies to.

@@ -30,6 +30,51 @@ pub fn fetch(address: Ipv4Addr, opts: &SshOptions) -> Result<Fetched, String> {
             keepalived.stderr.trim()
         ));
     }
+    let net = network_facts(&mut out, address)?;
+    let mut fetched = Fetched {
+        address,
+        hostname,
+        nginx_t: nginx.stdout,
+        keepalived_path,
+        keepalived_conf: keepalived.stdout,
+        gateway: net.gateway,
+        dns: net.dns,
+        timezone: net.timezone,
+        prefix: net.prefix,
+        pages: BTreeMap::new(),
+    };
+    // Each backend's page, asked from this balancer (the backends are on its network).
+    if let Ok(b) = import_one(&fetched) {
+        let peers: Vec<_> = b
+            .proxy_cfg
+            .upstreams
+            .iter()
+            .flat_map(|u| &u.servers)
+            .map(|p| p.address)
+            .collect();
+        for peer in peers {
+            let IpAddr::V4(ip) = peer.ip() else { continue };
+            let page = out(&format!("curl -sf --max-time 3 http://{peer}/"))?;
+            if page.success() {
+                fetched.pages.insert(ip, page.stdout.trim_end().to_string());
+            }
+        }
+    }
+    Ok(fetched)
+}
+
+/// What lab.toml's [network] and [time] need that the configurations do not say.
+struct NetworkFacts {
+    gateway: Option<Ipv4Addr>,
+    dns: Vec<Ipv4Addr>,
+    timezone: Option<String>,
+    prefix: Option<u8>,
+}
+
+fn network_facts(
+    out: &mut impl FnMut(&str) -> Result<crate::ssh::Output, String>,
+    address: Ipv4Addr,
+) -> Result<NetworkFacts, String> {
     let route = out("ip -4 route show default")?.stdout;
     let gateway = route
         .split_whitespace()
@@ -52,36 +97,12 @@ pub fn fetch(address: Ipv4Addr, opts: &SshOptions) -> Result<Fetched, String> {
         w.strip_prefix(&format!("{address}/"))
             .and_then(|p| p.parse().ok())
     });
-    let mut fetched = Fetched {
-        address,
-        hostname,
-        nginx_t: nginx.stdout,
-        keepalived_path,
-        keepalived_conf: keepalived.stdout,
+    Ok(NetworkFacts {
         gateway,
         dns,
         timezone,
         prefix,
-        pages: BTreeMap::new(),
-    };
-    // Each backend's page, asked from this balancer (the backends are on its network).
-    if let Ok(b) = import_one(&fetched) {
-        let peers: Vec<_> = b
-            .proxy_cfg
-            .upstreams
-            .iter()
-            .flat_map(|u| &u.servers)
-            .map(|p| p.address)
-            .collect();
-        for peer in peers {
-            let IpAddr::V4(ip) = peer.ip() else { continue };
-            let page = out(&format!("curl -sf --max-time 3 http://{peer}/"))?;
-            if page.success() {
-                fetched.pages.insert(ip, page.stdout.trim_end().to_string());
-            }
-        }
-    }
-    Ok(fetched)
+    })
 }
 
 /// `provision adopt HOST... [-o DIR]`: the command line.

@@ -17,56 +17,7 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
     };
     let mut backups = Vec::new();
     for c in d.children() {
-        match c.name.as_str() {
-            "server" => {
-                if let Some((peer, backup)) = server(w, c, &mut up.notes) {
-                    if backup {
-                        backups.push((up.peers.len(), c));
-                    }
-                    up.peers.push(peer);
-                }
-            }
-            "least_conn" => up.balance = Some("least_conn"),
-            "ip_hash" => up.balance = Some("ip_hash"),
-            "hash" => {
-                let n = w.lose(
-                    c,
-                    "balancing by a hash key is not supported; smooth weighted round robin is used",
-                );
-                up.notes.push(n);
-            }
-            "random" => {
-                let n = w.lose(c, "smooth weighted round robin is used instead");
-                up.notes.push(n);
-            }
-            "keepalive" => match c
-                .args
-                .first()
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|n| *n <= 1_000_000)
-            {
-                Some(n) => up.keepalive = Some(n),
-                None => {
-                    let n = w.lose(
-                        c,
-                        "not a number up to 1000000; the proxy's default (32) is used",
-                    );
-                    up.notes.push(n);
-                }
-            },
-            "keepalive_timeout" => match c.args.first().map(|v| values::duration(v)) {
-                Some(Ok(v)) => up.keepalive_timeout = Some(v),
-                Some(Err(e)) => {
-                    let n = w.lose(c, e);
-                    up.notes.push(n);
-                }
-                None => {}
-            },
-            _ => {
-                let n = w.other(c);
-                up.notes.push(n);
-            }
-        }
+        directive(w, c, &mut up, &mut backups);
     }
     if up.balance == Some("ip_hash") {
         // nginx refuses backup servers with ip_hash; so does proxy.toml.
@@ -90,6 +41,65 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
     w.dropped_upstreams.push(up.name);
     w.lose_at_top(d, why);
     None
+}
+
+/// One directive of the upstream block; backups are noted with their index for ip_hash.
+fn directive<'d>(
+    w: &mut Walk<'_>,
+    c: &'d Directive,
+    up: &mut Upstream,
+    backups: &mut Vec<(usize, &'d Directive)>,
+) {
+    match c.name.as_str() {
+        "server" => {
+            if let Some((peer, backup)) = server(w, c, &mut up.notes) {
+                if backup {
+                    backups.push((up.peers.len(), c));
+                }
+                up.peers.push(peer);
+            }
+        }
+        "least_conn" => up.balance = Some("least_conn"),
+        "ip_hash" => up.balance = Some("ip_hash"),
+        "hash" => {
+            let n = w.lose(
+                c,
+                "balancing by a hash key is not supported; smooth weighted round robin is used",
+            );
+            up.notes.push(n);
+        }
+        "random" => {
+            let n = w.lose(c, "smooth weighted round robin is used instead");
+            up.notes.push(n);
+        }
+        "keepalive" => match c
+            .args
+            .first()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n <= 1_000_000)
+        {
+            Some(n) => up.keepalive = Some(n),
+            None => {
+                let n = w.lose(
+                    c,
+                    "not a number up to 1000000; the proxy's default (32) is used",
+                );
+                up.notes.push(n);
+            }
+        },
+        "keepalive_timeout" => match c.args.first().map(|v| values::duration(v)) {
+            Some(Ok(v)) => up.keepalive_timeout = Some(v),
+            Some(Err(e)) => {
+                let n = w.lose(c, e);
+                up.notes.push(n);
+            }
+            None => {}
+        },
+        _ => {
+            let n = w.other(c);
+            up.notes.push(n);
+        }
+    }
 }
 
 /// One `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]

@@ -102,34 +102,6 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
                 interface = Some(arg.to_string());
                 s.set("interface", toml_str(arg));
             }
-            "virtual_router_id" => match int(arg, 1, 255) {
-                Some(v) => s.set(&c.name, v),
-                None => s
-                    .notes
-                    .push(w.lose(c, "not 1..255; the instance is left out")),
-            },
-            "priority" => match int(arg, 1, 255) {
-                Some(v) => s.set(&c.name, v),
-                None => s
-                    .notes
-                    .push(w.lose(c, "not 1..255; the default 100 is used")),
-            },
-            "version" => match int(arg, 2, 3) {
-                Some(v) => s.set(&c.name, v),
-                None => s.notes.push(w.lose(c, "not 2 or 3; version 2 is used")),
-            },
-            "advert_int" => match number(arg, 0.01, 255.0) {
-                Some(v) => s.set(&c.name, v),
-                None => s
-                    .notes
-                    .push(w.lose(c, "not 0.01..255 seconds; 1 s is used")),
-            },
-            "preempt_delay" => match number(arg, 0.0, 1000.0) {
-                Some(v) => s.set(&c.name, v),
-                None => s
-                    .notes
-                    .push(w.lose(c, "not 0..1000 seconds; no delay is used")),
-            },
             "nopreempt" => s.set("nopreempt", "true".into()),
             "preempt" => s.notes.push(Walk::noted(c, "preemption is the default")),
             "authentication" => authentication(w, c, &mut s),
@@ -149,6 +121,7 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
             "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
                 s.set(&c.name, toml_str(&command(c)))
             }
+            _ if numeric(w, c, &mut s) => {}
             _ => {
                 let n = w.other(c);
                 s.notes.push(n);
@@ -156,6 +129,44 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
         }
     }
     finish(w, d, s, vips)
+}
+
+/// The instance's numeric settings, each checked against the range vrrp.toml takes; false
+/// when `c` is not one of them.
+fn numeric(w: &mut Walk<'_>, c: &Directive, s: &mut Section) -> bool {
+    let arg = c.args.first().map(String::as_str).unwrap_or("");
+    match c.name.as_str() {
+        "virtual_router_id" => match int(arg, 1, 255) {
+            Some(v) => s.set(&c.name, v),
+            None => s
+                .notes
+                .push(w.lose(c, "not 1..255; the instance is left out")),
+        },
+        "priority" => match int(arg, 1, 255) {
+            Some(v) => s.set(&c.name, v),
+            None => s
+                .notes
+                .push(w.lose(c, "not 1..255; the default 100 is used")),
+        },
+        "version" => match int(arg, 2, 3) {
+            Some(v) => s.set(&c.name, v),
+            None => s.notes.push(w.lose(c, "not 2 or 3; version 2 is used")),
+        },
+        "advert_int" => match number(arg, 0.01, 255.0) {
+            Some(v) => s.set(&c.name, v),
+            None => s
+                .notes
+                .push(w.lose(c, "not 0.01..255 seconds; 1 s is used")),
+        },
+        "preempt_delay" => match number(arg, 0.0, 1000.0) {
+            Some(v) => s.set(&c.name, v),
+            None => s
+                .notes
+                .push(w.lose(c, "not 0..1000 seconds; no delay is used")),
+        },
+        _ => return false,
+    }
+    true
 }
 
 /// Version, VIP list and the keys vrrp requires; `None` (reported) when the instance cannot run.

@@ -110,6 +110,19 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
         let why = "no vrrp_instance could be imported";
         return Err(conf::import::nothing_to_import(path, why, &losses));
     }
+    let sections = std::iter::once(global)
+        .chain(scripts.into_iter().map(|(_, s)| s))
+        .chain(instances);
+    let toml = write_toml(path, top, sections);
+    Ok(Imported { toml, losses })
+}
+
+/// The vrrp.toml text: a header, the top-level comments, then each table with its comments.
+fn write_toml(
+    path: &Path,
+    mut top: Vec<String>,
+    sections: impl Iterator<Item = Section>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -118,14 +131,10 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
     );
     s.push_str("# Lines starting with \"NOT IMPORTED\" mark what vrrp does not do.\n");
     s.push_str("# Check both balancers' files together: vrrp --check --config A --config B\n");
-    let mut top = top;
     conf::import::sort_comments(&mut top);
     for n in &top {
         s.push_str(n);
     }
-    let sections = std::iter::once(global)
-        .chain(scripts.into_iter().map(|(_, s)| s))
-        .chain(instances);
     for mut sec in sections {
         conf::import::sort_comments(&mut sec.notes);
         let _ = writeln!(s, "\n[{}]", sec.header);
@@ -136,7 +145,7 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
             let _ = writeln!(s, "{k} = {v}");
         }
     }
-    Ok(Imported { toml: s, losses })
+    s
 }
 
 fn global_defs(w: &mut Walk<'_>, d: &Directive, g: &mut Section) {
