@@ -183,8 +183,8 @@ fn finish(w: &mut Walk<'_>, d: &Directive, mut s: Section, vips: Vec<String>) ->
     if s.fields.iter().any(|(k, v)| k == "version" && v == "3") && s.has("authentication") {
         s.fields.retain(|(k, _)| k != "authentication");
         s.notes.push(w.lose(
-            d,
-            "authentication is ignored with VRRPv3 (keepalived ignores it too); adverts carry none",
+            child(d, "authentication"),
+            "ignored with VRRPv3 (keepalived ignores it too); adverts carry none",
         ));
     }
     advert_int(w, d, &mut s);
@@ -205,6 +205,15 @@ fn finish(w: &mut Walk<'_>, d: &Directive, mut s: Section, vips: Vec<String>) ->
         return None;
     }
     Some(s)
+}
+
+/// The last `name` directive of `d`'s block (the one keepalived uses), or `d` itself.
+fn child<'d>(d: &'d Directive, name: &str) -> &'d Directive {
+    d.children()
+        .iter()
+        .rev()
+        .find(|c| c.name == name)
+        .unwrap_or(d)
 }
 
 /// VRRPv2 carries whole seconds, v3 centiseconds up to 40.95 s.
@@ -232,7 +241,8 @@ fn advert_int(w: &mut Walk<'_>, d: &Directive, s: &mut Section) {
     };
     if let Some((v, why)) = fixed {
         s.set("advert_int", v.to_string());
-        s.notes.push(w.lose(d, format!("advert_int {secs}: {why}")));
+        let at = child(d, "advert_int");
+        s.notes.push(w.lose(at, format!("{secs} s: {why}")));
     }
 }
 
@@ -244,8 +254,9 @@ fn same_family(w: &mut Walk<'_>, d: &Directive, s: &mut Section, v6: bool) {
         .any(|(k, v)| k == "unicast_src_ip" && wrong(v))
     {
         s.fields.retain(|(k, _)| k != "unicast_src_ip");
+        let at = child(d, "unicast_src_ip");
         s.notes
-            .push(w.lose(d, "unicast_src_ip is not of the VIPs' family; left out"));
+            .push(w.lose(at, "not of the VIPs' family; left out"));
     }
     if let Some((_, peers)) = s.fields.iter_mut().find(|(k, _)| k == "unicast_peer") {
         let list: Vec<&str> = peers
@@ -256,8 +267,9 @@ fn same_family(w: &mut Walk<'_>, d: &Directive, s: &mut Section, v6: bool) {
         let kept: Vec<&str> = list.iter().copied().filter(|p| !wrong(p)).collect();
         if kept.len() != list.len() {
             *peers = format!("[{}]", kept.join(", "));
+            let at = child(d, "unicast_peer");
             s.notes
-                .push(w.lose(d, "unicast peers not of the VIPs' family are left out"));
+                .push(w.lose(at, "peers not of the VIPs' family are left out"));
         }
     }
 }
