@@ -5,6 +5,8 @@
 //! Goldens are rewritten only by `UPDATE_IMPORT_GOLDENS=1 cargo test -p proxy --test import`
 //! (never by a normal run, which compares).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -191,6 +193,44 @@ fn the_binary_exits_0_3_1_and_its_output_passes_check() {
     let (code, stdout, _) = run(&["-t", "--config", out.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(stdout.contains("test is successful"));
+}
+
+/// The imported file does not only pass `--check`: the proxy runs with it and balances over the
+/// nginx upstream's servers, logging in nginx's "main" format.
+#[test]
+fn an_imported_config_serves_traffic() {
+    let a = common::Backend::page("node A\n");
+    let b = common::Backend::page("node B\n");
+    let dir = common::temp_dir("import-run");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let log = dir.join("access.log");
+    let nginx = format!(
+        "worker_processes 1;\nevents {{ worker_connections 64; }}\nhttp {{\n    access_log {} main;\n    upstream app {{ server {}; server {}; }}\n    server {{\n        listen 127.0.0.1:{port};\n        location / {{ proxy_pass http://app; proxy_set_header Host $host; }}\n    }}\n}}\n",
+        log.display(),
+        a.addr,
+        b.addr
+    );
+    let src = dir.join("nginx.conf");
+    std::fs::write(&src, nginx).unwrap();
+    let (code, toml, stderr) = run(&["import", src.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    // The imported admin address is fixed (127.0.0.1:9900); tests share the machine's loopback.
+    let toml = toml.replace("127.0.0.1:9900", &format!("127.0.0.1:{admin}"));
+    let config = dir.join("proxy.toml");
+    std::fs::write(&config, toml).unwrap();
+    let p = common::Proxy::spawn(config, dir, port, admin, &[]);
+    let mut bodies: Vec<String> = (0..2).map(|_| p.get("/").text()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["node A\n", "node B\n"]);
+    // The access log is written by its own thread: wait for both lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut log = p.access_log();
+    while log.lines().count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log = p.access_log();
+    }
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(log.contains("\"GET / HTTP/1.1\" 200 7"), "{log}");
 }
 
 /// Every corpus file: the report and exit status match the golden file, and the output
