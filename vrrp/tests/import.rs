@@ -6,6 +6,8 @@
 //! Goldens are rewritten only by `UPDATE_IMPORT_GOLDENS=1 cargo test -p vrrp --test import`
 //! (never by a normal run, which compares).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -252,6 +254,49 @@ fn what_vrrp_cannot_do_is_reported_line_by_line() {
             .parse::<std::net::IpAddr>()
             .map(|a| (a, 24))
             .unwrap()]
+    );
+}
+
+/// Migration of one balancer at a time: the preferred balancer's keepalived.conf, imported, runs
+/// as our vrrp next to a peer still running keepalived with its own unchanged keepalived.conf
+/// (in network namespaces of this test): ours takes the VIPs by priority, and hands them to
+/// keepalived when it stops.
+#[test]
+fn an_imported_keepalived_conf_runs_next_to_the_keepalived_peer() {
+    const VIPS: [&str; 3] = ["10.99.0.80/24", "10.99.0.90/24", "10.99.0.100/24"];
+    let mut lab = common::Lab::new("import", 2);
+    let conf = |prio| common::keepalived_conf(prio, 2, 1.0, &VIPS, "");
+    let src = lab.path("server1-keepalived.conf");
+    std::fs::write(&src, conf(150)).unwrap();
+    let imported = vrrp::import::keepalived(&src, &FsFiles::default()).unwrap();
+    assert_eq!(imported.exit_code(), 0, "{}", imported.report());
+    // Each daemon on this machine needs a runtime directory of its own (keepalived has no
+    // such key, so the import leaves vrrp's default).
+    let run_dir = lab.path("run-ours");
+    let toml = imported.toml.replacen(
+        "[global_defs]\n",
+        &format!("[global_defs]\nruntime_dir = \"{}\"\n", run_dir.display()),
+        1,
+    );
+    lab.start_keepalived(1, "peer", &conf(100));
+    let ours = lab.start_vrrp(0, "ours", &toml);
+    let mut w0 = common::Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = common::Watch::new(&lab, &lab.hosts[1].clone());
+    let vips = ["10.99.0.80", "10.99.0.90", "10.99.0.100"];
+    let all = |w: &mut common::Watch| vips.iter().all(|v| w.has(v));
+    let none = |w: &mut common::Watch| vips.iter().all(|v| !w.has(v));
+    let ok = common::wait_for(Duration::from_secs(10), || all(&mut w0) && none(&mut w1));
+    assert!(
+        ok.is_some(),
+        "ours (150) never held the VIPs alone\n{}",
+        lab.log_dump()
+    );
+    lab.signal(ours, libc::SIGTERM);
+    let ok = common::wait_for(Duration::from_secs(5), || all(&mut w1) && none(&mut w0));
+    assert!(
+        ok.is_some(),
+        "keepalived never took over\n{}",
+        lab.log_dump()
     );
 }
 
