@@ -179,7 +179,7 @@ fn the_binary_exits_0_3_1_and_check_finds_the_seeds_trap() {
     let full = d.join("full.conf");
     std::fs::write(
         &full,
-        "global_defs {\n  router_id lb1\n}\nvrrp_script chk {\n  script \"/usr/bin/true\"\n  interval 2\n  timeout 1\n  weight -60\n  fall 3\n  rise 2\n}\nvrrp_instance VI_6 {\n  state BACKUP\n  interface eth1\n  virtual_router_id 61\n  priority 90\n  advert_int 0.5\n  version 3\n  nopreempt\n  preempt_delay 5\n  unicast_src_ip 10.1.0.2\n  unicast_peer {\n    10.1.0.3\n  }\n  virtual_ipaddress {\n    10.1.0.100/24 dev eth1\n  }\n  track_interface {\n    eth0\n  }\n  track_script {\n    chk\n  }\n  notify_master \"/etc/vrrp/notify.sh master\"\n}\n",
+        "global_defs {\n  router_id lb1\n}\nvrrp_script chk {\n  script \"/usr/bin/true\"\n  interval 2\n  timeout 1\n  weight -60\n  fall 3\n  rise 2\n}\nvrrp_instance VI_6 {\n  state BACKUP\n  interface eth1\n  virtual_router_id 61\n  priority 90\n  advert_int 0.5\n  version 3\n  nopreempt\n  preempt_delay 5\n  unicast_src_ip 10.1.0.2\n  unicast_peer {\n    10.1.0.3\n  }\n  virtual_ipaddress {\n    10.1.0.100/24 dev eth1\n  }\n  track_interface {\n    eth0\n  }\n  track_script {\n    chk\n  }\n  notify_master \"/etc/vrrp/notify.sh master\"\n  notify_backup /etc/vrrp/backup.sh\n}\n",
     )
     .unwrap();
     let (code, stdout, stderr) = run(&["import", full.to_str().unwrap()]);
@@ -222,7 +222,7 @@ fn what_vrrp_cannot_do_is_reported_line_by_line() {
     let path = dir.0.join("keepalived.conf");
     std::fs::write(
         &path,
-        "vrrp_sync_group G {\n  group {\n    VI_1\n  }\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 7\n  authentication {\n    auth_type AH\n    auth_pass x\n  }\n  virtual_ipaddress {\n    10.0.0.7/24 brd 10.0.0.255 dev eth0 label eth0:1 scope link\n  }\n  virtual_ipaddress_excluded {\n    10.0.0.8\n  }\n}\nvirtual_server 10.0.0.7 80 {\n  real_server 10.0.0.20 80 {\n  }\n}\nstatic_routes {\n  10.1.0.0/16 via 10.0.0.1\n}\nbfd_instance b {\n}\n",
+        "vrrp_sync_group G {\n  group {\n    VI_1\n  }\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 7\n  authentication {\n    auth_type AH\n    auth_pass x\n  }\n  virtual_ipaddress {\n    10.0.0.7/24 brd 10.0.0.255 dev eth0 label eth0:1 scope link\n  }\n  virtual_ipaddress_excluded {\n    10.0.0.8\n  }\n  notify \"/bin/n.sh\" keepalived_script\n}\nvirtual_server 10.0.0.7 80 {\n  real_server 10.0.0.20 80 {\n  }\n}\nstatic_routes {\n  10.1.0.0/16 via 10.0.0.1\n}\nbfd_instance b {\n}\n",
     )
     .unwrap();
     let imported = vrrp::import::keepalived(&path, &FsFiles::default()).unwrap();
@@ -234,16 +234,17 @@ fn what_vrrp_cannot_do_is_reported_line_by_line() {
          {p}:14: directive \"10.0.0.7/24\" is not supported: the address is added without a label\n\
          {p}:14: directive \"10.0.0.7/24\" is not supported: option \"scope link\" is not supported; the address is added without it\n\
          {p}:16: directive \"virtual_ipaddress_excluded\" is not supported: these addresses are not added on becoming master (they were never in adverts)\n\
-         {p}:20: directive \"virtual_server\" is not supported: LVS load balancing is not supported; the proxy balances HTTP (proxy import)\n\
-         {p}:24: directive \"static_routes\" is not supported: the routes are not configured; configure them with the system's network setup\n\
-         {p}:27: directive \"bfd_instance\" is not supported: BFD is not supported; use a vrrp_script to track the peer\n"
+         {p}:19: directive \"notify\" is not supported: the script runs as the user vrrp runs as (the user/group words are dropped)\n\
+         {p}:21: directive \"virtual_server\" is not supported: LVS load balancing is not supported; the proxy balances HTTP (proxy import)\n\
+         {p}:25: directive \"static_routes\" is not supported: the routes are not configured; configure them with the system's network setup\n\
+         {p}:28: directive \"bfd_instance\" is not supported: BFD is not supported; use a vrrp_script to track the peer\n"
     );
     assert_eq!(imported.report(), want);
     assert_eq!(imported.exit_code(), 3);
     // Each one is marked where it was dropped.
     assert_eq!(
         imported.toml.matches("# NOT IMPORTED ").count(),
-        9,
+        10,
         "{}",
         imported.toml
     );

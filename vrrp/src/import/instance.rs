@@ -118,8 +118,13 @@ pub(super) fn instance(w: &mut Walk<'_>, d: &Directive, scripts: &[String]) -> O
                 s.set("track_interface", l);
             }
             "track_script" => track_script(w, c, &mut s, scripts),
+            // keepalived: `notify_master "CMD ARGS" [user [group]]`.
             "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
-                s.set(&c.name, toml_str(&command(c)))
+                s.set(&c.name, toml_str(arg));
+                if c.args.len() > 1 {
+                    let why = "the script runs as the user vrrp runs as (the user/group words are dropped)";
+                    s.notes.push(w.lose(c, why));
+                }
             }
             _ if numeric(w, c, &mut s) => {}
             _ => {
