@@ -11,6 +11,9 @@
 //! - [`init_tracing`]: the log format of the daemons (stderr, `RUST_LOG` filter, colour only on a
 //!   terminal so journald and log files get plain text).
 
+pub mod block;
+pub mod import;
+
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -16,11 +16,13 @@
 //! the host deciding. `ssh` is the libssh2 transport and `hostkey` its
 //! known_hosts check. `run` drives the hosts in parallel,
 //! `rollout` makes the balancers take turns (backup first, stop at the first failure), `report`
-//! formats progress and the recap, `out` writes lines without interleaving, `diff` shows file
+//! formats progress and the recap, `adopt` reads an existing nginx + keepalived pair (read-only)
+//! into a lab.toml and the files provision would deploy, `out` writes lines without interleaving, `diff` shows file
 //! changes in a dry run, and `doubles` holds the TEST DOUBLES the lab installs where a
 //! namespace has no systemd or yum.
 
 pub mod address;
+pub mod adopt;
 pub mod check;
 pub mod diff;
 pub mod doubles;

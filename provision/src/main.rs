@@ -93,6 +93,9 @@ fn print_plan(inv: &Inventory, family: &str, systemd: Option<u32>, hosts: &[Stri
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("adopt") {
+        return provision::adopt::cli(std::env::args().skip(1));
+    }
     let args = Args::parse();
     let inv = match Inventory::load(&args.inventory) {
         Ok(i) => i,

@@ -9,6 +9,7 @@ pub mod balance;
 pub mod config;
 pub mod forward;
 pub mod http;
+pub mod import;
 pub mod log;
 pub mod metrics;
 pub mod pool;

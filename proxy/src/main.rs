@@ -31,10 +31,15 @@ struct Args {
     /// I/O engine: "auto" (io_uring, falling back to epoll) or "epoll".
     #[arg(long, default_value = "auto")]
     engine: String,
+    #[command(subcommand)]
+    import: Option<proxy::import::Command>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(import) = &args.import {
+        return import.run();
+    }
     // I/O buffers (16 KiB) come from mmap, not the heap: with thousands of idle keep-alive
     // connections, heap-allocated buffers freed between small long-lived objects leave pages
     // that cannot go back to the OS (measured: 3.5 KiB per idle connection, 1.5 with this).

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod daemon;
 pub mod garp;
+pub mod import;
 pub mod instance;
 pub mod net;
 pub mod packet;

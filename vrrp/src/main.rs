@@ -39,12 +39,28 @@ enum Cmd {
         #[arg(long)]
         runtime_dir: Option<PathBuf>,
     },
+    /// Convert a keepalived.conf to vrrp.toml; the report of what is not carried over goes to
+    /// stderr. Exit status: 0 all mapped, 3 mapped with reported losses, 1 unreadable input.
+    Import {
+        keepalived_conf: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     conf::init_tracing();
     match cli.cmd {
+        Some(Cmd::Import {
+            keepalived_conf,
+            output,
+        }) => {
+            let result =
+                vrrp::import::keepalived(&keepalived_conf, &conf::block::FsFiles::default());
+            conf::import::finish_cli("vrrp", result, output.as_deref())
+        }
         Some(Cmd::Status {
             config,
             runtime_dir,
