@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics;
-use crate::worker::Shared;
+use crate::state::Shared;
 
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)

@@ -68,7 +68,8 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 }
 
 /// Hop-by-hop fields (RFC 9110 7.6.1), plus Proxy-Connection which old clients still send.
-/// `Trailer` is on the list too, as the brief (and nginx's proxy module) drop it.
+/// `Trailer` is on the list too, as nginx's proxy module drops it: a chunked body we de-chunk
+/// has no trailer section left to announce.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     const HOP: [&[u8]; 6] = [
         b"connection",

@@ -95,7 +95,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend answering every request with `page` (like the seed's httpd nodes).
+    /// A backend answering every request with `page` (like the Apache httpd nodes behind the
+    /// balancers).
     pub fn page(page: &'static str) -> Backend {
         Backend::start(move |_| Reply::text(page))
     }
@@ -417,10 +418,8 @@ impl Proxy {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on the pid of a child this test started.
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("a known signal");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
     }
 
     pub fn client(&self) -> Client {

@@ -1,0 +1,111 @@
+//! The upstream side of an attempt: connect, send the request (the held bytes, then any body
+//! still streaming from the client), read the response head.
+
+use monoio::net::TcpStream;
+
+use crate::config::Upstream;
+use crate::http::{self, Method, ResponseHead};
+use crate::metrics;
+use crate::policy::{ExchangeError, Kind, Side};
+
+use super::exchange::Target;
+use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, READ_CHUNK};
+use super::Conn;
+
+impl Conn {
+    pub(super) async fn connect(&self, t: &Target<'_>) -> Result<TcpStream, ExchangeError> {
+        let timer = &self.client.io.timer;
+        let connect = TcpStream::connect_addr(t.addr);
+        match timer.within(t.upstream.connect_timeout, connect).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(addr = %t.addr, error = %e, "upstream connect failed");
+                Err(ExchangeError::upstream(Kind::Connect))
+            }
+            Err(_elapsed) => Err(ExchangeError::upstream(Kind::Timeout)),
+        }
+    }
+
+    /// An upstream connection with the connection's response buffers.
+    pub(super) fn upstream_side(&mut self, tcp: TcpStream, upstream: &Upstream) -> UpstreamSide {
+        let mut io = Endpoint::new(tcp, self.client.io.timer.clone(), Side::Upstream);
+        io.read_timeout = upstream.read_timeout;
+        io.write_timeout = upstream.send_timeout;
+        UpstreamSide {
+            io,
+            buf: std::mem::take(&mut self.ubuf),
+            headers: std::mem::take(&mut self.uheaders),
+        }
+    }
+
+    /// Send the request head and the body bytes we hold, then stream the rest of a
+    /// Content-Length body from the client.
+    pub(super) async fn send_request(
+        &mut self,
+        up: &mut UpstreamSide,
+        t: &Target<'_>,
+        request: &mut Vec<u8>,
+    ) -> Result<(), ExchangeError> {
+        up.io.write_all(request).await?;
+        if t.body.to_stream == 0 {
+            return Ok(());
+        }
+        let mut chunk = std::mem::take(&mut self.client.out);
+        let mut moved = Moved::default();
+        let pipe = self.ctx.config().splice.then_some(&mut self.pipe);
+        let r = forward_exact(
+            &mut self.client.io,
+            &mut up.io,
+            t.body.to_stream,
+            &mut chunk,
+            pipe,
+            &mut moved,
+        )
+        .await;
+        chunk.clear();
+        self.client.out = chunk;
+        metrics::add(&self.ctx.stats.bytes_from_clients, moved.bytes);
+        metrics::add(&self.ctx.stats.spliced_bytes, moved.spliced);
+        r
+    }
+
+    /// Read the response head, skipping interim 1xx responses.
+    pub(super) async fn read_response_head(
+        &mut self,
+        up: &mut UpstreamSide,
+        method: Method,
+    ) -> Result<ResponseHead, ExchangeError> {
+        up.buf.clear();
+        loop {
+            if !up.buf.is_empty() {
+                match http::parse_response(&up.buf, method, &mut up.headers) {
+                    Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                        // Interim response (we answer Expect ourselves): skip it.
+                        up.buf.drain(..resp.head_len);
+                        continue;
+                    }
+                    Ok(Some(resp)) if resp.status == 101 => {
+                        return Err(ExchangeError::upstream(Kind::Invalid))
+                    }
+                    Ok(Some(resp)) => return Ok(resp),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "upstream sent an invalid response head");
+                        return Err(ExchangeError::upstream(Kind::Invalid));
+                    }
+                }
+            }
+            match up.read(READ_CHUNK).await {
+                Ok(_) => {}
+                // Closed mid-head is a broken response, not a stale connection.
+                Err(e) if e.kind == Kind::Closed && !up.buf.is_empty() => {
+                    return Err(ExchangeError::upstream(Kind::Invalid))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
