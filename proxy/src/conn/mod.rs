@@ -160,8 +160,7 @@ impl Conn {
     /// wait goes on as a readiness poll without a buffer until `keepalive_timeout`.
     /// Returns false to close (timeout, EOF, error, drain).
     async fn idle_wait(&mut self) -> bool {
-        let config = self.ctx.config();
-        let Some(server) = crate::route::server_for(&config, self.listen) else {
+        let Some(keepalive) = self.keepalive_timeout() else {
             return false;
         };
         if self.ctx.draining() {
@@ -169,8 +168,8 @@ impl Conn {
         }
         // The coarse clock (the worker's last tick): both deadlines fire on a tick anyway.
         let now = self.client.io.timer.now();
-        let deadline = now + server.keepalive_timeout;
-        let hot_until = now + HOT_IDLE.min(server.keepalive_timeout);
+        let deadline = now + keepalive;
+        let hot_until = now + HOT_IDLE.min(keepalive);
         // Boxed (768 bytes, a tcache-sized allocation): inline, its state would size every
         // connection's task, idle ones included (measured 3.2 instead of 1.5 KiB per idle
         // keep-alive connection).
@@ -241,6 +240,13 @@ impl Conn {
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
             Err(_) => Some(false),
         }
+    }
+
+    /// The server's `keepalive_timeout`; a plain function so that the idle wait, which every
+    /// idle connection's task holds, keeps no config reference across its awaits.
+    fn keepalive_timeout(&self) -> Option<Duration> {
+        let config = self.ctx.config();
+        crate::route::server_for(&config, self.listen).map(|s| s.keepalive_timeout)
     }
 
     /// Take I/O buffers from the worker's pool for a request.

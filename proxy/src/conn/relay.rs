@@ -90,8 +90,8 @@ impl Conn {
         *sent += first as u64;
         self.client.flush().await?;
         let mut moved = Moved::default();
-        let pipe = self.ctx.config().splice.then_some(&mut self.pipe);
         let rest = n - first as u64;
+        let pipe = (rest >= SPLICE_MIN && self.ctx.config().splice).then_some(&mut self.pipe);
         let r = forward_exact(
             &mut up.io,
             &mut self.client.io,

@@ -9,7 +9,7 @@ use crate::metrics;
 use crate::policy::{ExchangeError, Kind, Side};
 
 use super::exchange::Target;
-use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, READ_CHUNK};
+use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, READ_CHUNK, SPLICE_MIN};
 use super::Conn;
 
 impl Conn {
@@ -55,7 +55,8 @@ impl Conn {
         }
         let mut chunk = std::mem::take(&mut self.client.out);
         let mut moved = Moved::default();
-        let pipe = self.ctx.config().splice.then_some(&mut self.pipe);
+        let splice = t.body.to_stream >= SPLICE_MIN && self.ctx.config().splice;
+        let pipe = splice.then_some(&mut self.pipe);
         let r = forward_exact(
             &mut self.client.io,
             &mut up.io,

@@ -66,14 +66,14 @@ impl Deadlines {
     }
 
     /// Run `fut` with slot `id` armed for `timeout` from now.
-    pub async fn timed<F: Future>(
-        &self,
+    pub fn timed<'a, F: Future + 'a>(
+        &'a self,
         id: usize,
         timeout: Duration,
         fut: F,
-    ) -> Result<F::Output, Elapsed> {
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
         let at = self.now() + timeout;
-        self.timed_at(id, at, fut).await
+        self.timed_at(id, at, fut)
     }
 
     /// Run `fut` with slot `id` armed until `deadline`.
@@ -177,14 +177,23 @@ impl Timer {
         self.table.now()
     }
 
-    /// Run `fut` for at most `timeout` from now.
-    pub async fn within<F: Future>(&self, timeout: Duration, fut: F) -> Result<F::Output, Elapsed> {
-        self.table.timed(self.slot, timeout, fut).await
+    /// Run `fut` for at most `timeout` from now. (Plain functions returning the table's
+    /// future, not `async fn`s: a wrapper would store `fut` twice in every caller's state.)
+    pub fn within<'a, F: Future + 'a>(
+        &'a self,
+        timeout: Duration,
+        fut: F,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
+        self.table.timed(self.slot, timeout, fut)
     }
 
     /// Run `fut` until `deadline` at the latest.
-    pub async fn until<F: Future>(&self, deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
-        self.table.timed_at(self.slot, deadline, fut).await
+    pub fn until<'a, F: Future + 'a>(
+        &'a self,
+        deadline: Instant,
+        fut: F,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
+        self.table.timed_at(self.slot, deadline, fut)
     }
 
     /// Arm the slot for a caller that polls [`Timer::expired`] itself.
