@@ -109,7 +109,7 @@ impl Conn {
                 if head.expect_continue && self.client.buf.len() == head.head_len {
                     self.continue_100().await?;
                 }
-                body.consumed += self.read_chunked_body(head.head_len, server).await?;
+                self.read_chunked_body(head.head_len, server).await?;
                 body.dechunked = Some(self.body.len() as u64);
             }
         }
@@ -117,29 +117,34 @@ impl Conn {
     }
 
     /// Read and de-chunk a request body that starts at `buf[start..]` into `self.body`.
-    /// Returns the bytes of chunked framing consumed.
+    ///
+    /// The framing is consumed as it is parsed: decoded bytes are cut out of the client buffer
+    /// at once, so the buffer holds the head plus at most one read and one partial size line,
+    /// whatever the client puts into extensions and trailers. On return the bytes after the
+    /// head are whatever followed the body (a pipelined request).
     async fn read_chunked_body(
         &mut self,
         start: usize,
         server: &Server,
-    ) -> Result<usize, ExchangeError> {
+    ) -> Result<(), ExchangeError> {
         self.body.clear();
         let mut decoder = ChunkedDecoder::new();
-        let mut pos = start;
         let deadline = self.client.io.timer.now() + server.client_body_timeout;
         loop {
-            let input = &self.client.buf[pos..];
             let used = decoder
-                .decode_into(input, false, &mut self.body)
+                .decode_into(&self.client.buf[start..], false, &mut self.body)
                 .map_err(|_| ExchangeError::rejected(400))?;
+            self.client.buf.drain(start..start + used);
             if self.body.len() as u64 > server.client_max_body_size {
                 return Err(ExchangeError::rejected(413));
             }
-            pos += used;
             if decoder.is_done() {
-                return Ok(pos - start);
+                return Ok(());
             }
-            self.client.read_until(READ_CHUNK, deadline).await?;
+            let room = READ_CHUNK
+                .saturating_sub(self.client.buf.len() - start)
+                .max(1);
+            self.client.read_until(room, deadline).await?;
         }
     }
 

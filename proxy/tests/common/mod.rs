@@ -398,6 +398,19 @@ impl Proxy {
         p
     }
 
+    /// Take over a proxy started by the test itself (e.g. under `prlimit`).
+    pub fn adopt(child: Child, dir: PathBuf, port: u16, admin: u16, config_path: PathBuf) -> Proxy {
+        let p = Proxy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+            dir,
+            config_path,
+        };
+        p.wait_ready();
+        p
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -451,6 +464,35 @@ impl Proxy {
             thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Resident memory of the whole proxy process (all workers), from /proc/PID/status.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// CPU time (user + system) the proxy used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Paths the proxy holds open (targets of /proc/PID/fd/*).
+    pub fn open_files(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect()
     }
 
     pub fn access_log(&self) -> String {
