@@ -84,3 +84,37 @@ fn a_client_that_does_not_read_costs_bounded_memory() {
         assert_eq!(r.body.len(), 64 << 20);
     }
 }
+
+/// /healthz answers within 50 ms whatever other admin clients do: a silent connection and one
+/// that trickles a byte at a time do not hold it up, and the trickler is cut at the deadline.
+#[test]
+fn healthz_answers_while_other_admin_clients_stall() {
+    let b = Backend::page("ok");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let _silent = std::net::TcpStream::connect(p.admin).unwrap();
+    let mut slow = std::net::TcpStream::connect(p.admin).unwrap();
+    let trickle = thread::spawn(move || {
+        let start = std::time::Instant::now();
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: admin\r\n".iter().cycle() {
+            if slow.write_all(&[*byte]).is_err() || start.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+        start.elapsed()
+    });
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = p.admin_get("/healthz");
+        let took = t.elapsed();
+        assert_eq!(r.status, 200);
+        assert!(took < Duration::from_millis(50), "/healthz took {took:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let cut_after = trickle.join().unwrap();
+    assert!(
+        cut_after < Duration::from_secs(6),
+        "a trickling admin client must be cut at the request deadline ({cut_after:?})"
+    );
+}

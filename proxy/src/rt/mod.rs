@@ -2,6 +2,7 @@
 //! per-connection [`deadline::Timer`] (the only timer connections use), the I/O buffer pool,
 //! a thread-local one-shot event, panic containment per task, and splice(2) forwarding.
 
+pub mod backoff;
 pub mod buffers;
 pub mod deadline;
 pub mod event;
