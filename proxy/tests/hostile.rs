@@ -118,3 +118,32 @@ fn healthz_answers_while_other_admin_clients_stall() {
         "a trickling admin client must be cut at the request deadline ({cut_after:?})"
     );
 }
+
+/// SIGQUIT closes connections that have no request in flight at once and finishes the rest.
+#[test]
+fn graceful_stop_does_not_wait_for_silent_clients() {
+    let b = Backend::start(|r| {
+        if r.target == "/slow" {
+            thread::sleep(Duration::from_millis(800));
+        }
+        Reply::text("done")
+    });
+    let mut p = Proxy::with_backends(&[&b], "", "");
+    let _silent = std::net::TcpStream::connect(p.addr).unwrap();
+    let mut idle = p.client();
+    idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.response().status, 200);
+    let mut busy = p.client();
+    busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    p.signal(libc::SIGQUIT);
+    let r = busy.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "done");
+    let st = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits by itself");
+    assert!(st.success(), "{st:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

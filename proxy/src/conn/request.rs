@@ -22,7 +22,7 @@ pub(super) struct Body {
 
 impl Conn {
     /// Read until a complete request head is buffered. `Ok(None)`: close quietly (EOF, idle
-    /// timeout, drain); `Err`: answer with its status and close.
+    /// timeout, a graceful stop); `Err`: answer with its status and close.
     pub(super) async fn read_head(
         &mut self,
         server: &Server,
@@ -47,10 +47,12 @@ impl Conn {
                     }
                 }
             }
-            let idle = c.buf.is_empty() && self.served > 0;
-            if idle && self.ctx.draining() {
+            // A graceful stop finishes requests in flight; a connection still waiting for (the
+            // rest of) a head has none, so it closes now rather than holding up the exit.
+            if self.ctx.draining() {
                 return Ok(None);
             }
+            let idle = c.buf.is_empty() && self.served > 0;
             let until = *deadline.get_or_insert_with(|| {
                 let wait = if idle {
                     server.keepalive_timeout
@@ -61,14 +63,10 @@ impl Conn {
             });
             let max = limits.max_head.saturating_sub(c.buf.len()).max(1);
             let read = c.read_until(max.min(READ_CHUNK), until);
-            let r = if idle {
-                let ctx = self.ctx.clone();
-                monoio::select! {
-                    r = read => r,
-                    _ = ctx.drain.wait() => return Ok(None),
-                }
-            } else {
-                read.await
+            let ctx = self.ctx.clone();
+            let r = monoio::select! {
+                r = read => r,
+                _ = ctx.drain.wait() => return Ok(None),
             };
             if r.is_err() {
                 return Ok(None);
