@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::log::{AccessLog, LogSink};
 use crate::metrics::WorkerStats;
 use crate::pool::Pool;
+use crate::rt::backoff::LogEvery;
 use crate::rt::buffers::BufferPool;
 use crate::rt::deadline::Deadlines;
 use crate::rt::event::LocalEvent;
@@ -112,6 +113,10 @@ pub struct WorkerCtx {
     pub log: RefCell<AccessLog>,
     /// Set when the worker drains (graceful stop): idle keep-alive connections close.
     pub drain: LocalEvent,
+    /// Accept failures (EMFILE, ENFILE, ENOBUFS) and connections over `worker_connections`,
+    /// each logged at most once a second.
+    pub accept_failures: RefCell<LogEvery>,
+    pub over_limit: RefCell<LogEvery>,
     /// Each listen address's stop event (set when a reload drops the address, or on drain).
     pub(crate) listeners: RefCell<HashMap<SocketAddr, Rc<LocalEvent>>>,
 }

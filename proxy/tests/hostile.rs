@@ -33,6 +33,7 @@ fn chunk_extensions_do_not_grow_memory() {
     assert_eq!(b.last().body, vec![b'x'; 16 * 256]);
     // Measured after the fix: +0.1 MiB (buffers); before it: +16 MiB of kept framing.
     let grew = during.saturating_sub(base);
+    eprintln!("chunk extensions: RSS +{grew} KiB");
     assert!(grew < 4 * 1024, "RSS grew by {grew} KiB for a 4 KiB body");
 }
 
@@ -117,6 +118,89 @@ fn healthz_answers_while_other_admin_clients_stall() {
         cut_after < Duration::from_secs(6),
         "a trickling admin client must be cut at the request deadline ({cut_after:?})"
     );
+}
+
+/// A connection that sends nothing costs no I/O buffers; `worker_connections` caps the
+/// connections a worker holds and closes the excess at accept, logging about once a second.
+#[test]
+fn silent_connections_are_cheap_and_capped_by_worker_connections() {
+    let b = Backend::page("ok");
+    let p = Proxy::start("worker_connections = 400", &common::servers(&[&b]), "");
+    assert_eq!(p.get("/").status, 200);
+    let base = p.rss_kib();
+    let mut conns: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(p.addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let per_conn = p.rss_kib().saturating_sub(base) * 1024 / 300;
+    eprintln!("silent connection: {per_conn} bytes each");
+    // Measured after the fix: ~1.5 KiB (the task and its deadline slot); before: ~17 KiB.
+    assert!(
+        per_conn < 6 * 1024,
+        "{per_conn} bytes per silent connection"
+    );
+    conns.extend((0..200).map(|_| std::net::TcpStream::connect(p.addr).unwrap()));
+    thread::sleep(Duration::from_millis(500));
+    let mut closed = 0;
+    for s in &conns {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 1];
+        match (&*s).read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        (90..=110).contains(&closed),
+        "{closed} of 500 closed with worker_connections = 400 (one is the earlier GET's slot)"
+    );
+    let warnings = p.stderr().matches("worker_connections").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} log lines:\n{}",
+        p.stderr()
+    );
+    drop(conns);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(p.get("/").status, 200);
+}
+
+/// Out of file descriptors, accept backs off instead of spinning and logging thousands of
+/// lines a second.
+#[test]
+fn accept_backs_off_when_out_of_file_descriptors() {
+    let b = Backend::page("ok");
+    let dir = common::temp_dir("emfile");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = common::config_text(port, admin, "", &common::servers(&[&b]), "", "off");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let child = std::process::Command::new("prlimit")
+        .arg("--nofile=40:40")
+        .arg(env!("CARGO_BIN_EXE_proxy"))
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut p = Proxy::adopt(child, dir, port, admin, path);
+    let conns: Vec<std::net::TcpStream> = (0..60)
+        .filter_map(|_| std::net::TcpStream::connect(p.addr).ok())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let before = p.cpu_ticks();
+    let lines_before = p.stderr().lines().count();
+    thread::sleep(Duration::from_secs(1));
+    let ticks = p.cpu_ticks() - before;
+    let lines = p.stderr().lines().count() - lines_before;
+    eprintln!("out of fds: {ticks} CPU ticks and {lines} log lines in one second");
+    assert!(ticks < 30, "{ticks} ticks of CPU in one second out of fds");
+    assert!(lines <= 3, "{lines} log lines in one second out of fds");
+    drop(conns);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(p.get("/").status, 200);
+    let _ = p.wait_exit(Duration::ZERO);
 }
 
 /// SIGQUIT closes connections that have no request in flight at once and finishes the rest.

@@ -199,6 +199,10 @@ pub(super) fn build(
         None => (Workers::Auto, false, None, None),
     };
 
+    let worker_connections = match &top {
+        Some(top) => worker_connections(&mut cx, top),
+        None => defaults::WORKER_CONNECTIONS,
+    };
     // Upstreams first, so locations can refer to them by name (in any order in the file).
     let mut names: Vec<String> = Vec::new();
     let mut upstreams: Vec<Option<Upstream>> = Vec::new();
@@ -258,6 +262,7 @@ pub(super) fn build(
         workers,
         pin_workers,
         splice: top.as_ref().and_then(|t| t.splice).unwrap_or(true),
+        worker_connections,
         access_log,
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),
@@ -309,6 +314,18 @@ fn top_level(
             }
         });
     (workers, top.pin_workers.unwrap_or(false), access_log, admin)
+}
+
+fn worker_connections(cx: &mut Ctx<'_>, top: &RawTop) -> usize {
+    let default = defaults::WORKER_CONNECTIONS as i64;
+    let n = cx.int(
+        &top.worker_connections,
+        default,
+        1,
+        1 << 20,
+        "worker_connections",
+    );
+    usize::try_from(n).unwrap_or(defaults::WORKER_CONNECTIONS)
 }
 
 fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Upstream> {

@@ -51,6 +51,7 @@ pub struct RawTop {
     pub workers: Option<Spanned<Scalar>>,
     pub pin_workers: Option<bool>,
     pub splice: Option<bool>,
+    pub worker_connections: Option<Spanned<i64>>,
     pub access_log: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
     /// `[upstream.NAME]` tables, handled one by one.

@@ -120,6 +120,7 @@ fn design_example_parses_to_the_expected_config() {
         workers: Workers::Auto,
         pin_workers: false,
         splice: true,
+        worker_connections: 4096,
         access_log: Some(PathBuf::from("/var/log/proxy/access.log")),
         admin: Some(addr("127.0.0.1:9900")),
         upstreams: vec![Upstream {

@@ -35,9 +35,10 @@ use io::ClientSide;
 /// How long a keep-alive connection keeps its buffers while waiting for the next request.
 const HOT_IDLE: Duration = Duration::from_millis(100);
 
-/// Serve one accepted client connection until it closes.
+/// Serve one accepted client connection until it closes. The acceptor has already counted it
+/// in `active_connections` (so that a burst of accepts sees the count at once); this task
+/// uncounts it when it ends.
 pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: Rc<WorkerCtx>) {
-    metrics::add(&ctx.stats.active_connections, 1);
     let timer = Timer::acquire(&ctx.deadlines);
     let _active = ActiveGuard(ctx.clone(), timer.clone());
     let mut conn = Conn {
@@ -115,24 +116,44 @@ impl Conn {
     /// request handling future (a few KiB of state) is boxed and only exists while a request is
     /// in flight, and the I/O buffers go back to the worker's pool while the connection idles.
     async fn run(&mut self) {
+        let Some(first) = self.first_wait().await else {
+            return;
+        };
+        let mut head_deadline = Some(first);
         loop {
             if self.served > 0 && self.client.buf.is_empty() && !self.idle_wait().await {
                 return;
             }
-            if !Box::pin(self.one_request()).await {
+            if !Box::pin(self.one_request(head_deadline.take())).await {
                 return;
             }
         }
     }
 
+    /// A new connection takes no buffers until its first bytes are readable: one that sends
+    /// nothing costs its task and nothing more. Returns the deadline for the first head
+    /// (`client_header_timeout` from accept), or `None` to close (timeout, EOF, drain).
+    async fn first_wait(&mut self) -> Option<Instant> {
+        let timeout = self.header_timeout()?;
+        let deadline = self.client.io.timer.now() + timeout;
+        let ctx = self.ctx.clone();
+        let io = &self.client.io;
+        let ready = io.timer.until(deadline, io.tcp.readable(false));
+        let ready = monoio::select! {
+            r = ready => matches!(r, Ok(Ok(()))),
+            _ = ctx.drain.wait() => false,
+        };
+        ready.then_some(deadline)
+    }
+
     /// Returns false when the connection should close.
-    async fn one_request(&mut self) -> bool {
+    async fn one_request(&mut self, head_deadline: Option<Instant>) -> bool {
         self.acquire_buffers();
         let config = self.ctx.config();
         let Some(server) = crate::route::server_for(&config, self.listen) else {
             return false; // listen address removed by a reload
         };
-        let head = match self.read_head(server).await {
+        let head = match self.read_head(server, head_deadline).await {
             Ok(Some(h)) => h,
             Ok(None) => return false,
             Err(e) => {
@@ -247,6 +268,11 @@ impl Conn {
     fn keepalive_timeout(&self) -> Option<Duration> {
         let config = self.ctx.config();
         crate::route::server_for(&config, self.listen).map(|s| s.keepalive_timeout)
+    }
+
+    fn header_timeout(&self) -> Option<Duration> {
+        let config = self.ctx.config();
+        crate::route::server_for(&config, self.listen).map(|s| s.client_header_timeout)
     }
 
     /// Take I/O buffers from the worker's pool for a request.

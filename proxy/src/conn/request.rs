@@ -2,6 +2,8 @@
 //! `keepalive_timeout` before the first byte) and its body (held when it came with the head or
 //! was chunked, else left to stream to the upstream).
 
+use std::time::Instant;
+
 use crate::config::Server;
 use crate::http::{self, BodyKind, ChunkedDecoder, RequestHead};
 use crate::policy::ExchangeError;
@@ -26,12 +28,13 @@ impl Conn {
     pub(super) async fn read_head(
         &mut self,
         server: &Server,
+        deadline: Option<Instant>,
     ) -> Result<Option<RequestHead>, ExchangeError> {
         let limits = http::Limits {
             max_head: server.max_header_size,
             ..http::Limits::default()
         };
-        let mut deadline = None;
+        let mut deadline = deadline;
         loop {
             let c = &mut self.client;
             if !c.buf.is_empty() {

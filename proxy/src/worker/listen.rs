@@ -4,9 +4,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use monoio::net::TcpListener;
+use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::rt::event::LocalEvent;
@@ -77,6 +78,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// How long an acceptor waits after accept failed (out of descriptors or socket memory): the
+/// condition lasts until connections close, so retrying at once would only spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 async fn accept_loop(
     listener: Rc<TcpListener>,
     listen: SocketAddr,
@@ -89,18 +94,36 @@ async fn accept_loop(
             _ = stop.wait() => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                crate::metrics::add(&ctx.stats.accepted, 1);
-                let conn = crate::conn::serve(stream, peer, listen, ctx.clone());
-                monoio::spawn(CatchUnwind::new(conn, ctx.id));
-            }
+            Ok((stream, peer)) => admit(stream, peer, listen, &ctx),
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
-                tracing::warn!(worker = ctx.id, %listen, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                if let Some(n) = ctx.accept_failures.borrow_mut().tick() {
+                    tracing::warn!(worker = ctx.id, %listen, error = %e, times = n, "accept failed; backing off");
+                }
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
     tracing::debug!(worker = ctx.id, %listen, "listener closed");
+}
+
+/// Start a connection task, or close the connection at once when the worker already holds
+/// `worker_connections`.
+fn admit(stream: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx: &Rc<WorkerCtx>) {
+    crate::metrics::add(&ctx.stats.accepted, 1);
+    let limit = ctx.config.borrow().worker_connections as u64;
+    if ctx.stats.active_connections.load(Ordering::Relaxed) >= limit {
+        if let Some(n) = ctx.over_limit.borrow_mut().tick() {
+            tracing::warn!(
+                worker = ctx.id,
+                limit,
+                closed = n,
+                "worker_connections reached; closing new connections"
+            );
+        }
+        return;
+    }
+    crate::metrics::add(&ctx.stats.active_connections, 1);
+    let _ = stream.set_nodelay(true);
+    let conn = crate::conn::serve(stream, peer, listen, ctx.clone());
+    monoio::spawn(CatchUnwind::new(conn, ctx.id));
 }

@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::log::AccessLog;
 use crate::pool::Pool;
+use crate::rt::backoff::LogEvery;
 use crate::rt::buffers::BufferPool;
 use crate::rt::deadline::Deadlines;
 use crate::rt::event::LocalEvent;
@@ -102,6 +103,8 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             log: RefCell::new(AccessLog::new(shared.log_sink())),
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
+            accept_failures: RefCell::new(LogEvery::second()),
+            over_limit: RefCell::new(LogEvery::second()),
             config: RefCell::new(Rc::new((*config).clone())),
             shared,
         });
