@@ -75,6 +75,8 @@ pub struct Location {
     pub path: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Overrides the server's `proxy_request_buffering` when set.
+    pub proxy_request_buffering: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +89,10 @@ pub struct Server {
     /// Largest request head accepted; larger gets 431.
     pub max_header_size: usize,
     pub keepalive_timeout: Duration,
+    /// Request body bytes held in memory; the rest of a buffered body goes to a temporary file.
+    pub client_body_buffer_size: usize,
+    /// Read the whole request body before picking an upstream (nginx's default).
+    pub proxy_request_buffering: bool,
     /// Longest prefix match wins, as nginx prefix locations.
     pub locations: Vec<Location>,
 }
@@ -104,6 +110,8 @@ pub struct Config {
     /// Client connections one worker holds at most (nginx's `worker_connections`); more are
     /// closed at accept.
     pub worker_connections: usize,
+    /// Where request bodies beyond `client_body_buffer_size` are kept while buffered.
+    pub client_body_temp_path: PathBuf,
     /// `None` = "off".
     pub access_log: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
@@ -200,4 +208,8 @@ pub mod defaults {
     /// Per worker. Each costs ~1.5 KiB idle and up to ~100 KiB with a request in flight
     /// (buffers, body buffer), so 4096 bounds a worker near 400 MiB at worst.
     pub const WORKER_CONNECTIONS: usize = 4096;
+    /// nginx's default on 64-bit machines (two pages).
+    pub const CLIENT_BODY_BUFFER_SIZE: usize = 16 << 10;
+    /// Writable by the service: systemd makes it with `CacheDirectory=proxy`.
+    pub const CLIENT_BODY_TEMP_PATH: &str = "/var/cache/proxy/client_body_temp";
 }

@@ -52,12 +52,15 @@ mod tests {
             client_max_body_size: 1 << 20,
             max_header_size: 8192,
             keepalive_timeout: Duration::from_secs(65),
+            client_body_buffer_size: 16 << 10,
+            proxy_request_buffering: true,
             locations: paths
                 .iter()
                 .enumerate()
                 .map(|(upstream, p)| Location {
                     path: p.to_string(),
                     upstream,
+                    proxy_request_buffering: None,
                 })
                 .collect(),
         }

@@ -75,7 +75,12 @@ fn pattern(n: usize) -> Vec<u8> {
 #[test]
 fn one_mib_post_is_forwarded_byte_exact() {
     let b = Backend::start(|r| Reply::bytes(r.body.clone()));
-    let p = Proxy::with_backends(&[&b], "", "client_max_body_size = \"2m\"");
+    // Streamed (request buffering off), so both directions go through splice.
+    let p = Proxy::with_backends(
+        &[&b],
+        "",
+        "client_max_body_size = \"2m\"\nproxy_request_buffering = false",
+    );
     let body = pattern(1 << 20);
     let mut c = p.client();
     c.send(&format!(

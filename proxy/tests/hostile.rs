@@ -120,6 +120,69 @@ fn healthz_answers_while_other_admin_clients_stall() {
     );
 }
 
+/// `proxy_request_buffering` (on by default): a slow upload is read whole before any upstream
+/// is picked, so it never holds a backend worker; beyond `client_body_buffer_size` it goes to
+/// a temporary file in `client_body_temp_path`.
+#[test]
+fn slow_uploads_are_buffered_before_the_backend_sees_them() {
+    let b = Backend::page("ok");
+    let p = Proxy::with_backends(&[&b], "", "client_body_buffer_size = \"16k\"");
+    let mut c = p.client();
+    let body = vec![b'u'; 100_000];
+    c.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+    c.send_bytes(&body[..3]);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 0);
+    c.send_bytes(&body[3..60_000]);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let temp = p.dir.join("client_body_temp");
+    let files = p.open_files();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(&temp.display().to_string())),
+        "a body beyond client_body_buffer_size goes to a file in {}: {files:?}",
+        temp.display()
+    );
+    c.send_bytes(&body[60_000..]);
+    assert_eq!(c.response().status, 200);
+    assert_eq!(b.last().body, body);
+}
+
+/// `proxy_request_buffering = false` on a location streams as the body arrives.
+#[test]
+fn request_buffering_can_be_switched_off_per_location() {
+    let b = Backend::page("ok");
+    let text = format!(
+        "workers = 1\nadmin = \"127.0.0.1:{}\"\n[upstream.u]\n{}\n[[server]]\nlisten = [\"127.0.0.1:{}\"]\n\
+         [[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\nproxy_request_buffering = false\n",
+        common::free_port(),
+        common::servers(&[&b]),
+        common::free_port()
+    );
+    let p = spawn_text(&text);
+    let mut c = p.client();
+    c.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+    c.send("defghij");
+    assert_eq!(c.response().status, 200);
+    assert_eq!(b.last().body, b"abcdefghij");
+}
+
+fn spawn_text(text: &str) -> Proxy {
+    let dir = common::temp_dir("hostile");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let port = |key: &str| -> u16 {
+        let i = text.find(key).unwrap() + key.len();
+        text[i..].split(['"', ']']).next().unwrap().parse().unwrap()
+    };
+    let (listen, admin) = (port("listen = [\"127.0.0.1:"), port("admin = \"127.0.0.1:"));
+    Proxy::spawn(path, dir, listen, admin, &[])
+}
+
 /// A connection that sends nothing costs no I/O buffers; `worker_connections` caps the
 /// connections a worker holds and closes the excess at accept, logging about once a second.
 #[test]

@@ -263,6 +263,7 @@ pub(super) fn build(
         pin_workers,
         splice: top.as_ref().and_then(|t| t.splice).unwrap_or(true),
         worker_connections,
+        client_body_temp_path: client_body_temp_path(top.as_ref()),
         access_log,
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),
@@ -326,6 +327,14 @@ fn worker_connections(cx: &mut Ctx<'_>, top: &RawTop) -> usize {
         "worker_connections",
     );
     usize::try_from(n).unwrap_or(defaults::WORKER_CONNECTIONS)
+}
+
+fn client_body_temp_path(top: Option<&RawTop>) -> PathBuf {
+    top.and_then(|t| t.client_body_temp_path.as_ref())
+        .map_or_else(
+            || PathBuf::from(defaults::CLIENT_BODY_TEMP_PATH),
+            |p| PathBuf::from(p.get_ref()),
+        )
 }
 
 fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Upstream> {
@@ -621,6 +630,11 @@ fn server(
         "keepalive_timeout",
         false,
     );
+    let client_body_buffer_size = cx.size(
+        &raw.client_body_buffer_size,
+        defaults::CLIENT_BODY_BUFFER_SIZE as u64,
+        "client_body_buffer_size",
+    );
     if locations.is_empty() || locations.iter().any(Option::is_none) || listen.is_empty() {
         return None;
     }
@@ -631,6 +645,9 @@ fn server(
         client_max_body_size,
         max_header_size,
         keepalive_timeout,
+        client_body_buffer_size: usize::try_from(client_body_buffer_size)
+            .unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
+        proxy_request_buffering: raw.proxy_request_buffering.unwrap_or(true),
         locations: locations.into_iter().flatten().collect(),
     })
 }
@@ -690,6 +707,7 @@ fn location(
         (true, Some(upstream)) => Some(Location {
             path: path.clone(),
             upstream,
+            proxy_request_buffering: raw.proxy_request_buffering,
         }),
         _ => None,
     }

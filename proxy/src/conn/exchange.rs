@@ -13,7 +13,7 @@ use crate::policy::{self, ExchangeError, Kind, Retry, Side, Stage};
 use crate::route;
 
 use super::io::UpstreamSide;
-use super::request::{self, Body};
+use super::request::{self, Body, Buffering};
 use super::{Conn, Done};
 
 /// One try's fixed facts: the request, and the server it goes to.
@@ -56,7 +56,14 @@ impl Conn {
             return self.fail(ExchangeError::rejected(500), head, true).await;
         };
         self.client.io.read_timeout = server.client_body_timeout;
-        let body = match self.request_body(head, server).await {
+        let buffering = Buffering {
+            enabled: loc
+                .proxy_request_buffering
+                .unwrap_or(server.proxy_request_buffering),
+            memory: server.client_body_buffer_size,
+            temp_dir: &config.client_body_temp_path,
+        };
+        let body = match self.request_body(head, server, &buffering).await {
             Ok(b) => b,
             Err(e) => return self.fail(e, head, true).await,
         };
@@ -73,11 +80,11 @@ impl Conn {
             h,
             ip,
             &upstream.name,
-            body.dechunked,
+            body.content_length,
             &mut request,
         );
-        if body.dechunked.is_some() {
-            request.extend_from_slice(&self.body);
+        if body.held {
+            request.extend_from_slice(&self.body.mem);
         } else {
             request.extend_from_slice(&buf[head.head_len..body.consumed]);
         }

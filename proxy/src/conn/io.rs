@@ -156,6 +156,12 @@ impl ClientSide {
         Ok(n)
     }
 
+    /// Read more request bytes into `buf` within the read timeout (`client_body_timeout`).
+    pub async fn read(&mut self, max: usize) -> Result<usize, ExchangeError> {
+        let deadline = self.io.timer.now() + self.io.read_timeout;
+        self.read_until(max, deadline).await
+    }
+
     pub fn count_read(&self, n: usize) {
         metrics::add(&self.stats.bytes_from_clients, n as u64);
     }

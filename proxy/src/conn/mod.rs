@@ -24,6 +24,7 @@ use crate::rt::deadline::Timer;
 use crate::rt::splice::SplicePipe;
 use crate::state::WorkerCtx;
 
+mod body;
 mod exchange;
 mod io;
 mod relay;
@@ -49,7 +50,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, listen: SocketAddr, ctx:
         ctx,
         ubuf: Vec::new(),
         uheaders: Vec::new(),
-        body: Vec::new(),
+        body: body::BodyBuffer::default(),
         req: Vec::new(),
         pipe: None,
         served: 0,
@@ -78,8 +79,9 @@ struct Conn {
     /// Upstream response bytes and header spans, kept between attempts and requests.
     ubuf: Vec<u8>,
     uheaders: Vec<HeaderSpan>,
-    /// A de-chunked request body, held so it can be sent with Content-Length (and replayed).
-    body: Vec<u8>,
+    /// A request body held whole (buffered, or de-chunked), so it can be sent with
+    /// Content-Length and sent again on a retry.
+    body: body::BodyBuffer,
     /// The rewritten request for the upstream (reused across requests).
     req: Vec<u8>,
     /// This connection's splice pipe, created on first use and dropped after any splice error
@@ -293,7 +295,7 @@ impl Conn {
         for b in [&mut c.buf, &mut c.out, &mut self.ubuf, &mut self.req] {
             pool.give(std::mem::take(b));
         }
-        self.body = Vec::new();
+        self.body = body::BodyBuffer::default();
         c.headers = Vec::new();
         self.uheaders = Vec::new();
         self.canceller = None;

@@ -15,11 +15,21 @@ use super::Conn;
 pub(super) struct Body {
     /// Bytes of the client buffer the request occupies (head and held body bytes).
     pub consumed: usize,
-    /// `Some(len)`: the body was de-chunked into `Conn::body` and goes upstream with this
-    /// Content-Length.
-    pub dechunked: Option<u64>,
-    /// Content-Length bytes still to stream from the client to the upstream.
+    /// The body's length for the upstream (`Content-Length`, one normalised value), when known.
+    pub content_length: Option<u64>,
+    /// The whole body is in `Conn::body` (buffered or de-chunked).
+    pub held: bool,
+    /// Content-Length bytes still to stream from the client to the upstream (request
+    /// buffering off).
     pub to_stream: u64,
+}
+
+/// Where a buffered body goes: how much in memory, and the directory for the rest.
+pub(super) struct Buffering<'a> {
+    /// `None`: stream a Content-Length body as it arrives (`proxy_request_buffering = false`).
+    pub enabled: bool,
+    pub memory: usize,
+    pub temp_dir: &'a std::path::Path,
 }
 
 impl Conn {
@@ -81,40 +91,93 @@ impl Conn {
         }
     }
 
-    /// Take stock of the request body: how much we hold and how much is still to stream.
-    /// A chunked body is read and de-chunked whole here.
+    /// Take stock of the request body: read it whole (buffering on, or chunked), or note how
+    /// much is still to stream.
     pub(super) async fn request_body(
         &mut self,
         head: &RequestHead,
         server: &Server,
+        buffering: &Buffering<'_>,
     ) -> Result<Body, ExchangeError> {
         let mut body = Body {
             consumed: head.head_len,
-            dechunked: None,
+            content_length: None,
+            held: false,
             to_stream: 0,
         };
+        let over_limit =
+            |n: u64| server.client_max_body_size != 0 && n > server.client_max_body_size;
         match head.body {
             BodyKind::Empty | BodyKind::CloseDelimited => {}
             BodyKind::Length(n) => {
-                if n > server.client_max_body_size {
+                if over_limit(n) {
                     return Err(ExchangeError::rejected(413));
                 }
+                body.content_length = Some(n);
                 let have = ((self.client.buf.len() - head.head_len) as u64).min(n);
-                body.consumed += have as usize;
-                body.to_stream = n - have;
-                if body.to_stream > 0 && head.expect_continue {
+                if have < n && head.expect_continue {
                     self.continue_100().await?;
+                }
+                if buffering.enabled {
+                    self.read_length_body(head.head_len, n, buffering).await?;
+                    body.held = true;
+                } else {
+                    body.consumed += have as usize;
+                    body.to_stream = n - have;
                 }
             }
             BodyKind::Chunked => {
                 if head.expect_continue && self.client.buf.len() == head.head_len {
                     self.continue_100().await?;
                 }
-                self.read_chunked_body(head.head_len, server).await?;
-                body.dechunked = Some(self.body.len() as u64);
+                self.read_chunked_body(head.head_len, server, buffering)
+                    .await?;
+                body.content_length = Some(self.body.len());
+                body.held = true;
             }
         }
         Ok(body)
+    }
+
+    /// Read a Content-Length body of `n` bytes that starts at `buf[start..]` into `self.body`,
+    /// cutting it out of the client buffer (what follows it stays: a pipelined request).
+    async fn read_length_body(
+        &mut self,
+        start: usize,
+        n: u64,
+        buffering: &Buffering<'_>,
+    ) -> Result<(), ExchangeError> {
+        self.body.clear();
+        let mut remaining = n;
+        loop {
+            let have = (self.client.buf.len() - start)
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            self.hold(start, have, buffering)?;
+            remaining -= have as u64;
+            if remaining == 0 {
+                return Ok(());
+            }
+            let want = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(READ_CHUNK);
+            self.client.read(want).await?;
+        }
+    }
+
+    /// Move `len` body bytes at `buf[start..]` into `self.body`.
+    fn hold(
+        &mut self,
+        start: usize,
+        len: usize,
+        buffering: &Buffering<'_>,
+    ) -> Result<(), ExchangeError> {
+        let data = &self.client.buf[start..start + len];
+        if let Err(e) = self.body.append(data, buffering.memory, buffering.temp_dir) {
+            tracing::error!(dir = %buffering.temp_dir.display(), error = %e, "cannot buffer a request body in client_body_temp_path");
+            return Err(ExchangeError::rejected(500));
+        }
+        self.client.buf.drain(start..start + len);
+        Ok(())
     }
 
     /// Read and de-chunk a request body that starts at `buf[start..]` into `self.body`.
@@ -127,17 +190,28 @@ impl Conn {
         &mut self,
         start: usize,
         server: &Server,
+        buffering: &Buffering<'_>,
     ) -> Result<(), ExchangeError> {
         self.body.clear();
         let mut decoder = ChunkedDecoder::new();
         let deadline = self.client.io.timer.now() + server.client_body_timeout;
+        let mut data = Vec::new();
         loop {
+            data.clear();
             let used = decoder
-                .decode_into(&self.client.buf[start..], false, &mut self.body)
+                .decode_into(&self.client.buf[start..], false, &mut data)
                 .map_err(|_| ExchangeError::rejected(400))?;
             self.client.buf.drain(start..start + used);
-            if self.body.len() as u64 > server.client_max_body_size {
+            let limit = server.client_max_body_size;
+            if limit != 0 && self.body.len() + data.len() as u64 > limit {
                 return Err(ExchangeError::rejected(413));
+            }
+            if let Err(e) = self
+                .body
+                .append(&data, buffering.memory, buffering.temp_dir)
+            {
+                tracing::error!(dir = %buffering.temp_dir.display(), error = %e, "cannot buffer a request body in client_body_temp_path");
+                return Err(ExchangeError::rejected(500));
             }
             if decoder.is_done() {
                 return Ok(());

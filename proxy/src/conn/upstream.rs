@@ -9,7 +9,7 @@ use crate::metrics;
 use crate::policy::{ExchangeError, Kind, Side};
 
 use super::exchange::Target;
-use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, READ_CHUNK, SPLICE_MIN};
+use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, BODY_CHUNK, READ_CHUNK, SPLICE_MIN};
 use super::Conn;
 
 impl Conn {
@@ -50,6 +50,9 @@ impl Conn {
         request: &mut Vec<u8>,
     ) -> Result<(), ExchangeError> {
         up.io.write_all(request).await?;
+        if self.body.file_len() > 0 && t.body.held {
+            return self.send_body_file(up).await;
+        }
         if t.body.to_stream == 0 {
             return Ok(());
         }
@@ -71,6 +74,30 @@ impl Conn {
         metrics::add(&self.ctx.stats.bytes_from_clients, moved.bytes);
         metrics::add(&self.ctx.stats.spliced_bytes, moved.spliced);
         r
+    }
+
+    /// Send the part of a held body that went to its temporary file.
+    async fn send_body_file(&mut self, up: &mut UpstreamSide) -> Result<(), ExchangeError> {
+        let mut chunk = std::mem::take(&mut self.client.out);
+        let mut offset = 0;
+        let result = loop {
+            if offset == self.body.file_len() {
+                break Ok(());
+            }
+            match self.body.read_file_at(offset, &mut chunk, BODY_CHUNK) {
+                Ok(n) if n > 0 => offset += n as u64,
+                other => {
+                    tracing::error!(result = ?other, "cannot read a buffered request body back");
+                    break Err(ExchangeError::rejected(500));
+                }
+            }
+            if let Err(e) = up.io.write_all(&mut chunk).await {
+                break Err(e);
+            }
+        };
+        chunk.clear();
+        self.client.out = chunk;
+        result
     }
 
     /// Read the response head, skipping interim 1xx responses.
