@@ -120,6 +120,59 @@ fn healthz_answers_while_other_admin_clients_stall() {
     );
 }
 
+/// A backend that accepts and never reads: sends to it time out.
+fn black_hole() -> std::net::SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(16).unwrap();
+    let l: TcpListener = s.into();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// After an upstream send timeout the next server gets exactly the request the first one
+/// would have got, the healthy server is not charged, and the next request succeeds.
+#[test]
+fn retry_after_a_send_timeout_resends_the_whole_request() {
+    let hole = black_hole();
+    let good = Backend::page("good");
+    let body = "b".repeat(4 << 20);
+    let upstream = format!(
+        "servers = [{{ address = \"{hole}\" }}, {{ address = \"{}\" }}]\nsend_timeout = \"1s\"",
+        good.addr
+    );
+    // The whole body is held in memory, so it is part of the one request buffer whose write
+    // times out.
+    let limits = "client_max_body_size = \"8m\"\nclient_body_buffer_size = \"8m\"";
+    let p = Proxy::start("", &upstream, limits);
+    let mut c = p.client();
+    c.send(&format!(
+        "PUT /put HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = good.last();
+    assert_eq!(got.method, "PUT");
+    assert_eq!(got.target, "/put");
+    assert_eq!(got.body.len(), body.len());
+    assert_eq!(p.get("/after").status, 200);
+}
+
 /// `proxy_request_buffering` (on by default): a slow upload is read whole before any upstream
 /// is picked, so it never holds a backend worker; beyond `client_body_buffer_size` it goes to
 /// a temporary file in `client_body_temp_path`.

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::balance::{Balancer, Outcome, Tried};
@@ -88,10 +89,14 @@ impl Conn {
         } else {
             request.extend_from_slice(&buf[head.head_len..body.consumed]);
         }
+        // Shared with each attempt's write: a write cut by its timeout still holds a reference
+        // (the kernel may be reading it), and the next attempt sends the same bytes.
+        let request = Rc::new(request);
         let mut done = self
-            .try_servers(head, upstream, &balancer, &body, &mut request)
+            .try_servers(head, upstream, &balancer, &body, &request)
             .await;
-        self.req = request;
+        // Reused unless a timed-out write still holds it (then the pool gives a fresh one).
+        self.req = Rc::try_unwrap(request).unwrap_or_default();
         done.consumed = body.consumed;
         done
     }
@@ -102,7 +107,7 @@ impl Conn {
         upstream: &Upstream,
         balancer: &RefCell<Balancer>,
         body: &Body,
-        request: &mut Vec<u8>,
+        request: &Rc<Vec<u8>>,
     ) -> Done {
         let replayable = policy::replayable(head.method.is_idempotent(), body.to_stream > 0);
         let mut tried = Tried::default();
@@ -152,7 +157,7 @@ impl Conn {
     async fn attempt(
         &mut self,
         t: &Target<'_>,
-        request: &mut Vec<u8>,
+        request: &Rc<Vec<u8>>,
     ) -> Result<(Done, Outcome), ExchangeError> {
         let pooled = self
             .ctx
@@ -195,7 +200,7 @@ impl Conn {
         &mut self,
         up: &mut UpstreamSide,
         t: &Target<'_>,
-        request: &mut Vec<u8>,
+        request: &Rc<Vec<u8>>,
         mut state: policy::Attempt,
     ) -> Result<Finished, ExchangeError> {
         loop {

@@ -3,6 +3,7 @@
 //! [`ClientSide`] and [`UpstreamSide`] own an endpoint with the buffers read into it (in the
 //! manner of mini-redis's `Connection`). [`forward_exact`] moves a counted body between them.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,16 @@ impl Endpoint {
                 *buf = back;
                 r.map(|_| ()).map_err(|_| self.error(Kind::Closed))
             }
+            Err(_elapsed) => Err(self.error(Kind::Timeout)),
+        }
+    }
+
+    /// Write all of `data`, a buffer the caller keeps: a write cut by its timeout leaves the
+    /// caller's bytes whole, so a retry on another connection sends exactly them again.
+    pub async fn write_shared(&mut self, data: &Rc<Vec<u8>>) -> Result<(), ExchangeError> {
+        let write = self.tcp.write_all(data.clone());
+        match self.timer.within(self.write_timeout, write).await {
+            Ok((r, _)) => r.map(|_| ()).map_err(|_| self.error(Kind::Closed)),
             Err(_elapsed) => Err(self.error(Kind::Timeout)),
         }
     }

@@ -1,6 +1,8 @@
 //! The upstream side of an attempt: connect, send the request (the held bytes, then any body
 //! still streaming from the client), read the response head.
 
+use std::rc::Rc;
+
 use monoio::net::TcpStream;
 
 use crate::config::Upstream;
@@ -47,9 +49,9 @@ impl Conn {
         &mut self,
         up: &mut UpstreamSide,
         t: &Target<'_>,
-        request: &mut Vec<u8>,
+        request: &Rc<Vec<u8>>,
     ) -> Result<(), ExchangeError> {
-        up.io.write_all(request).await?;
+        up.io.write_shared(request).await?;
         if self.body.file_len() > 0 && t.body.held {
             return self.send_body_file(up).await;
         }
