@@ -36,6 +36,11 @@ pub fn path_of(target: &[u8]) -> &[u8] {
         .iter()
         .position(|&c| c == b'?' || c == b'#')
         .unwrap_or(t.len());
+    // An absolute-form target without a path (`GET http://h HTTP/1.1`) means `/` (RFC 9112
+    // 3.2.2); the parser hands it over with the authority already split off.
+    if end == 0 {
+        return b"/";
+    }
     &t[..end]
 }
 
@@ -72,6 +77,8 @@ mod tests {
         assert_eq!(path_of(b"http://example.com/x?y"), b"/x");
         assert_eq!(path_of(b"http://example.com"), b"/");
         assert_eq!(path_of(b"*"), b"*");
+        assert_eq!(path_of(b""), b"/");
+        assert_eq!(path_of(b"?q"), b"/");
     }
 
     #[test]

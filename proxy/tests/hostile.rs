@@ -347,3 +347,57 @@ fn graceful_stop_does_not_wait_for_silent_clients() {
     assert!(st.success(), "{st:?}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// nginx-compatible edge cases: `client_max_body_size = 0` is no limit, an absolute-form
+/// target without a path means `/`, `keepalive_timeout = 0` answers `Connection: close`,
+/// repeated Content-Length reaches the upstream as one value, and a transfer coding other than
+/// chunked is 501.
+#[test]
+fn nginx_edge_cases() {
+    let b = Backend::page("ok");
+    let p = Proxy::with_backends(&[&b], "", "client_max_body_size = 0\nkeepalive_timeout = 0");
+    let mut c = p.client();
+    c.send("POST /zero HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    assert_eq!(
+        c.response().status,
+        200,
+        "client_max_body_size = 0 is no limit"
+    );
+    assert_eq!(b.last().body, b"hello");
+
+    let mut c = p.client();
+    c.send("GET http://example.com HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200, "absolute form without a path");
+    assert_eq!(b.last().target, "/");
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "keepalive_timeout = 0"
+    );
+    assert!(c.closed_within(Duration::from_secs(2)));
+
+    for framing in [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+    ] {
+        let mut c = p.client();
+        c.send(&format!(
+            "POST /cl HTTP/1.1\r\nHost: t\r\n{framing}\r\nhello"
+        ));
+        assert_eq!(c.response().status, 200, "{framing:?}");
+        let got = b.last();
+        assert_eq!(
+            got.headers_named("content-length"),
+            vec!["5"],
+            "{framing:?}"
+        );
+        assert_eq!(got.body, b"hello");
+    }
+
+    let before = b.count();
+    let mut c = p.client();
+    c.send("POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(c.response().status, 501);
+    assert_eq!(b.count(), before, "nothing reaches the backend");
+}

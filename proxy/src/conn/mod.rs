@@ -155,7 +155,7 @@ impl Conn {
         let Some(server) = crate::route::server_for(&config, self.listen) else {
             return false; // listen address removed by a reload
         };
-        let head = match self.read_head(server, head_deadline).await {
+        let mut head = match self.read_head(server, head_deadline).await {
             Ok(Some(h)) => h,
             Ok(None) => return false,
             Err(e) => {
@@ -164,6 +164,8 @@ impl Conn {
                 return false;
             }
         };
+        // nginx's `keepalive_timeout 0`: no keep-alive, and the response says so.
+        head.keep_alive &= !server.keepalive_timeout.is_zero();
         let done = self.exchange(&head, &config, server).await;
         self.served += 1;
         self.ctx.stats.count_status(done.status);

@@ -153,6 +153,8 @@ pub enum RequestError {
     Bad(&'static str),
     #[error("request header block too large")]
     HeadTooLarge,
+    #[error("not implemented: {0}")]
+    Unsupported(&'static str),
 }
 
 impl RequestError {
@@ -160,6 +162,7 @@ impl RequestError {
         match self {
             RequestError::Bad(_) => 400,
             RequestError::HeadTooLarge => 431,
+            RequestError::Unsupported(_) => 501,
         }
     }
 }

@@ -157,6 +157,8 @@ pub(crate) struct TransferEncoding {
     pub(crate) final_chunked: bool,
     /// `chunked` appeared before another coding (or twice).
     pub(crate) chunked_not_last: bool,
+    /// A coding other than `chunked` (gzip, deflate, ...) was listed.
+    pub(crate) other_coding: bool,
 }
 
 impl TransferEncoding {
@@ -167,6 +169,7 @@ impl TransferEncoding {
                 self.chunked_not_last = true;
             }
             self.final_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.other_coding |= !self.final_chunked;
         }
     }
 }
