@@ -116,6 +116,10 @@ pub struct WorkerCtx {
     /// Accept failures (EMFILE, ENFILE, ENOBUFS) and connections over `worker_connections`,
     /// each logged at most once a second.
     pub accept_failures: RefCell<LogEvery>,
+    /// Test hook: a request for this target panics its connection task (from the environment
+    /// variable `PROXY_TEST_PANIC_TARGET`, so the containment of panics can be tested against
+    /// the real binary). `None` in any normal run.
+    pub panic_target: Option<Box<[u8]>>,
     pub over_limit: RefCell<LogEvery>,
     /// Each listen address's stop event (set when a reload drops the address, or on drain).
     pub(crate) listeners: RefCell<HashMap<SocketAddr, Rc<LocalEvent>>>,

@@ -127,9 +127,13 @@ impl Conn {
                 replayable,
             };
             match self.attempt(&target, request).await {
-                Ok(done) => {
-                    balancer.borrow_mut().release(peer, Instant::now(), done.1);
-                    return done.0;
+                Ok((done, outcome)) => {
+                    balancer.borrow_mut().release(peer, Instant::now(), outcome);
+                    if outcome == Outcome::Failure {
+                        // Failed after the head went out: counted, never retried.
+                        metrics::add(&self.ctx.stats.upstream_failures, 1);
+                    }
+                    return done;
                 }
                 Err(err) => {
                     balancer

@@ -164,6 +164,12 @@ impl Conn {
                 return false;
             }
         };
+        if let Some(t) = &self.ctx.panic_target {
+            assert!(
+                self.client.buf[head.target.clone()] != **t,
+                "PROXY_TEST_PANIC_TARGET requested"
+            );
+        }
         // nginx's `keepalive_timeout 0`: no keep-alive, and the response says so.
         head.keep_alive &= !server.keepalive_timeout.is_zero();
         let done = self.exchange(&head, &config, server).await;

@@ -104,6 +104,8 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             drain: LocalEvent::default(),
             listeners: RefCell::new(HashMap::new()),
             accept_failures: RefCell::new(LogEvery::second()),
+            panic_target: std::env::var_os("PROXY_TEST_PANIC_TARGET")
+                .map(|t| t.into_encoded_bytes().into_boxed_slice()),
             over_limit: RefCell::new(LogEvery::second()),
             config: RefCell::new(Rc::new((*config).clone())),
             shared,

@@ -469,6 +469,14 @@ impl Proxy {
         None
     }
 
+    /// Value of an unlabelled metric from /metrics.
+    pub fn metric(&self, name: &str) -> u64 {
+        let m = self.admin_get("/metrics").text();
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+    }
+
     /// Resident memory of the whole proxy process (all workers), from /proc/PID/status.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
