@@ -68,27 +68,7 @@ impl Conn {
             Ok(b) => b,
             Err(e) => return self.fail(e, head, true).await,
         };
-        // Everything we must send: the rewritten head plus the body bytes we hold (kept until
-        // the exchange ends, for retries).
-        let mut request = std::mem::take(&mut self.req);
-        request.clear();
-        let buf = &self.client.buf;
-        let h = &self.client.headers;
-        let ip = self.peer.ip();
-        http::write_upstream_head(
-            buf,
-            head,
-            h,
-            ip,
-            &upstream.name,
-            body.content_length,
-            &mut request,
-        );
-        if body.held {
-            request.extend_from_slice(&self.body.mem);
-        } else {
-            request.extend_from_slice(&buf[head.head_len..body.consumed]);
-        }
+        let request = self.upstream_request(head, upstream, &body);
         // Shared with each attempt's write: a write cut by its timeout still holds a reference
         // (the kernel may be reading it), and the next attempt sends the same bytes.
         let request = Rc::new(request);
@@ -99,6 +79,27 @@ impl Conn {
         self.req = Rc::try_unwrap(request).unwrap_or_default();
         done.consumed = body.consumed;
         done
+    }
+
+    /// Everything we must send: the rewritten head plus the body bytes we hold (kept until the
+    /// exchange ends, for retries; a body's file part is sent from its file).
+    fn upstream_request(
+        &mut self,
+        head: &RequestHead,
+        upstream: &Upstream,
+        body: &Body,
+    ) -> Vec<u8> {
+        let mut request = std::mem::take(&mut self.req);
+        request.clear();
+        let (buf, h) = (&self.client.buf, &self.client.headers);
+        let (ip, name) = (self.peer.ip(), &upstream.name);
+        http::write_upstream_head(buf, head, h, ip, name, body.content_length, &mut request);
+        if body.held {
+            request.extend_from_slice(&self.body.mem);
+        } else {
+            request.extend_from_slice(&buf[head.head_len..body.consumed]);
+        }
+        request
     }
 
     async fn try_servers(
