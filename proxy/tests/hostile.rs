@@ -401,3 +401,31 @@ fn nginx_edge_cases() {
     assert_eq!(c.response().status, 501);
     assert_eq!(b.count(), before, "nothing reaches the backend");
 }
+
+/// An upstream that answers with interim `100 Continue` responses for ever does not hold the
+/// exchange: after a few of them the proxy gives up with 502.
+#[test]
+fn endless_interim_responses_are_a_502() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || {
+                let mut s = s;
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req);
+                for _ in 0..100 {
+                    if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+    });
+    let upstream = format!("servers = [{{ address = \"{addr}\" }}]\nread_timeout = \"1s\"");
+    let p = Proxy::start("", &upstream, "");
+    let t = std::time::Instant::now();
+    assert_eq!(p.get("/").status, 502);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

@@ -14,6 +14,9 @@ use super::exchange::Target;
 use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, BODY_CHUNK, READ_CHUNK, SPLICE_MIN};
 use super::Conn;
 
+/// Interim (1xx) responses accepted before the final one; real servers send one or two.
+const MAX_INTERIM: usize = 8;
+
 impl Conn {
     pub(super) async fn connect(&self, t: &Target<'_>) -> Result<TcpStream, ExchangeError> {
         let timer = &self.client.io.timer;
@@ -109,11 +112,18 @@ impl Conn {
         method: Method,
     ) -> Result<ResponseHead, ExchangeError> {
         up.buf.clear();
+        let mut interim = 0;
         loop {
             if !up.buf.is_empty() {
                 match http::parse_response(&up.buf, method, &mut up.headers) {
                     Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
-                        // Interim response (we answer Expect ourselves): skip it.
+                        // Interim response (we answer Expect ourselves): skip it. A server
+                        // that sends nothing else would restart read_timeout for ever.
+                        interim += 1;
+                        if interim > MAX_INTERIM {
+                            tracing::warn!(interim, "upstream sends only interim responses");
+                            return Err(ExchangeError::upstream(Kind::Invalid));
+                        }
                         up.buf.drain(..resp.head_len);
                         continue;
                     }
