@@ -429,3 +429,34 @@ fn endless_interim_responses_are_a_502() {
     assert_eq!(p.get("/").status, 502);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// A body that must spill to `client_body_temp_path` while that directory cannot be made gets
+/// a 500 and a log line naming the directory; bodies that fit in memory are unaffected.
+#[test]
+fn an_unwritable_body_temp_path_is_a_500_with_a_clear_log_line() {
+    let b = Backend::page("ok");
+    let dir = common::temp_dir("unwritable");
+    std::fs::write(dir.join("a-file"), b"").unwrap();
+    let temp = dir.join("a-file").join("client_body_temp");
+    let p = Proxy::start(
+        &format!("client_body_temp_path = \"{}\"", temp.display()),
+        &common::servers(&[&b]),
+        "",
+    );
+    let mut c = p.client();
+    c.send("POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(c.response().status, 200);
+    let body = "x".repeat(100_000);
+    c.send(&format!(
+        "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(c.response().status, 500);
+    assert_eq!(b.count(), 1);
+    let err = p.stderr();
+    assert!(
+        err.contains("client_body_temp_path") && err.contains("a-file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

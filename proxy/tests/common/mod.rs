@@ -356,7 +356,11 @@ impl Proxy {
     pub fn start(top: &str, upstream: &str, server_extra: &str) -> Proxy {
         let dir = temp_dir("proxy");
         let temp = dir.join("client_body_temp");
-        let top = format!("client_body_temp_path = \"{}\"\n{top}", temp.display());
+        let top = if top.contains("client_body_temp_path") {
+            top.to_string()
+        } else {
+            format!("client_body_temp_path = \"{}\"\n{top}", temp.display())
+        };
         let top = top.as_str();
         let port = free_port();
         let admin = free_port();
