@@ -199,6 +199,7 @@ pub(super) fn build(
         None => (Workers::Auto, false, None, None),
     };
 
+    let client_body_temp_path = client_body_temp_path(&mut cx, top.as_ref());
     let worker_connections = match &top {
         Some(top) => worker_connections(&mut cx, top),
         None => defaults::WORKER_CONNECTIONS,
@@ -263,7 +264,7 @@ pub(super) fn build(
         pin_workers,
         splice: top.as_ref().and_then(|t| t.splice).unwrap_or(true),
         worker_connections,
-        client_body_temp_path: client_body_temp_path(top.as_ref()),
+        client_body_temp_path,
         access_log,
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),
@@ -329,12 +330,21 @@ fn worker_connections(cx: &mut Ctx<'_>, top: &RawTop) -> usize {
     usize::try_from(n).unwrap_or(defaults::WORKER_CONNECTIONS)
 }
 
-fn client_body_temp_path(top: Option<&RawTop>) -> PathBuf {
-    top.and_then(|t| t.client_body_temp_path.as_ref())
-        .map_or_else(
-            || PathBuf::from(defaults::CLIENT_BODY_TEMP_PATH),
-            |p| PathBuf::from(p.get_ref()),
-        )
+/// The body temp directory: absolute, since the service's working directory is not part of
+/// its configuration.
+fn client_body_temp_path(cx: &mut Ctx<'_>, top: Option<&RawTop>) -> PathBuf {
+    let default = PathBuf::from(defaults::CLIENT_BODY_TEMP_PATH);
+    let Some(p) = top.and_then(|t| t.client_body_temp_path.as_ref()) else {
+        return default;
+    };
+    if !Path::new(p.get_ref()).is_absolute() {
+        cx.error_at(
+            p,
+            "client_body_temp_path must be an absolute directory path",
+        );
+        return default;
+    }
+    PathBuf::from(p.get_ref())
 }
 
 fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Upstream> {

@@ -832,6 +832,11 @@ fn connection_and_body_buffering_keys() {
         Some(true)
     );
     one_err(
+        &base_insert(0, &["client_body_temp_path = \"body\""]),
+        1,
+        "client_body_temp_path must be an absolute",
+    );
+    one_err(
         &base_insert(0, &["worker_connections = 0"]),
         1,
         "worker_connections must be between 1",
