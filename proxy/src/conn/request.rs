@@ -1,6 +1,7 @@
 //! The client's side of a request: its head (with `client_header_timeout`, and
-//! `keepalive_timeout` before the first byte) and its body (held when it came with the head or
-//! was chunked, else left to stream to the upstream).
+//! `keepalive_timeout` before the first byte) and its body: read whole into the connection's
+//! [`BodyBuffer`] before an upstream is picked (request buffering on, and every chunked body,
+//! which goes upstream de-chunked with a Content-Length), or left to stream to the upstream.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use crate::config::Server;
 use crate::http::{self, BodyKind, ChunkedDecoder, RequestHead};
 use crate::policy::ExchangeError;
 
+use super::body::BodyBuffer;
 use super::io::READ_CHUNK;
 use super::Conn;
 
@@ -26,8 +28,9 @@ pub(super) struct Body {
 
 /// Where a buffered body goes: how much in memory, and the directory for the rest.
 pub(super) struct Buffering<'a> {
-    /// `None`: stream a Content-Length body as it arrives (`proxy_request_buffering = false`).
+    /// `false`: stream a Content-Length body as it arrives (`proxy_request_buffering = false`).
     pub enabled: bool,
+    /// `client_body_buffer_size`.
     pub memory: usize,
     pub temp_dir: &'a std::path::Path,
 }
@@ -171,11 +174,11 @@ impl Conn {
         len: usize,
         buffering: &Buffering<'_>,
     ) -> Result<(), ExchangeError> {
-        let data = &self.client.buf[start..start + len];
-        if let Err(e) = self.body.append(data, buffering.memory, buffering.temp_dir) {
-            tracing::error!(dir = %buffering.temp_dir.display(), error = %e, "cannot buffer a request body in client_body_temp_path");
-            return Err(ExchangeError::rejected(500));
-        }
+        keep(
+            &mut self.body,
+            &self.client.buf[start..start + len],
+            buffering,
+        )?;
         self.client.buf.drain(start..start + len);
         Ok(())
     }
@@ -206,13 +209,7 @@ impl Conn {
             if limit != 0 && self.body.len() + data.len() as u64 > limit {
                 return Err(ExchangeError::rejected(413));
             }
-            if let Err(e) = self
-                .body
-                .append(&data, buffering.memory, buffering.temp_dir)
-            {
-                tracing::error!(dir = %buffering.temp_dir.display(), error = %e, "cannot buffer a request body in client_body_temp_path");
-                return Err(ExchangeError::rejected(500));
-            }
+            keep(&mut self.body, &data, buffering)?;
             if decoder.is_done() {
                 return Ok(());
             }
@@ -230,6 +227,20 @@ impl Conn {
             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         self.client.flush().await
     }
+}
+
+/// Append body bytes to `body`; a temporary file that cannot be written is our failure (500).
+fn keep(
+    body: &mut BodyBuffer,
+    data: &[u8],
+    buffering: &Buffering<'_>,
+) -> Result<(), ExchangeError> {
+    body.append(data, buffering.memory, buffering.temp_dir)
+        .map_err(|e| {
+            let dir = buffering.temp_dir.display();
+            tracing::error!(%dir, error = %e, "cannot buffer a request body in client_body_temp_path");
+            ExchangeError::rejected(500)
+        })
 }
 
 /// Whether the body can be left unread behind an error page without confusing the next
