@@ -2,7 +2,6 @@
 //! until one answers or [`crate::policy`] allows no further try.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -15,25 +14,7 @@ use crate::route;
 
 use super::io::UpstreamSide;
 use super::request::{self, Body, Buffering};
-use super::{Conn, Done};
-
-/// One try's fixed facts: the request, and the server it goes to.
-pub(super) struct Target<'a> {
-    pub head: &'a RequestHead,
-    pub upstream: &'a Upstream,
-    pub addr: SocketAddr,
-    pub body: &'a Body,
-    pub replayable: bool,
-}
-
-/// How an attempt that reached the client ended.
-pub(super) struct Finished {
-    pub done: Done,
-    /// What the balancer is told about the server.
-    pub outcome: Outcome,
-    /// The upstream connection ended cleanly and may go back to the keep-alive pool.
-    pub reusable: bool,
-}
+use super::{Conn, Done, Finished, Target};
 
 impl Conn {
     /// Handle one request whose head is at the start of the client buffer.

@@ -16,6 +16,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 
+use crate::balance::Outcome;
+use crate::config::Upstream;
 use crate::http::{self, HeaderSpan, RequestHead};
 use crate::log::Entry;
 use crate::metrics;
@@ -32,6 +34,7 @@ mod request;
 mod upstream;
 
 use io::ClientSide;
+use request::Body;
 
 /// How long a keep-alive connection keeps its buffers while waiting for the next request.
 const HOT_IDLE: Duration = Duration::from_millis(100);
@@ -97,6 +100,24 @@ struct Done {
     next: Next,
     /// Bytes of the client buffer the request occupied (head and held body).
     consumed: usize,
+}
+
+/// One try's fixed facts: the request, and the server it goes to.
+struct Target<'a> {
+    pub head: &'a RequestHead,
+    pub upstream: &'a Upstream,
+    pub addr: SocketAddr,
+    pub body: &'a Body,
+    pub replayable: bool,
+}
+
+/// How an attempt that reached the client ended.
+struct Finished {
+    pub done: Done,
+    /// What the balancer is told about the server.
+    pub outcome: Outcome,
+    /// The upstream connection ended cleanly and may go back to the keep-alive pool.
+    pub reusable: bool,
 }
 
 impl Done {

@@ -6,9 +6,8 @@ use crate::http::{self, BodyKind, ChunkedDecoder, ClientMode, ResponseHead, Vers
 use crate::metrics;
 use crate::policy::{self, ExchangeError, Kind, Next};
 
-use super::exchange::{Finished, Target};
 use super::io::{forward_exact, Moved, UpstreamSide, BODY_CHUNK, READ_CHUNK, SPLICE_MIN};
-use super::{Conn, Done};
+use super::{Conn, Done, Finished, Target};
 
 impl Conn {
     /// Send the response head and body to the client. Past the head, a failure can only cut

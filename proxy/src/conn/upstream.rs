@@ -10,9 +10,8 @@ use crate::http::{self, Method, ResponseHead};
 use crate::metrics;
 use crate::policy::{ExchangeError, Kind, Side};
 
-use super::exchange::Target;
 use super::io::{forward_exact, Endpoint, Moved, UpstreamSide, BODY_CHUNK, READ_CHUNK, SPLICE_MIN};
-use super::Conn;
+use super::{Conn, Target};
 
 /// Interim (1xx) responses accepted before the final one; real servers send one or two.
 const MAX_INTERIM: usize = 8;
