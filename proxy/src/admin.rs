@@ -5,8 +5,10 @@
 //! so no admin client may hold it up: the listener runs its own small event loop (monoio on
 //! epoll, off the request path) serving every connection concurrently, each with one total
 //! deadline for its whole request and a bounded head, and the number of admin connections is
-//! capped.
+//! capped (a new connection over the cap closes the oldest one).
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -18,13 +20,14 @@ use monoio::net::{TcpListener, TcpStream};
 
 use crate::metrics;
 use crate::rt::backoff::LogEvery;
+use crate::rt::event::LocalEvent;
 use crate::state::Shared;
 
 /// The most time one admin connection gets for its request and response.
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(2);
 /// Largest admin request head read; the rest is ignored.
 const MAX_HEAD: usize = 4096;
-/// Admin connections served at once; more are closed at accept.
+/// Admin connections served at once; a new one beyond this closes the oldest.
 const MAX_CONNS: usize = 256;
 
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
@@ -49,8 +52,8 @@ async fn serve(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
         Ok(l) => l,
         Err(e) => return tracing::error!(error = %e, "admin listener cannot start"),
     };
-    let active = Rc::new(std::cell::Cell::new(0usize));
-    let mut refused = LogEvery::second();
+    let live = Rc::new(Live::default());
+    let mut evicted = LogEvery::second();
     let mut failed = LogEvery::second();
     loop {
         let stream = match listener.accept().await {
@@ -65,26 +68,65 @@ async fn serve(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if active.get() >= MAX_CONNS {
-            if let Some(n) = refused.tick() {
+        if live.evict_oldest_over(MAX_CONNS - 1) {
+            if let Some(n) = evicted.tick() {
                 tracing::warn!(
                     limit = MAX_CONNS,
                     times = n,
-                    "admin connections over the limit; closed"
+                    "admin connections over the limit; closed the oldest"
                 );
             }
-            continue;
         }
-        active.set(active.get() + 1);
-        let (shared, active) = (shared.clone(), active.clone());
+        let (id, cut) = live.add();
+        let (shared, live) = (shared.clone(), live.clone());
         monoio::spawn(async move {
-            match monoio::time::timeout(ADMIN_DEADLINE, handle(stream, &shared)).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "admin request failed"),
-                Err(_) => tracing::debug!("admin request cut at its deadline"),
-                Ok(Ok(())) => {}
+            let served = monoio::time::timeout(ADMIN_DEADLINE, handle(stream, &shared));
+            monoio::select! {
+                r = served => match r {
+                    Ok(Err(e)) => tracing::debug!(error = %e, "admin request failed"),
+                    Err(_) => tracing::debug!("admin request cut at its deadline"),
+                    Ok(Ok(())) => {}
+                },
+                _ = cut.wait() => tracing::debug!("admin connection closed to make room"),
             }
-            active.set(active.get() - 1);
+            live.remove(id);
         });
+    }
+}
+
+/// The admin connections being served, oldest first, each with the event that cuts it.
+/// Over the limit the oldest is cut, so a flood of idle connections can never keep a new
+/// /healthz probe out (the flood only cuts itself).
+#[derive(Default)]
+struct Live {
+    next: Cell<u64>,
+    conns: RefCell<VecDeque<(u64, Rc<LocalEvent>)>>,
+}
+
+impl Live {
+    fn add(&self) -> (u64, Rc<LocalEvent>) {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let cut = Rc::new(LocalEvent::default());
+        self.conns.borrow_mut().push_back((id, cut.clone()));
+        (id, cut)
+    }
+
+    fn remove(&self, id: u64) {
+        self.conns.borrow_mut().retain(|(c, _)| *c != id);
+    }
+
+    /// Cut the oldest connections until at most `keep` remain; true if any was cut.
+    fn evict_oldest_over(&self, keep: usize) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        let mut cut_any = false;
+        while conns.len() > keep {
+            if let Some((_, cut)) = conns.pop_front() {
+                cut.set();
+                cut_any = true;
+            }
+        }
+        cut_any
     }
 }
 

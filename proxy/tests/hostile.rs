@@ -460,3 +460,20 @@ fn an_unwritable_body_temp_path_is_a_500_with_a_clear_log_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Even a flood of silent admin connections beyond the admin connection limit cannot keep
+/// /healthz out: the oldest admin connection makes room for the newest.
+#[test]
+fn healthz_answers_past_a_flood_of_silent_admin_connections() {
+    let b = Backend::page("ok");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let flood: Vec<std::net::TcpStream> = (0..400)
+        .map(|_| std::net::TcpStream::connect(p.admin).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    let r = p.admin_get("/healthz");
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    drop(flood);
+}
