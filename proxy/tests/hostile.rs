@@ -259,7 +259,7 @@ fn silent_connections_are_cheap_and_capped_by_worker_connections() {
     thread::sleep(Duration::from_millis(500));
     let mut closed = 0;
     for s in &conns {
-        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        s.set_nonblocking(true).unwrap();
         let mut b = [0u8; 1];
         match (&*s).read(&mut b) {
             Ok(0) => closed += 1,
