@@ -1,4 +1,4 @@
-//! Micro-benches of peer selection: one `pick` + `release` per request, as `forward` does it.
+//! Micro-benches of peer selection: one `pick` + `release` per request, as the connection code (`conn`) does it.
 //! `cargo bench -p proxy --bench balancer`.
 
 use std::hint::black_box;

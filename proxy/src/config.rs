@@ -74,6 +74,8 @@ pub struct Location {
     pub path: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Overrides the server's `proxy_request_buffering` when set.
+    pub proxy_request_buffering: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,10 @@ pub struct Server {
     /// Largest request head accepted; larger gets 431.
     pub max_header_size: usize,
     pub keepalive_timeout: Duration,
+    /// Request body bytes held in memory; the rest of a buffered body goes to a temporary file.
+    pub client_body_buffer_size: usize,
+    /// Read the whole request body before picking an upstream (nginx's default).
+    pub proxy_request_buffering: bool,
     /// Longest prefix match wins, as nginx prefix locations.
     pub locations: Vec<Location>,
 }
@@ -100,6 +106,11 @@ pub struct Config {
     /// Forward large bodies with splice(2) through a pipe instead of copying them through
     /// user space (default on).
     pub splice: bool,
+    /// Client connections one worker holds at most (nginx's `worker_connections`); more are
+    /// closed at accept.
+    pub worker_connections: usize,
+    /// Where request bodies beyond `client_body_buffer_size` are kept while buffered.
+    pub client_body_temp_path: PathBuf,
     /// `None` = "off".
     pub access_log: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
@@ -143,4 +154,11 @@ pub mod defaults {
     pub const CLIENT_MAX_BODY_SIZE: u64 = 1 << 20;
     pub const MAX_HEADER_SIZE: usize = 8 << 10;
     pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(65);
+    /// Per worker. Each costs ~1.5 KiB idle and up to ~100 KiB with a request in flight
+    /// (buffers, body buffer), so 4096 bounds a worker near 400 MiB at worst.
+    pub const WORKER_CONNECTIONS: usize = 4096;
+    /// nginx's default on 64-bit machines (two pages).
+    pub const CLIENT_BODY_BUFFER_SIZE: usize = 16 << 10;
+    /// Writable by the service: systemd makes it with `CacheDirectory=proxy`.
+    pub const CLIENT_BODY_TEMP_PATH: &str = "/var/cache/proxy/client_body_temp";
 }

@@ -103,21 +103,7 @@ fn run(path: &Path, config: Config, engine: Engine) -> Result<(), String> {
     let admin = config.admin;
     let shared = Shared::new(Arc::new(config), workers, log, engine);
 
-    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (sig_tx, sig_rx) = mpsc::channel();
-    let mut signals_handle = signals;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals_handle.forever() {
-                if sig_tx.send(sig).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| e.to_string())?;
-
+    let sig_rx = signal_thread()?;
     let mut handles = Vec::with_capacity(workers);
     let (ready_tx, ready_rx) = mpsc::channel();
     for id in 0..workers {
@@ -160,23 +146,46 @@ fn run(path: &Path, config: Config, engine: Engine) -> Result<(), String> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("signal thread died".into()),
         }
-        // A worker that died (it should not: connection panics are contained) is noticed,
-        // logged and replaced.
-        for (id, h) in handles.iter_mut().enumerate() {
-            if h.is_finished() {
-                tracing::error!(worker = id, "worker thread died; restarting it");
-                shared.stats[id].alive.store(false, Ordering::Relaxed);
-                let (tx, rx) = mpsc::channel();
-                match worker::spawn(id, shared.clone(), tx) {
-                    Ok(new) => {
-                        let old = std::mem::replace(h, new);
-                        let _ = old.join();
-                        if let Ok((_, Err(e))) = rx.recv_timeout(Duration::from_secs(5)) {
-                            tracing::error!(worker = id, error = %e, "worker restart failed");
-                        }
-                    }
-                    Err(e) => tracing::error!(worker = id, error = %e, "cannot restart worker"),
+        restart_dead_workers(&mut handles, &shared);
+    }
+}
+
+/// Signals arrive on their own thread and are passed to the control loop.
+fn signal_thread() -> Result<mpsc::Receiver<i32>, String> {
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (sig_tx, sig_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(sig).is_err() {
+                    break;
                 }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(sig_rx)
+}
+
+/// A worker that died (it should not: connection panics are contained) is noticed, logged
+/// and replaced.
+fn restart_dead_workers(handles: &mut [std::thread::JoinHandle<()>], shared: &Arc<Shared>) {
+    for (id, h) in handles.iter_mut().enumerate() {
+        if h.is_finished() {
+            tracing::error!(worker = id, "worker thread died; restarting it");
+            shared.stats[id].alive.store(false, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel();
+            match worker::spawn(id, shared.clone(), tx) {
+                Ok(new) => {
+                    let old = std::mem::replace(h, new);
+                    let _ = old.join();
+                    if let Ok((_, Err(e))) = rx.recv_timeout(Duration::from_secs(5)) {
+                        tracing::error!(worker = id, error = %e, "worker restart failed");
+                    }
+                }
+                Err(e) => tracing::error!(worker = id, error = %e, "cannot restart worker"),
             }
         }
     }

@@ -80,6 +80,14 @@ impl WorkerStats {
 /// Render all workers' counters in the Prometheus text exposition format.
 pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
     let mut out = String::with_capacity(4096);
+    render_process(&mut out, workers, serving);
+    render_counters(&mut out, workers);
+    render_peers(&mut out, workers);
+    out
+}
+
+/// Liveness and the per-status request counts.
+fn render_process(out: &mut String, workers: &[Arc<WorkerStats>], serving: bool) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
 
     out.push_str("# HELP proxy_up 1 while the proxy accepts and serves requests.\n");
@@ -99,7 +107,11 @@ pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
             let _ = writeln!(out, "proxy_requests_total{{status=\"{code}\"}} {n}");
         }
     }
+}
 
+/// Connection, byte and upstream counters summed over the workers.
+fn render_counters(out: &mut String, workers: &[Arc<WorkerStats>]) {
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let gauges: [(&str, &str, &str, u64); 7] = [
         (
             "proxy_active_connections",
@@ -150,7 +162,10 @@ pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+}
 
+/// Each worker's view of each upstream server.
+fn render_peers(out: &mut String, workers: &[Arc<WorkerStats>]) {
     out.push_str(
         "# HELP proxy_upstream_server_up 1 if the server is eligible in a worker (by worker).\n",
     );
@@ -191,5 +206,4 @@ pub fn render(workers: &[Arc<WorkerStats>], serving: bool) -> String {
     );
     out.push_str("# TYPE proxy_upstream_server_active gauge\n");
     out.push_str(&conns);
-    out
 }

@@ -9,7 +9,7 @@
 //!    FIN (or stray bytes) that already arrived (skipped for connections idle under
 //!    [`PEEK_AFTER`]: back-to-back reuse is the hot path and a backend closing within that
 //!    window is covered by 3);
-//! 3. `forward` retries once on a fresh connection when a reused one fails before any response
+//! 3. `conn` retries once on a fresh connection when a reused one fails before any response
 //!    byte (the request cannot have been processed by a backend that had closed it).
 
 use std::collections::VecDeque;
@@ -18,6 +18,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use nix::errno::Errno;
+use nix::sys::socket::{recv, MsgFlags};
 
 /// Connections idle at least this long are checked with `MSG_PEEK` before reuse.
 pub const PEEK_AFTER: Duration = Duration::from_millis(100);
@@ -127,15 +129,10 @@ impl Pool {
 
 /// True when nothing (no FIN, no stray bytes) has arrived on an idle connection.
 fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: the fd is owned by `stream` and open; the buffer is one valid byte.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    let mut byte = [0u8; 1];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    matches!(
+        recv(stream.as_raw_fd(), &mut byte, flags),
+        Err(Errno::EAGAIN)
+    )
 }

@@ -150,4 +150,8 @@ fn garbage_never_takes_the_proxy_down() {
     }
     assert_eq!(p.get("/").text(), "still here");
     assert_eq!(p.admin_get("/healthz").status, 200);
+    // Survived without help: no input panicked a task, no worker was restarted.
+    let err = p.stderr();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("worker thread died"), "{err}");
 }

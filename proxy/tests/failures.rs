@@ -226,3 +226,73 @@ fn backup_server_used_only_when_primaries_are_down() {
         assert_eq!(p.get("/").text(), "backup");
     }
 }
+
+/// A server that sends the response head and part of the body, then resets.
+fn cuts_mid_response() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut req = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut req);
+            let _ = std::io::Write::write_all(
+                &mut s,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+            );
+            let _ = std::io::Write::write_all(&mut s, &[b'p'; 1000]);
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    addr
+}
+
+/// Once the client has the head, an upstream failure cannot be retried: the client connection
+/// is cut, the next server is not tried, and the failure is counted.
+#[test]
+fn upstream_failure_mid_response_cuts_the_client_and_is_not_retried() {
+    let cut = cuts_mid_response();
+    let good = Backend::page("second");
+    let upstream = format!(
+        "servers = [{{ address = \"{cut}\", max_fails = 0 }}, {{ address = \"{}\", max_fails = 0 }}]",
+        good.addr
+    );
+    let p = Proxy::start("", &upstream, "");
+    let mut c = p.client();
+    c.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.try_response(false).is_err(), "the body is cut short");
+    assert_eq!(good.count(), 0, "not retried once the head went out");
+    assert_eq!(p.metric("proxy_upstream_failures_total"), 1);
+    assert_eq!(p.metric("proxy_upstream_retries_total"), 0);
+}
+
+/// A read timeout with two servers: a GET goes on to the second server, a POST does not, and
+/// the retry is counted.
+#[test]
+fn read_timeout_retries_idempotent_requests_only() {
+    let hang = Backend::start(|_| Reply::Hang);
+    let good = Backend::page("second");
+    let upstream = format!(
+        "servers = [{{ address = \"{}\", max_fails = 0 }}, {{ address = \"{}\", max_fails = 0 }}]\nread_timeout = \"500ms\"",
+        hang.addr, good.addr
+    );
+    let p = Proxy::start("", &upstream, "");
+    // Round robin starts at the hanging server.
+    let mut c = p.client();
+    c.send("POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(c.response().status, 504);
+    assert_eq!(
+        good.count(),
+        0,
+        "a POST that reached a server is not sent to another"
+    );
+    assert_eq!(p.metric("proxy_upstream_retries_total"), 0);
+    // The next pick is the good server, the one after the hanging one again: that GET is retried.
+    for _ in 0..2 {
+        let r = p.get("/read");
+        assert_eq!((r.status, r.text().as_str()), (200, "second"));
+    }
+    assert_eq!(hang.count(), 2);
+    assert_eq!(p.metric("proxy_upstream_retries_total"), 1);
+}

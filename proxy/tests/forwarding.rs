@@ -75,7 +75,12 @@ fn pattern(n: usize) -> Vec<u8> {
 #[test]
 fn one_mib_post_is_forwarded_byte_exact() {
     let b = Backend::start(|r| Reply::bytes(r.body.clone()));
-    let p = Proxy::with_backends(&[&b], "", "client_max_body_size = \"2m\"");
+    // Streamed (request buffering off), so both directions go through splice.
+    let p = Proxy::with_backends(
+        &[&b],
+        "",
+        "client_max_body_size = \"2m\"\nproxy_request_buffering = false",
+    );
     let body = pattern(1 << 20);
     let mut c = p.client();
     c.send(&format!(
@@ -337,7 +342,12 @@ fn epoll_engine_serves_too() {
         c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(c.response().text(), "epoll");
     }
-    assert!(p.stderr().contains("epoll"), "{}", p.stderr());
+    let err = p.stderr();
+    assert!(
+        err.contains("worker started worker=0 engine=\"epoll\""),
+        "--engine epoll runs epoll:\n{err}"
+    );
+    assert!(!err.contains("falling back"), "{err}");
 }
 
 #[test]
@@ -361,6 +371,16 @@ fn listens_on_ipv4_and_ipv6_with_two_workers() {
             assert_eq!(c.response().text(), "dual stack");
         }
     }
+    // Both workers started, each on io_uring: a silent fallback to epoll on this kernel is a
+    // failure, not a detail.
+    let err = p.stderr();
+    for id in 0..2 {
+        assert!(
+            err.contains(&format!("worker started worker={id} engine=\"io_uring\"")),
+            "worker {id} on io_uring:\n{err}"
+        );
+    }
+    assert!(!err.contains("falling back"), "{err}");
     // The backend saw the IPv6 client's address in X-Forwarded-For.
     assert!(b
         .received

@@ -208,10 +208,111 @@ fn sigquit_finishes_in_flight_requests_then_exits() {
     assert!(st.success());
 }
 
+/// TERM is the fast stop: an in-flight request is cut, and the proxy exits by itself with
+/// status 0 (the default action of TERM, were it not handled, would end it by the signal).
+/// QUIT, above, finishes the same kind of request instead.
 #[test]
-fn sigterm_stops_fast() {
-    let b = Backend::page("x");
-    let mut p = Proxy::with_backends(&[&b], "", "");
+fn sigterm_stops_fast_and_cuts_in_flight_requests() {
+    let slow = Backend::start(|_| {
+        std::thread::sleep(Duration::from_secs(3));
+        Reply::text("too late")
+    });
+    let mut p = Proxy::with_backends(&[&slow], "", "");
+    let mut busy = p.client();
+    busy.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
     p.signal(libc::SIGTERM);
-    assert!(p.wait_exit(Duration::from_secs(2)).is_some());
+    let st = p.wait_exit(Duration::from_secs(2)).expect("exits fast");
+    assert!(
+        st.success(),
+        "TERM is handled: exit status 0, not death by signal ({st:?})"
+    );
+    assert!(
+        busy.try_response(false).is_err(),
+        "the in-flight request is cut"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// USR1 reopens the access log (logrotate's postrotate): after a rename and the signal, new
+/// lines land in the new file, and every request is logged exactly once across the two.
+#[test]
+fn usr1_reopens_the_access_log_and_loses_no_line() {
+    let b = Backend::page("x");
+    let p = Proxy::with_backends(&[&b], "", "");
+    let log = p.dir.join("access.log");
+    let rotated = p.dir.join("access.log.1");
+    let lines = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let wait_for = |path: &std::path::Path, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !lines(path).contains(needle) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(p.get(&format!("/before/{i}")).status, 200);
+    }
+    wait_for(&log, "/before/4");
+    std::fs::rename(&log, &rotated).unwrap();
+    for i in 0..5 {
+        assert_eq!(p.get(&format!("/between/{i}")).status, 200);
+    }
+    p.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..5 {
+        assert_eq!(p.get(&format!("/after/{i}")).status, 200);
+    }
+    wait_for(&log, "/after/4");
+    let (old, new) = (lines(&rotated), lines(&log));
+    for phase in ["before", "between", "after"] {
+        for i in 0..5 {
+            let needle = format!("GET /{phase}/{i} ");
+            let n = old.matches(&needle).count() + new.matches(&needle).count();
+            assert_eq!(n, 1, "{needle} logged {n} times\nold:\n{old}\nnew:\n{new}");
+        }
+    }
+    assert!(old.contains("/before/4") && !new.contains("/before/"));
+    assert!(new.contains("/after/0") && !old.contains("/after/"));
+}
+
+/// A test-only hook (PROXY_TEST_PANIC_TARGET) panics the connection task of a request to that
+/// target: that connection is dropped and the panic logged, the worker and its other
+/// connections go on.
+#[test]
+fn a_panicking_connection_task_takes_only_its_connection() {
+    let b = Backend::page("alive");
+    let dir = common::temp_dir("panic");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = common::config_text(port, admin, "", &common::servers(&[&b]), "", "off");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("--config")
+        .arg(&path)
+        .env("PROXY_TEST_PANIC_TARGET", "/__panic")
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let p = Proxy::adopt(child, dir, port, admin, path);
+    let mut other = p.client();
+    other.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(other.response().text(), "alive");
+    let mut victim = p.client();
+    victim.send("GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        victim.try_response(false).is_err(),
+        "the panicking connection is dropped"
+    );
+    other.send("GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        other.response().text(),
+        "alive",
+        "another connection survives"
+    );
+    assert_eq!(p.get("/c").text(), "alive");
+    assert_eq!(p.admin_get("/healthz").status, 200);
+    let err = p.stderr();
+    assert!(err.contains("connection task panicked"), "{err}");
+    assert!(!err.contains("worker thread died"), "{err}");
 }

@@ -182,6 +182,11 @@ pub(super) fn build(
         None => (Workers::Auto, false, None, None),
     };
 
+    let client_body_temp_path = client_body_temp_path(&mut cx, top.as_ref());
+    let worker_connections = match &top {
+        Some(top) => worker_connections(&mut cx, top),
+        None => defaults::WORKER_CONNECTIONS,
+    };
     // Upstreams first, so locations can refer to them by name (in any order in the file).
     let mut names: Vec<String> = Vec::new();
     let mut upstreams: Vec<Option<Upstream>> = Vec::new();
@@ -237,6 +242,8 @@ pub(super) fn build(
         workers,
         pin_workers,
         splice: top.as_ref().and_then(|t| t.splice).unwrap_or(true),
+        worker_connections,
+        client_body_temp_path,
         access_log,
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),
@@ -288,6 +295,35 @@ fn top_level(
             }
         });
     (workers, top.pin_workers.unwrap_or(false), access_log, admin)
+}
+
+fn worker_connections(cx: &mut Ctx<'_>, top: &RawTop) -> usize {
+    let default = defaults::WORKER_CONNECTIONS as i64;
+    let n = cx.int(
+        &top.worker_connections,
+        default,
+        1,
+        1 << 20,
+        "worker_connections",
+    );
+    usize::try_from(n).unwrap_or(defaults::WORKER_CONNECTIONS)
+}
+
+/// The body temp directory: absolute, since the service's working directory is not part of
+/// its configuration.
+fn client_body_temp_path(cx: &mut Ctx<'_>, top: Option<&RawTop>) -> PathBuf {
+    let default = PathBuf::from(defaults::CLIENT_BODY_TEMP_PATH);
+    let Some(p) = top.and_then(|t| t.client_body_temp_path.as_ref()) else {
+        return default;
+    };
+    if !Path::new(p.get_ref()).is_absolute() {
+        cx.error_at(
+            p,
+            "client_body_temp_path must be an absolute directory path",
+        );
+        return default;
+    }
+    PathBuf::from(p.get_ref())
 }
 
 fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Upstream> {
@@ -583,6 +619,11 @@ fn server(
         "keepalive_timeout",
         false,
     );
+    let client_body_buffer_size = cx.size(
+        &raw.client_body_buffer_size,
+        defaults::CLIENT_BODY_BUFFER_SIZE as u64,
+        "client_body_buffer_size",
+    );
     if locations.is_empty() || locations.iter().any(Option::is_none) || listen.is_empty() {
         return None;
     }
@@ -593,6 +634,9 @@ fn server(
         client_max_body_size,
         max_header_size,
         keepalive_timeout,
+        client_body_buffer_size: usize::try_from(client_body_buffer_size)
+            .unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
+        proxy_request_buffering: raw.proxy_request_buffering.unwrap_or(true),
         locations: locations.into_iter().flatten().collect(),
     })
 }
@@ -652,6 +696,7 @@ fn location(
         (true, Some(upstream)) => Some(Location {
             path: path.clone(),
             upstream,
+            proxy_request_buffering: raw.proxy_request_buffering,
         }),
         _ => None,
     }

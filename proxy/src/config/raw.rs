@@ -51,6 +51,8 @@ pub struct RawTop {
     pub workers: Option<Spanned<Scalar>>,
     pub pin_workers: Option<bool>,
     pub splice: Option<bool>,
+    pub worker_connections: Option<Spanned<i64>>,
+    pub client_body_temp_path: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
     /// `[upstream.NAME]` tables, handled one by one.
@@ -99,6 +101,8 @@ pub struct RawServer {
     pub client_max_body_size: Option<Spanned<Scalar>>,
     pub max_header_size: Option<Spanned<Scalar>>,
     pub keepalive_timeout: Option<Spanned<Scalar>>,
+    pub client_body_buffer_size: Option<Spanned<Scalar>>,
+    pub proxy_request_buffering: Option<bool>,
     /// `[[server.location]]` tables, handled one by one.
     #[serde(rename = "location")]
     pub _location: Option<IgnoredAny>,
@@ -110,4 +114,5 @@ pub struct RawServer {
 pub struct RawLocation {
     pub path: Spanned<String>,
     pub proxy_pass: Spanned<String>,
+    pub proxy_request_buffering: Option<bool>,
 }

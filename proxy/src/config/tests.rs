@@ -120,6 +120,8 @@ fn design_example_parses_to_the_expected_config() {
         workers: Workers::Auto,
         pin_workers: false,
         splice: true,
+        worker_connections: 4096,
+        client_body_temp_path: "/var/cache/proxy/client_body_temp".into(),
         access_log: Some(PathBuf::from("/var/log/proxy/access.log")),
         admin: Some(addr("127.0.0.1:9900")),
         upstreams: vec![Upstream {
@@ -142,9 +144,12 @@ fn design_example_parses_to_the_expected_config() {
             client_max_body_size: 1 << 20,
             max_header_size: 8192,
             keepalive_timeout: Duration::from_secs(65),
+            client_body_buffer_size: 16 << 10,
+            proxy_request_buffering: true,
             locations: vec![Location {
                 path: "/".into(),
                 upstream: 0,
+                proxy_request_buffering: None,
             }],
         }],
     };
@@ -180,7 +185,8 @@ fn deploy_file_reproduces_the_seed_nginx_conf() {
         s.locations,
         vec![Location {
             path: "/".into(),
-            upstream: 0
+            upstream: 0,
+            proxy_request_buffering: None,
         }]
     );
 }
@@ -306,11 +312,13 @@ fn every_key_set() {
         vec![
             Location {
                 path: "/".into(),
-                upstream: 0
+                upstream: 0,
+                proxy_request_buffering: None,
             },
             Location {
                 path: "/api/".into(),
-                upstream: 1
+                upstream: 1,
+                proxy_request_buffering: None,
             }
         ]
     );
@@ -796,4 +804,41 @@ fn host_names_go_through_the_resolver_once() {
     let c = build::build(&src, Path::new("t.toml"), &resolver).expect("resolves");
     assert_eq!(c.upstreams[0].servers[0].address, addr("192.0.2.7:8080"));
     assert_eq!(c.upstreams[0].servers[0].name, "backend.example:8080");
+}
+
+#[test]
+fn connection_and_body_buffering_keys() {
+    let src = text(&[
+        "worker_connections = 100",
+        "client_body_temp_path = \"/srv/body\"",
+        "[upstream.a]",
+        "servers = [{ address = \"10.0.0.1:81\" }]",
+        "[[server]]",
+        "listen = [\"127.0.0.1:8000\"]",
+        "client_body_buffer_size = \"32k\"",
+        "proxy_request_buffering = false",
+        "[[server.location]]",
+        "path = \"/\"",
+        "proxy_pass = \"a\"",
+        "proxy_request_buffering = true",
+    ]);
+    let c = ok(&src);
+    assert_eq!(c.worker_connections, 100);
+    assert_eq!(c.client_body_temp_path, Path::new("/srv/body"));
+    assert_eq!(c.servers[0].client_body_buffer_size, 32 << 10);
+    assert!(!c.servers[0].proxy_request_buffering);
+    assert_eq!(
+        c.servers[0].locations[0].proxy_request_buffering,
+        Some(true)
+    );
+    one_err(
+        &base_insert(0, &["client_body_temp_path = \"body\""]),
+        1,
+        "client_body_temp_path must be an absolute",
+    );
+    one_err(
+        &base_insert(0, &["worker_connections = 0"]),
+        1,
+        "worker_connections must be between 1",
+    );
 }

@@ -72,6 +72,32 @@ impl ChunkedDecoder {
         Self::default()
     }
 
+    /// Decode as much of `input` as is complete, appending the body data to `out` (or, with
+    /// `keep_framing`, every consumed byte, for a pass-through). Returns the bytes consumed;
+    /// stops at the end of the body.
+    pub fn decode_into(
+        &mut self,
+        input: &[u8],
+        keep_framing: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, ChunkError> {
+        let mut pos = 0;
+        while pos < input.len() && !self.is_done() {
+            let step = self.decode(&input[pos..])?;
+            if step.consumed == 0 {
+                break;
+            }
+            let taken = &input[pos..pos + step.consumed];
+            if keep_framing {
+                out.extend_from_slice(taken);
+            } else {
+                out.extend_from_slice(&taken[step.data]);
+            }
+            pos += step.consumed;
+        }
+        Ok(pos)
+    }
+
     /// Scan `input`; returns how much was consumed and which part of it is body data. Call again
     /// with the rest (or with more input) until `done`. `consumed == 0` with `!done` means more
     /// input is needed (it only happens when `input` is empty): a call with non-empty input

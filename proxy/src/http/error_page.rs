@@ -1,4 +1,5 @@
-//! nginx-style error responses (the seed's 50x page).
+//! nginx-style error responses: the small HTML page nginx sends for 4xx/5xx, so clients and
+//! monitoring see the same bodies as behind the nginx this proxy replaces.
 
 use super::util::push_u64;
 

@@ -4,13 +4,13 @@
 //! buffer, and header spans go into a caller-owned `Vec<HeaderSpan>` that is reused across
 //! requests, so the hot path does not allocate.
 //!
-//! API contract used by `forward` (keep these signatures):
+//! What the connection code (`conn`) relies on:
 //! - [`parse_request`] / [`parse_response`]: `Ok(None)` = need more bytes.
 //! - [`write_upstream_head`] / [`write_client_head`]: rewrite a head for the other side, appending
 //!   to `out` (never clearing it).
 //! - [`ChunkedDecoder`]: incremental chunked-body scanner that works for pass-through (forward
 //!   `input[..consumed]` verbatim) and for de-chunking (forward only `input[data]`).
-//! - [`error_response`]: a complete small HTML error response (the seed's 50x page style).
+//! - [`error_response`]: a complete small HTML error response (nginx's 50x page style).
 //!
 //! Behaviour worth knowing when driving these (details on each item):
 //! - `parse_request` only looks at the first `max_head` bytes, so its answer on a growing buffer
@@ -153,6 +153,8 @@ pub enum RequestError {
     Bad(&'static str),
     #[error("request header block too large")]
     HeadTooLarge,
+    #[error("not implemented: {0}")]
+    Unsupported(&'static str),
 }
 
 impl RequestError {
@@ -160,6 +162,7 @@ impl RequestError {
         match self {
             RequestError::Bad(_) => 400,
             RequestError::HeadTooLarge => 431,
+            RequestError::Unsupported(_) => 501,
         }
     }
 }

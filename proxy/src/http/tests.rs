@@ -147,7 +147,7 @@ fn heads(events: &[Event]) -> usize {
 
 const PIPELINED: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\
 POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
-POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
 5;name=val;q=\"x\"\r\nworld\r\nA\r\n0123456789\r\n0;last\r\nX-Sum: 1\r\nX-B:\t2\r\n\r\n\
 \r\nGET /d HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /partial HTTP/1.1\r\nHo";
 

@@ -68,7 +68,8 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 }
 
 /// Hop-by-hop fields (RFC 9110 7.6.1), plus Proxy-Connection which old clients still send.
-/// `Trailer` is on the list too, as the brief (and nginx's proxy module) drop it.
+/// `Trailer` is on the list too, as nginx's proxy module drops it: a chunked body we de-chunk
+/// has no trailer section left to announce.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     const HOP: [&[u8]; 6] = [
         b"connection",
@@ -156,6 +157,8 @@ pub(crate) struct TransferEncoding {
     pub(crate) final_chunked: bool,
     /// `chunked` appeared before another coding (or twice).
     pub(crate) chunked_not_last: bool,
+    /// A coding other than `chunked` (gzip, deflate, ...) was listed.
+    pub(crate) other_coding: bool,
 }
 
 impl TransferEncoding {
@@ -166,6 +169,7 @@ impl TransferEncoding {
                 self.chunked_not_last = true;
             }
             self.final_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.other_coding |= !self.final_chunked;
         }
     }
 }

@@ -95,7 +95,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend answering every request with `page` (like the seed's httpd nodes).
+    /// A backend answering every request with `page` (like the Apache httpd nodes behind the
+    /// balancers).
     pub fn page(page: &'static str) -> Backend {
         Backend::start(move |_| Reply::text(page))
     }
@@ -354,6 +355,13 @@ impl Proxy {
 
     pub fn start(top: &str, upstream: &str, server_extra: &str) -> Proxy {
         let dir = temp_dir("proxy");
+        let temp = dir.join("client_body_temp");
+        let top = if top.contains("client_body_temp_path") {
+            top.to_string()
+        } else {
+            format!("client_body_temp_path = \"{}\"\n{top}", temp.display())
+        };
+        let top = top.as_str();
         let port = free_port();
         let admin = free_port();
         let log = dir.join("access.log");
@@ -397,6 +405,19 @@ impl Proxy {
         p
     }
 
+    /// Take over a proxy started by the test itself (e.g. under `prlimit`).
+    pub fn adopt(child: Child, dir: PathBuf, port: u16, admin: u16, config_path: PathBuf) -> Proxy {
+        let p = Proxy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+            dir,
+            config_path,
+        };
+        p.wait_ready();
+        p
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -417,10 +438,8 @@ impl Proxy {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on the pid of a child this test started.
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("a known signal");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
     }
 
     pub fn client(&self) -> Client {
@@ -452,6 +471,43 @@ impl Proxy {
             thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Value of an unlabelled metric from /metrics.
+    pub fn metric(&self, name: &str) -> u64 {
+        let m = self.admin_get("/metrics").text();
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+    }
+
+    /// Resident memory of the whole proxy process (all workers), from /proc/PID/status.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// CPU time (user + system) the proxy used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Paths the proxy holds open (targets of /proc/PID/fd/*).
+    pub fn open_files(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect()
     }
 
     pub fn access_log(&self) -> String {

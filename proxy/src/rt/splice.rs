@@ -7,10 +7,15 @@
 //! the legacy driver) when a side would block.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use monoio::net::TcpStream;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use nix::unistd::pipe2;
+
+use super::deadline::Timer;
 
 /// The pipe size asked for with `F_SETPIPE_SZ`. 64 KiB, 256 KiB, 1 MiB and 4 MiB moved 1 MiB
 /// responses equally fast here (1.9-2.0k req/s, same CPU); 256 KiB bounds the page references a
@@ -27,27 +32,16 @@ pub struct SplicePipe {
 
 impl SplicePipe {
     pub fn new() -> io::Result<SplicePipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
-        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // Growing the pipe can fail (unprivileged user over pipe-user-pages-soft): keep 64 KiB.
-        // SAFETY: fcntl on an fd we own; F_SETPIPE_SZ takes an int argument.
-        let granted = unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_WANT as i32) };
-        let cap = if granted > 0 {
-            granted as usize
-        } else {
-            // SAFETY: as above; F_GETPIPE_SZ takes no argument.
-            let now = unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_GETPIPE_SZ) };
-            if now > 0 {
-                now as usize
-            } else {
-                64 * 1024
-            }
-        };
+        let (rd, wr) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        // Growing the pipe can fail (unprivileged user over pipe-user-pages-soft): keep what
+        // the pipe has (64 KiB by default).
+        let want = i32::try_from(PIPE_WANT).unwrap_or(i32::MAX);
+        let granted = fcntl(wr.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(want))
+            .or_else(|_| fcntl(wr.as_raw_fd(), FcntlArg::F_GETPIPE_SZ));
+        let cap = granted
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(64 * 1024);
         Ok(SplicePipe { rd, wr, cap })
     }
 
@@ -68,45 +62,36 @@ pub enum SpliceErr {
 /// Make sure `fd` is non-blocking (accepted sockets may not be). io_uring operations on the
 /// socket are unaffected: they already try non-blocking first and poll on EAGAIN.
 fn ensure_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl F_GETFL/F_SETFL on an fd borrowed from a live stream.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if fl & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     }
     Ok(())
 }
 
+/// A socket's fd, borrowed for as long as the socket is.
+fn borrow(stream: &TcpStream) -> BorrowedFd<'_> {
+    // SAFETY: the fd is owned by `stream`, open while it lives, and the borrow cannot outlive it.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
+}
+
 /// One splice(2) call; `Ok(None)` means it would block.
-fn splice_once(from: RawFd, to: RawFd, len: usize, more: bool) -> io::Result<Option<usize>> {
-    let mut flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+fn splice_once(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    len: usize,
+    more: bool,
+) -> io::Result<Option<usize>> {
+    let mut flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     if more {
-        flags |= libc::SPLICE_F_MORE;
+        flags |= SpliceFFlags::SPLICE_F_MORE;
     }
     loop {
-        // SAFETY: null offsets are valid for pipes and sockets; the fds are open for the call.
-        let r = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                flags,
-            )
-        };
-        if r >= 0 {
-            return Ok(Some(r as usize));
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(e),
+        match splice(from, None, to, None, len, flags) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -118,14 +103,12 @@ pub async fn splice_exact(
     from: &TcpStream,
     to: &TcpStream,
     n: u64,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    timeouts: SpliceTimeouts<'_>,
 ) -> Result<(), SpliceErr> {
-    let src = from.as_raw_fd();
-    let dst = to.as_raw_fd();
-    ensure_nonblocking(src).map_err(|_| SpliceErr::Source)?;
-    ensure_nonblocking(dst).map_err(|_| SpliceErr::Sink)?;
-    let (prd, pwr) = (pipe.rd.as_raw_fd(), pipe.wr.as_raw_fd());
+    let (src, dst) = (borrow(from), borrow(to));
+    ensure_nonblocking(src.as_raw_fd()).map_err(|_| SpliceErr::Source)?;
+    ensure_nonblocking(dst.as_raw_fd()).map_err(|_| SpliceErr::Sink)?;
+    let (prd, pwr) = (pipe.rd.as_fd(), pipe.wr.as_fd());
     let mut to_read = n;
     let mut in_pipe = 0usize;
     while to_read > 0 || in_pipe > 0 {
@@ -155,20 +138,42 @@ pub async fn splice_exact(
         // Neither side can move. Bytes already in the pipe must reach the sink first (more
         // source data waits in the socket buffer meanwhile); with an empty pipe, wait for data.
         if in_pipe > 0 {
-            wait(to.writable(false), write_timeout, SpliceErr::Sink).await?;
+            wait(
+                to.writable(false),
+                &timeouts,
+                timeouts.write,
+                SpliceErr::Sink,
+            )
+            .await?;
         } else {
-            wait(from.readable(false), read_timeout, SpliceErr::Source).await?;
+            wait(
+                from.readable(false),
+                &timeouts,
+                timeouts.read,
+                SpliceErr::Source,
+            )
+            .await?;
         }
     }
     Ok(())
 }
 
+/// How long a splice transfer may wait for either side, on the connection's [`Timer`].
+pub struct SpliceTimeouts<'a> {
+    pub timer: &'a Timer,
+    /// Longest wait for the source to become readable.
+    pub read: Duration,
+    /// Longest wait for the sink to become writable.
+    pub write: Duration,
+}
+
 async fn wait(
     ready: impl std::future::Future<Output = io::Result<()>>,
+    timeouts: &SpliceTimeouts<'_>,
     timeout: Duration,
     err: SpliceErr,
 ) -> Result<(), SpliceErr> {
-    match monoio::time::timeout(timeout, ready).await {
+    match timeouts.timer.within(timeout, ready).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(err),
     }
@@ -196,9 +201,27 @@ mod tests {
 
     const SECS: Duration = Duration::from_secs(5);
 
+    /// A connection timer on a table fired every 10 ms, like a worker's tick (finer here).
+    fn ticking_timer() -> Timer {
+        let table = std::rc::Rc::new(crate::rt::deadline::Deadlines::default());
+        let ticker = table.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                ticker.fire(std::time::Instant::now());
+            }
+        });
+        Timer::acquire(&table)
+    }
+
+    fn limits(timer: &Timer, read: Duration, write: Duration) -> SpliceTimeouts<'_> {
+        SpliceTimeouts { timer, read, write }
+    }
+
     #[monoio::test_all(timer_enabled = true)]
     async fn moves_exact_bytes_to_a_slow_reader_and_the_pipe_is_reused() {
         let pipe = SplicePipe::new().unwrap();
+        let timer = ticking_timer();
         assert!(pipe.capacity() >= 64 * 1024);
         let (src, mut src_peer) = pair().await;
         let (dst, mut dst_peer) = pair().await;
@@ -219,10 +242,10 @@ mod tests {
             dst_peer.read_exact(&mut got).unwrap();
             got
         });
-        splice_exact(&pipe, &src, &dst, n as u64, SECS, SECS)
+        splice_exact(&pipe, &src, &dst, n as u64, limits(&timer, SECS, SECS))
             .await
             .unwrap();
-        splice_exact(&pipe, &src, &dst, n as u64, SECS, SECS)
+        splice_exact(&pipe, &src, &dst, n as u64, limits(&timer, SECS, SECS))
             .await
             .unwrap();
         let got = reader.join().unwrap();
@@ -237,17 +260,19 @@ mod tests {
     #[monoio::test_all(timer_enabled = true)]
     async fn early_eof_is_a_source_error() {
         let pipe = SplicePipe::new().unwrap();
+        let timer = ticking_timer();
         let (src, mut src_peer) = pair().await;
         let (dst, _dst_peer) = pair().await;
         src_peer.write_all(&pattern(1000)).unwrap();
         drop(src_peer);
-        let r = splice_exact(&pipe, &src, &dst, 100_000, SECS, SECS).await;
+        let r = splice_exact(&pipe, &src, &dst, 100_000, limits(&timer, SECS, SECS)).await;
         assert_eq!(r, Err(SpliceErr::Source));
     }
 
     #[monoio::test_all(timer_enabled = true)]
     async fn closed_sink_is_a_sink_error() {
         let pipe = SplicePipe::new().unwrap();
+        let timer = ticking_timer();
         let (src, mut src_peer) = pair().await;
         let (dst, dst_peer) = pair().await;
         drop(dst_peer);
@@ -259,19 +284,20 @@ mod tests {
         thread::spawn(move || {
             let _ = src_peer.write_all(&pattern(4 << 20));
         });
-        let r = splice_exact(&pipe, &src, &dst, 4 << 20, SECS, SECS).await;
+        let r = splice_exact(&pipe, &src, &dst, 4 << 20, limits(&timer, SECS, SECS)).await;
         assert_eq!(r, Err(SpliceErr::Sink));
     }
 
     #[monoio::test_all(timer_enabled = true)]
     async fn a_silent_source_times_out() {
         let pipe = SplicePipe::new().unwrap();
+        let timer = ticking_timer();
         let (src, mut src_peer) = pair().await;
         let (dst, _dst_peer) = pair().await;
         src_peer.write_all(&pattern(10)).unwrap();
         let t = std::time::Instant::now();
         let short = Duration::from_millis(200);
-        let r = splice_exact(&pipe, &src, &dst, 100_000, short, SECS).await;
+        let r = splice_exact(&pipe, &src, &dst, 100_000, limits(&timer, short, SECS)).await;
         assert_eq!(r, Err(SpliceErr::Source));
         assert!(
             t.elapsed() >= short && t.elapsed() < SECS,

@@ -1,0 +1,221 @@
+//! One request's exchange: route it, take stock of its body, then pick servers and try them
+//! until one answers or [`crate::policy`] allows no further try.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::balance::{Balancer, Outcome, Tried};
+use crate::config::{Config, Server, Upstream};
+use crate::http::{self, RequestHead};
+use crate::metrics;
+use crate::policy::{self, ExchangeError, Kind, Retry, Side, Stage};
+use crate::route;
+
+use super::io::UpstreamSide;
+use super::request::{self, Body, Buffering};
+use super::{Conn, Done, Finished, Target};
+
+impl Conn {
+    /// Handle one request whose head is at the start of the client buffer.
+    pub(super) async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        config: &Config,
+        server: &Server,
+    ) -> Done {
+        let target = &self.client.buf[head.target.clone()];
+        let Some(loc) = route::location_for(server, target) else {
+            let unread = request::body_unread(head);
+            return self.fail(ExchangeError::rejected(404), head, unread).await;
+        };
+        // `config` is this worker's current one, so its upstream index is also the index of
+        // the balancer built for it.
+        let (Some(upstream), Some(balancer)) = (
+            config.upstreams.get(loc.upstream),
+            self.ctx.balancer(loc.upstream),
+        ) else {
+            return self.fail(ExchangeError::rejected(500), head, true).await;
+        };
+        self.client.io.read_timeout = server.client_body_timeout;
+        let buffering = Buffering {
+            enabled: loc
+                .proxy_request_buffering
+                .unwrap_or(server.proxy_request_buffering),
+            memory: server.client_body_buffer_size,
+            temp_dir: &config.client_body_temp_path,
+        };
+        let body = match self.request_body(head, server, &buffering).await {
+            Ok(b) => b,
+            Err(e) => return self.fail(e, head, true).await,
+        };
+        let request = self.upstream_request(head, upstream, &body);
+        // Shared with each attempt's write: a write cut by its timeout still holds a reference
+        // (the kernel may be reading it), and the next attempt sends the same bytes.
+        let request = Rc::new(request);
+        let mut done = self
+            .try_servers(head, upstream, &balancer, &body, &request)
+            .await;
+        // Reused unless a timed-out write still holds it (then the pool gives a fresh one).
+        self.req = Rc::try_unwrap(request).unwrap_or_default();
+        done.consumed = body.consumed;
+        done
+    }
+
+    /// Everything we must send: the rewritten head plus the body bytes we hold (kept until the
+    /// exchange ends, for retries; a body's file part is sent from its file).
+    fn upstream_request(
+        &mut self,
+        head: &RequestHead,
+        upstream: &Upstream,
+        body: &Body,
+    ) -> Vec<u8> {
+        let mut request = std::mem::take(&mut self.req);
+        request.clear();
+        let (buf, h) = (&self.client.buf, &self.client.headers);
+        let (ip, name) = (self.peer.ip(), &upstream.name);
+        http::write_upstream_head(buf, head, h, ip, name, body.content_length, &mut request);
+        if body.held {
+            request.extend_from_slice(&self.body.mem);
+        } else {
+            request.extend_from_slice(&buf[head.head_len..body.consumed]);
+        }
+        request
+    }
+
+    async fn try_servers(
+        &mut self,
+        head: &RequestHead,
+        upstream: &Upstream,
+        balancer: &RefCell<Balancer>,
+        body: &Body,
+        request: &Rc<Vec<u8>>,
+    ) -> Done {
+        let replayable = policy::replayable(head.method.is_idempotent(), body.to_stream > 0);
+        let mut tried = Tried::default();
+        let mut last = ExchangeError::upstream(Kind::NoLive);
+        let client_ip = self.peer.ip();
+        loop {
+            let now = Instant::now();
+            let Some(peer) = balancer.borrow_mut().pick(now, client_ip, &mut tried) else {
+                break;
+            };
+            let addr = balancer.borrow().address(peer);
+            let target = Target {
+                head,
+                upstream,
+                addr,
+                body,
+                replayable,
+            };
+            match self.attempt(&target, request).await {
+                Ok((done, outcome)) => {
+                    balancer.borrow_mut().release(peer, Instant::now(), outcome);
+                    if outcome == Outcome::Failure {
+                        // Failed after the head went out: counted, never retried.
+                        metrics::add(&self.ctx.stats.upstream_failures, 1);
+                    }
+                    return done;
+                }
+                Err(err) => {
+                    balancer
+                        .borrow_mut()
+                        .release(peer, Instant::now(), err.outcome());
+                    metrics::add(&self.ctx.stats.upstream_failures, 1);
+                    tracing::warn!(upstream = %upstream.name, server = %addr, error = ?err, "upstream attempt failed");
+                    last = err;
+                    if err.retry != Retry::NextServer {
+                        break;
+                    }
+                    metrics::add(&self.ctx.stats.upstream_retries, 1);
+                }
+            }
+        }
+        if last.kind == Kind::NoLive {
+            tracing::error!(upstream = %upstream.name, "no live upstreams");
+        }
+        self.fail(last, head, body.to_stream > 0).await
+    }
+
+    /// One try against one server. `Ok`: the client got an answer (or went away) and the
+    /// balancer outcome; `Err`: nothing reached the client, and the error says whether the
+    /// next server may be tried.
+    async fn attempt(
+        &mut self,
+        t: &Target<'_>,
+        request: &Rc<Vec<u8>>,
+    ) -> Result<(Done, Outcome), ExchangeError> {
+        let pooled = self
+            .ctx
+            .pool
+            .borrow_mut()
+            .take(&t.upstream.name, t.addr, Instant::now());
+        let state = policy::Attempt {
+            reused: pooled.is_some(),
+            replayable: t.replayable,
+        };
+        let stream = match pooled {
+            Some(s) => s,
+            None => self
+                .connect(t)
+                .await
+                .map_err(|e| e.at(Stage::Connect, state))?,
+        };
+        let mut up = self.upstream_side(stream, t.upstream);
+        let result = self.drive(&mut up, t, request, state).await;
+        self.ubuf = std::mem::take(&mut up.buf);
+        self.uheaders = std::mem::take(&mut up.headers);
+        let finished = result?;
+        if finished.reusable {
+            let u = t.upstream;
+            self.ctx.pool.borrow_mut().put(
+                &u.name,
+                u.keepalive,
+                u.keepalive_timeout,
+                t.addr,
+                up.io.tcp,
+                Instant::now(),
+            );
+        }
+        Ok((finished.done, finished.outcome))
+    }
+
+    /// Send the request and relay the response on `up`; a stale pooled connection is replaced
+    /// by a fresh one once.
+    async fn drive(
+        &mut self,
+        up: &mut UpstreamSide,
+        t: &Target<'_>,
+        request: &Rc<Vec<u8>>,
+        mut state: policy::Attempt,
+    ) -> Result<Finished, ExchangeError> {
+        loop {
+            let sent = self.send_request(up, t, request).await;
+            let head = match sent.map_err(|e| e.at(Stage::Send, state)) {
+                Ok(()) => self
+                    .read_response_head(up, t.head.method)
+                    .await
+                    .map_err(|e| e.at(Stage::Head, state)),
+                Err(e) => Err(e),
+            };
+            match head {
+                Ok(resp) => return Ok(self.relay(up, t, resp).await),
+                Err(e) if e.side == Side::Client => {
+                    return Ok(Finished {
+                        done: Done::closed(499, 0),
+                        outcome: e.outcome(),
+                        reusable: false,
+                    })
+                }
+                Err(e) if e.retry == Retry::FreshConnection => {
+                    state.reused = false;
+                    up.io.tcp = self
+                        .connect(t)
+                        .await
+                        .map_err(|e| e.at(Stage::Connect, state))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! A worker's control loop: every tick it fires connection deadlines, picks up a reload,
+//! flushes the access log, publishes peer state for /metrics and starts the drain.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::balance::Balancer;
+use crate::config::{Config, Upstream};
+use crate::state::WorkerCtx;
+
+/// How often a worker looks at the shared flags (reload, drain), fires connection deadlines and
+/// flushes its log buffer.
+const TICK: Duration = Duration::from_millis(50);
+/// How often (in ticks) a worker publishes its peers' state for /metrics.
+const PUBLISH_EVERY: u32 = 4;
+
+pub(super) async fn control_loop(ctx: &Rc<WorkerCtx>) {
+    let mut ticks = 0u32;
+    loop {
+        monoio::time::sleep(TICK).await;
+        ticks = ticks.wrapping_add(1);
+        let now = Instant::now();
+        ctx.deadlines.fire(now);
+        let gen = ctx.shared.generation.load(Ordering::Acquire);
+        if gen != ctx.generation.get() {
+            ctx.generation.set(gen);
+            reload(ctx);
+        }
+        ctx.log.borrow_mut().flush();
+        if ticks.is_multiple_of(PUBLISH_EVERY) {
+            publish_peers(ctx);
+            ctx.pool.borrow_mut().prune(Instant::now());
+            ctx.buffers.trim();
+        }
+        if ctx.shared.draining.load(Ordering::Relaxed) && !ctx.drain.is_set() {
+            tracing::info!(
+                worker = ctx.id,
+                "draining: closing listeners, finishing in-flight requests"
+            );
+            for stop in ctx.listeners.borrow_mut().drain().map(|(_, s)| s) {
+                stop.set();
+            }
+            ctx.drain.set();
+            ctx.pool.borrow_mut().clear();
+        }
+        if ctx.drain.is_set() && ctx.stats.active_connections.load(Ordering::Relaxed) == 0 {
+            ctx.log.borrow_mut().flush();
+            publish_peers(ctx);
+            return;
+        }
+    }
+}
+
+fn reload(ctx: &Rc<WorkerCtx>) {
+    let config = Rc::new((*ctx.shared.config()).clone());
+    rebuild_balancers(ctx, &config);
+    ctx.log.borrow_mut().set_sink(ctx.shared.log_sink());
+    *ctx.config.borrow_mut() = config.clone();
+    if let Err(e) = super::listen::sync_listeners(ctx, &config) {
+        tracing::error!(worker = ctx.id, error = %e, "reload: could not bind a new listen address");
+    }
+    tracing::info!(worker = ctx.id, "configuration reloaded");
+}
+
+/// Keep the balancer (and so the peers' health state) of every upstream whose definition did
+/// not change; build new ones for the rest.
+pub(super) fn rebuild_balancers(ctx: &WorkerCtx, config: &Config) {
+    let old_config = ctx.config.borrow().clone();
+    let old = ctx.balancers.borrow().clone();
+    let find_old = |u: &Upstream| -> Option<Rc<RefCell<Balancer>>> {
+        let i = old_config.upstreams.iter().position(|o| o == u)?;
+        old.get(i).cloned()
+    };
+    let new: Vec<_> = config
+        .upstreams
+        .iter()
+        .map(|u| find_old(u).unwrap_or_else(|| Rc::new(RefCell::new(Balancer::new(u)))))
+        .collect();
+    *ctx.balancers.borrow_mut() = new;
+}
+
+fn publish_peers(ctx: &WorkerCtx) {
+    let now = Instant::now();
+    let config = ctx.config();
+    let snapshot: Vec<_> = config
+        .upstreams
+        .iter()
+        .zip(ctx.balancers.borrow().iter())
+        .map(|(u, b)| (u.name.clone(), b.borrow().states(now)))
+        .collect();
+    if let Ok(mut peers) = ctx.stats.peers.lock() {
+        *peers = snapshot;
+    }
+}
