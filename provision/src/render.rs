@@ -17,6 +17,9 @@ pub const VRRP_CONFIG_PATH: &str = "/etc/vrrp/vrrp.toml";
 pub const PROXY_ADMIN: &str = "127.0.0.1:9900";
 /// The proxy's access log directory.
 pub const PROXY_LOG_DIR: &str = "/var/log/proxy";
+/// What systemd's `CacheDirectory=proxy` makes; the proxy's default client_body_temp_path
+/// (request bodies beyond client_body_buffer_size) lies inside it.
+pub const PROXY_CACHE_DIR: &str = "/var/cache/proxy";
 /// The vrrp daemon's own runtime directory (state and pid files).
 pub const VRRP_RUNTIME_DIR: &str = "/run/vrrp";
 /// Name of the upstream group, as the seed's nginx.conf.

@@ -9,6 +9,8 @@
 //!
 //! - DynamicUser (232) -> a static system user `proxy` that provision creates;
 //! - LogsDirectory (235) -> /var/log/proxy created by provision, owned by that user, 0750;
+//! - CacheDirectory (235) -> /var/cache/proxy, the same way (large request bodies are buffered
+//!   there);
 //! - AmbientCapabilities (229) -> the file capability cap_net_bind_service on the binary (set by
 //!   provision), bounded by CapabilityBoundingSet; NoNewPrivileges is left out with it, since
 //!   no_new_privs voids file capabilities at exec;
@@ -29,7 +31,7 @@ pub const CURRENT: u32 = 252;
 const DYNAMIC_USER: u32 = 232;
 /// AmbientCapabilities.
 const AMBIENT_CAPS: u32 = 229;
-/// LogsDirectory, RuntimeDirectoryPreserve.
+/// LogsDirectory, CacheDirectory, RuntimeDirectoryPreserve.
 const DIRECTORIES: u32 = 235;
 
 /// The static user the proxy runs as where DynamicUser is missing.
@@ -74,6 +76,7 @@ pub const SINCE: &[(&str, u32)] = &[
     ("ProtectControlGroups", 232),
     ("RestrictNamespaces", 233),
     ("LogsDirectory", DIRECTORIES),
+    ("CacheDirectory", DIRECTORIES),
     ("RuntimeDirectoryPreserve", DIRECTORIES),
     ("LockPersonality", DIRECTORIES),
     ("RestrictSUIDSGID", 242),
@@ -219,7 +222,7 @@ mod tests {
             !u.contains("\nNoNewPrivileges="),
             "voids the file capability"
         );
-        assert!(u.starts_with("# Rendered by provision for systemd 219; left out (unknown to it): LogsDirectory, AmbientCapabilities, NoNewPrivileges,"), "{u}");
+        assert!(u.starts_with("# Rendered by provision for systemd 219; left out (unknown to it): LogsDirectory, CacheDirectory, AmbientCapabilities, NoNewPrivileges,"), "{u}");
         assert!(proxy_needs_setup(219));
         assert!(!proxy_needs_setup(239));
         let v = vrrp_unit(219);

@@ -103,12 +103,14 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
     step
 }
 
-/// What DynamicUser, LogsDirectory and AmbientCapabilities do on a current systemd, done by
-/// provision for an older one: a static system user, its log directory, and the capability to
+/// What DynamicUser, LogsDirectory, CacheDirectory and AmbientCapabilities do on a current
+/// systemd, done by provision for an older one: a static system user, its log directory, the
+/// directory the proxy buffers large request bodies in, and the capability to
 /// bind port 80 as a file capability of the binary (after the binary: installing it drops it).
 fn proxy_setup_for_old_systemd(step: Step) -> Step {
     let user = units::PROXY_USER;
     let log_dir = render::PROXY_LOG_DIR;
+    let cache_dir = render::PROXY_CACHE_DIR;
     let bin = render::PROXY_BIN_PATH;
     step.ensure(
         &format!("system user {user}"),
@@ -128,6 +130,19 @@ fn proxy_setup_for_old_systemd(step: Step) -> Step {
         &format!(
             "install -d -o {u} -g {u} -m 0750 {}",
             shell_quote(log_dir),
+            u = shell_quote(user)
+        ),
+    )
+    .ensure(
+        &format!("request body directory {cache_dir}"),
+        Check::DirOwned {
+            path: cache_dir.into(),
+            owner: user.into(),
+            mode: "750".into(),
+        },
+        &format!(
+            "install -d -o {u} -g {u} -m 0750 {}",
+            shell_quote(cache_dir),
             u = shell_quote(user)
         ),
     )
