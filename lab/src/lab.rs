@@ -9,12 +9,17 @@ use std::time::{Duration, Instant};
 
 use provision::inventory::{Inventory, Role};
 
+use crate::cgroup;
 use crate::error::{LabError, Result};
+use crate::host::keeper::{self, Boot, Keeper};
 use crate::host::{self, Context, HostHandle, Service};
 use crate::probe;
-use crate::state::{Names, State, StateDir};
+use crate::state::{Init, Names, State, StateDir};
 use crate::sys;
 use crate::topology::{self, Plan};
+
+/// The systemd a lab host boots.
+pub const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// A lab, identified by its id; it may or may not be up.
 #[derive(Debug, Clone)]
@@ -35,7 +40,15 @@ pub struct UpOptions {
     /// Hosts as freshly installed servers: sshd only, no role files, no other service; for
     /// `provision` to set up over SSH.
     pub bare: bool,
+    /// The hosts' init; `None`: systemd where it can boot, else none (said on stderr).
+    pub init: Option<Init>,
 }
+
+/// How long a systemd host may take to boot (about 1 s when the machine is idle).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `down` waits for a powered-off host to stop its units (the proxy's graceful stop
+/// drains connections) before it kills the host.
+pub const POWEROFF_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpOutcome {
@@ -72,6 +85,34 @@ impl Lab {
     pub fn is_up(&self) -> bool {
         self.open()
             .is_ok_and(|r| r.hosts().iter().all(HostHandle::alive))
+    }
+
+    /// The hosts' init and, for systemd, the machine's cgroup layout: systemd unless it cannot
+    /// boot here (then an error if it was asked for, else `none` with a notice).
+    fn choose_init(opts: &UpOptions) -> Result<(Init, Option<cgroup::Layout>)> {
+        if opts.init == Some(Init::None) {
+            return Ok((Init::None, None));
+        }
+        let why_not = if !Path::new(SYSTEMD).exists() {
+            Err(format!("{SYSTEMD} is missing (apt-get install systemd)"))
+        } else if !sys::have_program("setpriv") {
+            Err("`setpriv` is missing (apt-get install util-linux)".to_string())
+        } else {
+            cgroup::Layout::detect()
+        };
+        match (why_not, opts.init) {
+            (Ok(layout), _) => Ok((Init::Systemd, Some(layout))),
+            (Err(why), Some(Init::Systemd)) => Err(LabError::Other(format!(
+                "--init systemd: systemd cannot boot in a lab host here: {why}; use --init none"
+            ))),
+            (Err(why), _) => {
+                eprintln!(
+                    "lab: systemd cannot boot in a lab host here ({why}): \
+                     hosts run without an init (--init none)"
+                );
+                Ok((Init::None, None))
+            }
+        }
     }
 
     /// Everything `up` needs from the machine, checked before anything is created.
@@ -167,6 +208,7 @@ impl Lab {
                 )));
             }
         }
+        let (init, layout) = Lab::choose_init(opts)?;
         let plan = Plan::new(inv, &self.names, client);
         let say = |msg: String| {
             if opts.progress {
@@ -176,6 +218,7 @@ impl Lab {
         let mut state = State {
             id: self.names.id.clone(),
             client_address: Some(client),
+            init,
             ..State::default()
         };
         self.dir.save(&state)?;
@@ -189,7 +232,62 @@ impl Lab {
             inv.network.network_address(),
             inv.network.prefix
         ));
-        // Namespaces: recorded before each is created, so `down` finds it whatever happens next.
+        self.create_network(&plan, &mut state)?;
+        let pubkey = self.create_ssh_key()?;
+        say(match init {
+            Init::Systemd => format!(
+                "hosts: systemd as PID 1 in own PID/mount/UTS/IPC/cgroup namespaces, overlays on \
+                 {}, own /dev /run /tmp, without CAP_{{SYS_TIME,SYS_MODULE,SYS_BOOT}}",
+                host::OVERLAID_SYSTEMD.join(" ")
+            ),
+            Init::None => format!(
+                "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
+                host::OVERLAID.join(" ")
+            ),
+        });
+        let mut keepers = Vec::new();
+        for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
+            let boot = match &layout {
+                Some(layout) => {
+                    let dirs = layout.host_dirs(&self.names.id, &h.name);
+                    state.cgroups.extend(dirs.iter().cloned());
+                    self.dir.save(&state)?;
+                    dirs.iter().try_for_each(|d| cgroup::create(d))?;
+                    Boot::Systemd {
+                        cgroups: dirs,
+                        hybrid: layout.is_hybrid(),
+                    }
+                }
+                None => Boot::Plain,
+            };
+            let k = Keeper::spawn(&node.ns, &h.name, &self.dir.host_dir(&h.name), &boot)?;
+            state.keepers.insert(h.name.clone(), k.pid);
+            self.dir.save(&state)?;
+            keepers.push(k);
+        }
+        let handles = self.handles(inv, &state);
+        self.setup_hosts(inv, &handles, &pubkey, opts.bare)?;
+        for k in keepers {
+            k.boot()?;
+        }
+        if init == Init::Systemd {
+            for hh in &handles {
+                hh.wait_booted(BOOT_TIMEOUT)?;
+            }
+            say(format!("booted {}", lab_target_summary(&handles)));
+        }
+        self.start_services(inv, &handles, opts, &say)?;
+        state.complete = true;
+        self.dir.save(&state)?;
+        let running = self.open()?;
+        say("waiting for every service to answer and for a VRRP master".into());
+        running.wait_ready(Duration::from_secs(15))?;
+        Ok(())
+    }
+
+    /// The namespaces (each recorded before it is created, so `down` finds it whatever happens
+    /// next), the bridge and every node's link.
+    fn create_network(&self, plan: &Plan, state: &mut State) -> Result<()> {
         let mut all_ns = vec![plan.bridge_ns.clone()];
         all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
         all_ns.push(plan.client.ns.clone());
@@ -202,14 +300,18 @@ impl Lab {
                 )));
             }
             state.netns.push(ns.clone());
-            self.dir.save(&state)?;
+            self.dir.save(state)?;
             sys::ip(&["netns", "add", ns])?;
         }
-        topology::create_bridge(&plan)?;
+        topology::create_bridge(plan)?;
         for node in plan.hosts.iter().chain(std::iter::once(&plan.client)) {
-            topology::attach(&plan, node)?;
+            topology::attach(plan, node)?;
         }
+        Ok(())
+    }
 
+    /// The lab's SSH key pair; returns the public key.
+    fn create_ssh_key(&self) -> Result<String> {
         let key = self.dir.ssh_key();
         sys::run(
             Command::new("ssh-keygen")
@@ -219,32 +321,46 @@ impl Lab {
                 .arg(&key),
         )?;
         let pubkey_path = key.with_extension("pub");
-        let pubkey = std::fs::read_to_string(&pubkey_path)
-            .map_err(|e| LabError::io(format!("read {}", pubkey_path.display()), e))?;
+        std::fs::read_to_string(&pubkey_path)
+            .map_err(|e| LabError::io(format!("read {}", pubkey_path.display()), e))
+    }
 
-        say(format!(
-            "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
-            host::OVERLAID.join(" ")
-        ));
-        let mut handles = Vec::new();
-        for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
-            let pid = host::spawn_keeper(&node.ns, &h.name, &self.dir.host_dir(&h.name))?;
-            state.keepers.insert(h.name.clone(), pid);
-            self.dir.save(&state)?;
-            handles.push(HostHandle {
-                host: h.clone(),
-                ns: node.ns.clone(),
-                keeper: pid,
-            });
-        }
+    /// Handles of the hosts recorded in `state`.
+    fn handles(&self, inv: &Inventory, state: &State) -> Vec<HostHandle> {
+        inv.hosts
+            .iter()
+            .filter_map(|h| {
+                Some(HostHandle {
+                    host: h.clone(),
+                    ns: self.names.host_ns(&h.name),
+                    keeper: *state.keepers.get(&h.name)?,
+                    init: state.init,
+                    console: Some(keeper::Keeper::console_log(&self.dir.host_dir(&h.name))),
+                })
+            })
+            .collect()
+    }
+
+    /// Host keys, the lab key, (with systemd) what the host boots, role files unless `bare`,
+    /// and the lab's known_hosts: all before any host runs a service.
+    fn setup_hosts(
+        &self,
+        inv: &Inventory,
+        handles: &[HostHandle],
+        pubkey: &str,
+        bare: bool,
+    ) -> Result<()> {
         let ctx = Context {
             inventory: inv,
             bin_dir: &self.bin_dir,
         };
         let mut known_hosts = String::new();
-        for hh in &handles {
-            hh.setup_ssh(&inv.ssh, &pubkey)?;
-            if !opts.bare {
+        for hh in handles {
+            hh.setup_ssh(&inv.ssh, pubkey)?;
+            if hh.init == Init::Systemd {
+                hh.prepare_boot(&inv.ssh)?;
+            }
+            if !bare {
                 hh.setup_role(&ctx)?;
             }
             if let Some(k) = hh.host_key() {
@@ -256,8 +372,22 @@ impl Lab {
             }
         }
         std::fs::write(self.dir.known_hosts(), known_hosts)
-            .map_err(|e| LabError::io("write known_hosts", e))?;
-        // Backends first, then balancers: a proxy that comes up finds its upstreams.
+            .map_err(|e| LabError::io("write known_hosts", e))
+    }
+
+    /// Starts (with systemd: enables and starts) each host's services, backends first, so a
+    /// proxy that comes up finds its upstreams.
+    fn start_services(
+        &self,
+        inv: &Inventory,
+        handles: &[HostHandle],
+        opts: &UpOptions,
+        say: &dyn Fn(String),
+    ) -> Result<()> {
+        let ctx = Context {
+            inventory: inv,
+            bin_dir: &self.bin_dir,
+        };
         let mut order: Vec<&HostHandle> = handles
             .iter()
             .filter(|h| h.host.role == Role::Backend)
@@ -267,17 +397,12 @@ impl Lab {
             let mut started = Vec::new();
             for &svc in hh.services() {
                 if !opts.without.contains(&svc) && (!opts.bare || svc == Service::Sshd) {
-                    let pid = hh.start(svc, &ctx)?;
+                    let pid = hh.enable(svc, &ctx)?;
                     started.push(format!("{svc} {pid}"));
                 }
             }
             say(format!("{}: {}", hh.host.name, started.join(", ")));
         }
-        state.complete = true;
-        self.dir.save(&state)?;
-        let running = self.open()?;
-        say("waiting for every service to answer and for a VRRP master".into());
-        running.wait_ready(Duration::from_secs(15))?;
         Ok(())
     }
 
@@ -293,6 +418,24 @@ impl Lab {
             return Ok(Vec::new());
         };
         let mut removed = Vec::new();
+        if state.init == Init::Systemd {
+            // Power the hosts off first: systemd stops the units in order (vrrp says goodbye
+            // with priority 0), and PID 1 exiting ends each host's PID namespace. Only pids
+            // still in their host's namespace: a recycled pid is someone else's process.
+            let live: Vec<i32> = state
+                .keepers
+                .iter()
+                .filter(|(h, &pid)| sys::pid_in_netns(pid, &self.names.host_ns(h)))
+                .map(|(_, &pid)| pid)
+                .collect();
+            if !keeper::poweroff(&live, POWEROFF_GRACE) {
+                eprintln!(
+                    "lab {:?}: a host did not power off within {} s and was killed",
+                    self.names.id,
+                    POWEROFF_GRACE.as_secs()
+                );
+            }
+        }
         for ns in state.netns.iter().rev() {
             let pids = sys::pids_in_netns(ns);
             if !pids.is_empty() {
@@ -304,7 +447,13 @@ impl Lab {
             }
         }
         // A keeper that was spawned but never joined its namespace cannot exist (it is started
-        // inside it), so the namespace sweep above covered every process.
+        // inside it), so the namespace sweep above covered every process, and with them every
+        // process in the hosts' cgroups. The state stays if a cgroup cannot be removed, so that
+        // another `down` tries again.
+        for cg in &state.cgroups {
+            cgroup::remove(cg)?;
+            removed.push(cg.display().to_string());
+        }
         self.dir.remove()?;
         Ok(removed)
     }
@@ -342,17 +491,7 @@ pub struct Running {
 
 impl Running {
     pub fn hosts(&self) -> Vec<HostHandle> {
-        self.inventory
-            .hosts
-            .iter()
-            .filter_map(|h| {
-                Some(HostHandle {
-                    host: h.clone(),
-                    ns: self.lab.names.host_ns(&h.name),
-                    keeper: *self.state.keepers.get(&h.name)?,
-                })
-            })
-            .collect()
+        self.lab.handles(&self.inventory, &self.state)
     }
 
     pub fn host(&self, name: &str) -> Result<HostHandle> {
@@ -639,6 +778,15 @@ impl Running {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// "server1 (pid 123), server2 (pid 456) ...": each host's systemd, by its pid outside.
+fn lab_target_summary(handles: &[HostHandle]) -> String {
+    let hosts: Vec<String> = handles
+        .iter()
+        .map(|h| format!("{} (systemd {})", h.host.name, h.keeper))
+        .collect();
+    format!("{} to {}", hosts.join(", "), host::boot::TARGET)
 }
 
 /// The first instance line of `vrrp status`:

@@ -24,6 +24,7 @@
 //! - [`sys`]: commands with useful errors, signals, pids and namespaces of processes.
 
 pub mod bench;
+pub mod cgroup;
 pub mod compare;
 pub mod error;
 pub mod host;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lab::host::Service;
-use lab::state::DEFAULT_STATE_ROOT;
+use lab::state::{Init, DEFAULT_STATE_ROOT};
 use lab::{bench, compare, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
@@ -40,6 +40,9 @@ enum Cmd {
         /// Hosts as freshly installed servers (sshd only), for `provision` to set up.
         #[arg(long)]
         bare: bool,
+        /// PID 1 of each host: systemd (default where it can boot) or none.
+        #[arg(long, value_parser = parse_init)]
+        init: Option<Init>,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -100,6 +103,9 @@ enum Cmd {
         /// Leave the lab up afterwards.
         #[arg(long)]
         keep: bool,
+        /// PID 1 of each host: systemd (default where it can boot) or none.
+        #[arg(long, value_parser = parse_init)]
+        init: Option<Init>,
         #[arg(long, default_value = "target/lab/timeline.svg")]
         svg: PathBuf,
         #[arg(long)]
@@ -130,6 +136,10 @@ fn default_inventory(bin_dir: &Path) -> PathBuf {
     } else {
         local
     }
+}
+
+fn parse_init(s: &str) -> Result<Init, String> {
+    Init::parse(s).ok_or_else(|| format!("{s:?}: systemd or none"))
 }
 
 fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
@@ -163,6 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             inventory,
             without,
             bare,
+            init,
         } => {
             let without = without
                 .iter()
@@ -180,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     without,
                     progress: true,
                     bare,
+                    init,
                 },
             )?;
         }
@@ -225,7 +237,10 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             let which = parse_service(service.as_deref())?;
             for &svc in h.services() {
                 if which.is_none_or(|w| w == svc) {
-                    println!("==> {host}:{} <==", svc.log());
+                    match h.init {
+                        Init::Systemd => println!("==> {host}: journalctl -u {} <==", svc.unit()),
+                        Init::None => println!("==> {host}:{} <==", svc.log()),
+                    }
                     println!("{}", h.log_tail(svc, lines));
                 }
             }
@@ -292,11 +307,12 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
         Cmd::Demo {
             inventory,
             keep,
+            init,
             svg,
             json,
         } => {
             let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
-            return demo(&lab, &inventory, keep, svg, json);
+            return demo(&lab, &inventory, keep, init, svg, json);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -336,6 +352,7 @@ fn demo(
     lab: &Lab,
     inventory: &Path,
     keep: bool,
+    init: Option<Init>,
     svg: PathBuf,
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
@@ -349,6 +366,7 @@ fn demo(
         &UpOptions {
             progress: true,
             bare: true,
+            init,
             ..UpOptions::default()
         },
     )?;

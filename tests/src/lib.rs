@@ -114,7 +114,24 @@ impl TestLab {
             .collect()
     }
 
+    /// The lab's cgroup directories (`lab-<id>` under every mounted hierarchy).
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join(format!("lab-{}", self.id)))
+                    .filter(|p| p.exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn assert_gone(&self, pids_before: &[i32]) {
+        assert!(
+            self.cgroups().is_empty(),
+            "cgroups left: {:?}",
+            self.cgroups()
+        );
         assert!(
             self.namespaces().is_empty(),
             "namespaces left: {:?}",
