@@ -135,8 +135,21 @@ fn remove_tree(dir: &Path) -> Result<()> {
         remove_tree(&sub)?;
     }
     // A cgroup directory is removed with rmdir although it lists control files: they are not
-    // real files.
-    std::fs::remove_dir(dir).map_err(|e| {
+    // real files. Processes of a host whose PID 1 just died leave its cgroups a moment after
+    // they were killed: busy is retried for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e)
+                if e.raw_os_error() == Some(nix::libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    }
+    .map_err(|e| {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         LabError::io(
             format!(

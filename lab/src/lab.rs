@@ -97,6 +97,12 @@ impl Lab {
             Err(format!("{SYSTEMD} is missing (apt-get install systemd)"))
         } else if !sys::have_program("setpriv") {
             Err("`setpriv` is missing (apt-get install util-linux)".to_string())
+        } else if !sys::have_program("ifup") {
+            Err(
+                "`ifup` is missing: hosts configure their address at boot with ifupdown, \
+                 as Debian's installer leaves a server (apt-get install ifupdown)"
+                    .to_string(),
+            )
         } else {
             cgroup::Layout::detect()
         };
@@ -232,7 +238,7 @@ impl Lab {
             inv.network.network_address(),
             inv.network.prefix
         ));
-        self.create_network(&plan, &mut state)?;
+        self.create_network(&plan, &mut state, init)?;
         let pubkey = self.create_ssh_key()?;
         say(match init {
             Init::Systemd => format!(
@@ -287,7 +293,7 @@ impl Lab {
 
     /// The namespaces (each recorded before it is created, so `down` finds it whatever happens
     /// next), the bridge and every node's link.
-    fn create_network(&self, plan: &Plan, state: &mut State) -> Result<()> {
+    fn create_network(&self, plan: &Plan, state: &mut State, init: Init) -> Result<()> {
         let mut all_ns = vec![plan.bridge_ns.clone()];
         all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
         all_ns.push(plan.client.ns.clone());
@@ -304,10 +310,10 @@ impl Lab {
             sys::ip(&["netns", "add", ns])?;
         }
         topology::create_bridge(plan)?;
-        for node in plan.hosts.iter().chain(std::iter::once(&plan.client)) {
-            topology::attach(plan, node)?;
+        for node in &plan.hosts {
+            topology::attach(plan, node, init == Init::None)?;
         }
-        Ok(())
+        topology::attach(plan, &plan.client, true)
     }
 
     /// The lab's SSH key pair; returns the public key.
@@ -358,7 +364,7 @@ impl Lab {
         for hh in handles {
             hh.setup_ssh(&inv.ssh, pubkey)?;
             if hh.init == Init::Systemd {
-                hh.prepare_boot(&inv.ssh)?;
+                hh.prepare_boot(&inv.ssh, inv.network.prefix, bare)?;
             }
             if !bare {
                 hh.setup_role(&ctx)?;

@@ -319,12 +319,19 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
 }
 
 /// Deploys the bare lab with `provision` over SSH, as onto real servers, from the client namespace with the
-/// lab's key and known_hosts. What a namespace cannot have (systemd, yum, firewalld, SELinux
-/// tools) is stood in for by `provision::doubles`, installed into each host's own /usr/local/bin.
+/// lab's key and known_hosts. What a lab host cannot run (yum/dnf, apt-get on the shared /usr,
+/// SELinux tools, EL's network-scripts) is stood in for by `provision::doubles`, installed into
+/// each host's own /usr/local/bin and /etc/systemd/system; systemd, firewalld and chrony are real.
 fn deploy(lab: &Lab, running: &lab::Running) -> Result<(), LabError> {
     for h in running.hosts() {
         for (name, script) in provision::doubles::ALL {
             h.write_file(&format!("/usr/local/bin/{name}"), script, 0o755)?;
+        }
+        if h.init == Init::Systemd {
+            for (name, unit) in provision::doubles::UNITS {
+                h.write_file(&format!("/etc/systemd/system/{name}"), unit, 0o644)?;
+            }
+            h.systemctl(&["daemon-reload"])?;
         }
     }
     let mut cmd = std::process::Command::new("ip");

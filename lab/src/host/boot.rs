@@ -36,8 +36,24 @@ pub const LEFT_FOR_PROVISION: &[&str] = &[
     "chrony.service",
     "chronyd.service",
     "firewalld.service",
-    "dbus.service",
+    "networking.service",
+    "nftables.service",
 ];
+
+/// chrony's unit is skipped where CAP_SYS_TIME is missing (ConditionCapability). Lab hosts
+/// share the machine's clock and never have it, so chronyd runs with -x instead: it
+/// synchronises its view of time and serves it, but never adjusts the clock.
+pub const CHRONY_DROPIN: &str = "/etc/systemd/system/chrony.service.d/lab.conf";
+
+pub fn chrony_dropin() -> &'static str {
+    "# lab: hosts share the machine's clock and have no CAP_SYS_TIME: chronyd runs without\n\
+     # clock control (-x) instead of being skipped.\n\
+     [Unit]\n\
+     ConditionCapability=\n\
+     [Service]\n\
+     ExecStart=\n\
+     ExecStart=!/usr/sbin/chronyd $DAEMON_OPTS -x\n"
+}
 
 /// The boot target: basic system, sshd, and multi-user.target (which pulls in whatever is
 /// enabled there: after `provision`, proxy and vrrp).
@@ -126,6 +142,50 @@ pub fn apply(etc_systemd: &Path, plan: &UnitPlan) -> Result<()> {
         .map_err(|e| LabError::io(format!("write {TARGET}"), e))
 }
 
+/// The host's /etc/network/interfaces: what Debian's installer leaves on a server with a
+/// static address. The host's own ifupdown (networking.service) configures the address at boot
+/// and so knows it as its own: `systemctl restart networking` behaves as on a real server.
+pub const INTERFACES: &str = "/etc/network/interfaces";
+
+pub fn interfaces(iface: &str, address: std::net::Ipv4Addr, prefix: u8) -> String {
+    format!(
+        "# lab: this host's address, as the installer leaves a static one\n\
+         source /etc/network/interfaces.d/*\n\n\
+         auto lo\niface lo inet loopback\n\n\
+         auto {iface}\niface {iface} inet static\n    address {address}/{prefix}\n"
+    )
+}
+
+/// networking.service enabled in the host (the machine's link to it was disabled with the
+/// rest): it brings the address up at every boot.
+pub fn enable_networking(etc_systemd: &Path) -> Result<()> {
+    let wants = etc_systemd.join("multi-user.target.wants");
+    std::fs::create_dir_all(&wants)
+        .map_err(|e| LabError::io(format!("create {}", wants.display()), e))?;
+    let link = wants.join("networking.service");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/lib/systemd/system/networking.service", &link)
+        .map_err(|e| LabError::io(format!("enable {}", link.display()), e))
+}
+
+/// /etc/hosts with the host's own name on 127.0.1.1, as Debian's installer writes it: `sudo`
+/// and others look their host's name up, and the lab has no DNS server to ask (lookups would
+/// wait out their timeouts once a default route exists).
+pub fn etc_hosts(current: &str, name: &str) -> String {
+    let known = current
+        .lines()
+        .any(|l| l.split_whitespace().skip(1).any(|n| n == name));
+    if known {
+        return current.to_string();
+    }
+    let mut s = current.to_string();
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str(&format!("127.0.1.1\t{name}\n"));
+    s
+}
+
 /// A fresh machine id (32 hex digits): journald and D-Bus key on it, so hosts must not share
 /// the machine's.
 pub fn new_machine_id() -> Result<String> {
@@ -183,6 +243,14 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), plan.mask.len());
+    }
+
+    #[test]
+    fn own_name_in_etc_hosts_once() {
+        let h = etc_hosts("127.0.0.1 localhost\n127.0.0.1 vm", "server4");
+        assert_eq!(h, "127.0.0.1 localhost\n127.0.0.1 vm\n127.0.1.1\tserver4\n");
+        assert_eq!(etc_hosts(&h, "server4"), h);
+        assert_eq!(etc_hosts("", "s"), "127.0.1.1\ts\n");
     }
 
     #[test]

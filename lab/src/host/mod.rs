@@ -176,18 +176,35 @@ fi"#,
         Ok(())
     }
 
-    /// Before a systemd host's first boot: its name and machine id, sshd's address, the boot
+    /// Before a systemd host's first boot: its name (unless `bare`) and machine id, sshd's address, the boot
     /// target, and the machine's own units disabled and masked (see [`boot`]).
-    pub fn prepare_boot(&self, ssh: &Ssh) -> Result<()> {
-        self.write_file("/etc/hostname", &format!("{}\n", self.host.name), 0o644)?;
+    /// A `bare` host keeps the machine's /etc/hostname, as a fresh server keeps its
+    /// installer's: naming it is `provision`'s job.
+    pub fn prepare_boot(&self, ssh: &Ssh, prefix: u8, bare: bool) -> Result<()> {
+        if !bare {
+            self.write_file("/etc/hostname", &format!("{}\n", self.host.name), 0o644)?;
+        }
         self.write_file("/etc/machine-id", &(boot::new_machine_id()? + "\n"), 0o444)?;
         self.write_file(
             boot::SSHD_DROPIN,
             &boot::sshd_dropin(self.host.address, ssh.port),
             0o644,
         )?;
+        self.write_file(boot::CHRONY_DROPIN, boot::chrony_dropin(), 0o644)?;
+        let hosts = self.read_file("/etc/hosts").unwrap_or_default();
+        self.write_file(
+            "/etc/hosts",
+            &boot::etc_hosts(&hosts, &self.host.name),
+            0o644,
+        )?;
+        self.write_file(
+            boot::INTERFACES,
+            &boot::interfaces(&self.host.interface, self.host.address, prefix),
+            0o644,
+        )?;
         let etc = boot::etc_systemd(&self.path("/"));
-        boot::apply(&etc, &boot::unit_plan(&boot::machine_links(&etc)))
+        boot::apply(&etc, &boot::unit_plan(&boot::machine_links(&etc)))?;
+        boot::enable_networking(&etc)
     }
 
     /// Waits until the host's systemd has finished booting ("running", or "degraded" with its
