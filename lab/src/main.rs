@@ -71,6 +71,8 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
+    /// Reboot a systemd host (power off, boot again): enabled units come back by themselves.
+    Reboot { host: String },
     /// Cut a host's link (as if its cable were pulled).
     Cut { host: String },
     /// Restore a host's link.
@@ -244,6 +246,14 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     println!("{}", h.log_tail(svc, lines));
                 }
             }
+        }
+        Cmd::Reboot { host } => {
+            let t = std::time::Instant::now();
+            let pid = lab.open()?.reboot(&host)?;
+            println!(
+                "{host}: rebooted in {:.1} s (systemd {pid})",
+                t.elapsed().as_secs_f64()
+            );
         }
         Cmd::Cut { host } => {
             lab.open()?.set_link(&host, false)?;

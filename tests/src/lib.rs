@@ -137,7 +137,15 @@ impl TestLab {
             "namespaces left: {:?}",
             self.namespaces()
         );
-        let alive: Vec<i32> = pids_before.iter().copied().filter(|p| alive(*p)).collect();
+        let alive: Vec<(i32, String)> = pids_before
+            .iter()
+            .copied()
+            .filter(|p| alive(*p))
+            .map(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                (p, String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
         assert!(alive.is_empty(), "processes left: {alive:?}");
         assert!(
             !self.root.join(&self.id).exists(),
