@@ -371,11 +371,60 @@ fn wait_proxy_started(lab: &TestLab, host: &str, pid: u32) {
 fn stop_and_restart(lab: &TestLab) {
     let before = main_pid(lab, "server2", "proxy");
     wait_proxy_started(lab, "server2", before);
+    // An in-flight response: 16 MB read slowly by the client (several seconds); the stop
+    // must wait for it (QUIT drains) and the client must get every byte.
+    const BIG: usize = 16 << 20;
+    for b in ["server3", "server4"] {
+        let (ok, _) = exec(
+            lab,
+            b,
+            &[
+                "sh",
+                "-c",
+                &format!("head -c {BIG} /dev/zero > /var/www/html/big.bin"),
+            ],
+        );
+        assert!(ok, "big file on {b}");
+    }
+    let path = format!("/run/netns/{}-client", lab.id);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        enter_client(&path);
+        let mut c = TcpStream::connect("172.16.249.102:80").expect("connect");
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut buf = [0u8; 16384];
+        let mut total = 0usize;
+        let t = Instant::now();
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+            if total > 1 << 20 {
+                let _ = started_tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(4));
+        }
+        (total, t.elapsed())
+    });
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("download under way");
     let t = Instant::now();
     let (ok, _) = exec(lab, "server2", &["systemctl", "stop", "proxy"]);
     let took = t.elapsed();
     assert!(ok);
-    eprintln!("systemctl stop proxy took {took:?}");
+    let (got, read_for) = reader.join().expect("reader");
+    eprintln!("systemctl stop proxy took {took:?}; the in-flight download got {got} bytes in {read_for:?}");
+    assert!(
+        got > BIG,
+        "the whole response (head + {BIG} bytes) arrived: {got}"
+    );
+    assert!(
+        took > Duration::from_millis(500),
+        "stop waited for the download: {took:?}"
+    );
     assert!(
         took < Duration::from_secs(30),
         "within TimeoutStopSec=30: {took:?}"

@@ -9,7 +9,7 @@
 
 pub mod boot;
 pub mod keeper;
-mod service;
+pub mod service;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The lab as a whole: `up` and `down` here, the operations on a running lab (status, exec,
 //! start/stop of services, link cut/heal, reboot of a host) in [`running`].
 
-mod running;
+pub mod running;
 
 pub use running::Running;
 
