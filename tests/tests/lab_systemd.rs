@@ -157,6 +157,12 @@ fn systemd_hosts_leave_the_machines_tmp_clock_and_units_alone() {
             }
         }
     }
+    // `lab logs` reads the unit's journal inside the host.
+    let out = lab.run(&["logs", "server1", "proxy", "-n", "50"]);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("journalctl -u proxy"), "{logs}");
+    assert!(logs.contains("server1 proxy["), "{logs}");
+    assert!(logs.contains("proxy started"), "{logs}");
     // The keeper (the hosts' systemd) seen from outside too.
     let state = std::fs::read_to_string(lab.root.join(&lab.id).join("state.toml")).expect("state");
     let keeper = state
