@@ -15,9 +15,10 @@ fn clock_offset() -> Duration {
     real - mono
 }
 
-/// Names in /tmp last modified more than `age` ago: other programs on the machine may create
-/// and remove fresh entries while the test runs, but old ones are what a tmpfiles cleanup
-/// ("D /tmp", age rules) would remove.
+/// Names in /tmp last modified more than `age` ago: other programs on the machine create and
+/// remove their own entries while the test runs (even hours-old ones), but days-old ones are
+/// nobody's work in progress, and they are what a tmpfiles cleanup ("D /tmp", age rules) would
+/// remove.
 fn old_tmp_entries(age: Duration) -> Vec<String> {
     let now = SystemTime::now();
     let mut v: Vec<String> = std::fs::read_dir("/tmp")
@@ -82,7 +83,7 @@ fn systemd_hosts_leave_the_machines_tmp_clock_and_units_alone() {
     let lab = TestLab::new("m");
     let tag = lab.id.clone();
     let markers = old_markers(&tag);
-    let old_before = old_tmp_entries(Duration::from_secs(600));
+    let old_before = old_tmp_entries(Duration::from_secs(2 * 86400));
     assert!(old_before.contains(&format!("lab-e2e-marker-{tag}")));
     let offset_before = clock_offset();
 
@@ -179,7 +180,7 @@ fn systemd_hosts_leave_the_machines_tmp_clock_and_units_alone() {
         assert!(m.exists(), "{} was removed", m.display());
     }
     assert!(Path::new(&markers[1]).join("inside").exists());
-    let old_after = old_tmp_entries(Duration::from_secs(600));
+    let old_after = old_tmp_entries(Duration::from_secs(2 * 86400));
     let lost: Vec<&String> = old_before
         .iter()
         .filter(|e| !old_after.contains(e))
