@@ -173,8 +173,9 @@ impl Running {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "lab {:?} is up (state in {})",
+            "lab {:?} is up, hosts with init {} (state in {})",
             self.lab.names.id,
+            self.state.init,
             self.lab.dir.dir.display()
         );
         let _ = writeln!(
