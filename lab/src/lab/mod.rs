@@ -1,6 +1,7 @@
 //! The lab as a whole: `up` and `down` here, the operations on a running lab (status, exec,
 //! start/stop of services, link cut/heal, reboot of a host) in [`running`].
 
+mod init;
 pub mod running;
 
 pub use running::Running;
@@ -87,40 +88,6 @@ impl Lab {
     pub fn is_up(&self) -> bool {
         self.open()
             .is_ok_and(|r| r.hosts().iter().all(HostHandle::alive))
-    }
-
-    /// The hosts' init and, for systemd, the machine's cgroup layout: systemd unless it cannot
-    /// boot here (then an error if it was asked for, else `none` with a notice).
-    fn choose_init(opts: &UpOptions) -> Result<(Init, Option<cgroup::Layout>)> {
-        if opts.init == Some(Init::None) {
-            return Ok((Init::None, None));
-        }
-        let why_not = if !Path::new(SYSTEMD).exists() {
-            Err(format!("{SYSTEMD} is missing (apt-get install systemd)"))
-        } else if !sys::have_program("setpriv") {
-            Err("`setpriv` is missing (apt-get install util-linux)".to_string())
-        } else if !sys::have_program("ifup") {
-            Err(
-                "`ifup` is missing: hosts configure their address at boot with ifupdown, \
-                 as Debian's installer leaves a server (apt-get install ifupdown)"
-                    .to_string(),
-            )
-        } else {
-            cgroup::Layout::detect()
-        };
-        match (why_not, opts.init) {
-            (Ok(layout), _) => Ok((Init::Systemd, Some(layout))),
-            (Err(why), Some(Init::Systemd)) => Err(LabError::Other(format!(
-                "--init systemd: systemd cannot boot in a lab host here: {why}; use --init none"
-            ))),
-            (Err(why), _) => {
-                eprintln!(
-                    "lab: systemd cannot boot in a lab host here ({why}): \
-                     hosts run without an init (--init none)"
-                );
-                Ok((Init::None, None))
-            }
-        }
     }
 
     /// Everything `up` needs from the machine, checked before anything is created.
@@ -216,7 +183,7 @@ impl Lab {
                 )));
             }
         }
-        let (init, layout) = Lab::choose_init(opts)?;
+        let (init, layout) = init::choose(opts)?;
         let plan = Plan::new(inv, &self.names, client);
         let say = |msg: String| {
             if opts.progress {

@@ -108,6 +108,10 @@ impl Running {
         if !keeper::poweroff(&[h.keeper], POWEROFF_GRACE) {
             eprintln!("lab: {host} did not power off in time and was killed");
         }
+        // A real machine's interfaces start without addresses at boot; this network namespace
+        // outlives its systemd, and after a crash (no ifdown) the old address would make the
+        // host's ifup fail.
+        sys::ip(&["-n", &h.ns, "addr", "flush", "dev", &h.host.interface])?;
         let layout = cgroup::Layout::detect().map_err(LabError::Other)?;
         let dirs = layout.host_dirs(&self.lab.names.id, host);
         for d in &dirs {
