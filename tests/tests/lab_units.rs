@@ -181,6 +181,7 @@ fn units_on_systemd_hosts() {
     kill_9_restarts_and_preempts(&lab);
     security_scores(&lab);
     reboot_rejoins(&lab);
+    reboot_after_a_crash(&lab);
 
     assert!(lab.run(&["down"]).status.success());
     lab.assert_gone(&pids);
@@ -569,4 +570,32 @@ fn reboot_rejoins(lab: &TestLab) {
     let backup = journal.find("to=BACKUP").expect("BACKUP after boot");
     let master = journal.find("to=MASTER").expect("then MASTER");
     assert!(backup < master, "{journal}");
+}
+
+/// A host whose systemd died (SIGKILL from outside: no units stopped, ifupdown never took its
+/// address down) boots again with `lab reboot`, and its units come back.
+fn reboot_after_a_crash(lab: &TestLab) {
+    let state = std::fs::read_to_string(lab.root.join(&lab.id).join("state.toml")).expect("state");
+    let keeper: i32 = state
+        .lines()
+        .find_map(|l| l.strip_prefix("server2 = "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("server2's keeper");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keeper),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill server2's systemd");
+    wait_for("server2's systemd to die", Duration::from_secs(5), || {
+        !e2e::alive(keeper)
+    });
+    let out = lab.run(&["reboot", "server2"]);
+    assert!(out.status.success(), "reboot after a crash");
+    for unit in ["networking", "proxy", "vrrp"] {
+        assert_eq!(
+            exec(lab, "server2", &["systemctl", "is-active", unit]).1,
+            "active",
+            "{unit}"
+        );
+    }
 }
