@@ -156,65 +156,7 @@ impl Keeper {
             .append(true)
             .open(&console)
             .map_err(|e| LabError::io(format!("open {}", console.display()), e))?;
-        let mut cmd = match boot {
-            Boot::Plain => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]);
-                // --kill-child: when unshare dies, the kernel kills everything left in the host.
-                c.args([
-                    "unshare",
-                    "--mount",
-                    "--uts",
-                    "--pid",
-                    "--fork",
-                    "--kill-child",
-                ])
-                .args([
-                    "--mount-proc",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    PLAIN,
-                ])
-                .arg("sh")
-                .arg(upper_root)
-                .arg(name)
-                .args(OVERLAID);
-                c
-            }
-            Boot::Systemd { cgroups, hybrid } => {
-                // Joins the host's cgroups first (`ip netns exec` remounts /sys, hiding them),
-                // then unshares the cgroup namespace rooted there.
-                let mut c = Command::new("sh");
-                c.args([
-                    "-c",
-                    r#"for g in $CGROUPS; do echo $$ > "$g/cgroup.procs"; done; exec "$@""#,
-                    "sh",
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                ]);
-                c.args(["unshare", "--cgroup", "--mount", "--uts", "--ipc", "--pid"])
-                    .args(["--fork", "--kill-child", "--propagation", "private"])
-                    .args(["sh", "-c", SYSTEMD, "sh"])
-                    .arg(upper_root)
-                    .arg(name)
-                    .arg(if *hybrid { "hybrid" } else { "unified" })
-                    .args(OVERLAID_SYSTEMD)
-                    .env(
-                        "CGROUPS",
-                        cgroups
-                            .iter()
-                            .map(|p| p.to_string_lossy().into_owned())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    )
-                    .env("DROPPED_CAPS", DROPPED_CAPS);
-                c
-            }
-        };
+        let mut cmd = keeper_command(ns, name, upper_root, boot);
         // The console log is opened here, outside the host: a file the keeper opened itself
         // on the machine's root would keep `mount -o remount,ro /` from succeeding.
         cmd.stdin(Stdio::piped())
@@ -270,6 +212,69 @@ impl Keeper {
                 .map_err(|e| LabError::io(format!("boot keeper {}", self.pid), e))?;
         }
         Ok(())
+    }
+}
+
+/// The command line that starts a keeper (see [`Keeper::spawn`]).
+fn keeper_command(ns: &str, name: &str, upper_root: &Path, boot: &Boot) -> Command {
+    match boot {
+        Boot::Plain => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]);
+            // --kill-child: when unshare dies, the kernel kills everything left in the host.
+            c.args([
+                "unshare",
+                "--mount",
+                "--uts",
+                "--pid",
+                "--fork",
+                "--kill-child",
+            ])
+            .args([
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                PLAIN,
+            ])
+            .arg("sh")
+            .arg(upper_root)
+            .arg(name)
+            .args(OVERLAID);
+            c
+        }
+        Boot::Systemd { cgroups, hybrid } => {
+            // Joins the host's cgroups first (`ip netns exec` remounts /sys, hiding them),
+            // then unshares the cgroup namespace rooted there.
+            let mut c = Command::new("sh");
+            c.args([
+                "-c",
+                r#"for g in $CGROUPS; do echo $$ > "$g/cgroup.procs"; done; exec "$@""#,
+                "sh",
+                "ip",
+                "netns",
+                "exec",
+                ns,
+            ]);
+            c.args(["unshare", "--cgroup", "--mount", "--uts", "--ipc", "--pid"])
+                .args(["--fork", "--kill-child", "--propagation", "private"])
+                .args(["sh", "-c", SYSTEMD, "sh"])
+                .arg(upper_root)
+                .arg(name)
+                .arg(if *hybrid { "hybrid" } else { "unified" })
+                .args(OVERLAID_SYSTEMD)
+                .env(
+                    "CGROUPS",
+                    cgroups
+                        .iter()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+                .env("DROPPED_CAPS", DROPPED_CAPS);
+            c
+        }
     }
 }
 

@@ -209,37 +209,8 @@ impl Lab {
         ));
         self.create_network(&plan, &mut state, init)?;
         let pubkey = self.create_ssh_key()?;
-        say(match init {
-            Init::Systemd => format!(
-                "hosts: systemd as PID 1 in own PID/mount/UTS/IPC/cgroup namespaces, overlays on \
-                 {}, own /dev /run /tmp, without CAP_{{SYS_TIME,SYS_MODULE,SYS_BOOT}}",
-                host::OVERLAID_SYSTEMD.join(" ")
-            ),
-            Init::None => format!(
-                "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
-                host::OVERLAID.join(" ")
-            ),
-        });
-        let mut keepers = Vec::new();
-        for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
-            let boot = match &layout {
-                Some(layout) => {
-                    let dirs = layout.host_dirs(&self.names.id, &h.name);
-                    state.cgroups.extend(dirs.iter().cloned());
-                    self.dir.save(&state)?;
-                    dirs.iter().try_for_each(|d| cgroup::create(d))?;
-                    Boot::Systemd {
-                        cgroups: dirs,
-                        hybrid: layout.is_hybrid(),
-                    }
-                }
-                None => Boot::Plain,
-            };
-            let k = Keeper::spawn(&node.ns, &h.name, &self.dir.host_dir(&h.name), &boot)?;
-            state.keepers.insert(h.name.clone(), k.pid);
-            self.dir.save(&state)?;
-            keepers.push(k);
-        }
+        say(hosts_summary(init));
+        let keepers = self.spawn_keepers(inv, &plan, layout.as_ref(), &mut state)?;
         let handles = self.handles(inv, &state);
         self.setup_hosts(inv, &handles, &pubkey, opts.bare)?;
         for k in keepers {
@@ -258,6 +229,38 @@ impl Lab {
         say("waiting for every service to answer and for a VRRP master".into());
         running.wait_ready(Duration::from_secs(15))?;
         Ok(())
+    }
+
+    /// Each host's keeper (with systemd: in its cgroups, recorded before they are created),
+    /// mounts in place, systemd not started yet.
+    fn spawn_keepers(
+        &self,
+        inv: &Inventory,
+        plan: &Plan,
+        layout: Option<&cgroup::Layout>,
+        state: &mut State,
+    ) -> Result<Vec<Keeper>> {
+        let mut keepers = Vec::new();
+        for (h, node) in inv.hosts.iter().zip(&plan.hosts) {
+            let boot = match layout {
+                Some(layout) => {
+                    let dirs = layout.host_dirs(&self.names.id, &h.name);
+                    state.cgroups.extend(dirs.iter().cloned());
+                    self.dir.save(state)?;
+                    dirs.iter().try_for_each(|d| cgroup::create(d))?;
+                    Boot::Systemd {
+                        cgroups: dirs,
+                        hybrid: layout.is_hybrid(),
+                    }
+                }
+                None => Boot::Plain,
+            };
+            let k = Keeper::spawn(&node.ns, &h.name, &self.dir.host_dir(&h.name), &boot)?;
+            state.keepers.insert(h.name.clone(), k.pid);
+            self.dir.save(state)?;
+            keepers.push(k);
+        }
+        Ok(keepers)
     }
 
     /// The namespaces (each recorded before it is created, so `down` finds it whatever happens
@@ -458,6 +461,21 @@ impl Lab {
             inventory,
             plan,
         })
+    }
+}
+
+/// How the hosts are built, for `up`'s progress.
+fn hosts_summary(init: Init) -> String {
+    match init {
+        Init::Systemd => format!(
+            "hosts: systemd as PID 1 in own PID/mount/UTS/IPC/cgroup namespaces, overlays on \
+             {}, own /dev /run /tmp, without CAP_{{SYS_TIME,SYS_MODULE,SYS_BOOT}}",
+            host::OVERLAID_SYSTEMD.join(" ")
+        ),
+        Init::None => format!(
+            "hosts: own PID/mount/UTS namespaces, overlays on {}, tmpfs on /run",
+            host::OVERLAID.join(" ")
+        ),
     }
 }
 
