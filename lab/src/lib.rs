@@ -3,20 +3,25 @@
 //! namespaces, and the seed's failover test procedure run against them.
 //!
 //! `lab up` builds the hosts (a bridge in its own namespace, one namespace per host plus a
-//! client, each host with its own filesystem view), runs Apache on the backends and our `proxy`
-//! and `vrrp` on the balancers with configs rendered by [`provision::render`] (so the lab runs
-//! exactly what `provision` deploys), and an sshd everywhere; `lab scenario` stops, starts and
-//! cuts things while a client polls the VIP, and judges each step.
+//! client). Each host boots its own systemd (or, with `--init none`, a shell that only holds
+//! its namespaces) on its own filesystem view: overlays over the machine's /etc, /var, ...,
+//! private /dev, /run and /tmp, the rest read-only, and a cgroup tree of its own. Apache runs
+//! on the backends and our `proxy` and `vrrp` on the balancers as the units and configs
+//! [`provision::render`] renders (so the lab runs exactly what `provision` deploys), and an
+//! sshd everywhere; `lab scenario` stops, starts and cuts things while a client polls the VIP,
+//! and judges each step. Nothing a host does reaches the machine's /tmp, /dev, clock or units.
 //!
 //! Who owns what:
 //! - [`lab`]: the lab as a whole: `up` (in the order that lets `down` undo a crash at any
-//!   point), `down`, and operations on a running lab (status, exec, services, links, VIPs).
-//! - [`state`]: names derived from the lab id (so labs never collide) and the state file that
-//!   records everything `up` created.
+//!   point), `down`, and (`lab::running`) operations on a running lab: status, exec,
+//!   services, links, VIPs, reboots.
+//! - [`state`]: names derived from the lab id (so labs never collide), the hosts' init, and
+//!   the state file that records everything `up` created.
 //! - [`topology`]: the network: bridge namespace, veth pairs, addresses (a pure plan, then
 //!   `ip` commands); nothing ever touches the machine's own namespace.
-//! - [`host`]: one host: the keeper process that holds its mount/PID/UTS namespaces and
-//!   overlays, files inside it, and its services.
+//! - [`host`]: one host: its keeper (the process holding its namespaces, systemd or a shell),
+//!   what a systemd host boots (`host::boot`), files inside it, and its services.
+//! - [`cgroup`]: the cgroup directories systemd hosts boot in, found and removed again.
 //! - [`probe`]: looking from inside: HTTP from the client and "who holds the VIP" from threads
 //!   that entered a namespace, and the recorder the scenario polls with.
 //! - [`scenario`]: the steps, their pure evaluation (`eval`), the report and the SVG timeline.
@@ -24,6 +29,7 @@
 //! - [`sys`]: commands with useful errors, signals, pids and namespaces of processes.
 
 pub mod bench;
+pub mod cgroup;
 pub mod compare;
 pub mod error;
 pub mod host;

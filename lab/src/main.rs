@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lab::host::Service;
-use lab::state::DEFAULT_STATE_ROOT;
+use lab::state::{Init, DEFAULT_STATE_ROOT};
 use lab::{bench, compare, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
@@ -42,6 +42,9 @@ enum Cmd {
         /// Hosts as freshly installed servers (sshd only), for `provision` to set up.
         #[arg(long)]
         bare: bool,
+        /// PID 1 of each host: systemd (default where it can boot) or none.
+        #[arg(long, value_parser = parse_init)]
+        init: Option<Init>,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -70,6 +73,8 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
+    /// Reboot a systemd host (power off, boot again): enabled units come back by themselves.
+    Reboot { host: String },
     /// Cut a host's link (as if its cable were pulled).
     Cut { host: String },
     /// Restore a host's link.
@@ -115,6 +120,9 @@ enum Cmd {
         /// Leave the lab up afterwards.
         #[arg(long)]
         keep: bool,
+        /// PID 1 of each host: systemd (default where it can boot) or none.
+        #[arg(long, value_parser = parse_init)]
+        init: Option<Init>,
         #[arg(long, default_value = "target/lab/timeline.svg")]
         svg: PathBuf,
         #[arg(long)]
@@ -145,6 +153,10 @@ fn default_inventory(bin_dir: &Path) -> PathBuf {
     } else {
         local
     }
+}
+
+fn parse_init(s: &str) -> Result<Init, String> {
+    Init::parse(s).ok_or_else(|| format!("{s:?}: systemd or none"))
 }
 
 fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
@@ -178,6 +190,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             inventory,
             without,
             bare,
+            init,
         } => {
             let without = without
                 .iter()
@@ -195,6 +208,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     without,
                     progress: true,
                     bare,
+                    init,
                 },
             )?;
         }
@@ -240,10 +254,21 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             let which = parse_service(service.as_deref())?;
             for &svc in h.services() {
                 if which.is_none_or(|w| w == svc) {
-                    println!("==> {host}:{} <==", svc.log());
+                    match h.init {
+                        Init::Systemd => println!("==> {host}: journalctl -u {} <==", svc.unit()),
+                        Init::None => println!("==> {host}:{} <==", svc.log()),
+                    }
                     println!("{}", h.log_tail(svc, lines));
                 }
             }
+        }
+        Cmd::Reboot { host } => {
+            let t = std::time::Instant::now();
+            let pid = lab.open()?.reboot(&host)?;
+            println!(
+                "{host}: rebooted in {:.1} s (systemd {pid})",
+                t.elapsed().as_secs_f64()
+            );
         }
         Cmd::Cut { host } => {
             lab.open()?.set_link(&host, false)?;
@@ -316,23 +341,31 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
         Cmd::Demo {
             inventory,
             keep,
+            init,
             svg,
             json,
         } => {
             let inventory = inventory.unwrap_or_else(|| default_inventory(&bin_dir));
-            return demo(&lab, &inventory, keep, svg, json);
+            return demo(&lab, &inventory, keep, init, svg, json);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Deploys the bare lab with `provision` over SSH, as onto real servers, from the client namespace with the
-/// lab's key and known_hosts. What a namespace cannot have (systemd, yum, firewalld, SELinux
-/// tools) is stood in for by `provision::doubles`, installed into each host's own /usr/local/bin.
+/// lab's key and known_hosts. What a lab host cannot run (yum/dnf, apt-get on the shared /usr,
+/// SELinux tools, EL's network-scripts) is stood in for by `provision::doubles`, installed into
+/// each host's own /usr/local/bin and /etc/systemd/system; systemd, firewalld and chrony are real.
 fn deploy(lab: &Lab, running: &lab::Running) -> Result<(), LabError> {
     for h in running.hosts() {
         for (name, script) in provision::doubles::ALL {
             h.write_file(&format!("/usr/local/bin/{name}"), script, 0o755)?;
+        }
+        if h.init == Init::Systemd {
+            for (name, unit) in provision::doubles::UNITS {
+                h.write_file(&format!("/etc/systemd/system/{name}"), unit, 0o644)?;
+            }
+            h.systemctl(&["daemon-reload"])?;
         }
     }
     let mut cmd = std::process::Command::new("ip");
@@ -360,6 +393,7 @@ fn demo(
     lab: &Lab,
     inventory: &Path,
     keep: bool,
+    init: Option<Init>,
     svg: PathBuf,
     json: Option<PathBuf>,
 ) -> Result<ExitCode, LabError> {
@@ -373,6 +407,7 @@ fn demo(
         &UpOptions {
             progress: true,
             bare: true,
+            init,
             ..UpOptions::default()
         },
     )?;

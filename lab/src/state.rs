@@ -48,6 +48,37 @@ impl Names {
     }
 }
 
+/// What a lab host runs as PID 1 of its PID namespace.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The host's own systemd: services are units, started and stopped with `systemctl`.
+    #[default]
+    Systemd,
+    /// A shell that only holds the namespaces; the lab starts the services itself (for
+    /// machines where systemd cannot boot in a namespace).
+    None,
+}
+
+impl Init {
+    pub fn parse(s: &str) -> Option<Init> {
+        match s {
+            "systemd" => Some(Init::Systemd),
+            "none" => Some(Init::None),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Init::Systemd => "systemd",
+            Init::None => "none",
+        })
+    }
+}
+
 /// The state file's contents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
@@ -57,8 +88,19 @@ pub struct State {
     /// Host name -> pid of its keeper process (holder of its mount namespace).
     pub keepers: BTreeMap<String, i32>,
     pub client_address: Option<Ipv4Addr>,
+    /// The hosts' init (state files written before there was a choice had none: no systemd).
+    #[serde(default = "no_init")]
+    pub init: Init,
+    /// cgroup directories created for systemd hosts (or about to be), so `down` removes them
+    /// even after a crash.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     /// Set when `up` finished.
     pub complete: bool,
+}
+
+fn no_init() -> Init {
+    Init::None
 }
 
 /// The lab's state directory: state file, a copy of the inventory, the lab SSH key, the
@@ -158,6 +200,18 @@ mod tests {
     }
 
     #[test]
+    fn init_names_and_old_state_files() {
+        assert_eq!(Init::parse("systemd"), Some(Init::Systemd));
+        assert_eq!(Init::parse("none"), Some(Init::None));
+        assert_eq!(Init::parse("sysv"), None);
+        assert_eq!(Init::default().to_string(), "systemd");
+        let old: State =
+            toml::from_str("id = \"x\"\nnetns = []\ncomplete = true\n[keepers]\n").unwrap();
+        assert_eq!(old.init, Init::None);
+        assert!(old.cgroups.is_empty());
+    }
+
+    #[test]
     fn state_round_trips() {
         let root = std::env::temp_dir().join(format!("lab-state-test-{}", std::process::id()));
         let names = Names::new("t").unwrap();
@@ -170,6 +224,8 @@ mod tests {
             ..State::default()
         };
         st.keepers.insert("server1".into(), 42);
+        st.cgroups
+            .push(PathBuf::from("/sys/fs/cgroup/systemd/lab-t/server1"));
         dir.save(&st).unwrap();
         assert_eq!(dir.load().unwrap(), Some(st));
         dir.remove().unwrap();

@@ -98,8 +98,9 @@ pub fn create_bridge(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Joins `node`'s namespace (already existing) to the bridge and configures its address.
-pub fn attach(plan: &Plan, node: &Node) -> Result<()> {
+/// Joins `node`'s namespace (already existing) to the bridge and, if `address`, configures its
+/// address (a systemd host's own ifupdown does that at boot instead).
+pub fn attach(plan: &Plan, node: &Node, address: bool) -> Result<()> {
     let br = plan.bridge_ns.as_str();
     // The peer is created directly in the node's namespace under its final name: nothing ever
     // appears in the root namespace.
@@ -119,8 +120,10 @@ pub fn attach(plan: &Plan, node: &Node) -> Result<()> {
     ])?;
     ip(&["-n", br, "link", "set", &node.port, "master", BRIDGE, "up"])?;
     ip(&["-n", &node.ns, "link", "set", "lo", "up"])?;
-    let cidr = format!("{}/{}", node.address, plan.prefix);
-    ip(&["-n", &node.ns, "addr", "add", &cidr, "dev", &node.iface])?;
+    if address {
+        let cidr = format!("{}/{}", node.address, plan.prefix);
+        ip(&["-n", &node.ns, "addr", "add", &cidr, "dev", &node.iface])?;
+    }
     ip(&["-n", &node.ns, "link", "set", &node.iface, "up"])?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! directive newer than the host's systemd is left out, and where it carried least privilege
 //! the same is reached by the means that version has:
 //!
-//! - DynamicUser (232) -> a static system user `proxy` that provision creates;
+//! - DynamicUser (232) -> a static system user `proxyd` (the unit's `User=`) that provision
+//!   creates;
 //! - LogsDirectory (235) -> /var/log/proxy created by provision, owned by that user, 0750;
 //! - CacheDirectory (235) -> /var/cache/proxy, the same way (large request bodies are buffered
 //!   there);
@@ -34,8 +35,10 @@ const AMBIENT_CAPS: u32 = 229;
 /// LogsDirectory, CacheDirectory, RuntimeDirectoryPreserve.
 const DIRECTORIES: u32 = 235;
 
-/// The static user the proxy runs as where DynamicUser is missing.
-pub const PROXY_USER: &str = "proxy";
+/// The user deploy/proxy.service names (`User=`): a dynamic one on current systemd, a static
+/// system user that provision creates where DynamicUser is missing. Not "proxy": Debian's
+/// base-passwd already has a static "proxy" account (Squid's), which systemd would reuse.
+pub const PROXY_USER: &str = "proxyd";
 
 /// The first systemd version that knows each directive used in deploy/'s units.
 pub const SINCE: &[(&str, u32)] = &[
@@ -61,6 +64,8 @@ pub const SINCE: &[(&str, u32)] = &[
     ("LimitNOFILE", 1),
     ("CapabilityBoundingSet", 1),
     ("NoNewPrivileges", 187),
+    ("SystemCallFilter", 187),
+    ("SystemCallErrorNumber", 187),
     ("PrivateDevices", 209),
     ("SystemCallArchitectures", 209),
     ("RuntimeDirectory", 211),
@@ -83,6 +88,8 @@ pub const SINCE: &[(&str, u32)] = &[
     ("ProtectHostname", 242),
     ("ProtectKernelLogs", 244),
     ("ProtectClock", 245),
+    ("ProtectProc", 247),
+    ("ProcSubset", 247),
 ];
 
 /// The version `systemctl --version` prints on its first line ("systemd 219").
@@ -123,9 +130,8 @@ fn render(unit: &str, systemd: u32) -> String {
             .find(|(k, _)| *k == key)
             .map_or(u32::MAX, |(_, v)| *v);
         let replaced = match (key, value) {
-            ("DynamicUser", _) if systemd < DYNAMIC_USER => {
-                Some(format!("User={PROXY_USER}\nGroup={PROXY_USER}\n"))
-            }
+            // The unit's own `User=` line names the static user provision creates.
+            ("DynamicUser", _) if systemd < DYNAMIC_USER => Some(format!("Group={PROXY_USER}\n")),
             ("ProtectSystem", "strict") if systemd < DYNAMIC_USER => {
                 Some("ProtectSystem=full\n".to_string())
             }
@@ -214,7 +220,12 @@ mod tests {
     #[test]
     fn centos7_proxy_keeps_least_privilege_by_its_means() {
         let u = proxy_unit(219);
-        assert!(u.contains("\nUser=proxy\nGroup=proxy\n"), "{u}");
+        assert!(u.contains("\nGroup=proxyd\nUser=proxyd\n"), "{u}");
+        assert_eq!(u.matches("\nUser=").count(), 1, "one user: {u}");
+        assert!(
+            PROXY_UNIT.contains(&format!("\nUser={PROXY_USER}\n")),
+            "the unit's own user"
+        );
         assert!(u.contains("\nProtectSystem=full\n"), "{u}");
         assert!(u.contains("\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"));
         assert!(!u.contains("DynamicUser") || u.starts_with("# Rendered"));

@@ -1,9 +1,11 @@
 //! `provision` end to end against lab hosts over real SSH (Debian's sshd in each host).
 //!
-//! The lab starts only sshd on its hosts; provision does the rest. Lab hosts have no systemd,
-//! yum or firewalld, so TEST DOUBLES from tests/doubles/ are installed into each host's own
-//! /usr/local/bin (an overlay: the machine's is untouched; `provision::doubles`); each records every invocation in
-//! the host's /var/log/test-doubles.log. server2 gets the seed's CentOS 7 personality (a fake
+//! The lab boots each host's own systemd with only sshd; provision does the rest with the real
+//! systemctl, firewalld and chrony. What cannot run here (yum/dnf against EL repositories,
+//! apt-get on the machine's shared /usr, SELinux tools, EL's network-scripts) is stood in for by
+//! TEST DOUBLES from provision/doubles/, installed into each host's own /usr/local/bin and
+//! /etc/systemd/system (overlays: the machine's are untouched; `provision::doubles`); each
+//! records every invocation in the host's /var/log/test-doubles.log. server2 gets the seed's CentOS 7 personality (a fake
 //! /etc/os-release in its overlay), so the EL7 plan (yum, firewalld, SELinux, ifcfg) runs there;
 //! the others run the Debian 12 plan with real nftables, chrony's config and Apache.
 //!
@@ -194,7 +196,25 @@ fn install_doubles(r: &Running) {
             h.write_file(&format!("/usr/local/bin/{name}"), text, 0o755)
                 .expect("install double");
         }
+        for (name, text) in provision::doubles::UNITS {
+            h.write_file(&format!("/etc/systemd/system/{name}"), text, 0o644)
+                .expect("install unit double");
+        }
+        h.systemctl(&["daemon-reload"]).expect("daemon-reload");
     }
+}
+
+/// `systemctl ARGS` inside `host`, its stdout trimmed (also when it exits non-zero, as
+/// `is-active` does for inactive units).
+fn systemctl(r: &Running, host: &str, args: &[&str]) -> String {
+    let out = r
+        .host(host)
+        .expect("host")
+        .command("systemctl")
+        .args(args)
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// An ssh-agent this test started, killed (by its pid) on drop.
@@ -241,6 +261,8 @@ fn provision_as_a_sudo_user() {
             without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
             progress: false,
             bare: true,
+            // Real servers boot systemd: provision's systemctl steps run against it.
+            init: Some(lab::state::Init::Systemd),
         },
     )
     .expect("lab up");
@@ -339,6 +361,8 @@ fn provision_the_lab_over_ssh() {
             without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
             progress: false,
             bare: true,
+            // Real servers boot systemd: provision's systemctl steps run against it.
+            init: Some(lab::state::Init::Systemd),
         },
     )
     .expect("lab up");
@@ -414,9 +438,22 @@ fn provision_the_lab_over_ssh() {
         .read_file("/etc/yum.repos.d/CentOS-Base.repo")
         .unwrap_or_default()
         .contains("baseurl=https://vault.centos.org/7.9.2009/os/$basearch/"));
-    assert!(log2.contains("firewall-cmd --permanent --add-port=80/tcp"));
+    // The real firewalld (over D-Bus) holds the EL plan's rules.
+    assert_eq!(
+        systemctl(&r, "server2", &["is-active", "firewalld"]),
+        "active"
+    );
+    let fw = s2
+        .sh(
+            "firewall-cmd --permanent --query-port=80/tcp; firewall-cmd --list-rich-rules",
+            &[],
+        )
+        .expect("firewall-cmd");
+    assert!(fw.starts_with("yes\n"), "{fw}");
+    assert!(fw.contains("source address=\"172.16.249.101\""), "{fw}");
+    assert!(fw.contains("protocol value=\"vrrp\""), "{fw}");
     assert!(log2.contains("setenforce 1"));
-    assert!(log2.contains("systemctl restart proxy"));
+    assert!(log2.contains("network.service start"), "{log2}");
     assert!(s2
         .read_file("/etc/selinux/config")
         .unwrap()
@@ -445,9 +482,28 @@ fn provision_the_lab_over_ssh() {
         .read_file("/etc/network/interfaces.d/ens33")
         .unwrap()
         .contains("address 172.16.249.101/24"));
-    assert!(double_log(&r, "server1").contains("systemctl restart proxy"));
-    // The systemctl double ran the units' ExecStart: the lab sees the daemons (pid files in
-    // /run/lab), and they run the deployed binaries with the deployed configs.
+    // systemd runs the deployed units, enabled for the next boot, and chrony runs configured
+    // but without setting the clock (the lab's hosts lack CAP_SYS_TIME).
+    for h in ["server1", "server2"] {
+        for unit in ["proxy", "vrrp", "chrony"] {
+            assert_eq!(
+                systemctl(&r, h, &["is-active", unit]),
+                "active",
+                "{h} {unit}"
+            );
+            assert_eq!(
+                systemctl(&r, h, &["is-enabled", unit]),
+                "enabled",
+                "{h} {unit}"
+            );
+        }
+    }
+    let journal = s1
+        .sh("journalctl -u proxy --no-pager", &[])
+        .expect("journal");
+    assert!(journal.contains("Started proxy.service"), "{journal}");
+    // The lab sees the daemons (systemd's MainPID), and they run the deployed binaries with
+    // the deployed configs.
     for svc in [Service::Proxy, Service::Vrrp] {
         let pid = s1
             .service_pid(svc)

@@ -114,13 +114,38 @@ impl TestLab {
             .collect()
     }
 
+    /// The lab's cgroup directories (`lab-<id>` under every mounted hierarchy).
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join(format!("lab-{}", self.id)))
+                    .filter(|p| p.exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn assert_gone(&self, pids_before: &[i32]) {
+        assert!(
+            self.cgroups().is_empty(),
+            "cgroups left: {:?}",
+            self.cgroups()
+        );
         assert!(
             self.namespaces().is_empty(),
             "namespaces left: {:?}",
             self.namespaces()
         );
-        let alive: Vec<i32> = pids_before.iter().copied().filter(|p| alive(*p)).collect();
+        let alive: Vec<(i32, String)> = pids_before
+            .iter()
+            .copied()
+            .filter(|p| alive(*p))
+            .map(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                (p, String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
         assert!(alive.is_empty(), "processes left: {alive:?}");
         assert!(
             !self.root.join(&self.id).exists(),

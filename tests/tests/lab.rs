@@ -190,3 +190,28 @@ fn down_after_killing_up_halfway_leaves_nothing() {
     assert!(lab.run(&["down"]).status.success());
     lab.assert_gone(&pids);
 }
+
+/// `--init none` (for machines where systemd cannot boot in a namespace) still builds a working
+/// lab: the lab starts the services itself and the VIP is served.
+#[test]
+fn init_none_still_works() {
+    let lab = TestLab::new("n");
+    let out = lab.run(&["up", "--init", "none", inventory().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "lab up --init none");
+    let out = lab.run(&["exec", "server1", "--", "cat", "/proc/1/comm"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sh",
+        "PID 1 is the keeper shell"
+    );
+    let status = String::from_utf8_lossy(&lab.run(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains("VIP 172.16.249.80   held by server1"),
+        "{status}"
+    );
+    assert!(status.contains("hosts with init none"), "{status}");
+    assert!(lab.cgroups().is_empty(), "no cgroups without systemd");
+    let pids = lab.processes();
+    assert!(lab.run(&["down"]).status.success());
+    lab.assert_gone(&pids);
+}

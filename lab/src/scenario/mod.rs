@@ -20,6 +20,7 @@ use crate::error::{LabError, Result};
 use crate::host::Service;
 use crate::lab::Running;
 use crate::probe::Recorder;
+use crate::state::Init;
 use eval::{Expect, LogDelta, StepResult, StepSpec, Window};
 
 /// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
@@ -60,6 +61,31 @@ pub enum Action {
 }
 
 impl Action {
+    /// What the step does, as an operator would type it: on systemd hosts the seed's own
+    /// `systemctl stop/start`, in the order the step applies it.
+    pub fn describe(&self, init: Init) -> Option<String> {
+        let services = |verb: &str, h: &str, svcs: &[Service]| match init {
+            Init::Systemd => {
+                let cmds: Vec<String> = svcs
+                    .iter()
+                    .map(|s| format!("systemctl {verb} {}", s.unit()))
+                    .collect();
+                format!("{h}: {}", cmds.join(" && "))
+            }
+            Init::None => {
+                let names: Vec<&str> = svcs.iter().map(|s| s.name()).collect();
+                format!("lab {verb} {h} {}", names.join(" "))
+            }
+        };
+        match self {
+            Action::Nothing => None,
+            Action::Stop(h, svcs) => Some(services("stop", h, svcs)),
+            Action::Start(h, svcs) => Some(services("start", h, svcs)),
+            Action::Cut(h) => Some(format!("lab cut {h}")),
+            Action::Heal(h) => Some(format!("lab heal {h}")),
+        }
+    }
+
     fn apply(&self, lab: &Running) -> Result<()> {
         match self {
             Action::Nothing => Ok(()),
@@ -300,6 +326,9 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
     for step in &steps {
         let spec = &step.spec;
         println!("step {:<3}{}", spec.id, spec.title);
+        if let Some(cmd) = step.action.describe(lab.state.init) {
+            println!("      $ {cmd}");
+        }
         let _ = std::io::stdout().flush();
         let logs_start = access_log_lines(lab);
         let start = rec.now();
@@ -453,5 +482,29 @@ fn print_result(r: &StepResult) {
     }
     for p in &r.problems {
         println!("      !! {p}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_described_as_systemctl_commands_on_systemd_hosts() {
+        let stop = Action::Stop("server1".into(), vec![Service::Proxy, Service::Vrrp]);
+        assert_eq!(
+            stop.describe(Init::Systemd).as_deref(),
+            Some("server1: systemctl stop proxy && systemctl stop vrrp")
+        );
+        assert_eq!(
+            stop.describe(Init::None).as_deref(),
+            Some("lab stop server1 proxy vrrp")
+        );
+        let start = Action::Start("server4".into(), vec![Service::Httpd]);
+        assert_eq!(
+            start.describe(Init::Systemd).as_deref(),
+            Some("server4: systemctl start apache2")
+        );
+        assert_eq!(Action::Nothing.describe(Init::Systemd), None);
     }
 }
