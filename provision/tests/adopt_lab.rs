@@ -55,6 +55,7 @@ fn adopt_reads_the_seed_pair_back_into_lab_toml() {
             without: vec![Service::Proxy, Service::Vrrp],
             progress: false,
             bare: true,
+            ..UpOptions::default()
         },
     )
     .expect("lab up");
