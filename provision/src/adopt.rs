@@ -146,6 +146,8 @@ pub(crate) fn import_one(f: &Fetched) -> Result<Balancer<'_>, String> {
 
 /// Builds lab.toml and the per-host files from the fetched balancers.
 pub fn adopt(fetched: &[Fetched], ssh_user: &str) -> Result<Adopted, String> {
+    let mut notes = Vec::new();
+    let fetched = unique_names(fetched, &mut notes);
     let balancers = fetched
         .iter()
         .map(import_one)
@@ -153,7 +155,6 @@ pub fn adopt(fetched: &[Fetched], ssh_user: &str) -> Result<Adopted, String> {
     if balancers.is_empty() {
         return Err("no host given".into());
     }
-    let mut notes = Vec::new();
     let lab_toml = lab_toml(&balancers, ssh_user, &mut notes)?;
     let inv = crate::inventory::Inventory::parse(&lab_toml, "lab.toml")
         .map_err(|e| format!("the adopted lab.toml is not valid: {e}\n{lab_toml}"))?;
@@ -192,6 +193,32 @@ pub fn adopt(fetched: &[Fetched], ssh_user: &str) -> Result<Adopted, String> {
 }
 
 /// A value of the first vrrp_instance in an imported vrrp.toml.
+/// Host names for lab.toml: each balancer's own, unless it is a placeholder (a fresh CentOS 7
+/// calls itself "localhost.localdomain") or two balancers share it; then one made from its
+/// address, and a note says so.
+fn unique_names(fetched: &[Fetched], notes: &mut Vec<String>) -> Vec<Fetched> {
+    let placeholder = |n: &str| n.is_empty() || n.starts_with("localhost");
+    let mut out = fetched.to_vec();
+    for f in &mut out {
+        let shared = fetched.iter().filter(|g| g.hostname == f.hostname).count() > 1;
+        if shared || placeholder(&f.hostname) {
+            let name = format!("lb-{}", f.address.to_string().replace('.', "-"));
+            notes.push(format!(
+                "{}: its host name {:?} is {}; named {name} in lab.toml (provision sets it)",
+                f.address,
+                f.hostname,
+                if shared {
+                    "shared with another balancer"
+                } else {
+                    "a placeholder"
+                }
+            ));
+            f.hostname = name;
+        }
+    }
+    out
+}
+
 fn instance_value(b: &Balancer<'_>, key: &str) -> Option<toml::Value> {
     let t: toml::Table = b.vrrp.toml.parse().ok()?;
     let (_, vi) = t.get("vrrp_instance")?.as_table()?.iter().next()?;

@@ -133,3 +133,22 @@ fn a_host_without_nginx_output_is_an_error() {
     let e = adopt(&f, "root").unwrap_err();
     assert!(e.contains("nginx -T printed no configuration file"), "{e}");
 }
+
+#[test]
+fn shared_or_placeholder_host_names_become_address_names() {
+    let inv = seed();
+    let mut f = fetched(&inv);
+    for b in &mut f {
+        b.hostname = "localhost.localdomain".into();
+    }
+    let adopted = adopt(&f, "root").unwrap();
+    let lab = &adopted.files[0].1;
+    assert!(lab.contains("name = \"lb-172-16-249-101\""), "{lab}");
+    assert!(lab.contains("name = \"lb-172-16-249-102\""), "{lab}");
+    let mut f = fetched(&inv);
+    for b in &mut f {
+        b.hostname = "vm".into();
+    }
+    let adopted = adopt(&f, "root").unwrap();
+    assert!(adopted.files[0].1.contains("lb-172-16-249-102"));
+}

@@ -71,6 +71,10 @@ fn adopt_reads_the_seed_pair_back_into_lab_toml() {
             .expect("nginx.conf");
         host.write_file("/etc/keepalived/keepalived.conf", &keepalived, 0o644)
             .expect("keepalived.conf");
+        // The seed names its servers first (hostnamectl set-hostname); a bare lab host still
+        // has the machine's name.
+        host.sh("echo \"$1\" >/etc/hostname && hostname \"$1\"", &[&h.name])
+            .expect("hostname");
         // The lab's hosts have no default route; the seed's servers have one.
         let route = format!("ip route replace default via {}", inv.network.gateway);
         host.sh(&route, &[]).expect("default route");

@@ -142,6 +142,35 @@ pub fn apply(etc_systemd: &Path, plan: &UnitPlan) -> Result<()> {
         .map_err(|e| LabError::io(format!("write {TARGET}"), e))
 }
 
+/// State directories of the units we deploy, and systemd's private ones for DynamicUser
+/// services. The host's /var is an overlay over the machine's, so anything the machine has
+/// there (a proxy run by hand or a test writing its default client_body_temp_path) would show
+/// through; systemd then refuses to start the unit ("Found pre-existing public CacheDirectory=
+/// ... migrating": a rename across overlay layers fails with EXDEV). A host starts as a fresh
+/// server: these are whited out in its overlay, the machine's files are left alone.
+pub const FRESH_STATE: &[&str] = &[
+    "/var/cache/proxy",
+    "/var/log/proxy",
+    "/var/lib/proxy",
+    "/var/cache/private",
+    "/var/log/private",
+    "/var/lib/private",
+    "/var/lib/vrrp",
+];
+
+/// Removes [`FRESH_STATE`] under `root` (the host's root as seen from outside).
+pub fn fresh_state(root: &Path) -> Result<()> {
+    for dir in FRESH_STATE {
+        let p = root.join(dir.trim_start_matches('/'));
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LabError::io(format!("clear {}", p.display()), e)),
+        }
+    }
+    Ok(())
+}
+
 /// The host's /etc/network/interfaces: what Debian's installer leaves on a server with a
 /// static address. The host's own ifupdown (networking.service) configures the address at boot
 /// and so knows it as its own: `systemctl restart networking` behaves as on a real server.
@@ -251,6 +280,19 @@ mod tests {
         assert_eq!(h, "127.0.0.1 localhost\n127.0.0.1 vm\n127.0.1.1\tserver4\n");
         assert_eq!(etc_hosts(&h, "server4"), h);
         assert_eq!(etc_hosts("", "s"), "127.0.1.1\ts\n");
+    }
+
+    #[test]
+    fn fresh_state_removes_what_the_machine_left_in_var() {
+        let root = std::env::temp_dir().join(format!("lab-fresh-{}", std::process::id()));
+        let temp = root.join("var/cache/proxy/client_body_temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        std::fs::create_dir_all(root.join("var/cache/apt")).unwrap();
+        fresh_state(&root).unwrap();
+        assert!(!root.join("var/cache/proxy").exists());
+        assert!(root.join("var/cache/apt").exists(), "other state stays");
+        fresh_state(&root).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

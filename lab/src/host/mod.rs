@@ -202,6 +202,7 @@ fi"#,
             &boot::interfaces(&self.host.interface, self.host.address, prefix),
             0o644,
         )?;
+        boot::fresh_state(&self.path("/"))?;
         let etc = boot::etc_systemd(&self.path("/"));
         boot::apply(&etc, &boot::unit_plan(&boot::machine_links(&etc)))?;
         boot::enable_networking(&etc)
