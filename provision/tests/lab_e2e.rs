@@ -692,13 +692,16 @@ fn provision_the_lab_over_ssh() {
     // changed this address too.
     let markers = "/run/provision-applied_etc_network_interfaces.d_ens33 \
                    /run/provision-restored_etc_network_interfaces.d_ens33";
-    s4.sh(&format!("rm -f {markers}"), &[]).expect("clear markers");
+    s4.sh(&format!("rm -f {markers}"), &[])
+        .expect("clear markers");
     let applies = |_: &Running| {
         ["applied", "restored"]
             .iter()
             .filter(|m| {
-                s4.read_file(&format!("/run/provision-{m}_etc_network_interfaces.d_ens33"))
-                    .is_some()
+                s4.read_file(&format!(
+                    "/run/provision-{m}_etc_network_interfaces.d_ens33"
+                ))
+                .is_some()
             })
             .count()
     };
