@@ -49,6 +49,21 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024);
     }
     conf::init_tracing();
+    // Signals are taken over before anything slow (reading and resolving the config, starting
+    // workers): a QUIT or TERM that systemd sends right after starting the unit must stop the
+    // proxy the way the unit says, not kill it by the default action (the unit then fails).
+    // They wait in the channel until the control loop runs.
+    let signals = if args.check {
+        None
+    } else {
+        match signal_thread() {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                eprintln!("proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
 
     let config = match config::load(&args.config) {
         Ok(c) => c,
@@ -61,13 +76,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.check {
+    let Some(signals) = signals else {
         println!(
             "proxy: configuration file {} test is successful",
             args.config.display()
         );
         return ExitCode::SUCCESS;
-    }
+    };
     let engine = match args.engine.as_str() {
         "auto" => Engine::Auto,
         "epoll" => Engine::Epoll,
@@ -76,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&args.config, config, engine) {
+    match run(&args.config, config, engine, signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("proxy: {e}");
@@ -94,7 +109,12 @@ fn open_log(config: &Config) -> Result<Option<LogSink>, String> {
     }
 }
 
-fn run(path: &Path, config: Config, engine: Engine) -> Result<(), String> {
+fn run(
+    path: &Path,
+    config: Config,
+    engine: Engine,
+    sig_rx: mpsc::Receiver<i32>,
+) -> Result<(), String> {
     let workers = match config.workers {
         Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Workers::Count(n) => n,
@@ -103,7 +123,6 @@ fn run(path: &Path, config: Config, engine: Engine) -> Result<(), String> {
     let admin = config.admin;
     let shared = Shared::new(Arc::new(config), workers, log, engine);
 
-    let sig_rx = signal_thread()?;
     let mut handles = Vec::with_capacity(workers);
     let (ready_tx, ready_rx) = mpsc::channel();
     for id in 0..workers {

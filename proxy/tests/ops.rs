@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Backend, Client, Proxy, Reply};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,6 +206,62 @@ fn sigquit_finishes_in_flight_requests_then_exits() {
         .wait_exit(Duration::from_secs(5))
         .expect("proxy exits after draining");
     assert!(st.success());
+}
+
+/// A QUIT that arrives while the proxy is still starting (here: blocked opening its config, a
+/// FIFO nobody writes yet) is a graceful stop once it is up, not death by the signal's default
+/// action (systemd would mark the unit failed after a `systemctl stop` right after a start).
+#[test]
+fn sigquit_while_starting_is_a_graceful_stop() {
+    let backend = Backend::page("ok");
+    let dir = common::temp_dir("proxy");
+    let fifo = dir.join("proxy.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let (port, admin) = (common::free_port(), common::free_port());
+    let log = dir.join("access.log");
+    let text = common::config_text(
+        port,
+        admin,
+        &format!("client_body_temp_path = \"{}\"", dir.join("tmp").display()),
+        &common::servers(&[&backend]),
+        "",
+        &log.display().to_string(),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("--config")
+        .arg(&fifo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start proxy");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+        != "wait_for_partner"
+    {
+        assert!(Instant::now() < deadline, "proxy never opened its config");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on the child we started and have not reaped.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGQUIT);
+    }
+    std::fs::write(&fifo, text).expect("write the config");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("proxy did not stop after a QUIT received while starting");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// TERM is the fast stop: an in-flight request is cut, and the proxy exits by itself with
