@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::instance::InstanceConfig;
-use crate::packet;
+use crate::wire::vrrp;
 
 mod lint;
 mod raw;
@@ -138,11 +138,11 @@ pub struct VrrpInstance {
     pub vrid: u8,
     pub priority: u8,
     pub advert_interval: Duration,
-    pub version: packet::Version,
+    pub version: vrrp::Version,
     pub preempt: bool,
     pub preempt_delay: Duration,
-    pub auth: packet::Auth,
-    pub checksum: packet::ChecksumMode,
+    pub auth: vrrp::Auth,
+    pub checksum: vrrp::ChecksumMode,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
     /// Indices into [`Config::scripts`].
@@ -169,8 +169,8 @@ impl VrrpInstance {
             preempt_delay: self.preempt_delay,
             vips: self.vips.iter().map(|(a, _)| *a).collect(),
             auth: match self.version {
-                packet::Version::V2 => self.auth,
-                packet::Version::V3 => packet::Auth::None,
+                vrrp::Version::V2 => self.auth,
+                vrrp::Version::V3 => vrrp::Auth::None,
             },
             primary_addr,
             initial_master_hint: self.initial_master_hint,

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +16,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{self, Config, ConfigErrors, TrackScript, VrrpInstance};
-use crate::garp::Announcer;
 use crate::instance::{Action, DropReason, Event, Instance, State};
-use crate::net::{Incoming, NetError, SocketConfig, VrrpSocket};
-use crate::packet;
+use crate::sys::announce::Announcer;
+use crate::sys::netlink::{self as vip, Netlink, NetlinkError};
+use crate::sys::socket::{Incoming, NetError, SocketConfig, VrrpSocket};
 use crate::track::{self, FallRise, Health, Runner, ScriptSpec};
-use crate::vip::{self, Netlink, VipError};
+use crate::wire::vrrp as packet;
 
 pub mod notify;
 pub mod status;
@@ -46,7 +45,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(transparent)]
-    Vip(#[from] VipError),
+    Netlink(#[from] NetlinkError),
     #[error("instance {name}: {message}")]
     Instance { name: String, message: String },
     #[error("another vrrp (pid {pid}) uses runtime_dir {dir}")]
@@ -497,37 +496,45 @@ impl Daemon {
             let wait = deadline.saturating_duration_since(Instant::now());
             // Round up: waking a little early would only spin.
             let ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-            let mut fds: Vec<libc::pollfd> = std::iter::once(self.wake_rx.as_raw_fd())
-                .chain(self.insts.iter().map(|i| i.sock.as_raw_fd()))
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: `fds` is a valid array of pollfd for its length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(io_err("poll")(e));
-                }
-                continue;
-            }
-            if fds.first().is_some_and(|f| f.revents != 0) {
-                let mut b = [0u8; 256];
-                while matches!((&self.wake_rx).read(&mut b), Ok(n) if n > 0) {}
-            }
-            for (k, f) in fds.iter().enumerate().skip(1) {
-                if f.revents == 0 {
-                    continue;
-                }
-                if let Some(inst) = self.insts.get_mut(k - 1) {
+            let ready = match self.wait(ms) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io_err("poll")(e.into())),
+            };
+            for k in ready {
+                if let Some(inst) = self.insts.get_mut(k) {
                     receive(inst, &mut rxbuf);
                     drive(inst, &mut self.nl, &mut self.children);
                 }
             }
         }
+    }
+
+    /// Sleeps in poll(2) up to `ms` on the wake socket and every instance's socket; drains the
+    /// wake socket and returns the indices of the instances with packets waiting.
+    fn wait(&mut self, ms: i32) -> nix::Result<Vec<usize>> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(self.wake_rx.as_fd())
+            .chain(self.insts.iter().map(|i| i.sock.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        nix::poll::poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        )?;
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready.first() == Some(&true) {
+            let mut b = [0u8; 256];
+            while matches!((&self.wake_rx).read(&mut b), Ok(n) if n > 0) {}
+        }
+        Ok(ready
+            .iter()
+            .skip(1)
+            .enumerate()
+            .filter_map(|(k, r)| r.then_some(k))
+            .collect())
     }
 
     /// SIGHUP: re-parse; a bad config is refused and the running one kept. Instances whose

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::packet::{self, Advert, Auth, Version};
+use crate::wire::vrrp::{self, Advert, Auth, Version};
 
 #[cfg(test)]
 mod tests;
@@ -60,7 +60,7 @@ impl std::fmt::Display for State {
 pub struct InstanceConfig {
     pub name: String,
     pub vrid: u8,
-    pub version: packet::Version,
+    pub version: vrrp::Version,
     /// Configured (base) priority; 255 = address owner.
     pub priority: u8,
     pub advert_interval: Duration,
@@ -68,7 +68,7 @@ pub struct InstanceConfig {
     pub preempt_delay: Duration,
     /// Advertised addresses, config order.
     pub vips: Vec<IpAddr>,
-    pub auth: packet::Auth,
+    pub auth: vrrp::Auth,
     /// Own address used as source (for election ties).
     pub primary_addr: IpAddr,
     /// `state = "MASTER"` in config (keepalived: hint only).
@@ -82,7 +82,7 @@ pub enum Event {
     /// A decoded advert; the instance checks vrid, version, auth and address list itself.
     Advert {
         src: IpAddr,
-        advert: packet::Advert,
+        advert: vrrp::Advert,
     },
     /// Graceful stop: send priority 0 (if master), remove VIPs, go Initialize.
     Shutdown,
@@ -95,7 +95,7 @@ pub enum Event {
 /// Outputs, to be executed in order by the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    SendAdvert(packet::Advert),
+    SendAdvert(vrrp::Advert),
     AddVips,
     RemoveVips,
     /// GARP / unsolicited NA for all VIPs (the shell repeats a few times).
@@ -197,7 +197,7 @@ pub struct Instance {
 /// Interval in centiseconds for the wire, clamped to what the field can carry.
 fn interval_cs(d: Duration) -> u16 {
     let cs = d.as_millis() / 10;
-    u16::try_from(cs.clamp(1, u128::from(packet::V3_MAX_INTERVAL_CS))).unwrap_or(1)
+    u16::try_from(cs.clamp(1, u128::from(vrrp::V3_MAX_INTERVAL_CS))).unwrap_or(1)
 }
 
 fn sorted(addrs: &[IpAddr]) -> Vec<IpAddr> {

@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::*;
@@ -43,8 +42,8 @@ fn two_instances_active_active_and_garbage_on_protocol_112() {
     let f = std::fs::File::open(format!("/run/netns/{}", lab.client)).unwrap();
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns on a valid namespace fd changes only this scoped thread.
-            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            // setns changes only this scoped thread's namespace.
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
             let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
             sock.set_multicast_ttl_v4(255).unwrap();
             // No routes in the lab: name the outgoing interface by its address.

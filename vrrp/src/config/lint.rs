@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::{Config, Warning};
-use crate::packet::{Auth, Version};
+use crate::wire::vrrp::{Auth, Version};
 
 fn warn(cfg: &Config, line: usize, message: String) -> Warning {
     Warning {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::packet::{Auth, ChecksumMode, Version};
+use crate::wire::vrrp::{Auth, ChecksumMode, Version};
 
 /// DESIGN.md "Config formats", verbatim.
 const DESIGN_EXAMPLE: &str = r#"[global_defs]

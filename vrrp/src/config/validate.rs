@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawInstance, RawScript};
 use super::{Config, ConfigError, ConfigErrors, Lines, Probe, TrackScript, VrrpInstance};
-use crate::packet::{Auth, ChecksumMode, Version};
+use crate::wire::vrrp::{Auth, ChecksumMode, Version};
 
 /// keepalived's defaults.
 const DEFAULT_PRIORITY: u8 = 100;

@@ -7,13 +7,12 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vrrp::vip::Netlink;
+use vrrp::sys::netlink::Netlink;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -159,9 +158,10 @@ impl Lab {
     }
 
     pub fn signal(&mut self, pid: u32, sig: i32) {
-        // SAFETY: kill(2) on a pid we spawned and have not reaped yet (we reap only in
-        // `wait_exit` and Drop), so it cannot name an unrelated process.
-        unsafe { libc::kill(pid as i32, sig) };
+        // A pid we spawned and have not reaped yet (we reap only in `wait_exit` and Drop), so
+        // it cannot name an unrelated process.
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("signal number");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
 
     /// Waits (bounded) for a process we started to exit; returns its exit code.
@@ -194,9 +194,8 @@ impl Lab {
         let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
         std::thread::scope(|s| {
             s.spawn(|| {
-                // SAFETY: setns on a valid namespace fd changes only this scoped thread.
-                let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0);
+                // setns changes only this scoped thread's namespace.
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
                 Netlink::open().expect("netlink")
             })
             .join()

@@ -2,7 +2,7 @@
 
 use super::{cfg, v3};
 use crate::instance::{Action, Event, Instance, State};
-use crate::packet::Advert;
+use crate::wire::vrrp::Advert;
 use proptest::prelude::*;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

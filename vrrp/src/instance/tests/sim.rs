@@ -3,7 +3,7 @@
 
 use super::{cfg, v3};
 use crate::instance::{Action, Event, Instance, InstanceConfig, State};
-use crate::packet::{self, ChecksumMode};
+use crate::wire::vrrp::{self, ChecksumMode};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ impl Sim {
                     self.sent[i].push((self.now, adv.priority));
                     let mut buf = Vec::new();
                     let (src, dst) = (self.addr(i), GROUP.parse().unwrap());
-                    packet::encode(&adv, src, dst, ChecksumMode::PseudoHeader, &mut buf).unwrap();
+                    vrrp::encode(&adv, src, dst, ChecksumMode::PseudoHeader, &mut buf).unwrap();
                     if self.nodes[i].up && !self.partitioned {
                         self.wire.push((self.now + self.delay, i, buf));
                     }
@@ -136,7 +136,7 @@ impl Sim {
                     if to == from || !self.nodes[to].up {
                         continue;
                     }
-                    let adv = packet::decode(&bytes, src, GROUP.parse().unwrap()).unwrap();
+                    let adv = vrrp::decode(&bytes, src, GROUP.parse().unwrap()).unwrap();
                     self.last_rx[to] = Some(self.now);
                     self.nodes[to]
                         .inst

@@ -6,19 +6,22 @@
 //! dropped (RFC 5798 5.1.1.3): a packet that crossed a router cannot be from our segment.
 //!
 //! The kernel builds and strips the IP header; the caller encodes and decodes the VRRP message
-//! (`packet`). IPv4 raw sockets hand us the IP header, so TTL and addresses come from it; IPv6
+//! (`wire::vrrp`). IPv4 raw sockets hand us the IP header, so TTL and addresses come from it; IPv6
 //! raw sockets do not, so hop limit and destination come from `IPV6_HOPLIMIT` / `IPV6_PKTINFO`
 //! control messages.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrIn, SockaddrIn6,
+};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
-#[cfg(test)]
-pub(crate) mod testns;
+use crate::wire::ipv4;
 
 /// IANA protocol number of VRRP (and, unfortunately, CARP).
 pub const IPPROTO_VRRP: i32 = 112;
@@ -85,6 +88,12 @@ impl AsRawFd for VrrpSocket {
     }
 }
 
+impl std::os::fd::AsFd for VrrpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
+    }
+}
+
 impl VrrpSocket {
     /// Opens a non-blocking raw socket for `cfg` (needs CAP_NET_RAW).
     pub fn open(cfg: SocketConfig) -> Result<VrrpSocket, NetError> {
@@ -137,10 +146,10 @@ impl VrrpSocket {
                 .map_err(io("IPV6_MULTICAST_LOOP"))?;
             sock.set_multicast_if_v6(cfg.ifindex)
                 .map_err(io("IPV6_MULTICAST_IF"))?;
-            set_int_opt(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)
+            sock.set_recv_hoplimit_v6(true)
                 .map_err(io("IPV6_RECVHOPLIMIT"))?;
-            set_int_opt(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
-                .map_err(io("IPV6_RECVPKTINFO"))?;
+            setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
+                .map_err(|e| io("IPV6_RECVPKTINFO")(e.into()))?;
             if multicast {
                 sock.join_multicast_v6(&GROUP_V6, cfg.ifindex)
                     .map_err(io("IPV6_JOIN_GROUP ff02::12"))?;
@@ -269,24 +278,6 @@ enum RawOrBad {
     Bad { src: Option<IpAddr>, reason: String },
 }
 
-fn set_int_opt(sock: &Socket, level: i32, name: i32, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: `val` is a live c_int and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&val as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// IP_MULTICAST_IF by interface index (ip_mreqn), so the choice does not depend on which
 /// address the interface has right now.
 fn set_multicast_if_v4_index(sock: &Socket, ifindex: u32) -> io::Result<()> {
@@ -312,10 +303,6 @@ fn set_multicast_if_v4_index(sock: &Socket, ifindex: u32) -> io::Result<()> {
     }
 }
 
-/// Control-message buffer, aligned for `cmsghdr`.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; 128]);
-
 fn send_v4(
     fd: RawFd,
     payload: &[u8],
@@ -323,7 +310,7 @@ fn send_v4(
     dst: Ipv4Addr,
     ifindex: u32,
 ) -> io::Result<()> {
-    let addr = SockAddr::from(SocketAddrV4::new(dst, 0));
+    let addr = SockaddrIn::from(SocketAddrV4::new(dst, 0));
     // IP_PKTINFO pins the source address: without it the kernel would pick the interface's
     // primary address, which is wrong with `unicast_src_ip` and would break the checksum's
     // pseudo-header if the primary changed.
@@ -334,21 +321,8 @@ fn send_v4(
         },
         ipi_addr: libc::in_addr { s_addr: 0 },
     };
-    // SAFETY: `info` is a plain C struct; the bytes are copied into the control message.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&info as *const libc::in_pktinfo).cast::<u8>(),
-            mem::size_of::<libc::in_pktinfo>(),
-        )
-    };
-    sendmsg_with_cmsg(
-        fd,
-        payload,
-        &addr,
-        libc::IPPROTO_IP,
-        libc::IP_PKTINFO,
-        bytes,
-    )
+    let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+    send_all(fd, payload, &cmsg, Some(&addr))
 }
 
 fn send_v6(
@@ -363,28 +337,28 @@ fn send_v6(
     } else {
         0
     };
-    let addr = SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope));
+    let addr = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, scope));
     let info = libc::in6_pktinfo {
         ipi6_addr: libc::in6_addr {
             s6_addr: src.octets(),
         },
         ipi6_ifindex: ifindex,
     };
-    // SAFETY: `info` is a plain C struct; the bytes are copied into the control message.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&info as *const libc::in6_pktinfo).cast::<u8>(),
-            mem::size_of::<libc::in6_pktinfo>(),
-        )
-    };
-    sendmsg_with_cmsg(
-        fd,
-        payload,
-        &addr,
-        libc::IPPROTO_IPV6,
-        libc::IPV6_PKTINFO,
-        bytes,
-    )
+    let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+    send_all(fd, payload, &cmsg, Some(&addr))
+}
+
+fn send_all<A: nix::sys::socket::SockaddrLike>(
+    fd: RawFd,
+    payload: &[u8],
+    cmsg: &[ControlMessage<'_>],
+    addr: Option<&A>,
+) -> io::Result<()> {
+    let n = sendmsg(fd, &[IoSlice::new(payload)], cmsg, MsgFlags::empty(), addr)?;
+    if n != payload.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+    }
+    Ok(())
 }
 
 fn is_link_local_or_mc_link(a: Ipv6Addr) -> bool {
@@ -392,174 +366,59 @@ fn is_link_local_or_mc_link(a: Ipv6Addr) -> bool {
     (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff0f) == 0xff02
 }
 
-fn sendmsg_with_cmsg(
-    fd: RawFd,
-    payload: &[u8],
-    addr: &SockAddr,
-    level: i32,
-    ty: i32,
-    data: &[u8],
-) -> io::Result<()> {
-    let mut cbuf = CmsgBuf([0; 128]);
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure computation on a small constant length.
-    let space = unsafe { libc::CMSG_SPACE(data.len() as u32) } as usize;
-    if space > cbuf.0.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "control message too large",
-        ));
-    }
-    // SAFETY: msghdr is plain data; all pointers set below outlive the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_name = addr.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = addr.len();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points to `space` bytes of aligned, zeroed buffer, so the first
-    // header exists and its data area holds `data.len()` bytes (checked above).
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no room for cmsg",
-            ));
-        }
-        (*cmsg).cmsg_level = level;
-        (*cmsg).cmsg_type = ty;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(data.len() as u32) as _;
-        std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(cmsg), data.len());
-    }
-    // SAFETY: `msg` is fully initialised and every pointer in it is valid for the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != payload.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
-    }
-    Ok(())
-}
-
-/// recvmsg into `buf` with a control buffer; returns (bytes, source, control bytes used, cbuf).
-fn recvmsg_raw(
-    fd: RawFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SocketAddr>, CmsgBuf, usize)> {
-    let mut cbuf = CmsgBuf([0; 128]);
-    // SAFETY: sockaddr_storage is plain data, zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; the pointers set below outlive the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.0.len() as _;
-    // SAFETY: `msg` describes buffers we own for the duration of the call.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let clen = msg.msg_controllen as usize;
-    let namelen = msg.msg_namelen;
-    // SAFETY: the kernel filled `storage` with `namelen` bytes of a socket address.
-    let src = unsafe { SockAddr::new(storage, namelen) }.as_socket();
+fn recv_v4(fd: RawFd, buf: &mut [u8]) -> io::Result<RawOrBad> {
+    let n = recvmsg::<()>(fd, &mut [IoSliceMut::new(buf)], None, MsgFlags::empty())?.bytes;
     // A truncated datagram (MSG_TRUNC) is reported with n == buf.len(); the decoder rejects
     // the resulting length mismatch, so no special case is needed.
-    Ok((n as usize, src, cbuf, clen))
+    Ok(from_ipv4(buf.get(..n).unwrap_or(&[])))
 }
 
-fn recv_v4(fd: RawFd, buf: &mut [u8]) -> io::Result<RawOrBad> {
-    let (n, _src, _c, _clen) = recvmsg_raw(fd, buf)?;
-    Ok(parse_ipv4(buf.get(..n).unwrap_or(&[])))
-}
-
-/// IPv4 raw sockets on Linux deliver the IP header as received (network byte order).
-fn parse_ipv4(pkt: &[u8]) -> RawOrBad {
-    let bad = |reason: &str| RawOrBad::Bad {
-        src: None,
-        reason: reason.to_string(),
+/// IPv4 raw sockets on Linux deliver the IP header as received.
+fn from_ipv4(pkt: &[u8]) -> RawOrBad {
+    let h = match ipv4::parse(pkt) {
+        Ok(h) => h,
+        Err(e) => {
+            return RawOrBad::Bad {
+                src: None,
+                reason: e.to_string(),
+            }
+        }
     };
-    let Some(first) = pkt.first() else {
-        return bad("empty packet");
-    };
-    if first >> 4 != 4 {
-        return bad("not an IPv4 header");
-    }
-    let ihl = usize::from(first & 0x0f) * 4;
-    if ihl < 20 || pkt.len() < ihl {
-        return bad("truncated IPv4 header");
-    }
-    let (Some(&ttl), Some(&proto), Some(s), Some(d), Some(tl)) = (
-        pkt.get(8),
-        pkt.get(9),
-        pkt.get(12..16),
-        pkt.get(16..20),
-        pkt.get(2..4),
-    ) else {
-        return bad("truncated IPv4 header");
-    };
-    let src = IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3]));
-    let dst = IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3]));
-    if i32::from(proto) != IPPROTO_VRRP {
+    if i32::from(h.protocol) != IPPROTO_VRRP {
         return RawOrBad::Bad {
-            src: Some(src),
-            reason: format!("IP protocol {proto}"),
+            src: Some(IpAddr::V4(h.src)),
+            reason: format!("IP protocol {}", h.protocol),
         };
     }
-    let total = usize::from(u16::from_be_bytes([tl[0], tl[1]]));
-    // Trust the smaller of the header's length and what arrived (Ethernet padding).
-    let end = if total >= ihl && total <= pkt.len() {
-        total
-    } else {
-        pkt.len()
-    };
     RawOrBad::Ok(RawPacket {
-        src,
-        dst,
-        ttl,
-        range: ihl..end,
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        ttl: h.ttl,
+        range: h.payload,
     })
 }
 
+/// IPv6 raw sockets do not hand over the header: hop limit and destination come from the
+/// IPV6_HOPLIMIT and IPV6_PKTINFO control messages asked for at open.
 fn recv_v6(fd: RawFd, buf: &mut [u8]) -> io::Result<RawOrBad> {
-    let (n, src, cbuf, clen) = recvmsg_raw(fd, buf)?;
-    let src = match src {
-        Some(SocketAddr::V6(a)) => IpAddr::V6(*a.ip()),
-        _ => {
-            return Ok(RawOrBad::Bad {
-                src: None,
-                reason: "no IPv6 source address".to_string(),
-            })
-        }
+    let mut cbuf = nix::cmsg_space!(libc::c_int, libc::in6_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cbuf), MsgFlags::empty())?;
+    let n = msg.bytes;
+    let Some(src) = msg.address.map(|a| IpAddr::V6(a.ip())) else {
+        return Ok(RawOrBad::Bad {
+            src: None,
+            reason: "no IPv6 source address".to_string(),
+        });
     };
     let (mut hops, mut dst) = (None, None);
-    for (level, ty, data) in cmsgs(cbuf.0.get(..clen).unwrap_or(&[])) {
-        if level != libc::IPPROTO_IPV6 {
-            continue;
-        }
-        if ty == libc::IPV6_HOPLIMIT {
-            if let Some(b) = data.get(..4) {
-                hops = Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
+            ControlMessageOwned::Ipv6PacketInfo(i) => {
+                dst = Some(IpAddr::V6(Ipv6Addr::from(i.ipi6_addr.s6_addr)))
             }
-        } else if ty == libc::IPV6_PKTINFO {
-            if let Some(b) = data.get(..16) {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(b);
-                dst = Some(IpAddr::V6(Ipv6Addr::from(o)));
-            }
+            _ => {}
         }
     }
     let (Some(hops), Some(dst)) = (hops, dst) else {
@@ -576,84 +435,31 @@ fn recv_v6(fd: RawFd, buf: &mut [u8]) -> io::Result<RawOrBad> {
     }))
 }
 
-/// Walks a received control buffer without trusting its lengths.
-fn cmsgs(buf: &[u8]) -> Vec<(i32, i32, &[u8])> {
-    let hdr = mem::size_of::<libc::cmsghdr>();
-    let align = mem::size_of::<usize>();
-    let mut out = Vec::new();
-    let mut off = 0usize;
-    while let Some(h) = buf.get(off..off + hdr) {
-        // cmsghdr on Linux: len (size_t), level (c_int), type (c_int).
-        let len = usize::from_ne_bytes(
-            h[..align]
-                .try_into()
-                .unwrap_or([0; mem::size_of::<usize>()]),
-        );
-        let level = i32::from_ne_bytes([h[align], h[align + 1], h[align + 2], h[align + 3]]);
-        let ty = i32::from_ne_bytes([h[align + 4], h[align + 5], h[align + 6], h[align + 7]]);
-        if len < hdr {
-            break;
-        }
-        let Some(data) = buf.get(off + hdr..off + len) else {
-            break;
-        };
-        out.push((level, ty, data));
-        off += (len + align - 1) & !(align - 1);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testns::{in_ns, NsPair};
     use super::*;
+    use crate::sys::testns::{in_ns, NsPair};
+    use socket2::SockAddr;
     use std::time::{Duration, Instant};
 
-    fn v4pkt(ttl: u8, proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, ttl, proto, 0, 0];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
-        let total = (20 + payload.len()) as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
-    }
-
     #[test]
-    fn parse_ipv4_header() {
-        let p = v4pkt(255, 112, [10, 0, 0, 1], [224, 0, 0, 18], &[1, 2, 3]);
-        let RawOrBad::Ok(r) = parse_ipv4(&p) else {
-            panic!("rejected")
-        };
-        assert_eq!(r.ttl, 255);
-        assert_eq!(r.src, "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(r.dst, "224.0.0.18".parse::<IpAddr>().unwrap());
-        assert_eq!(&p[r.range], &[1, 2, 3]);
-        // Ethernet padding after the datagram is not payload.
-        let mut padded = p.clone();
-        padded.extend_from_slice(&[0; 10]);
-        let RawOrBad::Ok(r) = parse_ipv4(&padded) else {
-            panic!("rejected")
-        };
-        assert_eq!(r.range, 20..23);
-        for bad in [
-            &[][..],
-            &[0x65, 0, 0][..],
-            &[0x4f; 10][..],
-            &v4pkt(255, 6, [1; 4], [2; 4], &[])[..],
-        ] {
-            assert!(matches!(parse_ipv4(bad), RawOrBad::Bad { .. }));
-        }
-        for n in 0..p.len() {
-            let _ = parse_ipv4(&p[..n]);
-        }
-    }
-
-    #[test]
-    fn cmsg_walk_survives_garbage() {
-        assert!(cmsgs(&[]).is_empty());
-        assert!(cmsgs(&[0xff; 64]).is_empty());
-        assert!(cmsgs(&[0; 64]).is_empty());
+    fn non_vrrp_ipv4_is_dropped_with_its_source() {
+        let mut p = vec![
+            0x45, 0, 0, 20, 0, 0, 0, 0, 255, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        assert!(matches!(
+            from_ipv4(&p),
+            RawOrBad::Bad { src: Some(_), reason } if reason == "IP protocol 6"
+        ));
+        p[9] = 112;
+        assert!(matches!(
+            from_ipv4(&p),
+            RawOrBad::Ok(RawPacket { ttl: 255, .. })
+        ));
+        assert!(matches!(
+            from_ipv4(&p[..3]),
+            RawOrBad::Bad { src: None, .. }
+        ));
     }
 
     fn sock(ns: &str, ifname: &str, src: &str, peers: &[&str]) -> VrrpSocket {
@@ -661,7 +467,7 @@ mod tests {
         let src: IpAddr = src.parse().unwrap();
         let peers: Vec<IpAddr> = peers.iter().map(|p| p.parse().unwrap()).collect();
         in_ns(ns, move || {
-            let ifindex = crate::vip::ifindex(&ifname).unwrap();
+            let ifindex = crate::sys::netlink::ifindex(&ifname).unwrap();
             VrrpSocket::open(SocketConfig {
                 ifname,
                 ifindex,
@@ -731,7 +537,7 @@ mod tests {
             let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
             s.bind_device(Some(b"va")).unwrap();
             s.set_multicast_ttl_v4(1).unwrap();
-            let idx = crate::vip::ifindex("va").unwrap();
+            let idx = crate::sys::netlink::ifindex("va").unwrap();
             set_multicast_if_v4_index(&s, idx).unwrap();
             s.send_to(b"lowttl", &SockAddr::from(SocketAddrV4::new(GROUP_V4, 0)))
                 .unwrap();

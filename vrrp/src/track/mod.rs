@@ -223,8 +223,11 @@ fn run_script(cmd: &str, timeout: Duration) -> bool {
             Ok(Some(status)) => return status.success(),
             Ok(None) if Instant::now() >= deadline => {
                 if let Ok(pid) = i32::try_from(child.id()) {
-                    // SAFETY: kill(2) on the process group we created for this child.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    // The process group we created for this child: its own children too.
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = child.kill();
                 let _ = child.wait();
