@@ -28,9 +28,6 @@ pub mod status;
 
 /// How often link state (instance interface + track_interface) is checked.
 pub const LINK_POLL: Duration = Duration::from_millis(100);
-/// keepalived's vrrp_garp_master_repeat (5) with 100 ms between the frames.
-pub const GARP_REPEAT: u32 = 5;
-pub const GARP_SPACING: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -90,8 +87,6 @@ struct InstRt {
     ann: Option<Announcer>,
     m: Instance,
     health: Health,
-    garp_left: u32,
-    garp_next: Option<Instant>,
     last_reason: String,
     last_drop_warn: Option<Instant>,
     buf: Vec<u8>,
@@ -318,8 +313,6 @@ impl Daemon {
             ann,
             m: Instance::new(conf.instance_config(src)),
             health: Health::Priority(conf.priority),
-            garp_left: 0,
-            garp_next: None,
             last_reason: String::new(),
             last_drop_warn: None,
             buf: Vec::with_capacity(1500),
@@ -472,12 +465,6 @@ impl Daemon {
                 if inst.m.poll_timeout().is_some_and(|t| now >= t) {
                     inst.m.handle_timeout(now);
                 }
-                if inst.garp_next.is_some_and(|t| now >= t) {
-                    announce(inst);
-                    inst.garp_left = inst.garp_left.saturating_sub(1);
-                    inst.garp_next = (inst.garp_left > 0 && inst.m.state() == State::Master)
-                        .then(|| now + GARP_SPACING);
-                }
             }
             self.drive_all();
             self.children.reap(now);
@@ -486,10 +473,7 @@ impl Daemon {
             // Sleep until the earliest deadline or I/O.
             let mut deadline = self.link_next;
             for inst in &self.insts {
-                for t in [inst.m.poll_timeout(), inst.garp_next]
-                    .into_iter()
-                    .flatten()
-                {
+                if let Some(t) = inst.m.poll_timeout() {
                     deadline = deadline.min(t);
                 }
             }
@@ -686,15 +670,14 @@ fn receive(inst: &mut InstRt, buf: &mut [u8]) {
             Incoming::Packet { src, dst, range } => {
                 let payload = buf.get(range).unwrap_or(&[]);
                 // Other virtual routers on the same link are normal: skip them quietly.
-                if payload.get(1) != Some(&inst.conf.vrid) {
+                if packet::peek_vrid(payload) != Some(inst.conf.vrid) {
                     continue;
                 }
                 match packet::decode(payload, src, dst) {
                     Ok(advert) => {
-                        if let Some(why) = inst.m.check_advert(src, &advert) {
+                        if let Err(why) = inst.m.handle_advert(now, src, advert) {
                             log_drop(inst, now, src, &why);
                         }
-                        inst.m.handle(now, Event::Advert { src, advert });
                     }
                     Err(e) => {
                         tracing::debug!(instance = %inst.conf.name, %src, error = %e, "invalid VRRP packet")
@@ -781,11 +764,7 @@ fn drive(inst: &mut InstRt, nl: &mut Netlink, children: &mut notify::Children) {
                     }
                 }
             }
-            Action::SendGratuitous => {
-                announce(inst);
-                inst.garp_left = GARP_REPEAT.saturating_sub(1);
-                inst.garp_next = (inst.garp_left > 0).then(|| Instant::now() + GARP_SPACING);
-            }
+            Action::SendGratuitous => announce(inst),
             Action::Transition { from, to, reason } => {
                 tracing::info!(
                     instance = %inst.conf.name,
@@ -795,10 +774,6 @@ fn drive(inst: &mut InstRt, nl: &mut Netlink, children: &mut notify::Children) {
                     "transition: {reason}"
                 );
                 inst.last_reason = reason;
-                if to != State::Master {
-                    inst.garp_left = 0;
-                    inst.garp_next = None;
-                }
                 notifications.push(to);
             }
         }

@@ -20,7 +20,9 @@
 //!   are accepted like a master's; afterwards they are ignored and the down timer preempts. It
 //!   never delays taking over from a master that went silent.
 //! - Entering Master emits, in order: Transition, AddVips, SendAdvert, SendGratuitous (the
-//!   advert first so backups stop their timers; GARP once the addresses exist).
+//!   advert first so backups stop their timers; GARP once the addresses exist). The
+//!   announcement is repeated [`GARP_REPEAT`] times [`GARP_SPACING`] apart while still Master
+//!   (keepalived's vrrp_garp_master_repeat): one frame can be lost.
 //! - Leaving Master for Fault sends one priority-0 advert (keepalived does) so a backup takes
 //!   over after Skew_Time instead of Master_Down_Interval; no adverts are sent while in Fault.
 //! - Address list: the advert's addresses must equal ours as a set (keepalived checks the count
@@ -34,6 +36,15 @@ use crate::wire::vrrp::{self, Advert, Auth, Version};
 
 #[cfg(test)]
 mod tests;
+mod timer;
+
+pub use timer::Timer;
+use timer::TimerTable;
+
+/// keepalived's vrrp_garp_master_repeat: announcements sent per takeover.
+pub const GARP_REPEAT: u32 = 5;
+/// Between two announcements of one takeover.
+pub const GARP_SPACING: Duration = Duration::from_millis(100);
 
 /// RFC states plus Fault (keepalived's tracking state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,10 +194,10 @@ pub struct Instance {
     /// Master_Adver_Interval: ours until a v3 master tells us its own.
     master_interval: Duration,
     master_addr: Option<IpAddr>,
-    /// Backup: Master_Down_Timer.
-    down_at: Option<Instant>,
-    /// Master: Adver_Timer.
-    adver_at: Option<Instant>,
+    /// Master_Down_Timer, Adver_Timer and the GARP repeat.
+    timers: TimerTable,
+    /// Announcements still to send for the current takeover.
+    garp_left: u32,
     /// keepalived's preempt_time (only used with a non-zero preempt_delay).
     preempt_at: Option<Instant>,
     fault: bool,
@@ -215,8 +226,8 @@ impl Instance {
             state: State::Initialize,
             priority,
             master_addr: None,
-            down_at: None,
-            adver_at: None,
+            timers: TimerTable::default(),
+            garp_left: 0,
             preempt_at: None,
             fault: false,
             actions: VecDeque::new(),
@@ -273,38 +284,42 @@ impl Instance {
         interval * 3 + self.skew_time()
     }
 
+    /// The earliest armed timer: call [`Instance::handle_timeout`] when it is reached.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Backup => self.down_at,
-            State::Master => self.adver_at,
-            State::Initialize | State::Fault => None,
-        }
+        self.timers.next()
+    }
+
+    /// When `timer` fires, if armed.
+    pub fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.timers.get(timer)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Backup => {
-                if self.down_at.is_some_and(|t| now >= t) {
-                    self.become_master(now, "master down timer expired".to_string());
+        for timer in self.timers.expired(now) {
+            self.timers.stop(timer);
+            match (timer, self.state) {
+                (Timer::MasterDown, State::Backup) => {
+                    self.become_master(now, "master down timer expired".to_string())
                 }
+                (Timer::Adver, State::Master) => self.send_advert(now, self.priority),
+                (Timer::Garp, State::Master) => self.announce(now),
+                // A timer of a state we left: leaving stops it, so this is only defensive.
+                _ => {}
             }
-            State::Master => {
-                if self.adver_at.is_some_and(|t| now >= t) {
-                    self.send_advert(now, self.priority);
-                }
-            }
-            State::Initialize | State::Fault => {}
         }
     }
 
     pub fn handle(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::Startup => self.startup(now),
-            Event::Advert { src, advert } => self.on_advert(now, src, advert),
+            Event::Advert { src, advert } => {
+                let _ = self.handle_advert(now, src, advert);
+            }
             Event::Shutdown => self.shutdown(),
             Event::SetPriority(p) => self.set_priority(now, p),
             Event::Fault(f) => self.set_fault(now, f),
@@ -336,7 +351,17 @@ impl Instance {
         let adv = self.advert(priority);
         self.actions.push_back(Action::SendAdvert(adv));
         self.stats.adverts_sent += 1;
-        self.adver_at = Some(now + self.cfg.advert_interval);
+        self.timers
+            .set(Timer::Adver, now + self.cfg.advert_interval);
+    }
+
+    /// One announcement now, the next one GARP_SPACING later while some are left.
+    fn announce(&mut self, now: Instant) {
+        self.actions.push_back(Action::SendGratuitous);
+        self.garp_left = self.garp_left.saturating_sub(1);
+        if self.garp_left > 0 {
+            self.timers.set(Timer::Garp, now + GARP_SPACING);
+        }
     }
 
     fn transition(&mut self, to: State, reason: String) {
@@ -349,12 +374,20 @@ impl Instance {
     fn become_master(&mut self, now: Instant, reason: String) {
         self.transition(State::Master, reason);
         self.stats.became_master += 1;
-        self.down_at = None;
+        self.timers.stop(Timer::MasterDown);
         self.master_addr = None;
         self.actions.push_back(Action::AddVips);
         // Advert first so backups stop their timers, then GARP once the VIPs exist.
         self.send_advert(now, self.priority);
-        self.actions.push_back(Action::SendGratuitous);
+        self.garp_left = GARP_REPEAT;
+        self.announce(now);
+    }
+
+    /// Leaving Master (or stopping): no more adverts or announcements from this takeover.
+    fn stop_master_timers(&mut self) {
+        self.timers.stop(Timer::Adver);
+        self.timers.stop(Timer::Garp);
+        self.garp_left = 0;
     }
 
     fn become_backup(&mut self, now: Instant, reason: String) {
@@ -365,8 +398,9 @@ impl Instance {
             // keepalived clears preempt_time when it steps down from master.
             self.preempt_at = None;
         }
-        self.adver_at = None;
-        self.down_at = Some(now + self.master_down_interval());
+        self.stop_master_timers();
+        self.timers
+            .set(Timer::MasterDown, now + self.master_down_interval());
     }
 
     /// Initialize -> Master (owner) or Backup; also the way out of Fault.
@@ -411,8 +445,8 @@ impl Instance {
             State::Backup | State::Fault => {}
         }
         self.transition(State::Initialize, "shutdown".to_string());
-        self.down_at = None;
-        self.adver_at = None;
+        self.timers.stop(Timer::MasterDown);
+        self.stop_master_timers();
         self.preempt_at = None;
         self.master_addr = None;
     }
@@ -450,14 +484,13 @@ impl Instance {
             State::Fault,
             "fault (tracked interface or script)".to_string(),
         );
-        self.down_at = None;
-        self.adver_at = None;
+        self.timers.stop(Timer::MasterDown);
+        self.stop_master_timers();
         self.master_addr = None;
     }
 
-    /// Why `handle(Event::Advert)` would drop this advert (None = it would be processed).
-    /// Pure; the shell calls it to log drops as keepalived does, `handle` counts them.
-    pub fn check_advert(&self, src: IpAddr, adv: &Advert) -> Option<DropReason> {
+    /// Why this advert must be dropped (None = it is processed).
+    fn check_advert(&self, src: IpAddr, adv: &Advert) -> Option<DropReason> {
         let v2 = self.cfg.version == Version::V2;
         let ours = self.advert(0);
         let reason = if adv.vrid != self.cfg.vrid {
@@ -485,12 +518,31 @@ impl Instance {
         Some(reason)
     }
 
-    /// Counts and drops adverts that are not for us.
-    fn accept(&mut self, src: IpAddr, adv: &Advert) -> bool {
-        let Some(reason) = self.check_advert(src, adv) else {
-            self.stats.adverts_accepted += 1;
-            return true;
-        };
+    /// A received advert. `Err`: it was dropped (and counted), with why, for the shell to log
+    /// as keepalived does.
+    pub fn handle_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        adv: Advert,
+    ) -> Result<(), DropReason> {
+        if let Some(reason) = self.check_advert(src, &adv) {
+            self.count_drop(&reason);
+            return Err(reason);
+        }
+        self.stats.adverts_accepted += 1;
+        if adv.priority == 0 {
+            self.stats.priority_zero_received += 1;
+        }
+        match self.state {
+            State::Backup => self.backup_rx(now, src, &adv),
+            State::Master => self.master_rx(now, src, &adv),
+            State::Initialize | State::Fault => {}
+        }
+        Ok(())
+    }
+
+    fn count_drop(&mut self, reason: &DropReason) {
         let s = &mut self.stats;
         *match reason {
             DropReason::Vrid { .. } => &mut s.dropped_vrid,
@@ -501,21 +553,6 @@ impl Instance {
             DropReason::AddrList { .. } => &mut s.dropped_addr_list,
             DropReason::NotRunning(_) => &mut s.ignored_not_running,
         } += 1;
-        false
-    }
-
-    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: Advert) {
-        if !self.accept(src, &adv) {
-            return;
-        }
-        if adv.priority == 0 {
-            self.stats.priority_zero_received += 1;
-        }
-        match self.state {
-            State::Backup => self.backup_rx(now, src, &adv),
-            State::Master => self.master_rx(now, src, &adv),
-            State::Initialize | State::Fault => {}
-        }
     }
 
     fn learn_interval(&mut self, adv: &Advert) {
@@ -527,7 +564,7 @@ impl Instance {
     fn backup_rx(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
         if adv.priority == 0 {
             // The master resigns: take over after Skew_Time unless someone else speaks first.
-            self.down_at = Some(now + self.skew_time());
+            self.timers.set(Timer::MasterDown, now + self.skew_time());
             return;
         }
         let delaying = !self.cfg.preempt_delay.is_zero() && self.preempt_at.is_none_or(|t| now < t);
@@ -541,7 +578,8 @@ impl Instance {
             }
             self.learn_interval(adv);
             self.master_addr = Some(src);
-            self.down_at = Some(now + self.master_down_interval());
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
         }
         // else: lower priority and we preempt: ignore it, our timer will expire.
     }

@@ -152,7 +152,7 @@ fn startup_owner_is_master_at_once() {
         matches!(&acts[2], Action::SendAdvert(a) if a.priority == 255 && a.addrs == vips() && a.auth == Auth::pass("1111") && a.interval_cs == 100)
     );
     assert_eq!(acts[3], Action::SendGratuitous);
-    assert_eq!(i.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    assert_eq!(i.timer(Timer::Adver), Some(t0 + Duration::from_secs(1)));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.1")));
 }
 
@@ -256,7 +256,7 @@ fn master_sends_advert_every_interval() {
     let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
     for k in 1..=3u32 {
         let t = tm + Duration::from_secs(1) * k;
-        assert_eq!(i.poll_timeout(), Some(t));
+        assert_eq!(i.timer(Timer::Adver), Some(t));
         i.handle_timeout(t);
         assert_eq!(sent_priorities(&drain(&mut i)), vec![100]);
     }
@@ -269,7 +269,7 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     let t = tm + Duration::from_millis(300);
     rx(&mut i, t, "10.0.0.2", advert_from(&cfg(100, "10.0.0.2"), 0));
     assert_eq!(sent_priorities(&drain(&mut i)), vec![150]);
-    assert_eq!(i.poll_timeout(), Some(t + Duration::from_secs(1)));
+    assert_eq!(i.timer(Timer::Adver), Some(t + Duration::from_secs(1)));
     let t = t + Duration::from_millis(100);
     rx(
         &mut i,
@@ -595,4 +595,35 @@ fn preempt_delay_restarts_when_a_higher_master_is_seen() {
     );
     assert_eq!(i.poll_timeout(), Some(t + i.master_down_interval()));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.2")));
+}
+
+#[test]
+fn takeover_announcement_repeats_and_stops_when_leaving_master() {
+    let t0 = Instant::now();
+    let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
+    let garps = |acts: &[Action]| {
+        acts.iter()
+            .filter(|a| **a == Action::SendGratuitous)
+            .count()
+    };
+    // The first of GARP_REPEAT went out with the takeover; the rest follow GARP_SPACING apart.
+    for k in 1..GARP_REPEAT {
+        let t = tm + GARP_SPACING * k;
+        assert_eq!(i.poll_timeout(), Some(t));
+        i.handle_timeout(t);
+        assert_eq!(garps(&drain(&mut i)), 1, "repeat {k}");
+    }
+    assert_eq!(i.timer(Timer::Garp), None);
+    // A new takeover that ends early stops its repeats.
+    let (mut j, tm) = master(cfg(100, "10.0.0.2"), t0);
+    rx(
+        &mut j,
+        tm,
+        "10.0.0.3",
+        advert_from(&cfg(200, "10.0.0.3"), 200),
+    );
+    assert_eq!(j.state(), State::Backup);
+    assert_eq!(j.timer(Timer::Garp), None);
+    j.handle_timeout(tm + GARP_SPACING);
+    assert_eq!(garps(&drain(&mut j)), 0);
 }
