@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::instance::InstanceConfig;
+pub use crate::track::Probe;
 use crate::wire::vrrp;
 
 mod lint;
@@ -104,15 +105,6 @@ pub struct Lines {
     pub instance_priority: Vec<usize>,
     pub instance_advert_int: Vec<usize>,
     pub instance_auth: Vec<usize>,
-}
-
-/// How a tracked script probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// Shell command; exit status 0 = success.
-    Script(String),
-    /// Built-in HTTP GET; status 200 within the timeout = success.
-    Http(String),
 }
 
 /// `[vrrp_script.NAME]`.

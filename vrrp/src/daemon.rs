@@ -203,17 +203,6 @@ impl Daemon {
                     continue;
                 }
             }
-            let probe = match &spec.probe {
-                config::Probe::Script(s) => track::Probe::Script(s.clone()),
-                config::Probe::Http(url) => match track::parse_http_url(url) {
-                    Ok(u) => track::Probe::Http(u),
-                    Err(e) => {
-                        // Validation should have caught it; count it as a failing probe.
-                        tracing::error!(script = %spec.name, "{e}");
-                        track::Probe::Script("exit 1".to_string())
-                    }
-                },
-            };
             let id = self.next_runner_id;
             self.next_runner_id += 1;
             let tx = self.results_tx.clone();
@@ -225,7 +214,7 @@ impl Daemon {
             let runner = Runner::spawn(
                 ScriptSpec {
                     name: spec.name.clone(),
-                    probe,
+                    probe: spec.probe.clone(),
                     interval: spec.interval,
                     timeout: spec.timeout,
                 },

@@ -85,7 +85,7 @@ fn design_example_parses_to_the_expected_config() {
         c.scripts,
         vec![TrackScript {
             name: "check_proxy".into(),
-            probe: Probe::Http("http://127.0.0.1:9900/healthz".into()),
+            probe: Probe::Http(crate::track::url::parse("http://127.0.0.1:9900/healthz").unwrap()),
             interval: Duration::from_millis(500),
             timeout: Duration::from_millis(300),
             weight: -60,
@@ -443,6 +443,10 @@ fn duplicate_vrid_on_one_interface_and_script_options() {
     for (bad, msg) in [
         ("http = \"https://x/\"", "no TLS"),
         ("http = \"http://x:99999/\"", "bad port"),
+        // The probe's own parser refuses these: the config must too, or the script would
+        // fail at run time with no error at load.
+        ("http = \"http://[::1:80/\"", "unclosed ["),
+        ("http = \"http://x/a b\"", "bad host or path"),
         ("interval = 1", "needs script"),
         (
             "script = \"/bin/true\"\ninterval = 0",

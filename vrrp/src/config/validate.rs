@@ -239,12 +239,13 @@ fn script(cx: &mut Ctx<'_>, name: &str, s: &Spanned<RawScript>) -> Option<TrackS
             }
             Some(Probe::Script(cmd.get_ref().clone()))
         }
-        (None, Some(url)) => {
-            if let Err(m) = check_http_url(url.get_ref()) {
-                cx.err(url.span(), m);
+        (None, Some(url)) => match crate::track::url::parse(url.get_ref()) {
+            Ok(u) => Some(Probe::Http(u)),
+            Err(e) => {
+                cx.err(url.span(), e.to_string());
+                None
             }
-            Some(Probe::Http(url.get_ref().clone()))
-        }
+        },
         (Some(_), Some(h)) => {
             cx.err(
                 h.span(),
@@ -293,24 +294,6 @@ fn script(cx: &mut Ctx<'_>, name: &str, s: &Spanned<RawScript>) -> Option<TrackS
         fall: fall?,
         rise: rise?,
     })
-}
-
-/// Accepts `http://host[:port]/path` (the probe is plain HTTP/1.1, no TLS).
-fn check_http_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("http probe {url:?}: must start with http:// (no TLS)"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("http probe {url:?}: missing host"));
-    }
-    if let Some((_, port)) = authority.rsplit_once(':') {
-        // "[::1]" has colons inside the brackets; only check a port after them.
-        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("http probe {url:?}: bad port {port:?}"));
-        }
-    }
-    Ok(())
 }
 
 fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
