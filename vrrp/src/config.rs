@@ -1,4 +1,4 @@
-//! vrrp.toml: keepalived's vocabulary in TOML (see DESIGN.md "Config formats").
+//! vrrp.toml: keepalived's vocabulary (vrrp_script, vrrp_instance and their keys) in TOML.
 //!
 //! Two layers: `raw` mirrors the file with serde (`deny_unknown_fields`, spans on every value
 //! that can be wrong), `validate` turns it into [`Config`], collecting every error with

@@ -1,48 +1,11 @@
-//! `vrrp --config F` runs the daemon; `vrrp --check --config F [--config G]` validates;
-//! `vrrp status [--config F | --runtime-dir D]` prints what a running daemon reports.
+//! `vrrp`: see `vrrp --help`; the commands live in `vrrp::cli`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "vrrp",
-    version,
-    about = "VRRP v2/v3 daemon (keepalived-compatible)"
-)]
-struct Cli {
-    /// vrrp.toml (several with --check: lints across the routers' files).
-    #[arg(long = "config", short = 'f', value_name = "FILE")]
-    config: Vec<PathBuf>,
-    /// Validate the config(s) and print errors (file:line:col) and warnings; do not run.
-    #[arg(long)]
-    check: bool,
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Print each instance's state, priority, master address and VIPs.
-    Status {
-        /// Read runtime_dir from this config.
-        #[arg(
-            long = "config",
-            short = 'f',
-            value_name = "FILE",
-            conflicts_with = "runtime_dir"
-        )]
-        config: Option<PathBuf>,
-        /// The daemon's runtime directory (default /run/vrrp).
-        #[arg(long)]
-        runtime_dir: Option<PathBuf>,
-    },
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = vrrp::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -52,58 +15,5 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal: journald and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match cli.cmd {
-        Some(Cmd::Status {
-            config,
-            runtime_dir,
-        }) => {
-            let dir = match (config, runtime_dir) {
-                (_, Some(d)) => d,
-                (Some(f), None) => match vrrp::config::load(&f) {
-                    Ok(c) => c.runtime_dir,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-                (None, None) => PathBuf::from("/run/vrrp"),
-            };
-            match vrrp::daemon::status_text(&dir) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("vrrp status: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        None if cli.check => {
-            if cli.config.is_empty() {
-                eprintln!("vrrp --check: give at least one --config FILE");
-                return ExitCode::from(2);
-            }
-            let (text, failed) = vrrp::daemon::check(&cli.config);
-            print!("{text}");
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        None => {
-            let [config] = cli.config.as_slice() else {
-                eprintln!("vrrp: give exactly one --config FILE to run");
-                return ExitCode::from(2);
-            };
-            match vrrp::daemon::run(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    }
+    vrrp::cli::run(cli)
 }

@@ -256,7 +256,7 @@ fn check_reports_errors_with_positions_and_lints() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("{}:4:", bad.display())), "{text}");
-    // The seed's trap: weight -20 on 150 vs 100 cannot move mastership.
+    // The keepalived.conf trap: weight -20 on 150 vs 100 cannot move mastership.
     let seed = |prio: u8, track: bool| {
         format!(
             "[vrrp_script.chk]\nscript = \"/bin/true\"\ninterval = 1\nweight = -20\n\n\

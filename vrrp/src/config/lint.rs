@@ -4,7 +4,7 @@
 //! what the version can send, tracking on an address owner (priority 255).
 //! Several files, one per router ([`lint_pair`]): the same checks, plus for each virtual router
 //! (same VRID and address family) seen in two or more files: a track script whose failure cannot
-//! move mastership (the seed's weight -20 on 150 vs 100), and differences that make the peers
+//! move mastership (keepalived's classic weight -20 on 150 vs 100), and differences that make the peers
 //! drop each other's adverts (VIP list, version, auth, v2 interval) = split brain.
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::wire::vrrp::{Auth, ChecksumMode, Version};
 
-/// DESIGN.md "Config formats", verbatim.
+/// The documented example of vrrp.toml, verbatim: every key the format has.
 const DESIGN_EXAMPLE: &str = r#"[global_defs]
 router_id = "NginxNode001"
 
@@ -33,7 +33,8 @@ notify_backup = "/etc/vrrp/notify.sh backup"
 notify_fault  = "/etc/vrrp/notify.sh fault"
 "#;
 
-/// The seed's keepalived.conf for one server, translated key for key (weight -20 trap).
+/// The keepalived.conf this replaces (the four-server setup's), translated key for key: its
+/// weight -20 on priorities 150 vs 100 can never move mastership.
 fn seed(router: &str, priority: u8) -> String {
     format!(
         r#"[global_defs]

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,52 @@ pub fn render(st: &Status, alive: bool) -> String {
         ));
     }
     out
+}
+
+impl super::Daemon {
+    /// Rewrites the status file when something in it changed.
+    pub(super) fn write_status(&mut self) {
+        let instances: Vec<InstanceStatus> = self
+            .routers
+            .iter()
+            .map(|r| InstanceStatus {
+                name: r.conf.name.clone(),
+                interface: r.conf.interface.clone(),
+                vrid: r.conf.vrid,
+                state: r.instance.state().to_string(),
+                priority: r.instance.effective_priority(),
+                base_priority: r.conf.priority,
+                master: r.instance.master_addr().map(|a| a.to_string()),
+                vips: r
+                    .conf
+                    .vips
+                    .iter()
+                    .map(|(a, p)| format!("{a}/{p}"))
+                    .collect(),
+                reason: r.last_reason.clone(),
+            })
+            .collect();
+        let sig = format!("{instances:?}");
+        if self.status_sig.as_deref() == Some(sig.as_str()) {
+            return;
+        }
+        let st = Status {
+            pid: std::process::id(),
+            router_id: self.cfg.router_id.clone(),
+            config: self.config_path.display().to_string(),
+            updated_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            instance: instances,
+        };
+        // Remember the state even when the write fails: retrying on every wake-up would only
+        // repeat the warning; the next change tries again.
+        self.status_sig = Some(sig);
+        if let Err(e) = write(&self.runtime_dir, &st) {
+            tracing::warn!(error = %e, "cannot write status file");
+        }
+    }
 }
 
 #[cfg(test)]

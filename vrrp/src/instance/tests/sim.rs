@@ -452,7 +452,7 @@ fn track_failure_lowering_priority_moves_the_vip() {
         "{:?}",
         t - s.t0
     );
-    // The seed's trap: weight -20 (150 -> 130) never moves it.
+    // The keepalived.conf trap: weight -20 (150 -> 130) never moves it.
     let mut s = pair(150, 100);
     start_all(&mut s);
     s.run(10.0);

@@ -1,0 +1,181 @@
+//! One running virtual router: its configuration, socket, announcer and state machine, and
+//! the two directions between them: `receive` feeds adverts to the state machine, `drive`
+//! turns its actions into I/O.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::notify;
+use crate::config::VrrpInstance;
+use crate::instance::{Action, DropReason, Instance, State};
+use crate::sys::announce::Announcer;
+use crate::sys::netlink::Netlink;
+use crate::sys::socket::{Incoming, VrrpSocket};
+use crate::track::Health;
+use crate::wire::vrrp;
+
+/// One running vrrp_instance.
+pub(super) struct Router {
+    pub(super) conf: VrrpInstance,
+    /// (script name, weight) of `track_script`, resolved at start.
+    pub(super) track_weights: Vec<(String, i32)>,
+    /// The instance's own interface and its `track_interface`s, with the last seen state.
+    pub(super) links: Vec<(String, bool)>,
+    pub(super) ifindex: u32,
+    pub(super) src: IpAddr,
+    pub(super) socket: VrrpSocket,
+    pub(super) announcer: Option<Announcer>,
+    pub(super) instance: Instance,
+    pub(super) health: Health,
+    pub(super) last_reason: String,
+    pub(super) last_drop_warn: Option<Instant>,
+    pub(super) buf: Vec<u8>,
+}
+
+/// Reads every pending packet of one instance and feeds valid adverts to its state machine.
+pub(super) fn receive(router: &mut Router, buf: &mut [u8]) {
+    // Bounded: a flood must not starve the timers.
+    for _ in 0..256 {
+        let pkt = match router.socket.recv(buf) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(instance = %router.conf.name, error = %e, "receive failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        match pkt {
+            Incoming::Dropped { src, reason } => {
+                tracing::debug!(instance = %router.conf.name, ?src, %reason, "packet dropped");
+            }
+            Incoming::Packet { src, dst, range } => {
+                let payload = buf.get(range).unwrap_or(&[]);
+                // Other virtual routers on the same link are normal: skip them quietly.
+                if vrrp::peek_vrid(payload) != Some(router.conf.vrid) {
+                    continue;
+                }
+                match vrrp::decode(payload, src, dst) {
+                    Ok(advert) => {
+                        if let Err(why) = router.instance.handle_advert(now, src, advert) {
+                            log_drop(router, now, src, &why);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %router.conf.name, %src, error = %e, "invalid VRRP packet")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often a misconfigured peer is reported (it sends an advert every interval).
+const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Adverts a peer sends with another version, password, interval or VIP list mean a
+/// misconfiguration (and split brain): warn, but not on every packet.
+fn log_drop(router: &mut Router, now: Instant, src: IpAddr, why: &DropReason) {
+    let serious = matches!(
+        why,
+        DropReason::Version { .. }
+            | DropReason::Auth
+            | DropReason::Interval { .. }
+            | DropReason::AddrList { .. }
+    );
+    if !serious {
+        tracing::trace!(instance = %router.conf.name, %src, "advert ignored: {why}");
+        return;
+    }
+    if router
+        .last_drop_warn
+        .is_some_and(|t| now.duration_since(t) < DROP_WARN_EVERY)
+    {
+        return;
+    }
+    router.last_drop_warn = Some(now);
+    tracing::warn!(instance = %router.conf.name, %src, "advert dropped (peer misconfigured?): {why}");
+}
+
+fn announce(router: &Router) {
+    let vips: Vec<IpAddr> = router.conf.vips.iter().map(|(a, _)| *a).collect();
+    match &router.announcer {
+        Some(a) => {
+            if let Err(e) = a.announce(&vips) {
+                tracing::warn!(instance = %router.conf.name, error = %e, "gratuitous ARP/NA failed");
+            }
+        }
+        None => tracing::debug!(instance = %router.conf.name, "no announcer; GARP skipped"),
+    }
+}
+
+/// Executes an instance's pending actions, in order. Notify scripts run after the whole
+/// batch, as keepalived runs them after the VIPs are in place: a notify_master script that
+/// binds to a VIP must find it.
+pub(super) fn drive(router: &mut Router, netlink: &mut Netlink, children: &mut notify::Children) {
+    let mut notifications = Vec::new();
+    while let Some(action) = router.instance.poll_action() {
+        match action {
+            Action::SendAdvert(adv) => {
+                for dst in router.socket.destinations() {
+                    if let Err(e) =
+                        vrrp::encode(&adv, router.src, dst, router.conf.checksum, &mut router.buf)
+                    {
+                        tracing::error!(instance = %router.conf.name, error = %e, "cannot encode advert");
+                        continue;
+                    }
+                    if let Err(e) = router.socket.send_to(&router.buf, dst) {
+                        tracing::warn!(instance = %router.conf.name, %dst, error = %e, "send advert failed");
+                    }
+                }
+            }
+            Action::AddVips => {
+                for (a, p) in &router.conf.vips {
+                    match netlink.add_addr(router.ifindex, *a, *p) {
+                        Ok(_) => {
+                            tracing::debug!(instance = %router.conf.name, vip = %a, "VIP added")
+                        }
+                        Err(e) => {
+                            tracing::error!(instance = %router.conf.name, error = %e, "cannot add VIP")
+                        }
+                    }
+                }
+            }
+            Action::RemoveVips => {
+                for (a, p) in &router.conf.vips {
+                    if let Err(e) = netlink.del_addr(router.ifindex, *a, *p) {
+                        tracing::error!(instance = %router.conf.name, error = %e, "cannot remove VIP");
+                    }
+                }
+            }
+            Action::SendGratuitous => announce(router),
+            Action::Transition { from, to, reason } => {
+                tracing::info!(
+                    instance = %router.conf.name,
+                    %from,
+                    %to,
+                    priority = router.instance.effective_priority(),
+                    "transition: {reason}"
+                );
+                router.last_reason = reason;
+                notifications.push(to);
+            }
+        }
+    }
+    for to in notifications {
+        let specific = match to {
+            State::Master => router.conf.notify_master.as_deref(),
+            State::Backup => router.conf.notify_backup.as_deref(),
+            State::Fault => router.conf.notify_fault.as_deref(),
+            State::Initialize => None,
+        };
+        children.notify(
+            Instant::now(),
+            &router.conf.name,
+            to,
+            router.instance.effective_priority(),
+            specific,
+            router.conf.notify.as_deref(),
+        );
+    }
+}
