@@ -1,8 +1,8 @@
 //! The daemon: the I/O shell around the pure state machines of `instance`.
 //!
-//! One thread runs everything that must be on time: poll(2) over every instance's raw socket
-//! and a wake socket (probe results, signals), sleeping until the earliest protocol timer of
-//! any instance. It feeds the instances their inputs (adverts, timeouts, tracking) and turns
+//! One thread runs everything that must be on time: poll(2) over every instance's raw socket,
+//! the kernel's rtnetlink announcements (links, addresses) and a wake socket (probe results,
+//! signals), sleeping until the earliest protocol timer of any instance. It feeds the instances their inputs (adverts, timeouts, tracking) and turns
 //! their actions into I/O (adverts, VIPs via netlink, GARP/NA, notify scripts, the status
 //! file). Probes run on their own threads: a slow script must not delay adverts.
 //!
@@ -19,10 +19,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
 
 use crate::config::{self, Config, ConfigErrors};
-use crate::sys::netlink::{Netlink, NetlinkError};
+use crate::sys::netlink::{Events, Netlink, NetlinkError};
 use crate::sys::socket::NetError;
 
 pub mod notify;
@@ -33,9 +32,6 @@ mod scripts;
 mod setup;
 pub mod status;
 mod tracking;
-
-/// How often link state (instance interface + track_interface) is checked.
-pub const LINK_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -49,17 +45,12 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("instance {name}: {source}")]
-    Instance {
-        name: String,
-        #[source]
-        source: StartError,
-    },
     #[error("another vrrp (pid {pid}) uses runtime_dir {dir}")]
     Busy { pid: u32, dir: PathBuf },
 }
 
-/// Why one instance could not start.
+/// Why an instance cannot bind to its interface yet (it waits in Fault and retries when the
+/// kernel announces a change).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -96,6 +87,8 @@ struct Daemon {
     cfg: Config,
     runtime_dir: PathBuf,
     netlink: Netlink,
+    /// Link and address announcements from the kernel.
+    events: Events,
     routers: Vec<router::Router>,
     tracked: HashMap<String, scripts::TrackedScript>,
     next_runner_id: u64,
@@ -108,7 +101,6 @@ struct Daemon {
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
     children: notify::Children,
-    link_next: Instant,
     /// The last status written, to skip identical rewrites.
     status_sig: Option<String>,
 }

@@ -1,17 +1,30 @@
-//! The event loop: one thread in poll(2) over every instance's socket and a wake socket
-//! (probe results, signals), sleeping until the earliest protocol timer.
+//! The event loop: one thread in poll(2) over every bound instance's socket, the rtnetlink
+//! announcements and a wake socket (probe results, signals), sleeping until the earliest
+//! protocol timer. Nothing is polled on a period: an idle backup sleeps until its
+//! Master_Down_Timer.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
 use super::router::{drive, receive};
-use super::{io_err, Daemon, DaemonError, LINK_POLL};
+use super::{io_err, Daemon, DaemonError};
+
+/// What woke poll(2).
+struct Ready {
+    /// rtnetlink announced link or address changes.
+    netlink: bool,
+    /// Indices of the routers with packets waiting.
+    routers: Vec<usize>,
+}
 
 impl Daemon {
     pub(super) fn drive_all(&mut self) {
-        for i in 0..self.routers.len() {
-            drive(&mut self.routers[i], &mut self.netlink, &mut self.children);
+        for router in &mut self.routers {
+            drive(router, &mut self.netlink, &mut self.children);
         }
     }
 
@@ -31,10 +44,6 @@ impl Daemon {
             if results {
                 self.apply_health(now);
             }
-            if now >= self.link_next {
-                self.link_next = now + LINK_POLL;
-                self.poll_links(now);
-            }
             for router in &mut self.routers {
                 if router.instance.poll_timeout().is_some_and(|t| now >= t) {
                     router.instance.handle_timeout(now);
@@ -44,13 +53,15 @@ impl Daemon {
             self.children.reap(now);
             self.write_status();
 
-            let ms = self.sleep_ms();
-            let ready = match self.wait(ms) {
+            let ready = match self.wait(self.sleep()) {
                 Ok(r) => r,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(io_err("poll")(e.into())),
             };
-            for k in ready {
+            if ready.netlink {
+                self.on_netlink_events(Instant::now());
+            }
+            for k in ready.routers {
                 if let Some(router) = self.routers.get_mut(k) {
                     receive(router, &mut rxbuf);
                     drive(router, &mut self.netlink, &mut self.children);
@@ -59,42 +70,64 @@ impl Daemon {
         }
     }
 
-    /// Milliseconds until the earliest protocol timer or link check, rounded up: waking a
-    /// little early would only spin.
-    fn sleep_ms(&self) -> i32 {
-        let deadline = self
+    /// Drains the rtnetlink announcements and re-reads what they say changed.
+    fn on_netlink_events(&mut self, now: Instant) {
+        match self.events.drain() {
+            Ok(changes) => {
+                if changes.links || changes.addrs {
+                    self.refresh_links(now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading rtnetlink events failed"),
+        }
+    }
+
+    /// Until the earliest protocol timer, rounded up to whole milliseconds (waking a little
+    /// early would only spin); forever when no timer is armed.
+    fn sleep(&self) -> PollTimeout {
+        let Some(deadline) = self
             .routers
             .iter()
             .filter_map(|r| r.instance.poll_timeout())
-            .fold(self.link_next, Instant::min);
+            .min()
+        else {
+            return PollTimeout::NONE;
+        };
         let wait = deadline.saturating_duration_since(Instant::now());
-        i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        let ms = wait.as_micros().div_ceil(1000);
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
     }
 
-    /// Sleeps in poll(2) up to `ms` on the wake socket and every instance's socket; drains the
-    /// wake socket and returns the indices of the instances with packets waiting.
-    fn wait(&mut self, ms: i32) -> nix::Result<Vec<usize>> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
-        let mut fds: Vec<PollFd<'_>> = std::iter::once(self.wake_rx.as_fd())
-            .chain(self.routers.iter().map(|r| r.socket.as_fd()))
+    /// Sleeps in poll(2); drains the wake socket and says what else is ready.
+    fn wait(&mut self, timeout: PollTimeout) -> nix::Result<Ready> {
+        // The routers' positions in `fds`, from index 2 on.
+        let bound: Vec<usize> = (0..self.routers.len())
+            .filter(|&k| self.routers[k].binding.is_some())
+            .collect();
+        let mut fds: Vec<PollFd<'_>> = [self.wake_rx.as_fd(), self.events.as_fd()]
+            .into_iter()
+            .chain(
+                self.routers
+                    .iter()
+                    .filter_map(|r| r.binding.as_ref().map(|b| b.socket.as_fd())),
+            )
             .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
             .collect();
-        nix::poll::poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        )?;
+        nix::poll::poll(&mut fds, timeout)?;
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
         if ready.first() == Some(&true) {
             let mut b = [0u8; 256];
             while matches!((&self.wake_rx).read(&mut b), Ok(n) if n > 0) {}
         }
-        Ok(ready
-            .iter()
-            .skip(1)
-            .enumerate()
-            .filter_map(|(k, r)| r.then_some(k))
-            .collect())
+        Ok(Ready {
+            netlink: ready.get(1) == Some(&true),
+            routers: ready
+                .iter()
+                .skip(2)
+                .zip(&bound)
+                .filter_map(|(r, k)| r.then_some(*k))
+                .collect(),
+        })
     }
 }

@@ -69,10 +69,8 @@ impl Daemon {
                 self.routers.push(router);
                 continue;
             }
-            match self.start_instance(conf, now) {
-                Ok(router) => self.routers.push(router),
-                Err(e) => tracing::error!("reload: cannot start instance: {e}"),
-            }
+            let router = self.start_instance(conf, now);
+            self.routers.push(router);
         }
         self.drive_all();
         self.apply_health(now);

@@ -1,5 +1,6 @@
-//! One running virtual router: its configuration, socket, announcer and state machine, and
-//! the two directions between them: `receive` feeds adverts to the state machine, `drive`
+//! One running virtual router: its configuration, its binding to the interface (socket and
+//! announcer, absent while the interface is missing or has no address) and its state machine,
+//! and the two directions between them: `receive` feeds adverts to the state machine, `drive`
 //! turns its actions into I/O.
 
 use std::net::IpAddr;
@@ -21,10 +22,11 @@ pub(super) struct Router {
     pub(super) track_weights: Vec<(String, i32)>,
     /// The instance's own interface and its `track_interface`s, with the last seen state.
     pub(super) links: Vec<(String, bool)>,
-    pub(super) ifindex: u32,
-    pub(super) src: IpAddr,
-    pub(super) socket: VrrpSocket,
-    pub(super) announcer: Option<Announcer>,
+    /// None until the interface exists with an address to send from; the instance is in
+    /// Fault meanwhile.
+    pub(super) binding: Option<Binding>,
+    /// Why the last attempt to bind failed (shown as the Fault reason).
+    pub(super) unbound: String,
     pub(super) instance: Instance,
     pub(super) health: Health,
     pub(super) last_reason: String,
@@ -32,11 +34,22 @@ pub(super) struct Router {
     pub(super) buf: Vec<u8>,
 }
 
+/// What ties an instance to its interface.
+pub(super) struct Binding {
+    pub(super) ifindex: u32,
+    pub(super) src: IpAddr,
+    pub(super) socket: VrrpSocket,
+    pub(super) announcer: Option<Announcer>,
+}
+
 /// Reads every pending packet of one instance and feeds valid adverts to its state machine.
 pub(super) fn receive(router: &mut Router, buf: &mut [u8]) {
     // Bounded: a flood must not starve the timers.
     for _ in 0..256 {
-        let pkt = match router.socket.recv(buf) {
+        let Some(binding) = &router.binding else {
+            return;
+        };
+        let pkt = match binding.socket.recv(buf) {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {
@@ -99,13 +112,28 @@ fn log_drop(router: &mut Router, now: Instant, src: IpAddr, why: &DropReason) {
 
 fn announce(router: &Router) {
     let vips: Vec<IpAddr> = router.conf.vips.iter().map(|(a, _)| *a).collect();
-    match &router.announcer {
+    match router.binding.as_ref().and_then(|b| b.announcer.as_ref()) {
         Some(a) => {
             if let Err(e) = a.announce(&vips) {
                 tracing::warn!(instance = %router.conf.name, error = %e, "gratuitous ARP/NA failed");
             }
         }
         None => tracing::debug!(instance = %router.conf.name, "no announcer; GARP skipped"),
+    }
+}
+
+fn send_advert(router: &mut Router, adv: &vrrp::Advert) {
+    let Some(binding) = &router.binding else {
+        return;
+    };
+    for dst in binding.socket.destinations() {
+        if let Err(e) = vrrp::encode(adv, binding.src, dst, router.conf.checksum, &mut router.buf) {
+            tracing::error!(instance = %router.conf.name, error = %e, "cannot encode advert");
+            continue;
+        }
+        if let Err(e) = binding.socket.send_to(&router.buf, dst) {
+            tracing::warn!(instance = %router.conf.name, %dst, error = %e, "send advert failed");
+        }
     }
 }
 
@@ -116,22 +144,13 @@ pub(super) fn drive(router: &mut Router, netlink: &mut Netlink, children: &mut n
     let mut notifications = Vec::new();
     while let Some(action) = router.instance.poll_action() {
         match action {
-            Action::SendAdvert(adv) => {
-                for dst in router.socket.destinations() {
-                    if let Err(e) =
-                        vrrp::encode(&adv, router.src, dst, router.conf.checksum, &mut router.buf)
-                    {
-                        tracing::error!(instance = %router.conf.name, error = %e, "cannot encode advert");
-                        continue;
-                    }
-                    if let Err(e) = router.socket.send_to(&router.buf, dst) {
-                        tracing::warn!(instance = %router.conf.name, %dst, error = %e, "send advert failed");
-                    }
-                }
-            }
+            Action::SendAdvert(adv) => send_advert(router, &adv),
             Action::AddVips => {
+                let Some(ifindex) = router.binding.as_ref().map(|b| b.ifindex) else {
+                    continue;
+                };
                 for (a, p) in &router.conf.vips {
-                    match netlink.add_addr(router.ifindex, *a, *p) {
+                    match netlink.add_addr(ifindex, *a, *p) {
                         Ok(_) => {
                             tracing::debug!(instance = %router.conf.name, vip = %a, "VIP added")
                         }
@@ -142,8 +161,11 @@ pub(super) fn drive(router: &mut Router, netlink: &mut Netlink, children: &mut n
                 }
             }
             Action::RemoveVips => {
+                let Some(ifindex) = router.binding.as_ref().map(|b| b.ifindex) else {
+                    continue;
+                };
                 for (a, p) in &router.conf.vips {
-                    if let Err(e) = netlink.del_addr(router.ifindex, *a, *p) {
+                    if let Err(e) = netlink.del_addr(ifindex, *a, *p) {
                         tracing::error!(instance = %router.conf.name, error = %e, "cannot remove VIP");
                     }
                 }

@@ -10,12 +10,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::router::drive;
-use super::router::Router;
+use super::router::{Binding, Router};
 use super::{io_err, notify, status, Daemon, DaemonError, StartError};
 use crate::config::{Config, VrrpInstance};
 use crate::instance::{Event, Instance};
 use crate::sys::announce::Announcer;
-use crate::sys::netlink::{self, Netlink};
+use crate::sys::netlink::{self, Events, Netlink};
 use crate::sys::socket::{SocketConfig, VrrpSocket};
 use crate::track::Health;
 
@@ -63,6 +63,9 @@ impl Daemon {
             config_path,
             runtime_dir,
             netlink: Netlink::open()?,
+            // Subscribed before the instances look at their interfaces: a change between the
+            // look and the subscription would otherwise go unnoticed.
+            events: Events::open()?,
             routers: Vec::new(),
             tracked: HashMap::new(),
             next_runner_id: 1,
@@ -73,7 +76,6 @@ impl Daemon {
             term,
             hup,
             children: notify::Children::default(),
-            link_next: Instant::now(),
             status_sig: None,
             cfg,
         };
@@ -81,12 +83,13 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Starts every configured instance; on error the caller shuts down what did start.
+    /// Starts every configured instance. One whose interface is not usable yet starts in
+    /// Fault and comes up when it is: a late NIC must not keep the others (or itself) down.
     pub(super) fn start_all(&mut self) -> Result<(), DaemonError> {
         let now = Instant::now();
         let confs = self.cfg.instances.clone();
         for conf in &confs {
-            let router = self.start_instance(conf, now)?;
+            let router = self.start_instance(conf, now);
             self.routers.push(router);
         }
         self.drive_all();
@@ -100,23 +103,56 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts one instance: sockets, then its state machine with the current tracking.
-    pub(super) fn start_instance(
-        &mut self,
-        conf: &VrrpInstance,
-        now: Instant,
-    ) -> Result<Router, DaemonError> {
-        let router = self
-            .open_router(conf)
-            .map_err(|source| DaemonError::Instance {
-                name: conf.name.clone(),
-                source,
-            })?;
-        Ok(self.init_router(router, now))
+    /// Starts one instance: bound to its interface if it can be, then its state machine with
+    /// the current tracking (Fault while unbound).
+    pub(super) fn start_instance(&mut self, conf: &VrrpInstance, now: Instant) -> Router {
+        let mut router = Router {
+            conf: conf.clone(),
+            track_weights: Vec::new(),
+            links: vec![(conf.interface.clone(), false)],
+            binding: None,
+            unbound: String::new(),
+            instance: Instance::new(conf.instance_config(unbound_addr(conf))),
+            health: Health::Priority(conf.priority),
+            last_reason: String::new(),
+            last_drop_warn: None,
+            buf: Vec::with_capacity(1500),
+        };
+        self.try_bind(&mut router);
+        self.init_router(router, now)
+    }
+
+    /// Binds `router` if its interface is usable now; on success its state machine is built
+    /// anew with the real source address (it was in Fault or not started, so nothing is
+    /// lost). Returns whether it is bound.
+    pub(super) fn try_bind(&mut self, router: &mut Router) -> bool {
+        match self.bind(&router.conf) {
+            Ok(binding) => {
+                let link_up = self
+                    .netlink
+                    .link(binding.ifindex)
+                    .map(|l| l.up)
+                    .unwrap_or(false);
+                router.links[0].1 = link_up;
+                router.instance = Instance::new(router.conf.instance_config(binding.src));
+                tracing::info!(instance = %router.conf.name, interface = %router.conf.interface, src = %binding.src, "bound to interface");
+                router.binding = Some(binding);
+                router.unbound.clear();
+                true
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if why != router.unbound {
+                    tracing::warn!(instance = %router.conf.name, "waiting for the interface (FAULT until then): {why}");
+                    router.unbound = why;
+                }
+                false
+            }
+        }
     }
 
     /// The interface's index and address, the socket and the announcer of one instance.
-    fn open_router(&mut self, conf: &VrrpInstance) -> Result<Router, StartError> {
+    pub(super) fn bind(&mut self, conf: &VrrpInstance) -> Result<Binding, StartError> {
         let ifindex = netlink::ifindex(&conf.interface)?;
         // A predecessor killed with SIGKILL left its VIPs: only a master may hold them.
         for a in self.netlink.remove_stale(ifindex, &conf.vips)? {
@@ -150,19 +186,11 @@ impl Daemon {
                 )
                 .ok()
         });
-        Ok(Router {
-            conf: conf.clone(),
-            track_weights: Vec::new(),
-            links: vec![(conf.interface.clone(), link.up)],
+        Ok(Binding {
             ifindex,
             src,
             socket,
             announcer,
-            instance: Instance::new(conf.instance_config(src)),
-            health: Health::Priority(conf.priority),
-            last_reason: String::new(),
-            last_drop_warn: None,
-            buf: Vec::with_capacity(1500),
         })
     }
 
@@ -188,7 +216,7 @@ impl Daemon {
         }
         router.health = health;
         router.instance.handle(now, Event::Startup);
-        tracing::info!(instance = %conf.name, interface = %conf.interface, src = %router.src, vrid = conf.vrid, "instance started");
+        tracing::info!(instance = %conf.name, interface = %conf.interface, vrid = conf.vrid, "instance started");
         router
     }
 
@@ -204,5 +232,14 @@ impl Daemon {
         self.children.finish(Duration::from_secs(2));
         let _ = std::fs::remove_file(self.runtime_dir.join(status::PID_FILE));
         tracing::info!("vrrp stopped");
+    }
+}
+
+/// The source address an unbound instance is built with: it sends nothing while unbound, and
+/// is rebuilt with the interface's address when bound.
+fn unbound_addr(conf: &VrrpInstance) -> IpAddr {
+    match conf.vips.first() {
+        Some((IpAddr::V6(_), _)) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     }
 }

@@ -21,6 +21,9 @@ impl Daemon {
     }
 
     pub(super) fn health_of(&self, router: &Router) -> Health {
+        if router.binding.is_none() {
+            return Health::Fault(router.unbound.clone());
+        }
         let scripts: Vec<(&str, i32, Option<bool>)> = router
             .track_weights
             .iter()
@@ -63,12 +66,28 @@ impl Daemon {
         self.drive_all();
     }
 
-    pub(super) fn poll_links(&mut self, now: Instant) {
+    /// Re-reads links after the kernel announced a change: binds instances whose interface
+    /// became usable, reopens sockets on re-created interfaces, updates link states.
+    pub(super) fn refresh_links(&mut self, now: Instant) {
+        let mut routers = std::mem::take(&mut self.routers);
+        for router in routers.iter_mut().filter(|r| r.binding.is_none()) {
+            if self.try_bind(router) {
+                // The rebuilt state machine starts in Fault, as the old one was; tracking below
+                // takes it out. Its Initialize -> Fault step is not news to anyone.
+                router.instance.handle(now, Event::Fault(true));
+                router.instance.handle(now, Event::Startup);
+                while router.instance.poll_action().is_some() {}
+            }
+        }
+        self.routers = routers;
         for i in 0..self.routers.len() {
             // A deleted and re-created interface has a new index: sockets bound to the old
             // one would never see a packet again.
-            if let Ok(idx) = netlink::ifindex(&self.routers[i].conf.interface) {
-                if idx != self.routers[i].ifindex {
+            let bound_to = self.routers[i].binding.as_ref().map(|b| b.ifindex);
+            if let (Ok(idx), Some(old)) =
+                (netlink::ifindex(&self.routers[i].conf.interface), bound_to)
+            {
+                if idx != old {
                     self.reopen(i, idx);
                 }
             }
@@ -90,19 +109,22 @@ impl Daemon {
         let Some(router) = self.routers.get_mut(i) else {
             return;
         };
+        let Some(binding) = router.binding.as_mut() else {
+            return;
+        };
         let socket = VrrpSocket::open(SocketConfig {
             ifname: router.conf.interface.clone(),
             ifindex,
-            src: router.src,
+            src: binding.src,
             peers: router.conf.unicast_peer.clone(),
         });
         match socket {
             Ok(socket) => {
                 tracing::info!(instance = %router.conf.name, interface = %router.conf.interface, ifindex, "interface re-created: sockets reopened");
-                router.socket = socket;
-                router.ifindex = ifindex;
+                binding.socket = socket;
+                binding.ifindex = ifindex;
                 let vips: Vec<IpAddr> = router.conf.vips.iter().map(|(a, _)| *a).collect();
-                router.announcer = mac.and_then(|mac| {
+                binding.announcer = mac.and_then(|mac| {
                     Announcer::open(&router.conf.interface, ifindex, mac, &vips)
                         .map_err(|e| tracing::warn!(instance = %router.conf.name, error = %e, "no gratuitous ARP/NA"))
                         .ok()

@@ -305,6 +305,90 @@ impl Netlink {
     }
 }
 
+/// The kernel's announcements of link and address changes (RTNLGRP_LINK,
+/// RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR): the daemon sleeps on this socket instead of
+/// polling, and re-reads what it needs when something changed.
+#[derive(Debug)]
+pub struct Events {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+/// What one drain of [`Events`] saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// A link appeared, went, or changed state.
+    pub links: bool,
+    /// An address was added or removed (ours included).
+    pub addrs: bool,
+}
+
+impl Events {
+    pub fn open() -> Result<Events, NetlinkError> {
+        let io = |op| move |source| NetlinkError::Io { op, source };
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(io("socket"))?;
+        sock.bind_auto().map_err(io("bind"))?;
+        for group in [
+            libc::RTNLGRP_LINK,
+            libc::RTNLGRP_IPV4_IFADDR,
+            libc::RTNLGRP_IPV6_IFADDR,
+        ] {
+            sock.add_membership(group)
+                .map_err(io("NETLINK_ADD_MEMBERSHIP"))?;
+        }
+        sock.set_non_blocking(true)
+            .map_err(io("set_non_blocking"))?;
+        Ok(Events {
+            sock,
+            buf: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    /// Reads every pending announcement. An overflowed queue (ENOBUFS: the kernel dropped
+    /// some) reports everything as changed, so the caller re-reads all state.
+    pub fn drain(&mut self) -> Result<Changes, NetlinkError> {
+        let mut changes = Changes::default();
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(changes),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    changes = Changes {
+                        links: true,
+                        addrs: true,
+                    };
+                    continue;
+                }
+                Err(source) => {
+                    return Err(NetlinkError::Io {
+                        op: "recv events",
+                        source,
+                    })
+                }
+            }
+            for m in messages(&self.buf).flatten() {
+                match m.payload {
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_),
+                    ) => changes.links = true,
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+                    ) => changes.addrs = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Events {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
+    }
+}
+
 /// RTM_NEWADDR / RTM_DELADDR body for one VIP.
 fn addr_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
     let mut m = AddressMessage::default();
