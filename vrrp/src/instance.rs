@@ -101,6 +101,9 @@ pub enum Event {
     SetPriority(u8),
     /// true = enter/stay Fault (link down, weight-0 track failing); false = leave.
     Fault(bool),
+    /// The VIPs had to be put back on the interface (someone removed them while we were
+    /// Master): neighbours may have dropped their entries, so announce again (a full burst).
+    VipsRestored,
 }
 
 /// Outputs, to be executed in order by the shell.
@@ -323,6 +326,12 @@ impl Instance {
             Event::Shutdown => self.shutdown(),
             Event::SetPriority(p) => self.set_priority(now, p),
             Event::Fault(f) => self.set_fault(now, f),
+            Event::VipsRestored => {
+                if self.state == State::Master {
+                    self.garp_left = GARP_REPEAT;
+                    self.announce(now);
+                }
+            }
         }
     }
 

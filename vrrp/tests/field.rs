@@ -113,3 +113,73 @@ fn idle_daemon_sleeps_until_its_timer() {
         lab.log_dump()
     );
 }
+
+/// keepalived #159/#672/#2361: `ip addr flush`, NetworkManager or a provisioning step removes
+/// a VIP from the master, which keeps advertising with no VIP. Ours puts it back at once and
+/// tells the neighbours again.
+#[test]
+fn vip_removed_from_the_master_is_restored_with_a_garp() {
+    let (lab, mut w0, _w1) = pair("restore");
+    let (h0, client) = (lab.hosts[0].clone(), lab.client.clone());
+    // The client believes the VIP is elsewhere, as after a stale entry.
+    run(
+        "ip",
+        &[
+            "-n",
+            &client,
+            "neigh",
+            "replace",
+            VIP,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ],
+    );
+    run(
+        "ip",
+        &["-n", &h0, "addr", "del", "10.99.0.80/24", "dev", "eth0"],
+    );
+    let back = wait_for(Duration::from_secs(2), || w0.has(VIP));
+    eprintln!("VIP restored after {back:?}");
+    // Bound: 100 ms (the promise) measured from our side of `ip addr del` returning.
+    assert!(
+        back.is_some_and(|t| t < Duration::from_millis(100)),
+        "VIP back after {back:?}\n{}",
+        lab.log_dump()
+    );
+    // The daemon logs just after the address is back: wait for the line, bounded.
+    let logged = wait_for(Duration::from_secs(1), || {
+        lab.log("b0").contains("restored")
+    });
+    assert!(logged.is_some(), "{}", lab.log("b0"));
+    let moved = wait_for(Duration::from_secs(1), || {
+        neigh(&lab, &client, VIP).contains("02:99:00:00:00:01")
+    });
+    assert!(moved.is_some(), "no GARP: {}", neigh(&lab, &client, VIP));
+}
+
+/// A VIP on a backup (added by hand, or left by a tool) answers for the master's address:
+/// the backup removes it.
+#[test]
+fn vip_on_a_backup_is_removed() {
+    let (lab, _w0, mut w1) = pair("stray");
+    let h1 = lab.hosts[1].clone();
+    run(
+        "ip",
+        &["-n", &h1, "addr", "add", "10.99.0.80/24", "dev", "eth0"],
+    );
+    let gone = wait_for(Duration::from_secs(2), || !w1.has(VIP));
+    eprintln!("stray VIP removed after {gone:?}");
+    assert!(
+        gone.is_some_and(|t| t < Duration::from_millis(100)),
+        "stray VIP gone after {gone:?}\n{}",
+        lab.log_dump()
+    );
+    let logged = wait_for(Duration::from_secs(1), || {
+        lab.log("b1").contains("while not MASTER: removed")
+    });
+    assert!(logged.is_some(), "{}", lab.log("b1"));
+}

@@ -9,14 +9,6 @@ use common::*;
 
 const VIP: &str = "10.99.0.80";
 
-fn neigh(lab: &Lab, ns: &str, addr: &str) -> String {
-    String::from_utf8_lossy(
-        &lab.exec(ns, &["ip", "neigh", "show", addr, "dev", "eth0"])
-            .stdout,
-    )
-    .into_owned()
-}
-
 #[test]
 fn garp_moves_the_clients_neighbour_entry() {
     let mut lab = Lab::new("garp", 2);

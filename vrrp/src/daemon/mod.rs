@@ -10,6 +10,7 @@
 //! - `poll`: the event loop.
 //! - `router`: one running instance; `receive` (packets in) and `drive` (actions out).
 //! - `scripts` and `tracking`: probe threads, links, and the priority or Fault they give.
+//! - `reconcile`: VIPs on the interface made to match the state after address changes.
 //! - `reload`: SIGHUP.
 //! - [`status`] and [`notify`]: the status file and the notify scripts.
 
@@ -26,6 +27,7 @@ use crate::sys::socket::NetError;
 
 pub mod notify;
 mod poll;
+mod reconcile;
 mod reload;
 mod router;
 mod scripts;

@@ -77,6 +77,9 @@ impl Daemon {
                 if changes.links || changes.addrs {
                     self.refresh_links(now);
                 }
+                if changes.addrs {
+                    self.reconcile_vips(now);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "reading rtnetlink events failed"),
         }

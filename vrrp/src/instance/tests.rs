@@ -627,3 +627,20 @@ fn takeover_announcement_repeats_and_stops_when_leaving_master() {
     j.handle_timeout(tm + GARP_SPACING);
     assert_eq!(garps(&drain(&mut j)), 0);
 }
+
+#[test]
+fn restored_vips_are_announced_again_only_by_a_master() {
+    let t0 = Instant::now();
+    let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
+    let t = tm + Duration::from_secs(5);
+    i.handle_timeout(t);
+    drain(&mut i);
+    i.handle(t, Event::VipsRestored);
+    assert_eq!(drain(&mut i), vec![Action::SendGratuitous]);
+    assert_eq!(i.timer(Timer::Garp), Some(t + GARP_SPACING));
+    let mut b = Instance::new(cfg(100, "10.0.0.2"));
+    b.handle(t0, Event::Startup);
+    drain(&mut b);
+    b.handle(t0, Event::VipsRestored);
+    assert!(drain(&mut b).is_empty());
+}

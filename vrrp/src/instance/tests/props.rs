@@ -24,11 +24,12 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn event(kind: u8, prio: u8, addr: u8, flag: bool, template: &Advert) -> Event {
-    match kind % 6 {
+    match kind % 7 {
         0 => Event::Startup,
         1 => Event::Shutdown,
         2 => Event::SetPriority(prio),
         3 => Event::Fault(flag),
+        4 => Event::VipsRestored,
         _ => {
             let mut advert = template.clone();
             advert.priority = prio;
