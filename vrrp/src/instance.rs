@@ -335,6 +335,35 @@ impl Instance {
         }
     }
 
+    /// Applies a reloaded configuration without leaving the current state; the caller only
+    /// does this when the identity (VRID, version, address family, interface) is unchanged.
+    /// A Master advertises a changed VIP list, interval or password at once, the RFC way,
+    /// and adds and announces the new VIPs (the shell removes the ones no longer listed). The
+    /// base priority comes in through tracking ([`Event::SetPriority`]), as at start.
+    pub fn reconfigure(&mut self, now: Instant, cfg: InstanceConfig) {
+        let vips_changed = sorted(&cfg.vips) != sorted(&self.cfg.vips);
+        let advert_changed = vips_changed
+            || cfg.advert_interval != self.cfg.advert_interval
+            || cfg.auth != self.cfg.auth;
+        if cfg.preempt_delay.is_zero() {
+            self.preempt_at = None;
+        }
+        self.cfg = cfg;
+        if self.state != State::Master {
+            return;
+        }
+        if vips_changed {
+            self.actions.push_back(Action::AddVips);
+        }
+        if advert_changed {
+            self.send_advert(now, self.priority);
+        }
+        if vips_changed {
+            self.garp_left = GARP_REPEAT;
+            self.announce(now);
+        }
+    }
+
     fn advert(&self, priority: u8) -> Advert {
         Advert {
             version: self.cfg.version,

@@ -119,7 +119,7 @@ fn idle_daemon_sleeps_until_its_timer() {
 /// tells the neighbours again.
 #[test]
 fn vip_removed_from_the_master_is_restored_with_a_garp() {
-    let (lab, mut w0, _w1) = pair("restore");
+    let (lab, mut w0, _w1, _) = pair("restore");
     let (h0, client) = (lab.hosts[0].clone(), lab.client.clone());
     // The client believes the VIP is elsewhere, as after a stale entry.
     run(
@@ -165,7 +165,7 @@ fn vip_removed_from_the_master_is_restored_with_a_garp() {
 /// the backup removes it.
 #[test]
 fn vip_on_a_backup_is_removed() {
-    let (lab, _w0, mut w1) = pair("stray");
+    let (lab, _w0, mut w1, _) = pair("stray");
     let h1 = lab.hosts[1].clone();
     run(
         "ip",
@@ -182,4 +182,57 @@ fn vip_on_a_backup_is_removed() {
         lab.log("b1").contains("while not MASTER: removed")
     });
     assert!(logged.is_some(), "{}", lab.log("b1"));
+}
+
+/// Editing a notify path, the priority or the VIP list must not fail over twice (priority 0,
+/// VIPs removed, taken back): only a change of the instance's identity (VRID, interface,
+/// version, address family) restarts it.
+#[test]
+fn reload_applies_changes_in_place_without_failover() {
+    let (mut lab, mut w0, mut w1, [p0, p1]) = pair("inplace");
+    let marker = lab.path("notified");
+    // A VIP list must match on both routers (each drops adverts with another list), so the
+    // new VIP goes into both files, reloaded back to back as an operator would.
+    for (name, pid) in [("b1", p1), ("b0", p0)] {
+        let text = std::fs::read_to_string(lab.path(&format!("{name}.toml"))).unwrap();
+        let edited = text
+            .replace("priority = 150", "priority = 140")
+            .replace(
+                "\"10.99.0.100/24\"]",
+                "\"10.99.0.100/24\", \"10.99.0.110/24\"]",
+            )
+            .replace(
+                "[vrrp_instance.VI_1]\n",
+                &format!(
+                    "[vrrp_instance.VI_1]\nnotify_backup = \"touch {}\"\n",
+                    marker.display()
+                ),
+            );
+        assert_ne!(edited, text);
+        std::fs::write(lab.path(&format!("{name}.toml")), &edited).unwrap();
+        lab.signal(pid, libc::SIGHUP);
+    }
+    // For 1.5 s (15 advert intervals) the master keeps every VIP and the backup takes none.
+    let t = Instant::now();
+    let mut added = None;
+    while t.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            w0.has(VIP) && !w1.has(VIP),
+            "failover during reload after {:?}\n{}",
+            t.elapsed(),
+            lab.log_dump()
+        );
+        if added.is_none() && w0.has("10.99.0.110") {
+            added = Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(added.is_some(), "new VIP not added\n{}", lab.log_dump());
+    assert!(!marker.exists(), "no transition, so no notify");
+    let log = lab.log("b0");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert_eq!(log.matches("transition:").count(), 2, "{log}");
+    // The priority change is advertised: the backup's status names the master at 140.
+    let st = status(&lab, "b0");
+    assert!(st.contains("priority 140"), "{st}");
 }

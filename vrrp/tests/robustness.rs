@@ -105,7 +105,7 @@ fn two_instances_active_active_and_garbage_on_protocol_112() {
 
 #[test]
 fn interface_deleted_and_recreated() {
-    let (lab, _w0, mut w1) = pair("recreate");
+    let (lab, _w0, mut w1, _) = pair("recreate");
     let vip = "10.99.0.80";
     // Host 0's cable is replaced: its eth0 disappears (with the VIPs) and comes back with a
     // new ifindex. The backup takes over meanwhile; afterwards 150 must preempt again.

@@ -216,7 +216,8 @@ fn sighup_reload_refuses_bad_config_and_applies_changes() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(w0.has(VIP) && !w1.has(VIP));
-    // A valid change (priority 150 -> 50) restarts the instance: the peer takes over.
+    // A valid change (priority 150 -> 50) is applied in place and advertised: the peer, now
+    // higher, preempts.
     std::fs::write(
         lab.path("b0.toml"),
         c0.replace("priority = 150", "priority = 50"),

@@ -194,18 +194,27 @@ impl Daemon {
         })
     }
 
-    /// Resolves tracking for a freshly opened router and starts its state machine.
-    fn init_router(&mut self, mut router: Router, now: Instant) -> Router {
-        let conf = router.conf.clone();
-        router.track_weights = conf
+    /// The (script, weight) pairs and tracked links of `router.conf`, with the links' state
+    /// now; the instance's own interface stays first.
+    pub(super) fn resolve_tracking(&mut self, router: &mut Router) {
+        router.track_weights = router
+            .conf
             .track_script
             .iter()
             .filter_map(|&i| self.cfg.scripts.get(i))
             .map(|s| (s.name.clone(), s.weight))
             .collect();
-        for name in &conf.track_interface {
-            router.links.push((name.clone(), self.link_up(name)));
+        router.links.truncate(1);
+        for name in router.conf.track_interface.clone() {
+            let up = self.link_up(&name);
+            router.links.push((name, up));
         }
+    }
+
+    /// Resolves tracking for a freshly opened router and starts its state machine.
+    fn init_router(&mut self, mut router: Router, now: Instant) -> Router {
+        let conf = router.conf.clone();
+        self.resolve_tracking(&mut router);
         let health = self.health_of(&router);
         if let Health::Fault(why) = &health {
             tracing::warn!(instance = %conf.name, "starting in FAULT: {why}");

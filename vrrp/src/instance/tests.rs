@@ -644,3 +644,31 @@ fn restored_vips_are_announced_again_only_by_a_master() {
     b.handle(t0, Event::VipsRestored);
     assert!(drain(&mut b).is_empty());
 }
+
+#[test]
+fn reconfigure_keeps_the_state_and_advertises_what_changed() {
+    let t0 = Instant::now();
+    let c = cfg(150, "10.0.0.1");
+    let (mut i, tm) = master(c.clone(), t0);
+    let t = tm + Duration::from_millis(300);
+    // Nothing that goes on the wire changed (a notify path, say): nothing happens.
+    i.reconfigure(t, c.clone());
+    assert!(drain(&mut i).is_empty());
+    let mut more = c.clone();
+    more.vips.push(ip("10.0.0.110"));
+    i.reconfigure(t, more.clone());
+    let acts = drain(&mut i);
+    assert_eq!(i.state(), State::Master);
+    assert!(transitions(&acts).is_empty(), "{acts:?}");
+    assert_eq!(acts[0], Action::AddVips);
+    assert!(matches!(&acts[1], Action::SendAdvert(a) if a.addrs == more.vips));
+    assert_eq!(acts[2], Action::SendGratuitous);
+    // A backup keeps its timer.
+    let mut b = Instance::new(cfg(100, "10.0.0.2"));
+    b.handle(t0, Event::Startup);
+    drain(&mut b);
+    let down = b.poll_timeout();
+    b.reconfigure(t, cfg(100, "10.0.0.2"));
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b.poll_timeout(), down);
+}

@@ -399,14 +399,14 @@ pub fn exists(p: &Path) -> bool {
 }
 
 /// Two balancers running vrrp v3 at 0.1 s (priorities 150 and 100), host 0 holding the VIPs; returns (lab, watch 0, watch 1).
-pub fn pair(tag: &str) -> (Lab, Watch, Watch) {
+pub fn pair(tag: &str) -> (Lab, Watch, Watch, [u32; 2]) {
     let mut lab = Lab::new(tag, 2);
     let c0 = cfg(&lab, 0, 150, 3, 0.1).render("b0");
     let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
     let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
     let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
-    lab.start_vrrp(0, "b0", &c0);
-    lab.start_vrrp(1, "b1", &c1);
+    let p0 = lab.start_vrrp(0, "b0", &c0);
+    let p1 = lab.start_vrrp(1, "b1", &c1);
     assert!(
         wait_for(Duration::from_secs(3), || w0.has("10.99.0.80")
             && !w1.has("10.99.0.80"))
@@ -414,7 +414,7 @@ pub fn pair(tag: &str) -> (Lab, Watch, Watch) {
         "{}",
         lab.log_dump()
     );
-    (lab, w0, w1)
+    (lab, w0, w1, [p0, p1])
 }
 
 /// `ip neigh show ADDR dev eth0` in namespace `ns`.
