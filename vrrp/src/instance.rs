@@ -9,7 +9,10 @@
 //! - `state = "MASTER"` is a hint only: a non-owner always starts as Backup and waits
 //!   Master_Down_Interval; priority 255 (owner) becomes Master at once.
 //! - A master that receives a lower-priority advert sends its own advert at once
-//!   (keepalived's default `lower_prio_no_advert false`), so the other side learns quickly.
+//!   (keepalived's default `lower_prio_no_advert false`) and a new GARP burst, so a healed
+//!   split brain ends with neighbours pointing at the winner; a master that receives a
+//!   higher-priority advert sends one advert of its own before stepping down so the winner
+//!   learns of the split (keepalived's `higher_prio_send_advert`).
 //! - v2: adverts whose interval differs from ours are dropped (keepalived: "advertisement
 //!   interval mismatch"); Skew_Time is (256 - priority) / 256 s as in RFC 3768.
 //!   v3: the backup learns the master's interval and Skew_Time scales with it (RFC 5798).
@@ -643,11 +646,19 @@ impl Instance {
                     adv.priority, self.cfg.primary_addr
                 )
             };
+            // Two masters: the other may never hear from us once we are quiet (its adverts
+            // can reach us first). One advert of ours tells it there was a split, so it
+            // re-announces the VIPs (keepalived's higher_prio_send_advert, on by default here).
+            self.send_advert(now, self.priority);
             self.become_backup(now, reason);
             self.master_addr = Some(src);
         } else {
-            // keepalived (lower_prio_no_advert off): answer so the other side backs off now.
+            // A lower-priority master: a split brain is healing. Answer at once so it steps
+            // down, and announce the VIPs again: neighbours may have followed its GARPs
+            // (keepalived needs garp_lower_prio_repeat for this).
             self.send_advert(now, self.priority);
+            self.garp_left = GARP_REPEAT;
+            self.announce(now);
         }
     }
 }

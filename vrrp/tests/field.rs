@@ -122,22 +122,7 @@ fn vip_removed_from_the_master_is_restored_with_a_garp() {
     let (lab, mut w0, _w1, _) = pair("restore");
     let (h0, client) = (lab.hosts[0].clone(), lab.client.clone());
     // The client believes the VIP is elsewhere, as after a stale entry.
-    run(
-        "ip",
-        &[
-            "-n",
-            &client,
-            "neigh",
-            "replace",
-            VIP,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "eth0",
-            "nud",
-            "stale",
-        ],
-    );
+    stale_neigh(&client, "02:00:00:00:00:99");
     run(
         "ip",
         &["-n", &h0, "addr", "del", "10.99.0.80/24", "dev", "eth0"],
@@ -235,4 +220,89 @@ fn reload_applies_changes_in_place_without_failover() {
     // The priority change is advertised: the backup's status names the master at 140.
     let st = status(&lab, "b0");
     assert!(st.contains("priority 140"), "{st}");
+}
+
+/// nft in the bridge namespace: drop frames between the two balancers' ports (both still
+/// reach the client).
+fn cut_between_balancers(lab: &Lab, cut: bool) {
+    let br = lab.br.clone();
+    if cut {
+        run(
+            "ip",
+            &[
+                "netns", "exec", &br, "nft", "add", "table", "bridge", "split",
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &br,
+                "nft",
+                "add",
+                "chain",
+                "bridge",
+                "split",
+                "cut",
+                "{ type filter hook forward priority 0 ; }",
+            ],
+        );
+        for (a, b) in [("p0", "p1"), ("p1", "p0")] {
+            run(
+                "ip",
+                &[
+                    "netns", "exec", &br, "nft", "add", "rule", "bridge", "split", "cut",
+                    "iifname", a, "oifname", b, "drop",
+                ],
+            );
+        }
+    } else {
+        run(
+            "ip",
+            &[
+                "netns", "exec", &br, "nft", "delete", "table", "bridge", "split",
+            ],
+        );
+    }
+}
+
+/// keepalived #14/#20/#160/#1884/#2387/#2649: after a split brain heals, the loser steps down
+/// but neighbours keep sending to its MAC until their entries expire. Ours: the loser speaks
+/// once before stepping down, and the winner answers with an advert and a GARP burst.
+#[test]
+fn split_brain_heals_and_neighbours_follow_the_winner() {
+    let (lab, mut w0, mut w1, _) = pair("split");
+    let client = lab.client.clone();
+    cut_between_balancers(&lab, true);
+    let both = wait_for(Duration::from_secs(2), || w0.has(VIP) && w1.has(VIP));
+    assert!(both.is_some(), "no split brain\n{}", lab.log_dump());
+    // A split lasts: both takeover GARP bursts (5 x 100 ms) are over before it heals.
+    std::thread::sleep(Duration::from_millis(800));
+    // The loser announced last: the client sends to it.
+    stale_neigh(&client, "02:99:00:00:00:02");
+    cut_between_balancers(&lab, false);
+    let healed = wait_for(Duration::from_secs(2), || {
+        neigh(&lab, &client, VIP).contains("02:99:00:00:00:01") && !w1.has(VIP)
+    });
+    eprintln!("client follows the winner {healed:?} after the heal");
+    // One advert interval (0.1 s) for the adverts to cross, plus 50 ms for the GARP and our
+    // 5 ms polling.
+    assert!(
+        healed.is_some_and(|t| t < Duration::from_millis(150)),
+        "{healed:?} neigh {}\n{}",
+        neigh(&lab, &client, VIP),
+        lab.log_dump()
+    );
+    assert!(w0.has(VIP));
+}
+
+/// Makes the client believe the VIP lives at `mac`, as after someone else's announcement.
+fn stale_neigh(client: &str, mac: &str) {
+    run(
+        "ip",
+        &[
+            "-n", client, "neigh", "replace", VIP, "lladdr", mac, "dev", "eth0", "nud", "stale",
+        ],
+    );
 }

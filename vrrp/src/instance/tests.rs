@@ -279,6 +279,9 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     );
     let acts = drain(&mut i);
     assert_eq!(sent_priorities(&acts), vec![150]);
+    // A lower master means a healing split brain: the VIPs are announced again.
+    assert_eq!(acts.last(), Some(&Action::SendGratuitous));
+    assert_eq!(i.timer(Timer::Garp), Some(t + GARP_SPACING));
     assert!(transitions(&acts).is_empty());
     assert_eq!(i.state(), State::Master);
 }
@@ -304,7 +307,8 @@ fn master_steps_down_for_higher_priority() {
         )]
     );
     assert!(acts.contains(&Action::RemoveVips));
-    assert!(sent_priorities(&acts).is_empty());
+    // One last advert with our own priority, so the winner learns there were two masters.
+    assert_eq!(sent_priorities(&acts), vec![100]);
     assert_eq!(i.poll_timeout(), Some(t + i.master_down_interval()));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.1")));
 }
