@@ -42,6 +42,9 @@ pub enum Cmd {
         /// The daemon's runtime directory (default /run/vrrp).
         #[arg(long)]
         runtime_dir: Option<PathBuf>,
+        /// Print the status as JSON (for scripts and monitoring).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -51,13 +54,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Cmd::Status {
             config,
             runtime_dir,
-        }) => status_command(config, runtime_dir),
+            json,
+        }) => status_command(config, runtime_dir, json),
         None if cli.check => check_command(&cli.config),
         None => daemon_command(&cli.config),
     }
 }
 
-fn status_command(config: Option<PathBuf>, runtime_dir: Option<PathBuf>) -> ExitCode {
+fn status_command(config: Option<PathBuf>, runtime_dir: Option<PathBuf>, json: bool) -> ExitCode {
     let dir = match (config, runtime_dir) {
         (_, Some(d)) => d,
         (Some(f), None) => match config::load(&f) {
@@ -69,7 +73,7 @@ fn status_command(config: Option<PathBuf>, runtime_dir: Option<PathBuf>) -> Exit
         },
         (None, None) => PathBuf::from("/run/vrrp"),
     };
-    match status_text(&dir) {
+    match status_text(&dir, json) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -147,12 +151,30 @@ pub fn check(paths: &[PathBuf]) -> (String, bool) {
     (out, failed)
 }
 
-/// `vrrp status`: the status file of `runtime_dir`, rendered.
-pub fn status_text(runtime_dir: &Path) -> Result<String, DaemonError> {
-    let st = status::read(runtime_dir).map_err(|source| DaemonError::Io {
+/// `vrrp status`: the status file of `runtime_dir`, rendered for a person or as JSON (with a
+/// `running` field, and the peers' advert ages computed now).
+pub fn status_text(runtime_dir: &Path, json: bool) -> Result<String, DaemonError> {
+    let mut st = status::read(runtime_dir).map_err(|source| DaemonError::Io {
         what: format!("read {}", status::status_path(runtime_dir).display()),
         source,
     })?;
     let alive = status::is_vrrp_alive(st.pid);
-    Ok(status::render(&st, alive))
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    if !json {
+        return Ok(status::render(&st, alive, now_ms));
+    }
+    for p in st.instance.iter_mut().flat_map(|i| i.peers.iter_mut()) {
+        p.age_ms = now_ms.saturating_sub(p.last_advert_ms);
+    }
+    let mut v = serde_json::to_value(&st).map_err(|e| DaemonError::Io {
+        what: "render JSON".into(),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("running".into(), serde_json::Value::Bool(alive));
+    }
+    Ok(format!("{v:#}\n"))
 }

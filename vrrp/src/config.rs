@@ -90,6 +90,8 @@ pub struct Config {
     pub router_id: String,
     /// `global_defs.runtime_dir`, default "/run/vrrp".
     pub runtime_dir: PathBuf,
+    /// `global_defs.metrics`: where the Prometheus endpoint listens (none by default).
+    pub metrics: Option<std::net::SocketAddr>,
     pub scripts: Vec<TrackScript>,
     pub instances: Vec<VrrpInstance>,
     /// Line numbers of items, for lint warnings.

@@ -306,3 +306,83 @@ fn stale_neigh(client: &str, mac: &str) {
         ],
     );
 }
+
+/// keepalived #41/#2001/#2673: what state each instance is in and why, who it hears, whether
+/// its VIPs are really on the interface, as JSON and as Prometheus metrics.
+#[test]
+fn status_json_and_prometheus_metrics_show_the_state() {
+    let mut lab = Lab::new("metrics", 2);
+    let mut c0 = cfg(&lab, 0, 150, 3, 0.1);
+    c0.extra_top = String::new();
+    let c0 = c0.render("b0").replace(
+        "[global_defs]\n",
+        "[global_defs]\nmetrics = \"127.0.0.1:9901\"\n",
+    );
+    let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1").replace(
+        "[global_defs]\n",
+        "[global_defs]\nmetrics = \"127.0.0.1:9901\"\n",
+    );
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    lab.start_vrrp(0, "b0", &c0);
+    lab.start_vrrp(1, "b1", &c1);
+    assert!(wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP)).is_some());
+    // The takeover's GARP burst (5 x 100 ms) is over.
+    std::thread::sleep(Duration::from_millis(600));
+
+    let out = Command::new(VRRP)
+        .args(["status", "--json", "--runtime-dir"])
+        .arg(lab.path("run-b1"))
+        .output()
+        .expect("vrrp status --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let i = &v["instance"][0];
+    assert_eq!(i["state"], "BACKUP", "{v}");
+    assert!(
+        i["reason"].as_str().unwrap_or("").contains("startup"),
+        "{v}"
+    );
+    assert!(i["since_ms"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(i["priority"], 100);
+    assert_eq!(i["peers"][0]["address"], "10.99.0.1", "{v}");
+    assert_eq!(i["peers"][0]["priority"], 150, "{v}");
+    assert!(
+        i["peers"][0]["age_ms"].as_u64().unwrap_or(u64::MAX) < 1000,
+        "{v}"
+    );
+    assert_eq!(i["vips"][0]["address"], "10.99.0.80/24");
+    assert_eq!(i["vips"][0]["on_interface"], false);
+    // The text form says the same for a person.
+    let st = status(&lab, "b1");
+    assert!(st.contains("peer 10.99.0.1 priority 150"), "{st}");
+
+    let scrape = |ns: &str| {
+        let out = lab.exec(
+            ns,
+            &[
+                "bash",
+                "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/9901; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let m = scrape(&lab.hosts[0]);
+    assert!(m.starts_with("HTTP/1.0 200"), "{m}");
+    for line in [
+        "vrrp_instance_state{instance=\"VI_1\",state=\"MASTER\"} 1",
+        "vrrp_instance_priority{instance=\"VI_1\"} 150",
+        "vrrp_vip_on_interface{instance=\"VI_1\",vip=\"10.99.0.80/24\"} 1",
+        "vrrp_transitions_total{instance=\"VI_1\"} 2",
+        "vrrp_garps_sent_total{instance=\"VI_1\"} 5",
+        "vrrp_advert_lateness_seconds_count{instance=\"VI_1\"}",
+    ] {
+        assert!(m.contains(line), "missing {line}\n{m}");
+    }
+    let m = scrape(&lab.hosts[1]);
+    assert!(
+        m.contains("vrrp_peer_priority{instance=\"VI_1\",peer=\"10.99.0.1\"} 150"),
+        "{m}"
+    );
+}

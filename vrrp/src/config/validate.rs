@@ -127,7 +127,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     // A blanked-out key must not also be reported as missing.
     let had_shape_errors = !cx.errors.is_empty();
 
-    let (router_id, runtime_dir) = match &raw.global_defs {
+    let (router_id, runtime_dir, metrics) = match &raw.global_defs {
         Some(g) => {
             let g = g.get_ref();
             let rid = g.router_id.as_ref().map(|s| s.get_ref().clone());
@@ -139,9 +139,23 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 Some(d) => Some(PathBuf::from(d.get_ref())),
                 None => None,
             };
-            (rid, dir)
+            let metrics = g.metrics.as_ref().and_then(|m| {
+                m.get_ref()
+                    .parse::<std::net::SocketAddr>()
+                    .map_err(|_| {
+                        cx.err(
+                            m.span(),
+                            format!(
+                                "metrics {:?}: expected ADDRESS:PORT, e.g. \"127.0.0.1:9901\"",
+                                m.get_ref()
+                            ),
+                        )
+                    })
+                    .ok()
+            });
+            (rid, dir, metrics)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
 
     // File order, not name order: sort by where each table starts.
@@ -223,6 +237,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         source: path.to_path_buf(),
         router_id: router_id.unwrap_or_default(),
         runtime_dir: runtime_dir.unwrap_or_else(|| PathBuf::from("/run/vrrp")),
+        metrics,
         scripts,
         instances,
         lines,

@@ -12,7 +12,9 @@
 //! - `scripts` and `tracking`: probe threads, links, and the priority or Fault they give.
 //! - `reconcile`: VIPs on the interface made to match the state after address changes.
 //! - `reload`: SIGHUP.
-//! - [`status`] and [`notify`]: the status file and the notify scripts.
+//! - [`status`], `snapshot` and `metrics`: the status file, the state it is built from, and
+//!   the Prometheus endpoint.
+//! - [`notify`]: the notify scripts.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +27,7 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::sys::netlink::{Events, Netlink, NetlinkError};
 use crate::sys::socket::NetError;
 
+mod metrics;
 pub mod notify;
 mod poll;
 mod reconcile;
@@ -32,6 +35,7 @@ mod reload;
 mod router;
 mod scripts;
 mod setup;
+mod snapshot;
 pub mod status;
 mod tracking;
 
@@ -105,4 +109,8 @@ struct Daemon {
     children: notify::Children,
     /// The last status written, to skip identical rewrites.
     status_sig: Option<String>,
+    status_volatile: Vec<u64>,
+    status_written: Option<std::time::Instant>,
+    /// What the metrics endpoint serves, when `global_defs.metrics` is set.
+    metrics: Option<metrics::Shared>,
 }

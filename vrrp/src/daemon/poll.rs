@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::router::{drive, receive};
 use super::{io_err, Daemon, DaemonError};
+use crate::instance::Timer;
 
 /// What woke poll(2).
 struct Ready {
@@ -45,6 +46,12 @@ impl Daemon {
                 self.apply_health(now);
             }
             for router in &mut self.routers {
+                if let Some(due) = router.instance.timer(Timer::Adver).filter(|t| now >= *t) {
+                    let late = now.duration_since(due).as_micros();
+                    router
+                        .lateness
+                        .record(u64::try_from(late).unwrap_or(u64::MAX));
+                }
                 if router.instance.poll_timeout().is_some_and(|t| now >= t) {
                     router.instance.handle_timeout(now);
                 }

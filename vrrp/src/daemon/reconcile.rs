@@ -25,6 +25,13 @@ impl Daemon {
                 }
             };
             let router = &mut self.routers[i];
+            router.vips_present = router
+                .conf
+                .vips
+                .iter()
+                .map(|(v, _)| *v)
+                .filter(|v| present.contains(v))
+                .collect();
             let master = router.instance.state() == State::Master;
             let mut restored = false;
             for &(vip, prefix) in &router.conf.vips {
@@ -34,6 +41,13 @@ impl Daemon {
                     (false, true) => self.netlink.del_addr(ifindex, vip, prefix),
                     _ => continue,
                 };
+                if res.is_ok() {
+                    if master {
+                        router.vips_present.push(vip);
+                    } else {
+                        router.vips_present.retain(|v| *v != vip);
+                    }
+                }
                 match res {
                     Ok(_) if master => {
                         restored = true;

@@ -3,10 +3,13 @@
 //! and the two directions between them: `receive` feeds adverts to the state machine, `drive`
 //! turns its actions into I/O.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::notify;
+use super::snapshot::unix_ms;
+use super::status::Lateness;
 use crate::config::VrrpInstance;
 use crate::instance::{Action, DropReason, Instance, State};
 use crate::sys::announce::Announcer;
@@ -32,6 +35,15 @@ pub(super) struct Router {
     pub(super) last_reason: String,
     pub(super) last_drop_warn: Option<Instant>,
     pub(super) buf: Vec<u8>,
+    /// Unix ms of the last transition (or the start).
+    pub(super) since_ms: u64,
+    pub(super) transitions: u64,
+    pub(super) garps_sent: u64,
+    /// Every router heard on this VRID: its last advertised priority and when (Unix ms).
+    pub(super) peers: BTreeMap<IpAddr, (u8, u64)>,
+    /// Which VIPs the interface had at the last address check.
+    pub(super) vips_present: Vec<IpAddr>,
+    pub(super) lateness: Lateness,
 }
 
 /// What ties an instance to its interface.
@@ -70,6 +82,10 @@ pub(super) fn receive(router: &mut Router, buf: &mut [u8]) {
                 }
                 match vrrp::decode(payload, src, dst) {
                     Ok(advert) => {
+                        router.peers.insert(
+                            src,
+                            (advert.priority, unix_ms(std::time::SystemTime::now())),
+                        );
                         if let Err(why) = router.instance.handle_advert(now, src, advert) {
                             log_drop(router, now, src, &why);
                         }
@@ -110,7 +126,8 @@ fn log_drop(router: &mut Router, now: Instant, src: IpAddr, why: &DropReason) {
     tracing::warn!(instance = %router.conf.name, %src, "advert dropped (peer misconfigured?): {why}");
 }
 
-fn announce(router: &Router) {
+fn announce(router: &mut Router) {
+    router.garps_sent += 1;
     let vips: Vec<IpAddr> = router.conf.vips.iter().map(|(a, _)| *a).collect();
     match router.binding.as_ref().and_then(|b| b.announcer.as_ref()) {
         Some(a) => {
@@ -180,6 +197,8 @@ pub(super) fn drive(router: &mut Router, netlink: &mut Netlink, children: &mut n
                     "transition: {reason}"
                 );
                 router.last_reason = reason;
+                router.transitions += 1;
+                router.since_ms = unix_ms(std::time::SystemTime::now());
                 notifications.push(to);
             }
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::router::drive;
 use super::router::{Binding, Router};
-use super::{io_err, notify, status, Daemon, DaemonError, StartError};
+use super::{io_err, metrics, notify, status, Daemon, DaemonError, StartError};
 use crate::config::{Config, VrrpInstance};
 use crate::instance::{Event, Instance};
 use crate::sys::announce::Announcer;
@@ -77,9 +77,13 @@ impl Daemon {
             hup,
             children: notify::Children::default(),
             status_sig: None,
+            status_volatile: Vec::new(),
+            status_written: None,
+            metrics: None,
             cfg,
         };
         daemon.sync_scripts();
+        daemon.start_metrics();
         Ok(daemon)
     }
 
@@ -93,6 +97,7 @@ impl Daemon {
             self.routers.push(router);
         }
         self.drive_all();
+        self.reconcile_vips(now);
         self.write_status();
         tracing::info!(
             config = %self.config_path.display(),
@@ -101,6 +106,22 @@ impl Daemon {
             "vrrp started"
         );
         Ok(())
+    }
+
+    /// The Prometheus endpoint, if configured. A port already taken is logged, not fatal:
+    /// the VIPs matter more than their metrics.
+    fn start_metrics(&mut self) {
+        let Some(addr) = self.cfg.metrics else {
+            return;
+        };
+        let shared = metrics::Shared::default();
+        match metrics::start(addr, shared.clone()) {
+            Ok(()) => {
+                tracing::info!(%addr, "metrics endpoint listening");
+                self.metrics = Some(shared);
+            }
+            Err(e) => tracing::error!(%addr, error = %e, "cannot start the metrics endpoint"),
+        }
     }
 
     /// Starts one instance: bound to its interface if it can be, then its state machine with
@@ -117,6 +138,12 @@ impl Daemon {
             last_reason: String::new(),
             last_drop_warn: None,
             buf: Vec::with_capacity(1500),
+            since_ms: super::snapshot::unix_ms(std::time::SystemTime::now()),
+            transitions: 0,
+            garps_sent: 0,
+            peers: Default::default(),
+            vips_present: Vec::new(),
+            lateness: Default::default(),
         };
         self.try_bind(&mut router);
         self.init_router(router, now)
