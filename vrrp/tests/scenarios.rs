@@ -230,6 +230,21 @@ fn sighup_reload_refuses_bad_config_and_applies_changes() {
     assert!(w1.has(VIP) && !w0.has(VIP));
 }
 
+/// `vrrp --check --config A --config B`: exit code and stdout.
+fn check_pair(a: &std::path::Path, b: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(VRRP)
+        .args(["--check", "--config"])
+        .arg(a)
+        .arg("--config")
+        .arg(b)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn check_reports_errors_with_positions_and_lints() {
     let dir = std::env::temp_dir().join(format!("vrrp-check-{}", std::process::id()));
@@ -262,16 +277,26 @@ fn check_reports_errors_with_positions_and_lints() {
     let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
     std::fs::write(&a, seed(150, true)).unwrap();
     std::fs::write(&b, seed(100, true)).unwrap();
-    let out = Command::new(VRRP)
-        .args(["--check", "--config"])
-        .arg(&a)
-        .arg("--config")
-        .arg(&b)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("warning"), "{text}");
+    let (code, text) = check_pair(&a, &b);
+    assert_eq!(code, Some(0), "{text}");
+    let want = format!(
+        "{}:9: warning: vrrp_instance VI_1: when chk (weight -20) fail(s), priority 150 drops only to 130, \
+         still above VI_1's 100 in {}: the VIPs will not move; use a total weight of -51 or lower",
+        a.display(),
+        b.display()
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(text.contains("OK (1 warning)"), "{text}");
+    // A weight that does move them, slowly: --check says why, and what weight 0 does.
+    std::fs::write(&a, seed(150, true).replace("weight = -20", "weight = -60")).unwrap();
+    let (code, text) = check_pair(&a, &b);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "only after the peer's Master_Down_Interval (3 x advert_int + Skew_Time = 3.61 s)"
+        ) && text.contains("takes over after Skew_Time (0.61 s)"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -94,6 +94,40 @@ fn priority_range(cfg: &Config, inst: &super::VrrpInstance) -> (i64, i64, Vec<(S
     (low.clamp(1, 254), high.clamp(1, 254), negative)
 }
 
+/// A negative weight that does move mastership, but slowly: explain why and what weight 0
+/// does instead (the times from the peer's timers).
+fn slow_handover(
+    cfg: &Config,
+    ii: usize,
+    other_cfg: &Config,
+    other: &super::VrrpInstance,
+    my_low: i64,
+    negative: &[(String, i32)],
+) -> Warning {
+    let inst = &cfg.instances[ii];
+    let names: Vec<String> = negative
+        .iter()
+        .map(|(n, w)| format!("{n} (weight {w})"))
+        .collect();
+    let interval = other.advert_interval.as_secs_f64();
+    let share = f64::from(256 - u32::from(other.priority)) / 256.0;
+    let skew = match other.version {
+        Version::V2 => share,
+        Version::V3 => share * interval,
+    };
+    let down = 3.0 * interval + skew;
+    warn(cfg, line(&cfg.lines.instance_priority, ii), format!(
+        "vrrp_instance {}: when {} fail(s), priority {} -> {}, below {}'s {} in {}: the VIPs move, but only after the peer's Master_Down_Interval (3 x advert_int + Skew_Time = {down:.2} s), because a backup ignores lower-priority adverts and waits for the master to fall silent; with weight = 0 a failing check puts this router in FAULT instead: it sends a priority-0 advert and the peer takes over after Skew_Time ({skew:.2} s)",
+        inst.name,
+        names.join(", "),
+        inst.priority,
+        my_low,
+        other.name,
+        other.priority,
+        other_cfg.source.display(),
+    ))
+}
+
 /// Lints across the configs of the routers that share virtual routers (one file per router).
 pub fn lint_pair(cfgs: &[Config]) -> Vec<Warning> {
     let mut out: Vec<Warning> = cfgs.iter().flat_map(lint).collect();
@@ -129,6 +163,9 @@ pub fn lint_pair(cfgs: &[Config]) -> Vec<Warning> {
                             other_cfg.source.display(),
                             peer_high - i64::from(inst.priority) - 1,
                         )));
+                    }
+                    if my_high > peer_high && !negative.is_empty() && my_low < peer_high {
+                        out.push(slow_handover(cfg, ii, other_cfg, other, my_low, &negative));
                     }
                     // Report mismatches once per pair (from the earlier file).
                     if oi < ci {

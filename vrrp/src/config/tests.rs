@@ -161,9 +161,51 @@ fn deploy_configs_parse_and_their_weight_moves_the_vips() {
         (ip("172.16.249.80"), 32),
         "keepalived's default /32"
     );
-    assert_eq!(s1.scripts[0].weight, -60);
+    // Weight 0: a failing proxy puts the balancer in FAULT (priority-0 advert, the peer takes
+    // over after Skew_Time), as provision renders it and as the lab measured (1.2 s against
+    // 3.8 s for the weight -60 these files had).
+    assert_eq!(s1.scripts[0].weight, 0);
     let w = lint_pair(&[s1, s2]);
     assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn check_explains_why_a_negative_weight_hands_over_slowly() {
+    let deploy = |name: &str, text: &str| {
+        parse(
+            &text.replace("weight = 0 ", "weight = -60 "),
+            Path::new(name),
+        )
+        .unwrap()
+    };
+    let s1 = deploy("s1.toml", include_str!("../../../deploy/vrrp-server1.toml"));
+    let s2 = deploy("s2.toml", include_str!("../../../deploy/vrrp-server2.toml"));
+    assert_eq!(s1.scripts[0].weight, -60);
+    let w = lint_pair(&[s1, s2]);
+    let text: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+    let slow = text
+        .iter()
+        .find(|t| t.contains("check_proxy (weight -60)"))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    for want in [
+        "s1.toml:",
+        "priority 150 -> 90, below VI_1's 100 in s2.toml",
+        "ignores lower-priority adverts",
+        "Master_Down_Interval",
+        "3.61 s",
+        "weight = 0",
+        "FAULT",
+        "Skew_Time",
+        "0.61 s",
+    ] {
+        assert!(slow.contains(want), "missing {want:?} in {slow}");
+    }
+    // Server2 failing cannot flip anything (it is the backup already): no explanation there.
+    assert_eq!(
+        text.iter().filter(|t| t.contains("weight -60")).count(),
+        1,
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -195,7 +237,7 @@ fn lint_flags_the_seeds_weight_trap() {
 #[test]
 fn lint_pair_flags_split_brain_mismatches() {
     let s1 = parse(
-        &seed("a", 150).replace("weight = -20", "weight = -60"),
+        &seed("a", 150).replace("weight = -20", "weight = 0"),
         Path::new("1"),
     )
     .unwrap();
