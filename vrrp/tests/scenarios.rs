@@ -114,9 +114,17 @@ fn weight_zero_script_means_fault() {
     lab.start_vrrp(1, "b1", &c1);
     assert!(wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP)).is_some());
     std::fs::write(&flag, "").unwrap();
-    // Fault sends priority 0: takeover after Skew_Time, well under Master_Down_Interval.
+    // Fault sends priority 0: the backup takes over after Skew_Time ((256 - 100) / 256 x 0.1 s
+    // = 61 ms), not after Master_Down_Interval (361 ms). Budget: the probe interval (100 ms)
+    // for the check to see the flag, the script's run (~10 ms), Skew_Time, and 5 ms polling:
+    // 180 ms; bound 300 ms, still below the 361 ms the slow path would take.
     let t = wait_for(Duration::from_secs(3), || w1.has(VIP) && !w0.has(VIP));
-    assert!(t.is_some(), "{}", lab.log_dump());
+    eprintln!("weight 0 handover after {t:?}");
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(300)),
+        "{t:?}\n{}",
+        lab.log_dump()
+    );
     let st = Command::new(VRRP)
         .args(["status", "--runtime-dir"])
         .arg(lab.path("run-b0"))
