@@ -24,9 +24,86 @@ fn line(v: &[usize], i: usize) -> usize {
     v.get(i).copied().unwrap_or(0)
 }
 
+/// What vrrp.service's sandbox does to a script, by a word the command contains: the unit
+/// runs the daemon (and so every track and notify script) as root but with only
+/// CAP_NET_ADMIN and CAP_NET_RAW, NoNewPrivileges, a read-only file system except the runtime
+/// directory (ProtectSystem=strict) and a private /tmp.
+const SANDBOX: [(&str, &str); 5] = [
+    ("sudo", "sudo cannot raise privileges under NoNewPrivileges=yes"),
+    ("su ", "su cannot raise privileges under NoNewPrivileges=yes"),
+    ("systemctl", "systemctl start/stop/restart from inside the unit may be refused (systemd can check for CAP_SYS_ADMIN, which the unit drops); prefer a check that only reads (the http probe, pidof) and let the proxy's own unit restart it (Restart=on-failure)"),
+    ("killall", "killall/pkill with a real signal needs CAP_KILL for processes of other users (nginx workers), which the unit drops; `killall -0 nginx` still succeeds through the root-owned master"),
+    ("pkill", "killall/pkill with a real signal needs CAP_KILL for processes of other users (nginx workers), which the unit drops; `pkill -0` still succeeds through the root-owned master"),
+];
+
+/// Warnings for commands that will not work inside vrrp.service's sandbox.
+fn sandbox_warnings(cfg: &Config, out: &mut Vec<Warning>) {
+    let mut commands: Vec<(String, usize, &str)> = Vec::new();
+    for (i, s) in cfg.scripts.iter().enumerate() {
+        if let super::Probe::Script(cmd) = &s.probe {
+            commands.push((
+                format!("vrrp_script {}", s.name),
+                line(&cfg.lines.script_weight, i),
+                cmd,
+            ));
+        }
+    }
+    for (i, inst) in cfg.instances.iter().enumerate() {
+        let l = line(&cfg.lines.instance_priority, i);
+        for (key, cmd) in [
+            ("notify_master", &inst.notify_master),
+            ("notify_backup", &inst.notify_backup),
+            ("notify_fault", &inst.notify_fault),
+            ("notify", &inst.notify),
+        ] {
+            if let Some(cmd) = cmd {
+                commands.push((format!("vrrp_instance {} {key}", inst.name), l, cmd));
+            }
+        }
+    }
+    for (what, l, cmd) in commands {
+        let padded = format!(" {cmd} ");
+        for (word, why) in SANDBOX {
+            let hit = padded.contains(&format!(" {}", word.trim_end()))
+                && !(word == "killall" && padded.contains("killall -0 "))
+                && !(word == "pkill" && padded.contains("pkill -0 "));
+            if hit {
+                out.push(warn(
+                    cfg,
+                    l,
+                    format!("{what}: {cmd:?} runs inside vrrp.service's sandbox: {why}"),
+                ));
+            }
+        }
+        if let Some(path) = written_path(cmd) {
+            if !path.starts_with(&*cfg.runtime_dir.to_string_lossy())
+                && !path.starts_with("/tmp/")
+                && path != "/dev/null"
+            {
+                out.push(warn(cfg, l, format!(
+                    "{what}: {cmd:?} writes {path}, but vrrp.service makes the file system read-only (ProtectSystem=strict) except {} and a private /tmp",
+                    cfg.runtime_dir.display()
+                )));
+            }
+        }
+    }
+}
+
+/// The file a shell command redirects its output to (`> FILE`, `>> FILE`), if any.
+fn written_path(cmd: &str) -> Option<String> {
+    let at = cmd.find('>')?;
+    let rest = cmd.get(at..)?.trim_start_matches('>').trim_start();
+    let path: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ';' && *c != '&' && *c != '|')
+        .collect();
+    path.starts_with('/').then_some(path)
+}
+
 /// Single-file lints.
 pub fn lint(cfg: &Config) -> Vec<Warning> {
     let mut out = Vec::new();
+    sandbox_warnings(cfg, &mut out);
     for (i, inst) in cfg.instances.iter().enumerate() {
         if inst.version == Version::V3 && inst.auth != Auth::None {
             out.push(warn(

@@ -553,3 +553,41 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn check_says_which_scripts_the_unit_sandbox_breaks() {
+    let text = "[vrrp_script.chk]\nscript = \"killall -0 nginx\"\n\
+                [vrrp_script.restart]\nscript = \"pidof nginx || sudo systemctl restart nginx\"\n\
+                [vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\n\
+                virtual_ipaddress = [\"10.0.0.80/24\"]\ntrack_script = [\"chk\", \"restart\"]\n\
+                notify_master = \"echo master > /var/log/vrrp-state\"\n\
+                notify_backup = \"echo backup > /run/vrrp/state\"\n";
+    let c = p(text).unwrap();
+    let w: Vec<String> = lint(&c).iter().map(|w| w.message.clone()).collect();
+    // killall -0 and pidof work in the sandbox: nothing said about them.
+    assert!(!w.iter().any(|m| m.contains("vrrp_script chk")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script restart") && m.contains("NoNewPrivileges")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script restart") && m.contains("systemctl")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|m| m.contains("notify_master")
+            && m.contains("/var/log/vrrp-state")
+            && m.contains("ProtectSystem=strict")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|m| m.contains("notify_backup")), "{w:?}");
+    let killer = p(&text.replace("killall -0 nginx", "killall -HUP nginx")).unwrap();
+    let w: Vec<String> = lint(&killer).iter().map(|w| w.message.clone()).collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script chk") && m.contains("CAP_KILL")),
+        "{w:?}"
+    );
+}
