@@ -92,6 +92,9 @@ pub struct Config {
     pub runtime_dir: PathBuf,
     /// `global_defs.metrics`: where the Prometheus endpoint listens (none by default).
     pub metrics: Option<std::net::SocketAddr>,
+    /// `global_defs.realtime`: the event loop runs SCHED_RR with its memory locked, so adverts
+    /// leave on time on a starved machine (default false).
+    pub realtime: bool,
     pub scripts: Vec<TrackScript>,
     pub instances: Vec<VrrpInstance>,
     /// Line numbers of items, for lint warnings.

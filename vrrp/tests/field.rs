@@ -386,3 +386,55 @@ fn status_json_and_prometheus_metrics_show_the_state() {
         "{m}"
     );
 }
+
+/// Field 41 of /proc/PID/task/TID/stat: the scheduling policy (2 = SCHED_RR).
+fn policy(pid: u32, tid: &str) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // Fields after the command start at field 3.
+    after_comm
+        .split_whitespace()
+        .nth(41 - 3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// keepalived #1955/#2066/#2220/#2469: adverts that leave late on a busy machine make the
+/// backup take over. `realtime = true` puts the advert-sending thread, and only it, in SCHED_RR
+/// with memory locked.
+#[test]
+fn realtime_puts_only_the_event_loop_in_sched_rr() {
+    let mut lab = Lab::new("rt", 1);
+    let mut c = cfg(&lab, 0, 150, 3, 0.1);
+    c.extra_top = "[vrrp_script.chk]\nscript = \"true\"\ninterval = 0.1\n".into();
+    c.extra_instance = "track_script = [\"chk\"]\n".into();
+    let text = c
+        .render("b0")
+        .replace("[global_defs]\n", "[global_defs]\nrealtime = true\n");
+    let pid = lab.start_vrrp(0, "b0", &text);
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    assert!(wait_for(Duration::from_secs(3), || w0.has(VIP)).is_some());
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(tids.len() >= 2, "a probe thread besides the loop: {tids:?}");
+    let main = pid.to_string();
+    assert_eq!(
+        policy(pid, &main),
+        2,
+        "event loop not SCHED_RR\n{}",
+        lab.log_dump()
+    );
+    for t in tids.iter().filter(|t| **t != main) {
+        assert_eq!(policy(pid, t), 0, "thread {t} should stay SCHED_OTHER");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let locked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(locked > 0, "memory not locked: {status}");
+}

@@ -24,6 +24,8 @@ pub(super) struct RawGlobal {
     pub runtime_dir: Option<Spanned<String>>,
     /// ADDRESS:PORT of the Prometheus endpoint.
     pub metrics: Option<Spanned<String>>,
+    /// Run the event loop SCHED_RR with its memory locked.
+    pub realtime: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -127,7 +127,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     // A blanked-out key must not also be reported as missing.
     let had_shape_errors = !cx.errors.is_empty();
 
-    let (router_id, runtime_dir, metrics) = match &raw.global_defs {
+    let (router_id, runtime_dir, metrics, realtime) = match &raw.global_defs {
         Some(g) => {
             let g = g.get_ref();
             let rid = g.router_id.as_ref().map(|s| s.get_ref().clone());
@@ -153,9 +153,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
                     })
                     .ok()
             });
-            (rid, dir, metrics)
+            (rid, dir, metrics, g.realtime.unwrap_or(false))
         }
-        None => (None, None, None),
+        None => (None, None, None, false),
     };
 
     // File order, not name order: sort by where each table starts.
@@ -238,6 +238,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         router_id: router_id.unwrap_or_default(),
         runtime_dir: runtime_dir.unwrap_or_else(|| PathBuf::from("/run/vrrp")),
         metrics,
+        realtime,
         scripts,
         instances,
         lines,

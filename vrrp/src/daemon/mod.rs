@@ -81,7 +81,20 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     for w in config::lint(&cfg) {
         tracing::warn!("{w}");
     }
+    let realtime = cfg.realtime;
     let mut daemon = Daemon::new(config_path.to_path_buf(), cfg)?;
+    if realtime {
+        // Not fatal: a daemon without realtime still works, only less well on a busy machine.
+        match crate::sys::realtime::enter() {
+            Ok(()) => tracing::info!(
+                priority = crate::sys::realtime::RT_PRIORITY,
+                "realtime: event loop SCHED_RR, memory locked"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "realtime = true but SCHED_RR/mlockall failed (needs CAP_SYS_NICE and CAP_IPC_LOCK, or LimitRTPRIO/LimitMEMLOCK)")
+            }
+        }
+    }
     let res = daemon.start_all().and_then(|()| daemon.event_loop());
     daemon.shutdown();
     res
