@@ -29,10 +29,3 @@ pub fn enter() -> io::Result<()> {
     mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE)?;
     Ok(())
 }
-
-/// The calling thread's scheduling policy (without the reset-on-fork flag).
-pub fn policy() -> i32 {
-    // SAFETY: plain syscall on this thread.
-    let p = unsafe { libc::sched_getscheduler(0) };
-    p & !libc::SCHED_RESET_ON_FORK
-}
