@@ -171,6 +171,7 @@ impl VrrpInstance {
             },
             primary_addr,
             initial_master_hint: self.initial_master_hint,
+            paced: false,
         }
     }
 }

@@ -87,6 +87,9 @@ pub struct InstanceConfig {
     pub primary_addr: IpAddr,
     /// `state = "MASTER"` in config (keepalived: hint only).
     pub initial_master_hint: bool,
+    /// A pacer thread repeats the master's adverts (see [`Action::Pace`]); the instance then
+    /// arms no Adver_Timer and only sends the adverts a protocol event calls for.
+    pub paced: bool,
 }
 
 /// Inputs.
@@ -122,6 +125,9 @@ pub enum Action {
         to: State,
         reason: String,
     },
+    /// Paced mode: repeat this advert every advert interval from now on (Some), or stop (None;
+    /// always before a priority-0 advert).
+    Pace(Option<vrrp::Advert>),
 }
 
 /// Counters of received adverts, mostly the dropped ones (keepalived logs these).
@@ -204,6 +210,8 @@ pub struct Instance {
     timers: TimerTable,
     /// Announcements still to send for the current takeover.
     garp_left: u32,
+    /// Paced mode: the pacer is repeating our adverts.
+    pacing: bool,
     /// keepalived's preempt_time (only used with a non-zero preempt_delay).
     preempt_at: Option<Instant>,
     fault: bool,
@@ -234,6 +242,7 @@ impl Instance {
             master_addr: None,
             timers: TimerTable::default(),
             garp_left: 0,
+            pacing: false,
             preempt_at: None,
             fault: false,
             actions: VecDeque::new(),
@@ -392,8 +401,22 @@ impl Instance {
         let adv = self.advert(priority);
         self.actions.push_back(Action::SendAdvert(adv));
         self.stats.adverts_sent += 1;
-        self.timers
-            .set(Timer::Adver, now + self.cfg.advert_interval);
+        if !self.cfg.paced {
+            self.timers
+                .set(Timer::Adver, now + self.cfg.advert_interval);
+        } else if self.state == State::Master && priority == self.priority {
+            self.actions
+                .push_back(Action::Pace(Some(self.advert(priority))));
+            self.pacing = true;
+        }
+    }
+
+    /// Paced mode: the pacer stops repeating our adverts.
+    fn stop_pacing(&mut self) {
+        if self.pacing {
+            self.pacing = false;
+            self.actions.push_back(Action::Pace(None));
+        }
     }
 
     /// One announcement now, the next one GARP_SPACING later while some are left.
@@ -426,6 +449,7 @@ impl Instance {
 
     /// Leaving Master (or stopping): no more adverts or announcements from this takeover.
     fn stop_master_timers(&mut self) {
+        self.stop_pacing();
         self.timers.stop(Timer::Adver);
         self.timers.stop(Timer::Garp);
         self.garp_left = 0;
@@ -478,6 +502,7 @@ impl Instance {
         match self.state {
             State::Initialize => return,
             State::Master => {
+                self.stop_pacing();
                 let adv = self.advert(0);
                 self.actions.push_back(Action::SendAdvert(adv));
                 self.stats.adverts_sent += 1;
@@ -508,6 +533,7 @@ impl Instance {
         self.fault = fault;
         match (fault, self.state) {
             (true, State::Master) => {
+                self.stop_pacing();
                 let adv = self.advert(0);
                 self.actions.push_back(Action::SendAdvert(adv));
                 self.stats.adverts_sent += 1;

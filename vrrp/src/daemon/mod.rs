@@ -14,6 +14,7 @@
 //! - `reload`: SIGHUP.
 //! - [`status`], `snapshot` and `metrics`: the status file, the state it is built from, and
 //!   the Prometheus endpoint.
+//! - `pacer`: with `realtime = true`, the SCHED_RR thread that repeats the masters' adverts.
 //! - [`notify`]: the notify scripts.
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::sys::socket::NetError;
 
 mod metrics;
 pub mod notify;
+mod pacer;
 mod poll;
 mod reconcile;
 mod reload;
@@ -81,20 +83,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     for w in config::lint(&cfg) {
         tracing::warn!("{w}");
     }
-    let realtime = cfg.realtime;
     let mut daemon = Daemon::new(config_path.to_path_buf(), cfg)?;
-    if realtime {
-        // Not fatal: a daemon without realtime still works, only less well on a busy machine.
-        match crate::sys::realtime::enter() {
-            Ok(()) => tracing::info!(
-                priority = crate::sys::realtime::RT_PRIORITY,
-                "realtime: event loop SCHED_RR, memory locked"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "realtime = true but SCHED_RR/mlockall failed (needs CAP_SYS_NICE and CAP_IPC_LOCK, or LimitRTPRIO/LimitMEMLOCK)")
-            }
-        }
-    }
     let res = daemon.start_all().and_then(|()| daemon.event_loop());
     daemon.shutdown();
     res
@@ -126,4 +115,6 @@ struct Daemon {
     status_written: Option<std::time::Instant>,
     /// What the metrics endpoint serves, when `global_defs.metrics` is set.
     metrics: Option<metrics::Shared>,
+    /// With `realtime = true`: the thread that repeats the masters' adverts.
+    pacer: Option<pacer::Pacer>,
 }

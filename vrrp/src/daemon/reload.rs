@@ -82,7 +82,8 @@ impl Daemon {
         router.conf = conf.clone();
         self.resolve_tracking(router);
         let src = src.map_or_else(|| router.instance.config().primary_addr, |(s, _)| s);
-        router.instance.reconfigure(now, conf.instance_config(src));
+        let cfg = router.instance_config(src);
+        router.instance.reconfigure(now, cfg);
     }
 }
 

@@ -8,9 +8,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::notify;
+use super::pacer::Pacer;
 use super::snapshot::unix_ms;
 use super::status::Lateness;
 use crate::config::VrrpInstance;
+use crate::instance::InstanceConfig;
 use crate::instance::{Action, DropReason, Instance, State};
 use crate::sys::announce::Announcer;
 use crate::sys::netlink::Netlink;
@@ -44,6 +46,17 @@ pub(super) struct Router {
     /// Which VIPs the interface had at the last address check.
     pub(super) vips_present: Vec<IpAddr>,
     pub(super) lateness: Lateness,
+    /// With `realtime = true`: repeats this instance's adverts while it is master.
+    pub(super) pacer: Option<Pacer>,
+}
+
+impl Router {
+    /// The state machine's configuration for source address `src`.
+    pub(super) fn instance_config(&self, src: IpAddr) -> InstanceConfig {
+        let mut c = self.conf.instance_config(src);
+        c.paced = self.pacer.is_some();
+        c
+    }
 }
 
 /// What ties an instance to its interface.
@@ -154,6 +167,36 @@ fn send_advert(router: &mut Router, adv: &vrrp::Advert) {
     }
 }
 
+/// Hands the pacer the advert to repeat (encoded per destination), or takes it back.
+fn pace(router: &mut Router, advert: Option<&vrrp::Advert>) {
+    let Some(pacer) = &router.pacer else {
+        return;
+    };
+    let repeat = match (advert, &router.binding) {
+        (Some(adv), Some(binding)) => {
+            let mut frames = Vec::new();
+            for dst in binding.socket.destinations() {
+                let mut buf = Vec::new();
+                match vrrp::encode(adv, binding.src, dst, router.conf.checksum, &mut buf) {
+                    Ok(()) => frames.push((dst, buf)),
+                    Err(e) => {
+                        tracing::error!(instance = %router.conf.name, error = %e, "cannot encode advert")
+                    }
+                }
+            }
+            match binding.socket.try_clone() {
+                Ok(socket) => Some((socket, frames, adv.interval())),
+                Err(e) => {
+                    tracing::error!(instance = %router.conf.name, error = %e, "cannot hand the socket to the pacer");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    pacer.set(&router.conf.name, repeat);
+}
+
 /// Executes an instance's pending actions, in order. Notify scripts run after the whole
 /// batch, as keepalived runs them after the VIPs are in place: a notify_master script that
 /// binds to a VIP must find it.
@@ -188,6 +231,7 @@ pub(super) fn drive(router: &mut Router, netlink: &mut Netlink, children: &mut n
                 }
             }
             Action::SendGratuitous => announce(router),
+            Action::Pace(advert) => pace(router, advert.as_ref()),
             Action::Transition { from, to, reason } => {
                 tracing::info!(
                     instance = %router.conf.name,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::router::drive;
 use super::router::{Binding, Router};
-use super::{io_err, metrics, notify, status, Daemon, DaemonError, StartError};
+use super::{io_err, metrics, notify, pacer, status, Daemon, DaemonError, StartError};
 use crate::config::{Config, VrrpInstance};
 use crate::instance::{Event, Instance};
 use crate::sys::announce::Announcer;
@@ -80,10 +80,18 @@ impl Daemon {
             status_volatile: Vec::new(),
             status_written: None,
             metrics: None,
+            pacer: None,
             cfg,
         };
         daemon.sync_scripts();
         daemon.start_metrics();
+        if daemon.cfg.realtime {
+            // Not fatal: without the pacer the event loop sends the adverts itself.
+            match pacer::Pacer::start() {
+                Ok(p) => daemon.pacer = Some(p),
+                Err(e) => tracing::error!(error = %e, "cannot start the advert pacer thread"),
+            }
+        }
         Ok(daemon)
     }
 
@@ -134,6 +142,7 @@ impl Daemon {
             binding: None,
             unbound: String::new(),
             instance: Instance::new(conf.instance_config(unbound_addr(conf))),
+            pacer: self.pacer.clone(),
             health: Health::Priority(conf.priority),
             last_reason: String::new(),
             last_drop_warn: None,
@@ -145,6 +154,7 @@ impl Daemon {
             vips_present: Vec::new(),
             lateness: Default::default(),
         };
+        router.instance = Instance::new(router.instance_config(unbound_addr(conf)));
         self.try_bind(&mut router);
         self.init_router(router, now)
     }
@@ -161,7 +171,7 @@ impl Daemon {
                     .map(|l| l.up)
                     .unwrap_or(false);
                 router.links[0].1 = link_up;
-                router.instance = Instance::new(router.conf.instance_config(binding.src));
+                router.instance = Instance::new(router.instance_config(binding.src));
                 tracing::info!(instance = %router.conf.name, interface = %router.conf.interface, src = %binding.src, "bound to interface");
                 router.binding = Some(binding);
                 router.unbound.clear();

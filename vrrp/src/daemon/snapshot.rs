@@ -35,6 +35,11 @@ impl Daemon {
 
     fn instance_status(&self, r: &Router, now_ms: u64) -> InstanceStatus {
         let stats = r.instance.stats();
+        // Paced: the repeats are the pacer's to count and time.
+        let (lateness, paced_sent) = match &r.pacer {
+            Some(p) => p.stats(&r.conf.name),
+            None => (r.lateness.clone(), 0),
+        };
         InstanceStatus {
             name: r.conf.name.clone(),
             interface: r.conf.interface.clone(),
@@ -67,14 +72,14 @@ impl Daemon {
                 .collect(),
             transitions: r.transitions,
             garps_sent: r.garps_sent,
-            adverts_sent: stats.adverts_sent,
+            adverts_sent: stats.adverts_sent + paced_sent,
             adverts_received: stats.adverts_accepted,
             adverts_dropped: stats.dropped_version
                 + stats.dropped_auth
                 + stats.dropped_addr_list
                 + stats.dropped_interval
                 + stats.dropped_vrid,
-            advert_lateness: r.lateness.clone(),
+            advert_lateness: lateness,
         }
     }
 

@@ -19,6 +19,7 @@ pub(super) fn vips() -> Vec<IpAddr> {
 
 pub(super) fn cfg(priority: u8, addr: &str) -> InstanceConfig {
     InstanceConfig {
+        paced: false,
         name: "VI_1".into(),
         vrid: 51,
         version: Version::V2,
@@ -675,4 +676,29 @@ fn reconfigure_keeps_the_state_and_advertises_what_changed() {
     b.reconfigure(t, cfg(100, "10.0.0.2"));
     assert!(drain(&mut b).is_empty());
     assert_eq!(b.poll_timeout(), down);
+}
+
+#[test]
+fn paced_master_hands_repeats_to_the_pacer_and_stops_it_before_resigning() {
+    let t0 = Instant::now();
+    let mut c = cfg(150, "10.0.0.1");
+    c.paced = true;
+    let mut i = backup(c, t0);
+    let t = i.poll_timeout().unwrap();
+    i.handle_timeout(t);
+    let acts = drain(&mut i);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Pace(Some(adv)) if adv.priority == 150)),
+        "{acts:?}"
+    );
+    // No Adver_Timer: the pacer repeats.
+    assert_eq!(i.timer(Timer::Adver), None);
+    i.handle(t, Event::Shutdown);
+    let acts = drain(&mut i);
+    let stop = acts.iter().position(|a| *a == Action::Pace(None));
+    let resign = acts
+        .iter()
+        .position(|a| matches!(a, Action::SendAdvert(adv) if adv.priority == 0));
+    assert!(stop.is_some() && stop < resign, "{acts:?}");
 }

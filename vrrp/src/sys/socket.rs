@@ -158,6 +158,14 @@ impl VrrpSocket {
         Ok(VrrpSocket { sock, cfg })
     }
 
+    /// A second handle on the same socket (for the advert pacer thread).
+    pub fn try_clone(&self) -> io::Result<VrrpSocket> {
+        Ok(VrrpSocket {
+            sock: self.sock.try_clone()?,
+            cfg: self.cfg.clone(),
+        })
+    }
+
     pub fn config(&self) -> &SocketConfig {
         &self.cfg
     }

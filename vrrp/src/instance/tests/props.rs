@@ -82,6 +82,7 @@ proptest! {
                         prop_assert_eq!(adv.addrs.len(), 3);
                     }
                     Action::SendGratuitous => prop_assert!(have_vips && state == State::Master),
+                    Action::Pace(p) => prop_assert!(p.is_none() || state == State::Master),
                 }
             }
             prop_assert_eq!(state, i.state());

@@ -95,7 +95,9 @@ impl Sim {
                 Action::Transition { from, to, reason } => {
                     self.log.push((self.now, i, from, to, reason))
                 }
-                Action::AddVips | Action::RemoveVips | Action::SendGratuitous => {}
+                // The simulation runs unpaced instances.
+                Action::AddVips | Action::RemoveVips | Action::SendGratuitous | Action::Pace(_) => {
+                }
             }
         }
     }
