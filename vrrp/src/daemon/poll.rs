@@ -12,7 +12,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::router::{drive, receive};
 use super::{io_err, Daemon, DaemonError};
-use crate::instance::Timer;
+use crate::instance::{State, Timer};
+
+/// How often a paced master's counts reach the status file and metrics.
+const PACED_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What woke poll(2).
 struct Ready {
@@ -93,12 +96,20 @@ impl Daemon {
     }
 
     /// Until the earliest protocol timer, rounded up to whole milliseconds (waking a little
-    /// early would only spin); forever when no timer is armed.
+    /// early would only spin); forever when no timer is armed. A paced master has no timer of
+    /// its own here, so the loop wakes once a second to publish the pacer's counts (status
+    /// file and metrics).
     fn sleep(&self) -> PollTimeout {
+        let paced_master = self
+            .routers
+            .iter()
+            .any(|r| r.pacer.is_some() && r.instance.state() == State::Master);
+        let refresh = paced_master.then(|| Instant::now() + PACED_REFRESH);
         let Some(deadline) = self
             .routers
             .iter()
             .filter_map(|r| r.instance.poll_timeout())
+            .chain(refresh)
             .min()
         else {
             return PollTimeout::NONE;
