@@ -4,7 +4,7 @@
 //! - [`socket`]: the raw IP-protocol-112 socket of one instance (send and filter adverts).
 //! - [`netlink`]: the rtnetlink client (add/remove VIPs, read addresses and link state).
 //! - [`announce`]: gratuitous ARP and unsolicited NA for the VIPs of a new master.
-//! - [`realtime`]: SCHED_RR and locked memory for the event loop.
+//! - [`realtime`]: SCHED_RR and locked memory for the advert pacer.
 
 pub mod announce;
 pub mod netlink;

@@ -4,7 +4,9 @@
 //! the kernel's rtnetlink announcements (links, addresses) and a wake socket (probe results,
 //! signals), sleeping until the earliest protocol timer of any instance. It feeds the instances their inputs (adverts, timeouts, tracking) and turns
 //! their actions into I/O (adverts, VIPs via netlink, GARP/NA, notify scripts, the status
-//! file). Probes run on their own threads: a slow script must not delay adverts.
+//! file). Probes run on their own threads: a slow script must not delay adverts. With
+//! `realtime = true` a SCHED_RR pacer thread repeats the masters' adverts, so a busy machine
+//! cannot make them late.
 //!
 //! - `setup`: pid file, signals, starting instances, the graceful stop.
 //! - `poll`: the event loop.

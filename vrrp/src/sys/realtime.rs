@@ -1,10 +1,10 @@
-//! `realtime = true`: the event loop thread runs SCHED_RR at a fixed priority and the process
-//! memory is locked, so a master's adverts leave on time however many CPU-bound processes
-//! share the machine (the cause of false failovers at short advert intervals is always a late
-//! master). keepalived only switches to realtime after a timer was already 1 s late.
+//! `realtime = true`: the thread that repeats the masters' adverts (the daemon's pacer) runs
+//! SCHED_RR at a fixed priority and the process memory is locked, so adverts leave on time
+//! however many CPU-bound processes share the machine (the cause of false failovers at short
+//! advert intervals is always a late master). keepalived only switches to realtime after a
+//! timer was already 1 s late.
 //!
-//! SCHED_RESET_ON_FORK: probe threads started later, scripts and notify children run at
-//! normal priority; only the thread that sends adverts is realtime.
+//! SCHED_RESET_ON_FORK: anything the realtime thread would start runs at normal priority.
 
 use std::io;
 
