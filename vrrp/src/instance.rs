@@ -147,6 +147,8 @@ pub struct Instance {
     garp_left: u32,
     /// Paced mode: the pacer is repeating our adverts.
     pacing: bool,
+    /// When the master we follow last spoke (for the reason of a takeover).
+    heard_at: Option<Instant>,
     /// keepalived's preempt_time (only used with a non-zero preempt_delay).
     preempt_at: Option<Instant>,
     fault: bool,
@@ -178,6 +180,7 @@ impl Instance {
             timers: TimerTable::default(),
             garp_left: 0,
             pacing: false,
+            heard_at: None,
             preempt_at: None,
             fault: false,
             actions: VecDeque::new(),
@@ -254,7 +257,8 @@ impl Instance {
             self.timers.stop(timer);
             match (timer, self.state) {
                 (Timer::MasterDown, State::Backup) => {
-                    self.become_master(now, "master down timer expired".to_string())
+                    let reason = self.silence(now);
+                    self.become_master(now, reason)
                 }
                 (Timer::Adver, State::Master) => self.send_advert(now, self.priority),
                 (Timer::Garp, State::Master) => self.announce(now),
@@ -279,6 +283,17 @@ impl Instance {
                     self.announce(now);
                 }
             }
+        }
+    }
+
+    /// Why the Master_Down_Timer fired, for a person: who went silent and for how long.
+    fn silence(&self, now: Instant) -> String {
+        match (self.master_addr, self.heard_at) {
+            (Some(addr), Some(at)) => format!(
+                "master down timer expired: master {addr} silent for {:.2} s",
+                now.duration_since(at).as_secs_f64()
+            ),
+            _ => "master down timer expired: no master heard".to_string(),
         }
     }
 
@@ -580,6 +595,7 @@ impl Instance {
             }
             self.learn_interval(adv);
             self.master_addr = Some(src);
+            self.heard_at = Some(now);
             self.timers
                 .set(Timer::MasterDown, now + self.master_down_interval());
         }

@@ -172,7 +172,7 @@ fn backup_becomes_master_when_down_timer_expires() {
         vec![(
             State::Backup,
             State::Master,
-            "master down timer expired".into()
+            "master down timer expired: no master heard".into()
         )]
     );
     assert!(acts.contains(&Action::AddVips) && acts.contains(&Action::SendGratuitous));
@@ -701,4 +701,25 @@ fn paced_master_hands_repeats_to_the_pacer_and_stops_it_before_resigning() {
         .iter()
         .position(|a| matches!(a, Action::SendAdvert(adv) if adv.priority == 0));
     assert!(stop.is_some() && stop < resign, "{acts:?}");
+}
+
+#[test]
+fn takeover_reason_names_the_silent_master() {
+    let t0 = Instant::now();
+    let c = cfg(100, "10.0.0.2");
+    let mut i = backup(c, t0);
+    let t = t0 + Duration::from_millis(500);
+    rx(
+        &mut i,
+        t,
+        "10.0.0.1",
+        advert_from(&cfg(150, "10.0.0.1"), 150),
+    );
+    let down = i.poll_timeout().unwrap();
+    i.handle_timeout(down);
+    let acts = drain(&mut i);
+    assert_eq!(
+        transitions(&acts)[0].2,
+        "master down timer expired: master 10.0.0.1 silent for 3.61 s"
+    );
 }
