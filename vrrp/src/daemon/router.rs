@@ -53,9 +53,7 @@ pub(super) struct Router {
 impl Router {
     /// The state machine's configuration for source address `src`.
     pub(super) fn instance_config(&self, src: IpAddr) -> InstanceConfig {
-        let mut c = self.conf.instance_config(src);
-        c.paced = self.pacer.is_some();
-        c
+        super::setup::paced(self.conf.instance_config(src), &self.pacer)
     }
 }
 

@@ -13,7 +13,7 @@ use super::router::drive;
 use super::router::{Binding, Router};
 use super::{io_err, metrics, notify, pacer, status, Daemon, DaemonError, StartError};
 use crate::config::{Config, VrrpInstance};
-use crate::instance::{Event, Instance};
+use crate::instance::{Event, Instance, InstanceConfig};
 use crate::sys::announce::Announcer;
 use crate::sys::netlink::{self, Events, Netlink};
 use crate::sys::socket::{SocketConfig, VrrpSocket};
@@ -141,7 +141,7 @@ impl Daemon {
             links: vec![(conf.interface.clone(), false)],
             binding: None,
             unbound: String::new(),
-            instance: Instance::new(conf.instance_config(unbound_addr(conf))),
+            instance: Instance::new(paced(conf.instance_config(unbound_addr(conf)), &self.pacer)),
             pacer: self.pacer.clone(),
             health: Health::Priority(conf.priority),
             last_reason: String::new(),
@@ -154,7 +154,6 @@ impl Daemon {
             vips_present: Vec::new(),
             lateness: Default::default(),
         };
-        router.instance = Instance::new(router.instance_config(unbound_addr(conf)));
         self.try_bind(&mut router);
         self.init_router(router, now)
     }
@@ -279,6 +278,12 @@ impl Daemon {
         let _ = std::fs::remove_file(self.runtime_dir.join(status::PID_FILE));
         tracing::info!("vrrp stopped");
     }
+}
+
+/// `cfg` in paced mode when a pacer repeats the adverts.
+pub(super) fn paced(mut cfg: InstanceConfig, pacer: &Option<pacer::Pacer>) -> InstanceConfig {
+    cfg.paced = pacer.is_some();
+    cfg
 }
 
 /// The source address an unbound instance is built with: it sends nothing while unbound, and
