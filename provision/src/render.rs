@@ -125,6 +125,9 @@ pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     let _ = writeln!(s, "[global_defs]");
     let _ = writeln!(s, "router_id = {}", toml_string(&host.name));
     let _ = writeln!(s, "runtime_dir = \"{VRRP_RUNTIME_DIR}\"");
+    // As deploy/'s examples: the master's adverts leave from a SCHED_RR thread, so a busy
+    // balancer does not lose the VIPs to late adverts (vrrp.service grants what it needs).
+    let _ = writeln!(s, "realtime = true");
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -268,6 +271,7 @@ proxy_pass = "ProxyServer"
 [global_defs]
 router_id = "server2"
 runtime_dir = "/run/vrrp"
+realtime = true
 
 # The proxy's health endpoint; a failing proxy gives the VIPs away.
 [vrrp_script.check_proxy]

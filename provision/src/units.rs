@@ -73,6 +73,7 @@ pub const SINCE: &[(&str, u32)] = &[
     ("ProtectSystem", 214),
     ("ProtectHome", 214),
     ("AmbientCapabilities", AMBIENT_CAPS),
+    ("StartLimitIntervalSec", 229),
     ("RestrictRealtime", 231),
     ("MemoryDenyWriteExecute", 231),
     ("DynamicUser", DYNAMIC_USER),
@@ -240,7 +241,9 @@ mod tests {
         assert!(!v.contains("\nRuntimeDirectory"), "{v}");
         // vrrp runs as root with a bounded set: no_new_privs costs it nothing.
         assert!(v.contains("\nNoNewPrivileges=yes\n"), "{v}");
-        assert!(v.contains("\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n"));
+        assert!(v.contains(
+            "\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_NICE CAP_IPC_LOCK\n"
+        ));
         // Current systemd: deploy/'s units as they are.
         assert_eq!(proxy_unit(252), PROXY_UNIT);
         assert_eq!(vrrp_unit(255), VRRP_UNIT);

@@ -160,6 +160,9 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
 const CAP_NET_ADMIN: u64 = 1 << 12;
+/// vrrp's `realtime = true`: SCHED_RR for the advert thread, its memory locked.
+const CAP_SYS_NICE: u64 = 1 << 23;
+const CAP_IPC_LOCK: u64 = 1 << 14;
 const CAP_NET_RAW: u64 = 1 << 13;
 
 #[test]
@@ -188,7 +191,8 @@ fn units_on_systemd_hosts() {
 }
 
 /// The proxy: a dynamic (unprivileged) user with CAP_NET_BIND_SERVICE only, writing nowhere
-/// but its log directory; vrrp: root with CAP_NET_ADMIN and CAP_NET_RAW only.
+/// but its log directory; vrrp: root with CAP_NET_ADMIN and CAP_NET_RAW, plus CAP_SYS_NICE and
+/// CAP_IPC_LOCK for its realtime advert thread.
 fn least_privilege(lab: &TestLab) {
     assert_eq!(show(lab, "server1", "proxy", "DynamicUser"), "yes");
     // The system call filter leaves io_uring to the proxy.
@@ -267,7 +271,7 @@ fn least_privilege(lab: &TestLab) {
     for f in ["CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(
             hex(&status_field(lab, "server1", vpid, f)),
-            CAP_NET_ADMIN | CAP_NET_RAW,
+            CAP_NET_ADMIN | CAP_NET_RAW | CAP_SYS_NICE | CAP_IPC_LOCK,
             "vrrp {f}"
         );
     }

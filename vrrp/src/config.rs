@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::instance::InstanceConfig;
-use crate::packet;
+pub use crate::track::Probe;
+use crate::wire::vrrp;
 
 mod lint;
 mod raw;
@@ -51,6 +52,11 @@ pub struct Config {
     pub router_id: String,
     /// `global_defs.runtime_dir`, default "/run/vrrp".
     pub runtime_dir: PathBuf,
+    /// `global_defs.metrics`: where the Prometheus endpoint listens (none by default).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `global_defs.realtime`: the event loop runs SCHED_RR with its memory locked, so adverts
+    /// leave on time on a starved machine (default false).
+    pub realtime: bool,
     pub scripts: Vec<TrackScript>,
     pub instances: Vec<VrrpInstance>,
     /// Line numbers of items, for lint warnings.
@@ -66,15 +72,6 @@ pub struct Lines {
     pub instance_priority: Vec<usize>,
     pub instance_advert_int: Vec<usize>,
     pub instance_auth: Vec<usize>,
-}
-
-/// How a tracked script probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// Shell command; exit status 0 = success.
-    Script(String),
-    /// Built-in HTTP GET; status 200 within the timeout = success.
-    Http(String),
 }
 
 /// `[vrrp_script.NAME]`.
@@ -100,11 +97,11 @@ pub struct VrrpInstance {
     pub vrid: u8,
     pub priority: u8,
     pub advert_interval: Duration,
-    pub version: packet::Version,
+    pub version: vrrp::Version,
     pub preempt: bool,
     pub preempt_delay: Duration,
-    pub auth: packet::Auth,
-    pub checksum: packet::ChecksumMode,
+    pub auth: vrrp::Auth,
+    pub checksum: vrrp::ChecksumMode,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
     /// Indices into [`Config::scripts`].
@@ -131,11 +128,12 @@ impl VrrpInstance {
             preempt_delay: self.preempt_delay,
             vips: self.vips.iter().map(|(a, _)| *a).collect(),
             auth: match self.version {
-                packet::Version::V2 => self.auth,
-                packet::Version::V3 => packet::Auth::None,
+                vrrp::Version::V2 => self.auth,
+                vrrp::Version::V3 => vrrp::Auth::None,
             },
             primary_addr,
             initial_master_hint: self.initial_master_hint,
+            paced: false,
         }
     }
 }

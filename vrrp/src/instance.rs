@@ -9,7 +9,10 @@
 //! - `state = "MASTER"` is a hint only: a non-owner always starts as Backup and waits
 //!   Master_Down_Interval; priority 255 (owner) becomes Master at once.
 //! - A master that receives a lower-priority advert sends its own advert at once
-//!   (keepalived's default `lower_prio_no_advert false`), so the other side learns quickly.
+//!   (keepalived's default `lower_prio_no_advert false`) and a new GARP burst, so a healed
+//!   split brain ends with neighbours pointing at the winner; a master that receives a
+//!   higher-priority advert sends one advert of its own before stepping down so the winner
+//!   learns of the split (keepalived's `higher_prio_send_advert`).
 //! - v2: adverts whose interval differs from ours are dropped (keepalived: "advertisement
 //!   interval mismatch"); Skew_Time is (256 - priority) / 256 s as in RFC 3768.
 //!   v3: the backup learns the master's interval and Skew_Time scales with it (RFC 5798).
@@ -20,7 +23,9 @@
 //!   are accepted like a master's; afterwards they are ignored and the down timer preempts. It
 //!   never delays taking over from a master that went silent.
 //! - Entering Master emits, in order: Transition, AddVips, SendAdvert, SendGratuitous (the
-//!   advert first so backups stop their timers; GARP once the addresses exist).
+//!   advert first so backups stop their timers; GARP once the addresses exist). The
+//!   announcement is repeated [`GARP_REPEAT`] times [`GARP_SPACING`] apart while still Master
+//!   (keepalived's vrrp_garp_master_repeat): one frame can be lost.
 //! - Leaving Master for Fault sends one priority-0 advert (keepalived does) so a backup takes
 //!   over after Skew_Time instead of Master_Down_Interval; no adverts are sent while in Fault.
 //! - Address list: the advert's addresses must equal ours as a set (keepalived checks the count
@@ -30,10 +35,21 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::packet::{self, Advert, Auth, Version};
+use crate::wire::vrrp::{self, Advert, Auth, Version};
 
+mod stats;
 #[cfg(test)]
 mod tests;
+mod timer;
+
+pub use stats::{DropReason, Stats};
+pub use timer::Timer;
+use timer::TimerTable;
+
+/// keepalived's vrrp_garp_master_repeat: announcements sent per takeover.
+pub const GARP_REPEAT: u32 = 5;
+/// Between two announcements of one takeover.
+pub const GARP_SPACING: Duration = Duration::from_millis(100);
 
 /// RFC states plus Fault (keepalived's tracking state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +76,7 @@ impl std::fmt::Display for State {
 pub struct InstanceConfig {
     pub name: String,
     pub vrid: u8,
-    pub version: packet::Version,
+    pub version: vrrp::Version,
     /// Configured (base) priority; 255 = address owner.
     pub priority: u8,
     pub advert_interval: Duration,
@@ -68,11 +84,14 @@ pub struct InstanceConfig {
     pub preempt_delay: Duration,
     /// Advertised addresses, config order.
     pub vips: Vec<IpAddr>,
-    pub auth: packet::Auth,
+    pub auth: vrrp::Auth,
     /// Own address used as source (for election ties).
     pub primary_addr: IpAddr,
     /// `state = "MASTER"` in config (keepalived: hint only).
     pub initial_master_hint: bool,
+    /// A pacer thread repeats the master's adverts (see [`Action::Pace`]); the instance then
+    /// arms no Adver_Timer and only sends the adverts a protocol event calls for.
+    pub paced: bool,
 }
 
 /// Inputs.
@@ -82,7 +101,7 @@ pub enum Event {
     /// A decoded advert; the instance checks vrid, version, auth and address list itself.
     Advert {
         src: IpAddr,
-        advert: packet::Advert,
+        advert: vrrp::Advert,
     },
     /// Graceful stop: send priority 0 (if master), remove VIPs, go Initialize.
     Shutdown,
@@ -90,12 +109,15 @@ pub enum Event {
     SetPriority(u8),
     /// true = enter/stay Fault (link down, weight-0 track failing); false = leave.
     Fault(bool),
+    /// The VIPs had to be put back on the interface (someone removed them while we were
+    /// Master): neighbours may have dropped their entries, so announce again (a full burst).
+    VipsRestored,
 }
 
 /// Outputs, to be executed in order by the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    SendAdvert(packet::Advert),
+    SendAdvert(vrrp::Advert),
     AddVips,
     RemoveVips,
     /// GARP / unsolicited NA for all VIPs (the shell repeats a few times).
@@ -105,73 +127,9 @@ pub enum Action {
         to: State,
         reason: String,
     },
-}
-
-/// Counters of received adverts, mostly the dropped ones (keepalived logs these).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Adverts that passed all checks.
-    pub adverts_accepted: u64,
-    pub adverts_sent: u64,
-    pub priority_zero_received: u64,
-    pub dropped_vrid: u64,
-    pub dropped_version: u64,
-    pub dropped_auth: u64,
-    pub dropped_addr_list: u64,
-    /// v2 only: interval differs from ours.
-    pub dropped_interval: u64,
-    /// Our own advert looped back.
-    pub dropped_own: u64,
-    /// Received while in Initialize or Fault.
-    pub ignored_not_running: u64,
-    pub became_master: u64,
-}
-
-/// Why an advert was dropped (keepalived logs each of these).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DropReason {
-    Vrid {
-        got: u8,
-    },
-    Version {
-        got: Version,
-    },
-    /// Our own advert looped back.
-    Own,
-    /// v2 auth type or PASS password differs.
-    Auth,
-    /// v2: the interval differs from ours.
-    Interval {
-        got_cs: u16,
-        ours_cs: u16,
-    },
-    /// The address list differs from our VIPs (keepalived drops it: split brain risk).
-    AddrList {
-        got: Vec<IpAddr>,
-    },
-    /// Received while in Initialize or Fault.
-    NotRunning(State),
-}
-
-impl std::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DropReason::Vrid { got } => write!(f, "VRID {got} is not ours"),
-            DropReason::Version { got } => write!(f, "version {} is not ours", got.number()),
-            DropReason::Own => f.write_str("our own advert"),
-            DropReason::Auth => f.write_str("authentication mismatch (auth type or password)"),
-            DropReason::Interval { got_cs, ours_cs } => write!(
-                f,
-                "advertisement interval mismatch: got {} s, ours {} s",
-                got_cs / 100,
-                ours_cs / 100
-            ),
-            DropReason::AddrList { got } => {
-                write!(f, "address list {got:?} differs from our virtual_ipaddress")
-            }
-            DropReason::NotRunning(s) => write!(f, "ignored in state {s}"),
-        }
-    }
+    /// Paced mode: repeat this advert every advert interval from now on (Some), or stop (None;
+    /// always before a priority-0 advert).
+    Pace(Option<vrrp::Advert>),
 }
 
 /// One VRRP virtual router.
@@ -183,10 +141,14 @@ pub struct Instance {
     /// Master_Adver_Interval: ours until a v3 master tells us its own.
     master_interval: Duration,
     master_addr: Option<IpAddr>,
-    /// Backup: Master_Down_Timer.
-    down_at: Option<Instant>,
-    /// Master: Adver_Timer.
-    adver_at: Option<Instant>,
+    /// Master_Down_Timer, Adver_Timer and the GARP repeat.
+    timers: TimerTable,
+    /// Announcements still to send for the current takeover.
+    garp_left: u32,
+    /// Paced mode: the pacer is repeating our adverts.
+    pacing: bool,
+    /// When the master we follow last spoke (for the reason of a takeover).
+    heard_at: Option<Instant>,
     /// keepalived's preempt_time (only used with a non-zero preempt_delay).
     preempt_at: Option<Instant>,
     fault: bool,
@@ -197,7 +159,7 @@ pub struct Instance {
 /// Interval in centiseconds for the wire, clamped to what the field can carry.
 fn interval_cs(d: Duration) -> u16 {
     let cs = d.as_millis() / 10;
-    u16::try_from(cs.clamp(1, u128::from(packet::V3_MAX_INTERVAL_CS))).unwrap_or(1)
+    u16::try_from(cs.clamp(1, u128::from(vrrp::V3_MAX_INTERVAL_CS))).unwrap_or(1)
 }
 
 fn sorted(addrs: &[IpAddr]) -> Vec<IpAddr> {
@@ -215,8 +177,10 @@ impl Instance {
             state: State::Initialize,
             priority,
             master_addr: None,
-            down_at: None,
-            adver_at: None,
+            timers: TimerTable::default(),
+            garp_left: 0,
+            pacing: false,
+            heard_at: None,
             preempt_at: None,
             fault: false,
             actions: VecDeque::new(),
@@ -273,41 +237,92 @@ impl Instance {
         interval * 3 + self.skew_time()
     }
 
+    /// The earliest armed timer: call [`Instance::handle_timeout`] when it is reached.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Backup => self.down_at,
-            State::Master => self.adver_at,
-            State::Initialize | State::Fault => None,
-        }
+        self.timers.next()
+    }
+
+    /// When `timer` fires, if armed.
+    pub fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.timers.get(timer)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Backup => {
-                if self.down_at.is_some_and(|t| now >= t) {
-                    self.become_master(now, "master down timer expired".to_string());
+        for timer in self.timers.expired(now) {
+            self.timers.stop(timer);
+            match (timer, self.state) {
+                (Timer::MasterDown, State::Backup) => {
+                    let reason = self.silence(now);
+                    self.become_master(now, reason)
                 }
+                (Timer::Adver, State::Master) => self.send_advert(now, self.priority),
+                (Timer::Garp, State::Master) => self.announce(now),
+                // A timer of a state we left: leaving stops it, so this is only defensive.
+                _ => {}
             }
-            State::Master => {
-                if self.adver_at.is_some_and(|t| now >= t) {
-                    self.send_advert(now, self.priority);
-                }
-            }
-            State::Initialize | State::Fault => {}
         }
     }
 
     pub fn handle(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::Startup => self.startup(now),
-            Event::Advert { src, advert } => self.on_advert(now, src, advert),
+            Event::Advert { src, advert } => {
+                let _ = self.handle_advert(now, src, advert);
+            }
             Event::Shutdown => self.shutdown(),
             Event::SetPriority(p) => self.set_priority(now, p),
             Event::Fault(f) => self.set_fault(now, f),
+            Event::VipsRestored => {
+                if self.state == State::Master {
+                    self.garp_left = GARP_REPEAT;
+                    self.announce(now);
+                }
+            }
+        }
+    }
+
+    /// Why the Master_Down_Timer fired, for a person: who went silent and for how long.
+    fn silence(&self, now: Instant) -> String {
+        match (self.master_addr, self.heard_at) {
+            (Some(addr), Some(at)) => format!(
+                "master down timer expired: master {addr} silent for {:.2} s",
+                now.duration_since(at).as_secs_f64()
+            ),
+            _ => "master down timer expired: no master heard".to_string(),
+        }
+    }
+
+    /// Applies a reloaded configuration without leaving the current state; the caller only
+    /// does this when the identity (VRID, version, address family, interface) is unchanged.
+    /// A Master advertises a changed VIP list, interval or password at once, the RFC way,
+    /// and adds and announces the new VIPs (the shell removes the ones no longer listed). The
+    /// base priority comes in through tracking ([`Event::SetPriority`]), as at start.
+    pub fn reconfigure(&mut self, now: Instant, cfg: InstanceConfig) {
+        let vips_changed = sorted(&cfg.vips) != sorted(&self.cfg.vips);
+        let advert_changed = vips_changed
+            || cfg.advert_interval != self.cfg.advert_interval
+            || cfg.auth != self.cfg.auth;
+        if cfg.preempt_delay.is_zero() {
+            self.preempt_at = None;
+        }
+        self.cfg = cfg;
+        if self.state != State::Master {
+            return;
+        }
+        if vips_changed {
+            self.actions.push_back(Action::AddVips);
+        }
+        if advert_changed {
+            self.send_advert(now, self.priority);
+        }
+        if vips_changed {
+            self.garp_left = GARP_REPEAT;
+            self.announce(now);
         }
     }
 
@@ -336,7 +351,31 @@ impl Instance {
         let adv = self.advert(priority);
         self.actions.push_back(Action::SendAdvert(adv));
         self.stats.adverts_sent += 1;
-        self.adver_at = Some(now + self.cfg.advert_interval);
+        if !self.cfg.paced {
+            self.timers
+                .set(Timer::Adver, now + self.cfg.advert_interval);
+        } else if self.state == State::Master && priority == self.priority {
+            self.actions
+                .push_back(Action::Pace(Some(self.advert(priority))));
+            self.pacing = true;
+        }
+    }
+
+    /// Paced mode: the pacer stops repeating our adverts.
+    fn stop_pacing(&mut self) {
+        if self.pacing {
+            self.pacing = false;
+            self.actions.push_back(Action::Pace(None));
+        }
+    }
+
+    /// One announcement now, the next one GARP_SPACING later while some are left.
+    fn announce(&mut self, now: Instant) {
+        self.actions.push_back(Action::SendGratuitous);
+        self.garp_left = self.garp_left.saturating_sub(1);
+        if self.garp_left > 0 {
+            self.timers.set(Timer::Garp, now + GARP_SPACING);
+        }
     }
 
     fn transition(&mut self, to: State, reason: String) {
@@ -349,12 +388,21 @@ impl Instance {
     fn become_master(&mut self, now: Instant, reason: String) {
         self.transition(State::Master, reason);
         self.stats.became_master += 1;
-        self.down_at = None;
+        self.timers.stop(Timer::MasterDown);
         self.master_addr = None;
         self.actions.push_back(Action::AddVips);
         // Advert first so backups stop their timers, then GARP once the VIPs exist.
         self.send_advert(now, self.priority);
-        self.actions.push_back(Action::SendGratuitous);
+        self.garp_left = GARP_REPEAT;
+        self.announce(now);
+    }
+
+    /// Leaving Master (or stopping): no more adverts or announcements from this takeover.
+    fn stop_master_timers(&mut self) {
+        self.stop_pacing();
+        self.timers.stop(Timer::Adver);
+        self.timers.stop(Timer::Garp);
+        self.garp_left = 0;
     }
 
     fn become_backup(&mut self, now: Instant, reason: String) {
@@ -365,8 +413,9 @@ impl Instance {
             // keepalived clears preempt_time when it steps down from master.
             self.preempt_at = None;
         }
-        self.adver_at = None;
-        self.down_at = Some(now + self.master_down_interval());
+        self.stop_master_timers();
+        self.timers
+            .set(Timer::MasterDown, now + self.master_down_interval());
     }
 
     /// Initialize -> Master (owner) or Backup; also the way out of Fault.
@@ -403,6 +452,7 @@ impl Instance {
         match self.state {
             State::Initialize => return,
             State::Master => {
+                self.stop_pacing();
                 let adv = self.advert(0);
                 self.actions.push_back(Action::SendAdvert(adv));
                 self.stats.adverts_sent += 1;
@@ -411,8 +461,8 @@ impl Instance {
             State::Backup | State::Fault => {}
         }
         self.transition(State::Initialize, "shutdown".to_string());
-        self.down_at = None;
-        self.adver_at = None;
+        self.timers.stop(Timer::MasterDown);
+        self.stop_master_timers();
         self.preempt_at = None;
         self.master_addr = None;
     }
@@ -433,6 +483,7 @@ impl Instance {
         self.fault = fault;
         match (fault, self.state) {
             (true, State::Master) => {
+                self.stop_pacing();
                 let adv = self.advert(0);
                 self.actions.push_back(Action::SendAdvert(adv));
                 self.stats.adverts_sent += 1;
@@ -450,14 +501,13 @@ impl Instance {
             State::Fault,
             "fault (tracked interface or script)".to_string(),
         );
-        self.down_at = None;
-        self.adver_at = None;
+        self.timers.stop(Timer::MasterDown);
+        self.stop_master_timers();
         self.master_addr = None;
     }
 
-    /// Why `handle(Event::Advert)` would drop this advert (None = it would be processed).
-    /// Pure; the shell calls it to log drops as keepalived does, `handle` counts them.
-    pub fn check_advert(&self, src: IpAddr, adv: &Advert) -> Option<DropReason> {
+    /// Why this advert must be dropped (None = it is processed).
+    fn check_advert(&self, src: IpAddr, adv: &Advert) -> Option<DropReason> {
         let v2 = self.cfg.version == Version::V2;
         let ours = self.advert(0);
         let reason = if adv.vrid != self.cfg.vrid {
@@ -485,12 +535,31 @@ impl Instance {
         Some(reason)
     }
 
-    /// Counts and drops adverts that are not for us.
-    fn accept(&mut self, src: IpAddr, adv: &Advert) -> bool {
-        let Some(reason) = self.check_advert(src, adv) else {
-            self.stats.adverts_accepted += 1;
-            return true;
-        };
+    /// A received advert. `Err`: it was dropped (and counted), with why, for the shell to log
+    /// as keepalived does.
+    pub fn handle_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        adv: Advert,
+    ) -> Result<(), DropReason> {
+        if let Some(reason) = self.check_advert(src, &adv) {
+            self.count_drop(&reason);
+            return Err(reason);
+        }
+        self.stats.adverts_accepted += 1;
+        if adv.priority == 0 {
+            self.stats.priority_zero_received += 1;
+        }
+        match self.state {
+            State::Backup => self.backup_rx(now, src, &adv),
+            State::Master => self.master_rx(now, src, &adv),
+            State::Initialize | State::Fault => {}
+        }
+        Ok(())
+    }
+
+    fn count_drop(&mut self, reason: &DropReason) {
         let s = &mut self.stats;
         *match reason {
             DropReason::Vrid { .. } => &mut s.dropped_vrid,
@@ -501,21 +570,6 @@ impl Instance {
             DropReason::AddrList { .. } => &mut s.dropped_addr_list,
             DropReason::NotRunning(_) => &mut s.ignored_not_running,
         } += 1;
-        false
-    }
-
-    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: Advert) {
-        if !self.accept(src, &adv) {
-            return;
-        }
-        if adv.priority == 0 {
-            self.stats.priority_zero_received += 1;
-        }
-        match self.state {
-            State::Backup => self.backup_rx(now, src, &adv),
-            State::Master => self.master_rx(now, src, &adv),
-            State::Initialize | State::Fault => {}
-        }
     }
 
     fn learn_interval(&mut self, adv: &Advert) {
@@ -527,7 +581,7 @@ impl Instance {
     fn backup_rx(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
         if adv.priority == 0 {
             // The master resigns: take over after Skew_Time unless someone else speaks first.
-            self.down_at = Some(now + self.skew_time());
+            self.timers.set(Timer::MasterDown, now + self.skew_time());
             return;
         }
         let delaying = !self.cfg.preempt_delay.is_zero() && self.preempt_at.is_none_or(|t| now < t);
@@ -541,7 +595,9 @@ impl Instance {
             }
             self.learn_interval(adv);
             self.master_addr = Some(src);
-            self.down_at = Some(now + self.master_down_interval());
+            self.heard_at = Some(now);
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
         }
         // else: lower priority and we preempt: ignore it, our timer will expire.
     }
@@ -567,11 +623,19 @@ impl Instance {
                     adv.priority, self.cfg.primary_addr
                 )
             };
+            // Two masters: the other may never hear from us once we are quiet (its adverts
+            // can reach us first). One advert of ours tells it there was a split, so it
+            // re-announces the VIPs (keepalived's higher_prio_send_advert, on by default here).
+            self.send_advert(now, self.priority);
             self.become_backup(now, reason);
             self.master_addr = Some(src);
         } else {
-            // keepalived (lower_prio_no_advert off): answer so the other side backs off now.
+            // A lower-priority master: a split brain is healing. Answer at once so it steps
+            // down, and announce the VIPs again: neighbours may have followed its GARPs
+            // (keepalived needs garp_lower_prio_repeat for this).
             self.send_advert(now, self.priority);
+            self.garp_left = GARP_REPEAT;
+            self.announce(now);
         }
     }
 }

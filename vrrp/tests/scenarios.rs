@@ -9,14 +9,6 @@ use common::*;
 
 const VIP: &str = "10.99.0.80";
 
-fn neigh(lab: &Lab, ns: &str, addr: &str) -> String {
-    String::from_utf8_lossy(
-        &lab.exec(ns, &["ip", "neigh", "show", addr, "dev", "eth0"])
-            .stdout,
-    )
-    .into_owned()
-}
-
 #[test]
 fn garp_moves_the_clients_neighbour_entry() {
     let mut lab = Lab::new("garp", 2);
@@ -122,9 +114,17 @@ fn weight_zero_script_means_fault() {
     lab.start_vrrp(1, "b1", &c1);
     assert!(wait_for(Duration::from_secs(3), || w0.has(VIP) && !w1.has(VIP)).is_some());
     std::fs::write(&flag, "").unwrap();
-    // Fault sends priority 0: takeover after Skew_Time, well under Master_Down_Interval.
+    // Fault sends priority 0: the backup takes over after Skew_Time ((256 - 100) / 256 x 0.1 s
+    // = 61 ms), not after Master_Down_Interval (361 ms). Budget: the probe interval (100 ms)
+    // for the check to see the flag, the script's run (~10 ms), Skew_Time, and 5 ms polling:
+    // 180 ms; bound 300 ms, still below the 361 ms the slow path would take.
     let t = wait_for(Duration::from_secs(3), || w1.has(VIP) && !w0.has(VIP));
-    assert!(t.is_some(), "{}", lab.log_dump());
+    eprintln!("weight 0 handover after {t:?}");
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(300)),
+        "{t:?}\n{}",
+        lab.log_dump()
+    );
     let st = Command::new(VRRP)
         .args(["status", "--runtime-dir"])
         .arg(lab.path("run-b0"))
@@ -224,7 +224,8 @@ fn sighup_reload_refuses_bad_config_and_applies_changes() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(w0.has(VIP) && !w1.has(VIP));
-    // A valid change (priority 150 -> 50) restarts the instance: the peer takes over.
+    // A valid change (priority 150 -> 50) is applied in place and advertised: the peer, now
+    // higher, preempts.
     std::fs::write(
         lab.path("b0.toml"),
         c0.replace("priority = 150", "priority = 50"),
@@ -235,6 +236,21 @@ fn sighup_reload_refuses_bad_config_and_applies_changes() {
     assert!(t.is_some(), "{}", lab.log_dump());
     std::thread::sleep(Duration::from_millis(500));
     assert!(w1.has(VIP) && !w0.has(VIP));
+}
+
+/// `vrrp --check --config A --config B`: exit code and stdout.
+fn check_pair(a: &std::path::Path, b: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(VRRP)
+        .args(["--check", "--config"])
+        .arg(a)
+        .arg("--config")
+        .arg(b)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -256,7 +272,7 @@ fn check_reports_errors_with_positions_and_lints() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("{}:4:", bad.display())), "{text}");
-    // The seed's trap: weight -20 on 150 vs 100 cannot move mastership.
+    // The keepalived.conf trap: weight -20 on 150 vs 100 cannot move mastership.
     let seed = |prio: u8, track: bool| {
         format!(
             "[vrrp_script.chk]\nscript = \"/bin/true\"\ninterval = 1\nweight = -20\n\n\
@@ -269,16 +285,26 @@ fn check_reports_errors_with_positions_and_lints() {
     let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
     std::fs::write(&a, seed(150, true)).unwrap();
     std::fs::write(&b, seed(100, true)).unwrap();
-    let out = Command::new(VRRP)
-        .args(["--check", "--config"])
-        .arg(&a)
-        .arg("--config")
-        .arg(&b)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("warning"), "{text}");
+    let (code, text) = check_pair(&a, &b);
+    assert_eq!(code, Some(0), "{text}");
+    let want = format!(
+        "{}:9: warning: vrrp_instance VI_1: when chk (weight -20) fail(s), priority 150 drops only to 130, \
+         still above VI_1's 100 in {}: the VIPs will not move; use a total weight of -51 or lower",
+        a.display(),
+        b.display()
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(text.contains("OK (1 warning)"), "{text}");
+    // A weight that does move them, slowly: --check says why, and what weight 0 does.
+    std::fs::write(&a, seed(150, true).replace("weight = -20", "weight = -60")).unwrap();
+    let (code, text) = check_pair(&a, &b);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "only after the peer's Master_Down_Interval (3 x advert_int + Skew_Time = 3.61 s)"
+        ) && text.contains("takes over after Skew_Time (0.61 s)"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

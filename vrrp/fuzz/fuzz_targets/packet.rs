@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use vrrp::packet::{decode, encode, ChecksumMode};
+use vrrp::wire::vrrp::{decode, encode, ChecksumMode};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the address pair so unicast/multicast destinations are covered.

@@ -22,6 +22,10 @@ pub(super) struct RawFile {
 pub(super) struct RawGlobal {
     pub router_id: Option<Spanned<String>>,
     pub runtime_dir: Option<Spanned<String>>,
+    /// ADDRESS:PORT of the Prometheus endpoint.
+    pub metrics: Option<Spanned<String>>,
+    /// Run the event loop SCHED_RR with its memory locked.
+    pub realtime: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 use super::*;
-use crate::packet::{Auth, ChecksumMode, Version};
+use crate::wire::vrrp::{Auth, ChecksumMode, Version};
 
-/// DESIGN.md "Config formats", verbatim.
+/// The documented example of vrrp.toml, verbatim: every key the format has.
 const DESIGN_EXAMPLE: &str = r#"[global_defs]
 router_id = "NginxNode001"
 
@@ -33,7 +33,8 @@ notify_backup = "/etc/vrrp/notify.sh backup"
 notify_fault  = "/etc/vrrp/notify.sh fault"
 "#;
 
-/// The seed's keepalived.conf for one server, translated key for key (weight -20 trap).
+/// The keepalived.conf this replaces (the four-server setup's), translated key for key: its
+/// weight -20 on priorities 150 vs 100 can never move mastership.
 fn seed(router: &str, priority: u8) -> String {
     format!(
         r#"[global_defs]
@@ -85,7 +86,7 @@ fn design_example_parses_to_the_expected_config() {
         c.scripts,
         vec![TrackScript {
             name: "check_proxy".into(),
-            probe: Probe::Http("http://127.0.0.1:9900/healthz".into()),
+            probe: Probe::Http(crate::track::url::parse("http://127.0.0.1:9900/healthz").unwrap()),
             interval: Duration::from_millis(500),
             timeout: Duration::from_millis(300),
             weight: -60,
@@ -160,9 +161,51 @@ fn deploy_configs_parse_and_their_weight_moves_the_vips() {
         (ip("172.16.249.80"), 32),
         "keepalived's default /32"
     );
-    assert_eq!(s1.scripts[0].weight, -60);
+    // Weight 0: a failing proxy puts the balancer in FAULT (priority-0 advert, the peer takes
+    // over after Skew_Time), as provision renders it and as the lab measured (1.2 s against
+    // 3.8 s for the weight -60 these files had).
+    assert_eq!(s1.scripts[0].weight, 0);
     let w = lint_pair(&[s1, s2]);
     assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn check_explains_why_a_negative_weight_hands_over_slowly() {
+    let deploy = |name: &str, text: &str| {
+        parse(
+            &text.replace("weight = 0 ", "weight = -60 "),
+            Path::new(name),
+        )
+        .unwrap()
+    };
+    let s1 = deploy("s1.toml", include_str!("../../../deploy/vrrp-server1.toml"));
+    let s2 = deploy("s2.toml", include_str!("../../../deploy/vrrp-server2.toml"));
+    assert_eq!(s1.scripts[0].weight, -60);
+    let w = lint_pair(&[s1, s2]);
+    let text: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+    let slow = text
+        .iter()
+        .find(|t| t.contains("check_proxy (weight -60)"))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    for want in [
+        "s1.toml:",
+        "priority 150 -> 90, below VI_1's 100 in s2.toml",
+        "ignores lower-priority adverts",
+        "Master_Down_Interval",
+        "3.61 s",
+        "weight = 0",
+        "FAULT",
+        "Skew_Time",
+        "0.61 s",
+    ] {
+        assert!(slow.contains(want), "missing {want:?} in {slow}");
+    }
+    // Server2 failing cannot flip anything (it is the backup already): no explanation there.
+    assert_eq!(
+        text.iter().filter(|t| t.contains("weight -60")).count(),
+        1,
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -194,7 +237,7 @@ fn lint_flags_the_seeds_weight_trap() {
 #[test]
 fn lint_pair_flags_split_brain_mismatches() {
     let s1 = parse(
-        &seed("a", 150).replace("weight = -20", "weight = -60"),
+        &seed("a", 150).replace("weight = -20", "weight = 0"),
         Path::new("1"),
     )
     .unwrap();
@@ -443,6 +486,10 @@ fn duplicate_vrid_on_one_interface_and_script_options() {
     for (bad, msg) in [
         ("http = \"https://x/\"", "no TLS"),
         ("http = \"http://x:99999/\"", "bad port"),
+        // The probe's own parser refuses these: the config must too, or the script would
+        // fail at run time with no error at load.
+        ("http = \"http://[::1:80/\"", "unclosed ["),
+        ("http = \"http://x/a b\"", "bad host or path"),
         ("interval = 1", "needs script"),
         (
             "script = \"/bin/true\"\ninterval = 0",
@@ -496,4 +543,42 @@ mod never_panics {
             let _ = p(&text);
         }
     }
+}
+
+#[test]
+fn check_says_which_scripts_the_unit_sandbox_breaks() {
+    let text = "[vrrp_script.chk]\nscript = \"killall -0 nginx\"\n\
+                [vrrp_script.restart]\nscript = \"pidof nginx || sudo systemctl restart nginx\"\n\
+                [vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\n\
+                virtual_ipaddress = [\"10.0.0.80/24\"]\ntrack_script = [\"chk\", \"restart\"]\n\
+                notify_master = \"echo master > /var/log/vrrp-state\"\n\
+                notify_backup = \"echo backup > /run/vrrp/state\"\n";
+    let c = p(text).unwrap();
+    let w: Vec<String> = lint(&c).iter().map(|w| w.message.clone()).collect();
+    // killall -0 and pidof work in the sandbox: nothing said about them.
+    assert!(!w.iter().any(|m| m.contains("vrrp_script chk")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script restart") && m.contains("NoNewPrivileges")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script restart") && m.contains("systemctl")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|m| m.contains("notify_master")
+            && m.contains("/var/log/vrrp-state")
+            && m.contains("ProtectSystem=strict")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|m| m.contains("notify_backup")), "{w:?}");
+    let killer = p(&text.replace("killall -0 nginx", "killall -HUP nginx")).unwrap();
+    let w: Vec<String> = lint(&killer).iter().map(|w| w.message.clone()).collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vrrp_script chk") && m.contains("CAP_KILL")),
+        "{w:?}"
+    );
 }

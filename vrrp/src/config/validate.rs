@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawInstance, RawScript};
 use super::{Config, ConfigErrors, Lines, Probe, TrackScript, VrrpInstance};
-use crate::packet::{Auth, ChecksumMode, Version};
+use crate::wire::vrrp::{Auth, ChecksumMode, Version};
 
 /// keepalived's defaults.
 const DEFAULT_PRIORITY: u8 = 100;
@@ -90,7 +90,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     // A blanked-out key must not also be reported as missing.
     let had_shape_errors = cx.errors.has_errors();
 
-    let (router_id, runtime_dir) = match &raw.global_defs {
+    let (router_id, runtime_dir, metrics, realtime) = match &raw.global_defs {
         Some(g) => {
             let g = g.get_ref();
             let rid = g.router_id.as_ref().map(|s| s.get_ref().clone());
@@ -102,9 +102,23 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 Some(d) => Some(PathBuf::from(d.get_ref())),
                 None => None,
             };
-            (rid, dir)
+            let metrics = g.metrics.as_ref().and_then(|m| {
+                m.get_ref()
+                    .parse::<std::net::SocketAddr>()
+                    .map_err(|_| {
+                        cx.err(
+                            m.span(),
+                            format!(
+                                "metrics {:?}: expected ADDRESS:PORT, e.g. \"127.0.0.1:9901\"",
+                                m.get_ref()
+                            ),
+                        )
+                    })
+                    .ok()
+            });
+            (rid, dir, metrics, g.realtime.unwrap_or(false))
         }
-        None => (None, None),
+        None => (None, None, None, false),
     };
 
     // File order, not name order: sort by where each table starts.
@@ -182,6 +196,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         source: path.to_path_buf(),
         router_id: router_id.unwrap_or_default(),
         runtime_dir: runtime_dir.unwrap_or_else(|| PathBuf::from("/run/vrrp")),
+        metrics,
+        realtime,
         scripts,
         instances,
         lines,
@@ -198,12 +214,13 @@ fn script(cx: &mut Ctx<'_>, name: &str, s: &Spanned<RawScript>) -> Option<TrackS
             }
             Some(Probe::Script(cmd.get_ref().clone()))
         }
-        (None, Some(url)) => {
-            if let Err(m) = check_http_url(url.get_ref()) {
-                cx.err(url.span(), m);
+        (None, Some(url)) => match crate::track::url::parse(url.get_ref()) {
+            Ok(u) => Some(Probe::Http(u)),
+            Err(e) => {
+                cx.err(url.span(), e.to_string());
+                None
             }
-            Some(Probe::Http(url.get_ref().clone()))
-        }
+        },
         (Some(_), Some(h)) => {
             cx.err(
                 h.span(),
@@ -252,24 +269,6 @@ fn script(cx: &mut Ctx<'_>, name: &str, s: &Spanned<RawScript>) -> Option<TrackS
         fall: fall?,
         rise: rise?,
     })
-}
-
-/// Accepts `http://host[:port]/path` (the probe is plain HTTP/1.1, no TLS).
-fn check_http_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("http probe {url:?}: must start with http:// (no TLS)"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("http probe {url:?}: missing host"));
-    }
-    if let Some((_, port)) = authority.rsplit_once(':') {
-        // "[::1]" has colons inside the brackets; only check a port after them.
-        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("http probe {url:?}: bad port {port:?}"));
-        }
-    }
-    Ok(())
 }
 
 fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {

@@ -1,6 +1,7 @@
-//! The status file (`RUNTIME_DIR/status.toml`) the daemon rewrites on every change and
-//! `vrrp status` reads. Written to a temporary file and renamed, so a reader never sees half
-//! of it.
+//! The status file (`RUNTIME_DIR/status.toml`) the daemon rewrites when something changes and
+//! `vrrp status` reads: per instance the state and why, priorities with each track's part,
+//! the peers heard, whether each VIP is on the interface, counters and advert lateness.
+//! Written to a temporary file and renamed, so a reader never sees half of it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,22 +22,114 @@ pub struct Status {
     pub instance: Vec<InstanceStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub name: String,
     pub interface: String,
     pub vrid: u8,
     /// MASTER / BACKUP / FAULT / INIT.
     pub state: String,
+    /// Unix time in milliseconds of the last transition.
+    #[serde(default)]
+    pub since_ms: u64,
+    /// Why the last transition happened.
+    pub reason: String,
     /// Effective priority (after tracking).
     pub priority: u8,
     pub base_priority: u8,
     /// Who is master as far as this daemon knows; absent when unknown.
     pub master: Option<String>,
-    /// Configured VIPs with prefix.
-    pub vips: Vec<String>,
-    /// Why the last transition happened.
-    pub reason: String,
+    #[serde(default)]
+    pub tracks: Vec<TrackStatus>,
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+    #[serde(default)]
+    pub vips: Vec<VipStatus>,
+    #[serde(default)]
+    pub transitions: u64,
+    #[serde(default)]
+    pub garps_sent: u64,
+    #[serde(default)]
+    pub adverts_sent: u64,
+    #[serde(default)]
+    pub adverts_received: u64,
+    #[serde(default)]
+    pub adverts_dropped: u64,
+    #[serde(default)]
+    pub advert_lateness: Lateness,
+}
+
+/// One tracked script or interface and what it does to the priority now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackStatus {
+    /// "script NAME" or "interface NAME".
+    pub what: String,
+    pub weight: i32,
+    /// None: no result yet.
+    pub ok: Option<bool>,
+    /// Added to the base priority now (0 also when the track puts the instance in FAULT).
+    pub contribution: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub address: String,
+    pub priority: u8,
+    /// Unix time in milliseconds of its last advert.
+    pub last_advert_ms: u64,
+    /// Age of that advert when this status was produced.
+    #[serde(default)]
+    pub age_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipStatus {
+    /// ADDRESS/PREFIX.
+    pub address: String,
+    pub on_interface: bool,
+}
+
+/// How late adverts left compared with their Adver_Timer, as a histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lateness {
+    /// Upper bounds of the buckets, in microseconds (the last bucket is everything above).
+    pub bounds_us: Vec<u64>,
+    /// Count per bucket, not cumulative; one more entry than `bounds_us`.
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum_us: u64,
+    pub max_us: u64,
+}
+
+impl Default for Lateness {
+    fn default() -> Lateness {
+        let bounds_us = vec![
+            100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
+        ];
+        Lateness {
+            counts: vec![0; bounds_us.len() + 1],
+            bounds_us,
+            count: 0,
+            sum_us: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl Lateness {
+    pub fn record(&mut self, late_us: u64) {
+        let k = self
+            .bounds_us
+            .iter()
+            .position(|&b| late_us <= b)
+            .unwrap_or(self.bounds_us.len());
+        if let Some(c) = self.counts.get_mut(k) {
+            *c += 1;
+        }
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(late_us);
+        self.max_us = self.max_us.max(late_us);
+    }
 }
 
 pub fn status_path(runtime_dir: &Path) -> PathBuf {
@@ -66,8 +159,8 @@ pub fn is_vrrp_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Human-readable rendering for `vrrp status`.
-pub fn render(st: &Status, alive: bool) -> String {
+/// Human-readable rendering for `vrrp status`; `now_ms` (Unix ms) ages the peers.
+pub fn render(st: &Status, alive: bool, now_ms: u64) -> String {
     let mut out = format!(
         "router_id {} pid {} ({}) config {}\n",
         st.router_id,
@@ -80,24 +173,62 @@ pub fn render(st: &Status, alive: bool) -> String {
         st.config
     );
     for i in &st.instance {
-        out.push_str(&format!(
-            "{} {} vrid {} on {}: priority {} (base {}) master {} vips {}{}\n",
-            i.name,
-            i.state,
-            i.vrid,
-            i.interface,
-            i.priority,
-            i.base_priority,
-            i.master.as_deref().unwrap_or("unknown"),
-            i.vips.join(","),
-            if i.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", i.reason)
-            }
-        ));
+        render_instance(&mut out, i, now_ms);
     }
     out
+}
+
+fn render_instance(out: &mut String, i: &InstanceStatus, now_ms: u64) {
+    let vips: Vec<String> = i
+        .vips
+        .iter()
+        .map(|v| {
+            let mark = if v.on_interface {
+                ""
+            } else {
+                " (not on interface)"
+            };
+            format!("{}{mark}", v.address)
+        })
+        .collect();
+    out.push_str(&format!(
+        "{} {} vrid {} on {}: priority {} (base {}) master {} vips {}\n",
+        i.name,
+        i.state,
+        i.vrid,
+        i.interface,
+        i.priority,
+        i.base_priority,
+        i.master.as_deref().unwrap_or("unknown"),
+        vips.join(","),
+    ));
+    if !i.reason.is_empty() {
+        let since = now_ms.saturating_sub(i.since_ms) as f64 / 1000.0;
+        out.push_str(&format!("  {} for {since:.1} s: {}\n", i.state, i.reason));
+    }
+    for t in &i.tracks {
+        let ok = match t.ok {
+            Some(true) => "ok",
+            Some(false) => "FAILING",
+            None => "no result yet",
+        };
+        out.push_str(&format!(
+            "  track {} weight {}: {ok}, contributes {:+}\n",
+            t.what, t.weight, t.contribution
+        ));
+    }
+    for p in &i.peers {
+        let age = now_ms.saturating_sub(p.last_advert_ms) as f64 / 1000.0;
+        out.push_str(&format!(
+            "  peer {} priority {} last advert {age:.2} s ago\n",
+            p.address, p.priority
+        ));
+    }
+    let l = &i.advert_lateness;
+    out.push_str(&format!(
+        "  transitions {} garps {} adverts sent {} received {} dropped {}; advert lateness max {} us over {}\n",
+        i.transitions, i.garps_sent, i.adverts_sent, i.adverts_received, i.adverts_dropped, l.max_us, l.count
+    ));
 }
 
 #[cfg(test)]
@@ -108,6 +239,9 @@ mod tests {
     fn write_read_render_roundtrip() {
         let dir = std::env::temp_dir().join(format!("vrrp-status-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let mut lateness = Lateness::default();
+        lateness.record(50);
+        lateness.record(3_000);
         let st = Status {
             pid: 42,
             router_id: "r1".into(),
@@ -118,18 +252,45 @@ mod tests {
                 interface: "eth0".into(),
                 vrid: 51,
                 state: "MASTER".into(),
+                since_ms: 10_000,
                 priority: 130,
                 base_priority: 150,
                 master: Some("10.0.0.1".into()),
-                vips: vec!["10.0.0.80/24".into()],
+                tracks: vec![TrackStatus {
+                    what: "script chk".into(),
+                    weight: -20,
+                    ok: Some(false),
+                    contribution: -20,
+                }],
+                peers: vec![PeerStatus {
+                    address: "10.0.0.2".into(),
+                    priority: 100,
+                    last_advert_ms: 11_000,
+                    age_ms: 0,
+                }],
+                vips: vec![VipStatus {
+                    address: "10.0.0.80/24".into(),
+                    on_interface: true,
+                }],
                 reason: "master down timer expired".into(),
+                advert_lateness: lateness,
+                ..Default::default()
             }],
         };
         write(&dir, &st).unwrap();
         assert_eq!(read(&dir).unwrap(), st);
-        let text = render(&st, true);
-        assert!(text.contains("VI_1 MASTER vrid 51 on eth0: priority 130 (base 150) master 10.0.0.1 vips 10.0.0.80/24"), "{text}");
-        assert!(render(&st, false).contains("NOT RUNNING"));
+        let text = render(&st, true, 13_610);
+        for want in [
+            "VI_1 MASTER vrid 51 on eth0: priority 130 (base 150) master 10.0.0.1 vips 10.0.0.80/24",
+            "MASTER for 3.6 s: master down timer expired",
+            "track script chk weight -20: FAILING, contributes -20",
+            "peer 10.0.0.2 priority 100 last advert 2.61 s ago",
+            "advert lateness max 3000 us over 2",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+        assert_eq!(st.instance[0].advert_lateness.counts[0], 1);
+        assert!(render(&st, false, 0).contains("NOT RUNNING"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!is_vrrp_alive(0));
     }

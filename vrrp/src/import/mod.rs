@@ -82,6 +82,14 @@ pub fn keepalived(path: &Path, files: &dyn Files) -> Result<Imported, ConfigErro
         default_version: None,
     };
     let mut global = Section::new("global_defs".into());
+    // Not in keepalived.conf (keepalived's nearest is vrrp_rt_priority): the master's adverts
+    // leave from a SCHED_RR thread, so a busy balancer does not lose the VIPs to late adverts.
+    // On in every vrrp.toml this project deploys; the unit grants what it needs.
+    global.set("realtime", "true".into());
+    global.notes.push(comment(
+        "",
+        "realtime = true: adverts from a SCHED_RR thread (no false failover on a busy machine)",
+    ));
     // global_defs first: vrrp_version there applies to instances written before it too.
     for d in parsed.directives.iter().filter(|d| d.name == "global_defs") {
         global_defs(&mut w, d, &mut global);

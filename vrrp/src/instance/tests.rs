@@ -19,6 +19,7 @@ pub(super) fn vips() -> Vec<IpAddr> {
 
 pub(super) fn cfg(priority: u8, addr: &str) -> InstanceConfig {
     InstanceConfig {
+        paced: false,
         name: "VI_1".into(),
         vrid: 51,
         version: Version::V2,
@@ -152,7 +153,7 @@ fn startup_owner_is_master_at_once() {
         matches!(&acts[2], Action::SendAdvert(a) if a.priority == 255 && a.addrs == vips() && a.auth == Auth::pass("1111") && a.interval_cs == 100)
     );
     assert_eq!(acts[3], Action::SendGratuitous);
-    assert_eq!(i.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    assert_eq!(i.timer(Timer::Adver), Some(t0 + Duration::from_secs(1)));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.1")));
 }
 
@@ -171,7 +172,7 @@ fn backup_becomes_master_when_down_timer_expires() {
         vec![(
             State::Backup,
             State::Master,
-            "master down timer expired".into()
+            "master down timer expired: no master heard".into()
         )]
     );
     assert!(acts.contains(&Action::AddVips) && acts.contains(&Action::SendGratuitous));
@@ -256,7 +257,7 @@ fn master_sends_advert_every_interval() {
     let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
     for k in 1..=3u32 {
         let t = tm + Duration::from_secs(1) * k;
-        assert_eq!(i.poll_timeout(), Some(t));
+        assert_eq!(i.timer(Timer::Adver), Some(t));
         i.handle_timeout(t);
         assert_eq!(sent_priorities(&drain(&mut i)), vec![100]);
     }
@@ -269,7 +270,7 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     let t = tm + Duration::from_millis(300);
     rx(&mut i, t, "10.0.0.2", advert_from(&cfg(100, "10.0.0.2"), 0));
     assert_eq!(sent_priorities(&drain(&mut i)), vec![150]);
-    assert_eq!(i.poll_timeout(), Some(t + Duration::from_secs(1)));
+    assert_eq!(i.timer(Timer::Adver), Some(t + Duration::from_secs(1)));
     let t = t + Duration::from_millis(100);
     rx(
         &mut i,
@@ -279,6 +280,9 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     );
     let acts = drain(&mut i);
     assert_eq!(sent_priorities(&acts), vec![150]);
+    // A lower master means a healing split brain: the VIPs are announced again.
+    assert_eq!(acts.last(), Some(&Action::SendGratuitous));
+    assert_eq!(i.timer(Timer::Garp), Some(t + GARP_SPACING));
     assert!(transitions(&acts).is_empty());
     assert_eq!(i.state(), State::Master);
 }
@@ -304,7 +308,8 @@ fn master_steps_down_for_higher_priority() {
         )]
     );
     assert!(acts.contains(&Action::RemoveVips));
-    assert!(sent_priorities(&acts).is_empty());
+    // One last advert with our own priority, so the winner learns there were two masters.
+    assert_eq!(sent_priorities(&acts), vec![100]);
     assert_eq!(i.poll_timeout(), Some(t + i.master_down_interval()));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.1")));
 }
@@ -595,4 +600,126 @@ fn preempt_delay_restarts_when_a_higher_master_is_seen() {
     );
     assert_eq!(i.poll_timeout(), Some(t + i.master_down_interval()));
     assert_eq!(i.master_addr(), Some(ip("10.0.0.2")));
+}
+
+#[test]
+fn takeover_announcement_repeats_and_stops_when_leaving_master() {
+    let t0 = Instant::now();
+    let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
+    let garps = |acts: &[Action]| {
+        acts.iter()
+            .filter(|a| **a == Action::SendGratuitous)
+            .count()
+    };
+    // The first of GARP_REPEAT went out with the takeover; the rest follow GARP_SPACING apart.
+    for k in 1..GARP_REPEAT {
+        let t = tm + GARP_SPACING * k;
+        assert_eq!(i.poll_timeout(), Some(t));
+        i.handle_timeout(t);
+        assert_eq!(garps(&drain(&mut i)), 1, "repeat {k}");
+    }
+    assert_eq!(i.timer(Timer::Garp), None);
+    // A new takeover that ends early stops its repeats.
+    let (mut j, tm) = master(cfg(100, "10.0.0.2"), t0);
+    rx(
+        &mut j,
+        tm,
+        "10.0.0.3",
+        advert_from(&cfg(200, "10.0.0.3"), 200),
+    );
+    assert_eq!(j.state(), State::Backup);
+    assert_eq!(j.timer(Timer::Garp), None);
+    j.handle_timeout(tm + GARP_SPACING);
+    assert_eq!(garps(&drain(&mut j)), 0);
+}
+
+#[test]
+fn restored_vips_are_announced_again_only_by_a_master() {
+    let t0 = Instant::now();
+    let (mut i, tm) = master(cfg(100, "10.0.0.2"), t0);
+    let t = tm + Duration::from_secs(5);
+    i.handle_timeout(t);
+    drain(&mut i);
+    i.handle(t, Event::VipsRestored);
+    assert_eq!(drain(&mut i), vec![Action::SendGratuitous]);
+    assert_eq!(i.timer(Timer::Garp), Some(t + GARP_SPACING));
+    let mut b = Instance::new(cfg(100, "10.0.0.2"));
+    b.handle(t0, Event::Startup);
+    drain(&mut b);
+    b.handle(t0, Event::VipsRestored);
+    assert!(drain(&mut b).is_empty());
+}
+
+#[test]
+fn reconfigure_keeps_the_state_and_advertises_what_changed() {
+    let t0 = Instant::now();
+    let c = cfg(150, "10.0.0.1");
+    let (mut i, tm) = master(c.clone(), t0);
+    let t = tm + Duration::from_millis(300);
+    // Nothing that goes on the wire changed (a notify path, say): nothing happens.
+    i.reconfigure(t, c.clone());
+    assert!(drain(&mut i).is_empty());
+    let mut more = c.clone();
+    more.vips.push(ip("10.0.0.110"));
+    i.reconfigure(t, more.clone());
+    let acts = drain(&mut i);
+    assert_eq!(i.state(), State::Master);
+    assert!(transitions(&acts).is_empty(), "{acts:?}");
+    assert_eq!(acts[0], Action::AddVips);
+    assert!(matches!(&acts[1], Action::SendAdvert(a) if a.addrs == more.vips));
+    assert_eq!(acts[2], Action::SendGratuitous);
+    // A backup keeps its timer.
+    let mut b = Instance::new(cfg(100, "10.0.0.2"));
+    b.handle(t0, Event::Startup);
+    drain(&mut b);
+    let down = b.poll_timeout();
+    b.reconfigure(t, cfg(100, "10.0.0.2"));
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b.poll_timeout(), down);
+}
+
+#[test]
+fn paced_master_hands_repeats_to_the_pacer_and_stops_it_before_resigning() {
+    let t0 = Instant::now();
+    let mut c = cfg(150, "10.0.0.1");
+    c.paced = true;
+    let mut i = backup(c, t0);
+    let t = i.poll_timeout().unwrap();
+    i.handle_timeout(t);
+    let acts = drain(&mut i);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Pace(Some(adv)) if adv.priority == 150)),
+        "{acts:?}"
+    );
+    // No Adver_Timer: the pacer repeats.
+    assert_eq!(i.timer(Timer::Adver), None);
+    i.handle(t, Event::Shutdown);
+    let acts = drain(&mut i);
+    let stop = acts.iter().position(|a| *a == Action::Pace(None));
+    let resign = acts
+        .iter()
+        .position(|a| matches!(a, Action::SendAdvert(adv) if adv.priority == 0));
+    assert!(stop.is_some() && stop < resign, "{acts:?}");
+}
+
+#[test]
+fn takeover_reason_names_the_silent_master() {
+    let t0 = Instant::now();
+    let c = cfg(100, "10.0.0.2");
+    let mut i = backup(c, t0);
+    let t = t0 + Duration::from_millis(500);
+    rx(
+        &mut i,
+        t,
+        "10.0.0.1",
+        advert_from(&cfg(150, "10.0.0.1"), 150),
+    );
+    let down = i.poll_timeout().unwrap();
+    i.handle_timeout(down);
+    let acts = drain(&mut i);
+    assert_eq!(
+        transitions(&acts)[0].2,
+        "master down timer expired: master 10.0.0.1 silent for 3.61 s"
+    );
 }

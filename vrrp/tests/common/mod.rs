@@ -7,13 +7,12 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vrrp::vip::Netlink;
+use vrrp::sys::netlink::Netlink;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -159,9 +158,10 @@ impl Lab {
     }
 
     pub fn signal(&mut self, pid: u32, sig: i32) {
-        // SAFETY: kill(2) on a pid we spawned and have not reaped yet (we reap only in
-        // `wait_exit` and Drop), so it cannot name an unrelated process.
-        unsafe { libc::kill(pid as i32, sig) };
+        // A pid we spawned and have not reaped yet (we reap only in `wait_exit` and Drop), so
+        // it cannot name an unrelated process.
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("signal number");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
 
     /// Waits (bounded) for a process we started to exit; returns its exit code.
@@ -194,9 +194,8 @@ impl Lab {
         let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
         std::thread::scope(|s| {
             s.spawn(|| {
-                // SAFETY: setns on a valid namespace fd changes only this scoped thread.
-                let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0);
+                // setns changes only this scoped thread's namespace.
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
                 Netlink::open().expect("netlink")
             })
             .join()
@@ -397,4 +396,32 @@ impl Drop for Lab {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Two balancers running vrrp v3 at 0.1 s (priorities 150 and 100), host 0 holding the VIPs; returns (lab, watch 0, watch 1).
+pub fn pair(tag: &str) -> (Lab, Watch, Watch, [u32; 2]) {
+    let mut lab = Lab::new(tag, 2);
+    let c0 = cfg(&lab, 0, 150, 3, 0.1).render("b0");
+    let c1 = cfg(&lab, 1, 100, 3, 0.1).render("b1");
+    let mut w0 = Watch::new(&lab, &lab.hosts[0].clone());
+    let mut w1 = Watch::new(&lab, &lab.hosts[1].clone());
+    let p0 = lab.start_vrrp(0, "b0", &c0);
+    let p1 = lab.start_vrrp(1, "b1", &c1);
+    assert!(
+        wait_for(Duration::from_secs(3), || w0.has("10.99.0.80")
+            && !w1.has("10.99.0.80"))
+        .is_some(),
+        "{}",
+        lab.log_dump()
+    );
+    (lab, w0, w1, [p0, p1])
+}
+
+/// `ip neigh show ADDR dev eth0` in namespace `ns`.
+pub fn neigh(lab: &Lab, ns: &str, addr: &str) -> String {
+    String::from_utf8_lossy(
+        &lab.exec(ns, &["ip", "neigh", "show", addr, "dev", "eth0"])
+            .stdout,
+    )
+    .into_owned()
 }

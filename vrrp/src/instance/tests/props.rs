@@ -2,7 +2,7 @@
 
 use super::{cfg, v3};
 use crate::instance::{Action, Event, Instance, State};
-use crate::packet::Advert;
+use crate::wire::vrrp::Advert;
 use proptest::prelude::*;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -24,11 +24,12 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn event(kind: u8, prio: u8, addr: u8, flag: bool, template: &Advert) -> Event {
-    match kind % 6 {
+    match kind % 7 {
         0 => Event::Startup,
         1 => Event::Shutdown,
         2 => Event::SetPriority(prio),
         3 => Event::Fault(flag),
+        4 => Event::VipsRestored,
         _ => {
             let mut advert = template.clone();
             advert.priority = prio;
@@ -81,6 +82,7 @@ proptest! {
                         prop_assert_eq!(adv.addrs.len(), 3);
                     }
                     Action::SendGratuitous => prop_assert!(have_vips && state == State::Master),
+                    Action::Pace(p) => prop_assert!(p.is_none() || state == State::Master),
                 }
             }
             prop_assert_eq!(state, i.state());

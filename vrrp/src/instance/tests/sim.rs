@@ -3,7 +3,7 @@
 
 use super::{cfg, v3};
 use crate::instance::{Action, Event, Instance, InstanceConfig, State};
-use crate::packet::{self, ChecksumMode};
+use crate::wire::vrrp::{self, ChecksumMode};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ impl Sim {
                     self.sent[i].push((self.now, adv.priority));
                     let mut buf = Vec::new();
                     let (src, dst) = (self.addr(i), GROUP.parse().unwrap());
-                    packet::encode(&adv, src, dst, ChecksumMode::PseudoHeader, &mut buf).unwrap();
+                    vrrp::encode(&adv, src, dst, ChecksumMode::PseudoHeader, &mut buf).unwrap();
                     if self.nodes[i].up && !self.partitioned {
                         self.wire.push((self.now + self.delay, i, buf));
                     }
@@ -95,7 +95,9 @@ impl Sim {
                 Action::Transition { from, to, reason } => {
                     self.log.push((self.now, i, from, to, reason))
                 }
-                Action::AddVips | Action::RemoveVips | Action::SendGratuitous => {}
+                // The simulation runs unpaced instances.
+                Action::AddVips | Action::RemoveVips | Action::SendGratuitous | Action::Pace(_) => {
+                }
             }
         }
     }
@@ -136,7 +138,7 @@ impl Sim {
                     if to == from || !self.nodes[to].up {
                         continue;
                     }
-                    let adv = packet::decode(&bytes, src, GROUP.parse().unwrap()).unwrap();
+                    let adv = vrrp::decode(&bytes, src, GROUP.parse().unwrap()).unwrap();
                     self.last_rx[to] = Some(self.now);
                     self.nodes[to]
                         .inst
@@ -452,7 +454,7 @@ fn track_failure_lowering_priority_moves_the_vip() {
         "{:?}",
         t - s.t0
     );
-    // The seed's trap: weight -20 (150 -> 130) never moves it.
+    // The keepalived.conf trap: weight -20 (150 -> 130) never moves it.
     let mut s = pair(150, 100);
     start_all(&mut s);
     s.run(10.0);

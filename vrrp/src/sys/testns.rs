@@ -37,13 +37,11 @@ pub(crate) fn ns_exec(ns: &str, args: &[&str]) -> String {
 
 /// Runs `f` on a thread that entered namespace `ns`.
 pub(crate) fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    use std::os::fd::AsRawFd;
     let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns on a valid namespace fd only changes this (scoped) thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            // setns changes only this (scoped) thread's namespace.
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
             f()
         })
         .join()

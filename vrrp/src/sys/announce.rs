@@ -1,18 +1,14 @@
-//! Gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) for the VIPs.
+//! Sends the gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) that tell
+//! the segment a VIP moved: neighbours' caches still hold the old master's MAC. The frames are
+//! built in `wire::arp`; this file owns the sockets.
 //!
-//! A new master must tell the segment that the VIPs moved: neighbours' caches still hold the
-//! old master's MAC. IPv4: an ARP request with sender = target = VIP, broadcast (what Linux
-//! treats as gratuitous and uses to override an existing entry). IPv6: an unsolicited NA to
-//! ff02::1 with the Override flag and the target link-layer address option, hop limit 255
-//! (RFC 4861 7.2.6; receivers drop NAs with any other hop limit).
-//!
-//! The caller repeats `announce` a few times (keepalived's vrrp_garp_master_repeat) because a
-//! single frame can be lost.
+//! `Instance` decides when to announce (it repeats the burst, keepalived's
+//! vrrp_garp_master_repeat, because a single frame can be lost).
 
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -27,41 +23,9 @@ pub enum GarpError {
     },
 }
 
-const ETH_P_ARP: u16 = 0x0806;
-const BROADCAST: [u8; 6] = [0xff; 6];
+use crate::wire::arp::{arp_frame, na_message, BROADCAST, ETH_P_ARP};
+
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-
-/// An Ethernet frame carrying a gratuitous ARP request for `vip` from `mac`.
-pub fn arp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].copy_from_slice(&BROADCAST);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // hardware type: Ethernet
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol type: IPv4
-    f[18] = 6; // hardware address length
-    f[19] = 4; // protocol address length
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // op: request
-    f[22..28].copy_from_slice(&mac); // sender hardware address
-    f[28..32].copy_from_slice(&vip.octets()); // sender protocol address
-    f[32..38].copy_from_slice(&BROADCAST); // target hardware address (as keepalived)
-    f[38..42].copy_from_slice(&vip.octets()); // target protocol address = sender: gratuitous
-    f
-}
-
-/// An ICMPv6 neighbour advertisement for `vip` (checksum left 0: the kernel fills it in for
-/// ICMPv6 raw sockets).
-pub fn na_message(mac: [u8; 6], vip: Ipv6Addr) -> [u8; 32] {
-    let mut m = [0u8; 32];
-    m[0] = 136; // type: neighbour advertisement
-    m[1] = 0; // code
-    m[4] = 0x20; // flags: Override (not Solicited: it is unsolicited; not Router)
-    m[8..24].copy_from_slice(&vip.octets());
-    m[24] = 2; // option: target link-layer address
-    m[25] = 1; // length in units of 8 bytes
-    m[26..32].copy_from_slice(&mac);
-    m
-}
 
 /// Sockets to announce VIPs on one interface.
 #[derive(Debug)]
@@ -69,7 +33,7 @@ pub struct Announcer {
     ifname: String,
     ifindex: u32,
     mac: [u8; 6],
-    arp: Option<OwnedFd>,
+    arp: Option<Socket>,
     nd: Option<Socket>,
 }
 
@@ -88,20 +52,10 @@ impl Announcer {
         let arp = if vips.iter().any(IpAddr::is_ipv4) {
             // Protocol 0: the socket is only for sending (the protocol is given per sendto),
             // so the kernel delivers nothing to it and no receive queue fills up.
-            // SAFETY: plain socket(2) call; the result is checked before use.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                    0,
-                )
-            };
-            if fd < 0 {
-                return Err(io("socket(AF_PACKET)")(io::Error::last_os_error()));
-            }
-            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Some(fd)
+            let s =
+                Socket::new(Domain::PACKET, Type::RAW, None).map_err(io("socket(AF_PACKET)"))?;
+            s.set_nonblocking(true).map_err(io("set_nonblocking"))?;
+            Some(s)
         } else {
             None
         };
@@ -224,20 +178,7 @@ fn sockaddr_ll(ifindex: u32, proto: u16) -> libc::sockaddr_ll {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::testns::{in_ns, ip, ns_exec, NsPair};
-
-    #[test]
-    fn arp_frame_layout() {
-        let f = arp_frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 0, 80));
-        assert_eq!(&f[..6], &[0xff; 6]);
-        assert_eq!(&f[12..14], &[0x08, 0x06]);
-        assert_eq!(&f[20..22], &[0, 1]);
-        assert_eq!(&f[28..32], &[10, 0, 0, 80]);
-        assert_eq!(&f[38..42], &[10, 0, 0, 80]);
-        let m = na_message([2, 0, 0, 0, 0, 1], "fd00::80".parse().unwrap());
-        assert_eq!((m[0], m[4], m[24], m[25]), (136, 0x20, 2, 1));
-        assert_eq!(&m[26..], &[2, 0, 0, 0, 0, 1]);
-    }
+    use crate::sys::testns::{in_ns, ip, ns_exec, NsPair};
 
     fn neigh(ns: &str, addr: &str) -> String {
         ns_exec(ns, &["ip", "neigh", "show", addr, "dev", "vb"])
@@ -265,8 +206,8 @@ mod tests {
         }
         let vips: Vec<IpAddr> = vec!["10.77.0.100".parse().unwrap(), "fd77::100".parse().unwrap()];
         in_ns(&ns.a, || {
-            let mut nl = crate::vip::Netlink::open().unwrap();
-            let idx = crate::vip::ifindex("va").unwrap();
+            let mut nl = crate::sys::netlink::Netlink::open().unwrap();
+            let idx = crate::sys::netlink::ifindex("va").unwrap();
             let mac = nl.link(idx).unwrap().mac.unwrap();
             assert_eq!(mac, [2, 0x77, 0, 0, 0, 1]);
             for v in &vips {

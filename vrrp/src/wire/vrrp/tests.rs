@@ -37,7 +37,7 @@ fn fixture(text: &str) -> Fixture {
 macro_rules! fx {
     ($name:literal) => {
         fixture(include_str!(concat!(
-            "../../tests/fixtures/",
+            "../../../tests/fixtures/",
             $name,
             ".hex"
         )))

@@ -327,6 +327,12 @@ pub fn encode(
     Ok(())
 }
 
+/// The VRID of a received message without decoding it: a router shares its link with other
+/// virtual routers, whose adverts it skips before spending a checksum on them.
+pub fn peek_vrid(payload: &[u8]) -> Option<u8> {
+    payload.get(field::VRID).copied()
+}
+
 fn byte(payload: &[u8], at: usize) -> u8 {
     payload.get(at).copied().unwrap_or(0)
 }

@@ -1,9 +1,6 @@
-//! `vrrp_script` tracking: probes (a shell script or the built-in HTTP GET), keepalived's
-//! fall/rise hysteresis, and the mapping of script states + link states to an instance's
-//! effective priority or Fault.
-//!
-//! The hysteresis and the priority arithmetic are pure (`FallRise`, `health`); the runner
-//! threads only execute probes and report each raw result through a callback.
+//! Running probes: a shell script (exit status 0 = OK, killed with its process group on
+//! timeout) or the built-in HTTP GET (status 200 within the timeout = OK), each periodically
+//! on its own thread so a slow check never delays adverts.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -14,100 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// keepalived's fall/rise: `fall` consecutive failures take an OK script to failing, `rise`
-/// consecutive successes take a failing script to OK. The very first result decides at once
-/// (keepalived starts the counter at rise - 1), so a broken check is noticed after one probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FallRise {
-    fall: u32,
-    rise: u32,
-    state: Option<bool>,
-    streak: u32,
-}
-
-impl FallRise {
-    pub fn new(fall: u32, rise: u32) -> FallRise {
-        FallRise {
-            fall: fall.max(1),
-            rise: rise.max(1),
-            state: None,
-            streak: 0,
-        }
-    }
-
-    /// None until the first result; then whether the script counts as OK.
-    pub fn state(&self) -> Option<bool> {
-        self.state
-    }
-
-    /// Records one probe result; returns the new state when it changed.
-    pub fn record(&mut self, success: bool) -> Option<bool> {
-        match self.state {
-            None => {
-                self.state = Some(success);
-                self.streak = 0;
-                Some(success)
-            }
-            Some(ok) if ok == success => {
-                // A result agreeing with the state resets the opposite streak.
-                self.streak = 0;
-                None
-            }
-            Some(ok) => {
-                self.streak += 1;
-                let needed = if ok { self.fall } else { self.rise };
-                if self.streak >= needed {
-                    self.state = Some(success);
-                    self.streak = 0;
-                    Some(success)
-                } else {
-                    None
-                }
-            }
-        }
-    }
-}
-
-/// What tracking makes of an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// Effective priority after script weights (1..=254, or 255 for an address owner).
-    Priority(u8),
-    /// A weight-0 script is failing or a tracked link is down.
-    Fault(String),
-}
-
-impl Health {
-    pub fn is_fault(&self) -> bool {
-        matches!(self, Health::Fault(_))
-    }
-}
-
-/// keepalived's rules: a script with weight 0 that fails puts the instance in Fault; a positive
-/// weight is added while the script is OK; a negative weight is added while it fails. The
-/// result is clamped to 1..=254 (0 means "leaving" and 255 "owner" on the wire). An address
-/// owner (255) is never adjusted, as in keepalived. Scripts with no result yet count as OK.
-/// `links`: (name, up) of the instance's interface and its `track_interface`s.
-pub fn health(base: u8, scripts: &[(&str, i32, Option<bool>)], links: &[(&str, bool)]) -> Health {
-    if let Some((name, _)) = links.iter().find(|(_, up)| !up) {
-        return Health::Fault(format!("interface {name} is down"));
-    }
-    let mut prio = i64::from(base);
-    for (name, weight, state) in scripts {
-        let ok = state.unwrap_or(true);
-        if *weight == 0 {
-            if !ok {
-                return Health::Fault(format!("track script {name} is failing (weight 0)"));
-            }
-        } else if (*weight > 0) == ok {
-            prio += i64::from(*weight);
-        }
-    }
-    if base == 255 {
-        return Health::Priority(255);
-    }
-    Health::Priority(u8::try_from(prio.clamp(1, 254)).unwrap_or(1))
-}
+use super::url::HttpUrl;
 
 /// A probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,64 +20,6 @@ pub enum Probe {
     Script(String),
     /// HTTP/1.0 GET; status 200 within the timeout = OK.
     Http(HttpUrl),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid http probe URL {url:?}: {reason}")]
-pub struct UrlError {
-    pub url: String,
-    pub reason: &'static str,
-}
-
-/// Parses `http://host[:port][/path]` (IPv6 literals in brackets). Only plain HTTP: a health
-/// endpoint on loopback does not need TLS.
-pub fn parse_http_url(url: &str) -> Result<HttpUrl, UrlError> {
-    let err = |reason| UrlError {
-        url: url.to_string(),
-        reason,
-    };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| err("must start with http://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(err("missing host"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let end = v6.find(']').ok_or_else(|| err("unclosed ["))?;
-        let host = &v6[..end];
-        let port = match &v6[end + 1..] {
-            "" => 80,
-            p => p
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| err("bad port"))?,
-        };
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| err("bad port"))?),
-            None => (authority, 80),
-        }
-    };
-    if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(err("bad host or path"));
-    }
-    Ok(HttpUrl {
-        host: host.to_string(),
-        port,
-        path: path.to_string(),
-    })
 }
 
 /// Status code of an HTTP response's first line, if it is one.
@@ -223,8 +69,11 @@ fn run_script(cmd: &str, timeout: Duration) -> bool {
             Ok(Some(status)) => return status.success(),
             Ok(None) if Instant::now() >= deadline => {
                 if let Ok(pid) = i32::try_from(child.id()) {
-                    // SAFETY: kill(2) on the process group we created for this child.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    // The process group we created for this child: its own children too.
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = child.kill();
                 let _ = child.wait();
@@ -345,94 +194,7 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
-    fn fall_rise_hysteresis() {
-        let mut fr = FallRise::new(3, 2);
-        assert_eq!(fr.state(), None);
-        assert_eq!(fr.record(true), Some(true));
-        assert_eq!(fr.record(false), None);
-        assert_eq!(fr.record(false), None);
-        assert_eq!(fr.record(true), None); // streak reset
-        assert_eq!(fr.record(false), None);
-        assert_eq!(fr.record(false), None);
-        assert_eq!(fr.record(false), Some(false));
-        assert_eq!(fr.record(true), None);
-        assert_eq!(fr.record(false), None); // reset
-        assert_eq!(fr.record(true), None);
-        assert_eq!(fr.record(true), Some(true));
-        // First result failing decides at once.
-        let mut fr = FallRise::new(5, 5);
-        assert_eq!(fr.record(false), Some(false));
-        // fall/rise 0 behave as 1.
-        let mut fr = FallRise::new(0, 0);
-        fr.record(true);
-        assert_eq!(fr.record(false), Some(false));
-        assert_eq!(fr.record(true), Some(true));
-    }
-
-    #[test]
-    fn priority_from_weights() {
-        assert_eq!(
-            health(150, &[("c", -20, Some(false))], &[]),
-            Health::Priority(130)
-        );
-        assert_eq!(
-            health(150, &[("c", -20, Some(true))], &[]),
-            Health::Priority(150)
-        );
-        assert_eq!(
-            health(100, &[("c", 30, Some(true))], &[]),
-            Health::Priority(130)
-        );
-        assert_eq!(
-            health(100, &[("c", 30, Some(false))], &[]),
-            Health::Priority(100)
-        );
-        assert_eq!(health(100, &[("c", 30, None)], &[]), Health::Priority(130));
-        assert_eq!(
-            health(250, &[("c", 100, Some(true))], &[]),
-            Health::Priority(254)
-        );
-        assert_eq!(
-            health(10, &[("c", -100, Some(false))], &[]),
-            Health::Priority(1)
-        );
-        assert_eq!(
-            health(255, &[("c", -100, Some(false))], &[]),
-            Health::Priority(255)
-        );
-        assert!(health(150, &[("c", 0, Some(false))], &[]).is_fault());
-        assert!(!health(150, &[("c", 0, None)], &[]).is_fault());
-        assert!(health(150, &[], &[("eth0", true), ("eth1", false)]).is_fault());
-        assert_eq!(
-            health(
-                150,
-                &[("a", -20, Some(false)), ("b", -30, Some(false))],
-                &[("eth0", true)]
-            ),
-            Health::Priority(100)
-        );
-    }
-
-    #[test]
-    fn url_and_status_parsing() {
-        let u = parse_http_url("http://127.0.0.1:9900/healthz").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("127.0.0.1", 9900, "/healthz")
-        );
-        let u = parse_http_url("http://[::1]:81").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/"));
-        assert_eq!(parse_http_url("http://localhost/x").unwrap().port, 80);
-        for bad in [
-            "https://a/",
-            "http://",
-            "http://a:b/",
-            "http://[::1/",
-            "http://a/ b",
-            "ftp://x",
-        ] {
-            assert!(parse_http_url(bad).is_err(), "{bad}");
-        }
+    fn status_line_parsing() {
         assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
         assert_eq!(parse_status_line(b"HTTP/1.0 503 x\r\n"), Some(503));
         assert_eq!(parse_status_line(b"HTTP/1.1 200"), None);
@@ -481,7 +243,7 @@ mod tests {
     }
 
     fn http(addr: SocketAddr) -> Probe {
-        Probe::Http(parse_http_url(&format!("http://{addr}/healthz")).unwrap())
+        Probe::Http(super::super::url::parse(&format!("http://{addr}/healthz")).unwrap())
     }
 
     #[test]
