@@ -140,8 +140,7 @@ fn cpu_seconds(pids: &[i32], names: &[&str]) -> f64 {
         .filter(|stat| names.contains(&comm(stat)))
         .filter_map(|stat| benches::procfs::parse_cpu_ticks(&stat))
         .sum();
-    // USER_HZ is 100 on every Linux ABI this runs on (sysconf(_SC_CLK_TCK)).
-    ticks as f64 / 100.0
+    ticks as f64 / benches::procfs::clock_ticks_per_sec()
 }
 
 /// The command name in a /proc/PID/stat line: between the first '(' and the last ')'.

@@ -18,7 +18,8 @@ use crate::error::{LabError, Result};
 use crate::sys;
 
 /// Paths a provisioning step may write: each gets a private overlay (/tmp too without systemd,
-/// so that uploads staged there by one host never meet another's).
+/// so that uploads staged there by one host never meet another's). /tmp stays last: see
+/// [`OVERLAID_SYSTEMD`].
 pub const OVERLAID: &[&str] = &[
     "/etc",
     "/var",
@@ -31,16 +32,8 @@ pub const OVERLAID: &[&str] = &[
 ];
 
 /// With systemd, /tmp is a fresh tmpfs instead: systemd-tmpfiles empties /tmp at boot, and a
-/// host's /tmp must start empty like a server's.
-pub const OVERLAID_SYSTEMD: &[&str] = &[
-    "/etc",
-    "/var",
-    "/root",
-    "/home",
-    "/usr/local",
-    "/opt",
-    "/srv",
-];
+/// host's /tmp must start empty like a server's. The same list without its last entry.
+pub const OVERLAID_SYSTEMD: &[&str] = OVERLAID.split_at(OVERLAID.len() - 1).0;
 
 /// Capabilities no process of a systemd host may ever gain (removed from the bounding set of
 /// its PID 1, so of everything it starts, and of every command the lab runs inside): setting

@@ -293,6 +293,11 @@ mod tests {
         ] {
             assert!(OVERLAID.contains(&d), "{d}");
         }
+        assert!(
+            !OVERLAID_SYSTEMD.contains(&"/tmp"),
+            "systemd hosts get a fresh /tmp"
+        );
+        assert_eq!(OVERLAID_SYSTEMD.len(), OVERLAID.len() - 1);
     }
 
     #[test]
