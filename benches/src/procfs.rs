@@ -63,6 +63,7 @@ pub fn tree(root: u32) -> Vec<u32> {
     out
 }
 
+/// The kernel's clock tick rate (USER_HZ) that /proc/PID/stat times are counted in.
 pub fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions; it only reads a system constant.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
