@@ -8,11 +8,12 @@
 //! connections from the backend namespaces' own TCP counters (`PassiveOpens` in
 //! /proc/PID/net/snmp counts every connection a backend accepted, whoever opened it).
 
+mod cpu;
 pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use benches::wrk::{self, WrkResult};
 use serde::Serialize;
@@ -65,9 +66,26 @@ pub struct Round {
     pub backend_cpu_per_1k: f64,
     /// TCP connections the backends accepted per request (0: every request reused one).
     pub upstream_conns_per_request: f64,
+    /// CPU seconds per 1000 requests of the whole lab: every process in its namespaces, wrk,
+    /// and the kernel's interrupt work (see `cpu`).
+    #[serde(default)]
+    pub lab_cpu_per_1k: f64,
+    /// The lab's CPU seconds over (cores x wall seconds): near 1 means the machine was full.
+    #[serde(default)]
+    pub lab_cpu_share: f64,
 }
 
 impl Round {
+    /// What a proxy costing nothing would serve on the same cores (see `cpu`).
+    pub fn zero_cost_bound(&self) -> Option<f64> {
+        cpu::zero_cost_bound(
+            self.ok_per_sec,
+            self.lab_cpu_per_1k,
+            self.balancer_cpu_per_1k,
+            self.lab_cpu_share,
+        )
+    }
+
     pub fn errors(&self) -> u64 {
         self.non_2xx + self.connect_errors + self.read_errors + self.write_errors + self.timeouts
     }
@@ -108,6 +126,8 @@ struct Counters {
     balancer_cpu: f64,
     backend_cpu: f64,
     passive_opens: u64,
+    lab: cpu::Snapshot,
+    at: Instant,
 }
 
 fn counters(lab: &Running, holder: &str) -> Counters {
@@ -129,6 +149,14 @@ fn counters(lab: &Running, holder: &str) -> Counters {
             .filter(|h| h.host.priority.is_none())
             .filter_map(|h| passive_opens(h.keeper))
             .sum(),
+        lab: cpu::Snapshot::read(
+            hosts
+                .iter()
+                .map(|h| h.ns.as_str())
+                .chain([lab.plan.client.ns.as_str()])
+                .flat_map(sys::pids_in_netns),
+        ),
+        at: Instant::now(),
     }
 }
 
@@ -329,6 +357,16 @@ fn round(system: &str, holder: &str, w: &WrkResult, before: &Counters, after: &C
         } else {
             after.passive_opens.saturating_sub(before.passive_opens) as f64 / w.requests as f64
         },
+        lab_cpu_per_1k: per_1k(after.lab.seconds_since(&before.lab), 0.0),
+        lab_cpu_share: {
+            let wall = after.at.duration_since(before.at).as_secs_f64();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            if wall > 0.0 {
+                after.lab.seconds_since(&before.lab) / (cores * wall)
+            } else {
+                0.0
+            }
+        },
     }
 }
 
@@ -363,21 +401,35 @@ mod tests {
             non_2xx: 2_000,
             ..WrkResult::default()
         };
+        let t0 = Instant::now();
         let before = Counters {
             balancer_cpu: 10.0,
             backend_cpu: 100.0,
             passive_opens: 50,
+            lab: cpu::Snapshot::default(),
+            at: t0,
         };
         let after = Counters {
             balancer_cpu: 12.0,
             backend_cpu: 104.0,
             passive_opens: 250,
+            lab: cpu::Snapshot {
+                processes: [(7, 8 * benches::procfs::clock_ticks_per_sec() as u64)].into(),
+                ..cpu::Snapshot::default()
+            },
+            at: t0 + Duration::from_secs(5),
         };
         let r = round("ours", "server1", &w, &before, &after);
         assert!((r.ok_per_sec - 3_600.0).abs() < 1e-9);
         assert!((r.balancer_cpu_per_1k - 0.1).abs() < 1e-9);
         assert!((r.backend_cpu_per_1k - 0.2).abs() < 1e-9);
         assert!((r.upstream_conns_per_request - 0.01).abs() < 1e-9);
+        assert!(
+            (r.lab_cpu_per_1k - 0.4).abs() < 1e-9,
+            "8 s of lab CPU over 20k requests"
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert!((r.lab_cpu_share - 8.0 / (5.0 * cores)).abs() < 1e-9);
         assert!((r.p999_ms - 20.0).abs() < 1e-9);
         assert_eq!(r.errors(), 2_000);
         assert!(r.summary().contains("2000 non-2xx"), "{}", r.summary());

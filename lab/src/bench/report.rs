@@ -69,6 +69,9 @@ impl Report {
         if let Some(line) = ratio_line(&medians) {
             let _ = writeln!(s, "{line}");
         }
+        for line in bound_lines(&medians) {
+            let _ = writeln!(s, "{line}");
+        }
         let _ = writeln!(s, "{}", LEGEND);
         s
     }
@@ -79,8 +82,8 @@ impl Report {
         s.push('\n');
         s.push_str(
             "| round | system | VIP on | 2xx/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors \
-             | proxy CPU s/1k | backend CPU s/1k | upstream conns/req |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | proxy CPU s/1k | backend CPU s/1k | lab CPU s/1k | upstream conns/req |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (i, r) in self.rounds.iter().enumerate() {
             let _ = writeln!(s, "| {} | {} |", i + 1, md_cells(r));
@@ -89,6 +92,9 @@ impl Report {
             let _ = writeln!(s, "| median of {} | {} |", m.rounds, md_cells(&m.median));
         }
         if let Some(line) = ratio_line(&self.medians()) {
+            let _ = writeln!(s, "\n{line}");
+        }
+        for line in bound_lines(&self.medians()) {
             let _ = writeln!(s, "\n{line}");
         }
         let _ = writeln!(s, "\n{LEGEND}");
@@ -210,13 +216,40 @@ const PERCENTILES: [(&str, Get); 4] = [
     ("p99.9", |r| r.p999_ms),
 ];
 
-const LEGEND: &str = "errors: non-2xx responses + socket errors (connect/read/write/timeout); CPU: \
+const LEGEND: &str =
+    "errors: non-2xx responses + socket errors (connect/read/write/timeout); CPU: \
     seconds of the proxy processes on the VIP holder (ours or nginx) and of the backends' web \
-    servers per 1000 requests; upstream conns/req: TCP connections the backends accepted per request";
+    servers per 1000 requests; lab CPU: every process in the lab's namespaces, wrk and the \
+    kernel's interrupt work, per 1000 requests; upstream conns/req: TCP connections the backends \
+    accepted per request";
+
+/// Per system: the lab's CPU per request, its share of the machine, and the 2xx/s a proxy
+/// costing nothing would reach on the same cores (the ceiling any proxy faces on this path).
+fn bound_lines(m: &[Medians]) -> Vec<String> {
+    m.iter()
+        .map(|m| {
+            let r = &m.median;
+            let head = format!(
+                "{}: the lab spent {:.0} us of CPU per request ({:.0} us of it in the proxy) and \
+                 kept {:.0}% of the machine busy",
+                m.system,
+                r.lab_cpu_per_1k * 1e3,
+                r.balancer_cpu_per_1k * 1e3,
+                r.lab_cpu_share * 100.0
+            );
+            match r.zero_cost_bound() {
+                Some(b) => {
+                    format!("{head}; a proxy costing nothing would serve at most {b:.0} 2xx/s")
+                }
+                None => format!("{head}; CPU is not what bounds this run"),
+            }
+        })
+        .collect()
+}
 
 fn row_header() -> String {
     format!(
-        "{:<34} {:<8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7}",
+        "{:<34} {:<8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}",
         "SYSTEM",
         "VIP ON",
         "2XX/S",
@@ -227,12 +260,13 @@ fn row_header() -> String {
         "ERRS",
         "CPU/1K",
         "BE/1K",
+        "LAB/1K",
         "UP/REQ"
     )
 }
 
 /// A round's figures as text, in column order (after the system name).
-fn cells(r: &Round) -> [String; 10] {
+fn cells(r: &Round) -> [String; 11] {
     [
         r.holder.clone(),
         format!("{:.0}", r.ok_per_sec),
@@ -243,13 +277,14 @@ fn cells(r: &Round) -> [String; 10] {
         r.errors().to_string(),
         format!("{:.3}", r.balancer_cpu_per_1k),
         format!("{:.3}", r.backend_cpu_per_1k),
+        format!("{:.3}", r.lab_cpu_per_1k),
         format!("{:.3}", r.upstream_conns_per_request),
     ]
 }
 
 fn row(label: &str, r: &Round) -> String {
     let [holder, rest @ ..] = cells(r);
-    let widths = [8, 7, 7, 7, 8, 6, 7, 7, 7];
+    let widths = [8, 7, 7, 7, 8, 6, 7, 7, 7, 7];
     let mut s = format!("{label:<34} {holder:<8}");
     for (c, w) in rest.iter().zip(widths) {
         let _ = write!(s, " {c:>w$}");
@@ -330,6 +365,8 @@ pub fn median(rounds: &[&Round]) -> Option<Round> {
         balancer_cpu_per_1k: med(&|r| r.balancer_cpu_per_1k),
         backend_cpu_per_1k: med(&|r| r.backend_cpu_per_1k),
         upstream_conns_per_request: med(&|r| r.upstream_conns_per_request),
+        lab_cpu_per_1k: med(&|r| r.lab_cpu_per_1k),
+        lab_cpu_share: med(&|r| r.lab_cpu_share),
     })
 }
 
@@ -362,6 +399,8 @@ mod tests {
             balancer_cpu_per_1k: 0.1,
             backend_cpu_per_1k: 0.2,
             upstream_conns_per_request: 0.0,
+            lab_cpu_per_1k: 1.0,
+            lab_cpu_share: 1.0,
         }
     }
 
@@ -409,8 +448,15 @@ mod tests {
             t.contains("ours / nginx (medians): 2xx/s 1.31x, p50 1.36x"),
             "{t}"
         );
+        // Median ours: 8500 2xx/s, 1000 us of lab CPU per request of which 100 in the proxy:
+        // 8500 * 1000 / 900 = 9444.
+        assert!(
+            t.contains("ours: the lab spent 1000 us of CPU per request (100 us of it in the proxy) and kept 100% of the machine busy; a proxy costing nothing would serve at most 9444 2xx/s"),
+            "{t}"
+        );
         let md = r.markdown();
         assert_eq!(md.matches("| median of 3 |").count(), 2, "{md}");
+        assert!(md.contains("at most 9444 2xx/s"), "{md}");
         assert!(
             md.contains("`lab bench --compare nginx --rounds 3`"),
             "{md}"
