@@ -107,6 +107,13 @@ enum Cmd {
         /// Where bench.md, bench.svg and the wrk script go.
         #[arg(long, default_value = "target/lab")]
         out: PathBuf,
+        /// Run our proxy with this `workers` ("auto" or a number) for this bench only: the
+        /// balancers' proxy.toml is rewritten, and restored afterwards.
+        #[arg(long, value_name = "auto|N")]
+        workers: Option<String>,
+        /// Run our proxy with `pin_workers = true` for this bench only.
+        #[arg(long)]
+        pin_workers: bool,
     },
     /// Run provision on the lab's inventory from the lab's client namespace, with the lab's
     /// key and known_hosts (flags go to provision: --dry-run, --hosts, -v, ...).
@@ -300,12 +307,23 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             compare,
             json,
             out,
+            workers,
+            pin_workers,
         } => {
             let load = bench::Load {
                 duration: Duration::from_secs(duration),
                 connections,
             };
             let running = lab.open()?;
+            let tuning = bench::tuning::Workers {
+                workers,
+                pin: pin_workers,
+            };
+            let applied = if tuning.is_default() {
+                None
+            } else {
+                Some(bench::tuning::apply(&running, &tuning)?)
+            };
             let (report, json_text) = match compare.as_deref() {
                 Some("nginx") => {
                     let opts = compare::Options {
@@ -314,7 +332,8 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                         progress: true,
                         out: out.clone(),
                     };
-                    let c = compare::run(&running, &opts)?;
+                    let mut c = compare::run(&running, &opts)?;
+                    c.report.notes.extend(tuning.note());
                     print!("{}", compare::table(&c));
                     (c.report.clone(), serde_json::to_string_pretty(&c))
                 }
@@ -324,11 +343,13 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     )))
                 }
                 None => {
-                    let r = bench::run(&running, &load, rounds, &out, true)?;
+                    let mut r = bench::run(&running, &load, rounds, &out, true)?;
+                    r.notes.extend(tuning.note());
                     print!("{}", r.table());
                     (r.clone(), serde_json::to_string_pretty(&r))
                 }
             };
+            drop(applied);
             let paths = bench::record(&report, &out)?;
             println!("written: {}", paths.join(", "));
             if let Some(path) = json {

@@ -10,6 +10,7 @@
 
 mod cpu;
 pub mod report;
+pub mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,8 +67,8 @@ pub struct Round {
     pub backend_cpu_per_1k: f64,
     /// TCP connections the backends accepted per request (0: every request reused one).
     pub upstream_conns_per_request: f64,
-    /// CPU seconds per 1000 requests of the whole lab: every process in its namespaces, wrk,
-    /// and the kernel's interrupt work (see `cpu`).
+    /// CPU seconds per 1000 requests of the whole lab: every process in its namespaces and wrk
+    /// (see `cpu`).
     #[serde(default)]
     pub lab_cpu_per_1k: f64,
     /// The lab's CPU seconds over (cores x wall seconds): near 1 means the machine was full.
