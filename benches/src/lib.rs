@@ -5,6 +5,7 @@
 //! Everything talks to 127.0.0.1 only, and every load is bounded in time.
 
 pub mod backend;
+pub mod backends;
 pub mod idle;
 pub mod procfs;
 pub mod report;

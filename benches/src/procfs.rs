@@ -122,6 +122,26 @@ pub fn system_busy_seconds() -> f64 {
         .map_or(0.0, |t| t as f64 / clock_ticks_per_sec())
 }
 
+/// TCP connections this network namespace has opened actively (connect) so far: `ActiveOpens`
+/// from the `Tcp:` lines of /proc/net/snmp (a header line names the fields, the next has the
+/// values).
+pub fn parse_tcp_active_opens(snmp: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let i = names.split_whitespace().position(|n| n == "ActiveOpens")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// Active TCP opens of the machine's network namespace so far (0 if unreadable). Counts every
+/// process's connects on the machine: take differences over a measured run.
+pub fn tcp_active_opens() -> u64 {
+    fs::read_to_string("/proc/net/snmp")
+        .ok()
+        .as_deref()
+        .and_then(parse_tcp_active_opens)
+        .unwrap_or(0)
+}
+
 /// CPU seconds of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
 pub fn rusage_seconds(who: libc::c_int) -> f64 {
     // SAFETY: an all-zero rusage is a valid value (plain integers and timevals).
@@ -162,6 +182,17 @@ mod tests {
         let s = "cpu  100 5 50 1000 7 3 2 1 0 0\ncpu0 50 2 25 500 3 1 1 0 0 0\n";
         assert_eq!(parse_system_busy_ticks(s), Some(161));
         assert_eq!(parse_system_busy_ticks("intr 1 2"), None);
+    }
+
+    #[test]
+    fn parses_tcp_active_opens() {
+        let s = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens\nTcp: 1 200 120000 -1 4711 12\nUdp: InDatagrams\nUdp: 3\n";
+        assert_eq!(parse_tcp_active_opens(s), Some(4711));
+        assert_eq!(parse_tcp_active_opens("Ip: 1\n"), None);
+        let before = tcp_active_opens();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(tcp_active_opens() > before);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Row {
     /// CPU cores busy with work other than this measurement (other processes on a shared
     /// machine) during the run: machine busy time minus wrk, backend, target and the bench.
     pub other_load: Option<f64>,
+    /// TCP connects on the machine per request during the run, beyond wrk's own connections:
+    /// upstream connections the target opened (plus anything else on the machine connecting).
+    pub connects_per_req: Option<f64>,
 }
 
 /// Memory of one proxy holding idle keep-alive client connections.
@@ -76,9 +79,13 @@ impl Report {
     }
 
     fn nginx_row(&self, case: &str) -> Option<&Row> {
+        self.row_of(case, Kind::Nginx)
+    }
+
+    fn row_of(&self, case: &str, target: Kind) -> Option<&Row> {
         self.rows
             .iter()
-            .find(|r| r.case == case && r.target == Kind::Nginx)
+            .find(|r| r.case == case && r.target == target)
     }
 
     pub fn markdown(&self) -> String {
@@ -87,13 +94,14 @@ impl Report {
             let _ = writeln!(s, "{n}  ");
         }
         s.push('\n');
-        s.push_str("| case | target | req/s | req/s vs nginx | p50 | p99 | CPU s / 1k req | CPU vs nginx | peak RSS MiB | RSS vs nginx | errors | other load |\n");
-        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        s.push_str("| case | target | req/s | req/s vs nginx | p50 | p99 | CPU s / 1k req | CPU vs nginx | peak RSS MiB | RSS vs nginx | errors | other load | CPU vs haproxy | connects / req |\n");
+        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for r in &self.rows {
             let ng = self.nginx_row(&r.case);
+            let ha = self.row_of(&r.case, Kind::Haproxy);
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.case,
                 r.target,
                 r.wrk.req_per_sec,
@@ -110,6 +118,8 @@ impl Report {
                 ),
                 r.wrk.socket_errors + r.wrk.non_2xx,
                 r.other_load.map_or("-".into(), |l| format!("{l:.2}")),
+                fmt_ratio(r.cpu_per_1k, ha.and_then(|h| h.cpu_per_1k)),
+                r.connects_per_req.map_or("-".into(), |c| format!("{c:.3}")),
             );
         }
         if !self.idle.is_empty() {
@@ -224,10 +234,25 @@ impl Report {
 }
 
 /// The median row by req/s (the lower middle for an even count); None for no rows.
+///
+/// CPU per request and connects per request are the medians of their own rounds: on a shared
+/// machine the round with the median req/s need not have the median CPU cost.
 pub fn median_by_rps(mut rows: Vec<Row>) -> Option<Row> {
+    let cpu = median(rows.iter().filter_map(|r| r.cpu_per_1k).collect());
+    let connects = median(rows.iter().filter_map(|r| r.connects_per_req).collect());
     rows.sort_by(|a, b| a.wrk.req_per_sec.total_cmp(&b.wrk.req_per_sec));
     let mid = rows.len().checked_sub(1)? / 2;
-    rows.into_iter().nth(mid)
+    let mut row = rows.into_iter().nth(mid)?;
+    row.cpu_per_1k = cpu;
+    row.connects_per_req = connects;
+    Some(row)
+}
+
+/// The lower median (the middle of an odd count; the lower middle of an even one).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len().checked_sub(1)? / 2;
+    v.get(mid).copied()
 }
 
 fn color(k: Kind) -> &'static str {
@@ -272,6 +297,7 @@ mod tests {
             cpu_per_1k: cpu,
             peak_rss_kib: cpu.map(|_| 4096),
             other_load: Some(0.25),
+            connects_per_req: cpu.map(|_| 0.001),
         }
     }
 
@@ -299,7 +325,7 @@ mod tests {
     fn markdown_has_ratios_against_nginx() {
         let md = report().markdown();
         assert!(
-            md.contains("| small@50 | proxy | 45000 | 1.50x | 500us | 2.50ms | 0.0100 | 0.50x | 4.0 | 1.00x | 0 | 0.25 |"),
+            md.contains("| small@50 | proxy | 45000 | 1.50x | 500us | 2.50ms | 0.0100 | 0.50x | 4.0 | 1.00x | 0 | 0.25 | - | 0.001 |"),
             "{md}"
         );
         assert!(md.contains("| small@50 | direct | 50000 | 1.67x |"), "{md}");
@@ -314,11 +340,15 @@ mod tests {
         let rows = vec![
             row("c", Kind::Ours, 300.0, Some(3.0)),
             row("c", Kind::Ours, 100.0, Some(1.0)),
-            row("c", Kind::Ours, 200.0, Some(2.0)),
+            row("c", Kind::Ours, 200.0, Some(5.0)),
         ];
         let m = median_by_rps(rows).unwrap();
         assert_eq!(m.wrk.req_per_sec, 200.0);
-        assert_eq!(m.cpu_per_1k, Some(2.0));
+        assert_eq!(
+            m.cpu_per_1k,
+            Some(3.0),
+            "CPU is the median of its own rounds"
+        );
         let two = vec![
             row("c", Kind::Ours, 5.0, None),
             row("c", Kind::Ours, 1.0, None),

@@ -229,9 +229,61 @@ pub struct ProxySetup {
     pub proxy_args: Vec<String>,
     /// Extra top-level proxy.toml lines (e.g. `pin_workers = true`), to compare settings.
     pub proxy_toml: Vec<String>,
+    /// `keepalive` of the upstream, for ours and nginx alike.
+    pub upstream_keepalive: UpstreamKeepalive,
 }
 
-/// Idle upstream connections ours and nginx may keep (`keepalive`). HAProxy keeps its default,
+/// The upstream `keepalive` under test. HAProxy keeps its default either way (see
+/// [`UPSTREAM_KEEPALIVE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKeepalive {
+    /// Our default (`keepalive = "auto"`, the pool sizes itself); nginx has no such mode and
+    /// gets [`UPSTREAM_KEEPALIVE`].
+    Auto,
+    /// The same `keepalive N` for ours and nginx.
+    Count(usize),
+}
+
+impl UpstreamKeepalive {
+    /// "auto" or a number.
+    pub fn parse(s: &str) -> std::result::Result<UpstreamKeepalive, String> {
+        match s {
+            "auto" => Ok(UpstreamKeepalive::Auto),
+            n => n
+                .parse()
+                .map(UpstreamKeepalive::Count)
+                .map_err(|_| format!("{n:?} is neither \"auto\" nor a number")),
+        }
+    }
+
+    /// The line for our proxy.toml (none for auto: it is the default).
+    fn ours_line(self) -> String {
+        match self {
+            UpstreamKeepalive::Auto => String::new(),
+            UpstreamKeepalive::Count(n) => format!("keepalive = {n}"),
+        }
+    }
+
+    /// nginx's `keepalive N`.
+    pub fn nginx_count(self) -> usize {
+        match self {
+            UpstreamKeepalive::Auto => UPSTREAM_KEEPALIVE,
+            UpstreamKeepalive::Count(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for UpstreamKeepalive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamKeepalive::Auto => write!(f, "auto (ours), {UPSTREAM_KEEPALIVE} (nginx)"),
+            UpstreamKeepalive::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Idle upstream connections ours and nginx keep (`keepalive`) unless `--upstream-keepalive`
+/// says otherwise. HAProxy keeps its default,
 /// `pool-max-conn -1` (unlimited): setting it to 1024 explicitly made HAProxy 2.6 collapse at
 /// 1000 clients (20k instead of 55k req/s), so the comparison uses HAProxy at its best. Enough for every client connection of the
 /// largest case, so no proxy opens and closes a backend connection per request: with 32, as
@@ -247,7 +299,7 @@ access_log = "off"
 
 [upstream.backend]
 servers = [{{ address = "127.0.0.1:{backend}" }}]
-keepalive = {keepalive}
+{keepalive}
 
 [[server]]
 listen = ["127.0.0.1:{port}"]
@@ -258,7 +310,7 @@ proxy_pass = "backend"
 "#,
         workers = s.workers,
         backend = s.backend_port,
-        keepalive = UPSTREAM_KEEPALIVE,
+        keepalive = s.upstream_keepalive.ours_line(),
         extra = s.proxy_toml.join("\n"),
     )
 }
@@ -299,7 +351,7 @@ http {{
         // worker_connections counts client and upstream connections alike.
         conns = 2 * s.max_conns + 256,
         nofile = s.nofile,
-        keepalive = UPSTREAM_KEEPALIVE,
+        keepalive = s.upstream_keepalive.nginx_count(),
     )
 }
 
@@ -331,12 +383,26 @@ backend be
     )
 }
 
+/// Start `cmd` (stderr into the file `log`) and wait until it listens on `port`; an error
+/// carries what it wrote to stderr.
+pub fn spawn_listening(name: &str, cmd: &mut Command, port: u16, log: &Path) -> Result<Proc> {
+    let stderr = File::create(log).ctx(format_args!("create {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    let mut p = Proc::spawn(name, cmd)?;
+    if let Err(e) = wait_listening(&mut p, port, Duration::from_secs(15)) {
+        let tail = fs::read_to_string(log).unwrap_or_default();
+        return Err(BenchError::Other(format!("{e}; its stderr:\n{tail}")));
+    }
+    Ok(p)
+}
+
 /// Start one target and wait until it listens.
 pub fn start(kind: Kind, s: &ProxySetup) -> Result<Running> {
     let dir = TempDir::new(kind.name())?;
     let port = free_port()?;
     let log = dir.path().join("stderr.log");
-    let stderr = File::create(&log).ctx(format_args!("create {}", log.display()))?;
     let mut cmd = match kind {
         Kind::Direct => {
             return Ok(Running {
@@ -377,14 +443,7 @@ pub fn start(kind: Kind, s: &ProxySetup) -> Result<Running> {
             c
         }
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr));
-    let mut p = Proc::spawn(kind.name(), &mut cmd)?;
-    if let Err(e) = wait_listening(&mut p, port, Duration::from_secs(15)) {
-        let tail = fs::read_to_string(&log).unwrap_or_default();
-        return Err(BenchError::Other(format!("{e}; its stderr:\n{tail}")));
-    }
+    let p = spawn_listening(kind.name(), &mut cmd, port, &log)?;
     Ok(Running {
         kind,
         port,
@@ -406,6 +465,7 @@ mod tests {
             proxy_bin: PathBuf::from("proxy"),
             proxy_args: Vec::new(),
             proxy_toml: vec!["pin_workers = true".into()],
+            upstream_keepalive: UpstreamKeepalive::Count(1024),
         }
     }
 
@@ -427,6 +487,18 @@ mod tests {
                 && !h.contains("pool-max-conn")
         );
         assert!(h.contains("bind 127.0.0.1:8082") && !h.contains("log "));
+    }
+
+    #[test]
+    fn upstream_keepalive_auto_is_our_default_and_a_number_for_nginx() {
+        let mut s = setup();
+        s.upstream_keepalive = UpstreamKeepalive::parse("auto").unwrap();
+        assert!(!ours_config(&s, 8080).contains("keepalive"));
+        assert!(nginx_config(&s, 8081, Path::new("/x")).contains("keepalive 1024;"));
+        s.upstream_keepalive = UpstreamKeepalive::parse("64").unwrap();
+        assert!(ours_config(&s, 8080).contains("\nkeepalive = 64\n"));
+        assert!(nginx_config(&s, 8081, Path::new("/x")).contains("keepalive 64;"));
+        assert!(UpstreamKeepalive::parse("lots").is_err());
     }
 
     #[test]

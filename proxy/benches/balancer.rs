@@ -26,7 +26,7 @@ fn upstream(balance: Balance, peers: u8) -> Upstream {
             })
             .collect(),
         balance,
-        keepalive: 32,
+        keepalive: proxy::config::Keepalive::Max(32),
         keepalive_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(60),
         read_timeout: Duration::from_secs(60),

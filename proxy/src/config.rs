@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::pool::Keepalive;
 pub use units::{parse_duration, parse_size};
 
 /// How many worker threads to run.
@@ -60,8 +61,9 @@ pub struct Upstream {
     pub name: String,
     pub servers: Vec<UpstreamServer>,
     pub balance: Balance,
-    /// Idle pooled connections kept per worker (nginx `keepalive`). 0 disables pooling.
-    pub keepalive: usize,
+    /// Idle pooled connections kept per worker: `"auto"` (as many as were recently in use at
+    /// once) or nginx's `keepalive N` (0 disables pooling).
+    pub keepalive: Keepalive,
     /// How long an idle pooled connection may be reused (nginx `keepalive_timeout` in upstream).
     pub keepalive_timeout: Duration,
     pub connect_timeout: Duration,
@@ -141,7 +143,9 @@ pub mod defaults {
     pub const WEIGHT: u32 = 1;
     pub const MAX_FAILS: u32 = 1;
     pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const KEEPALIVE: usize = 32;
+    /// Sized from recent use: a fixed count either churns connections when more requests run
+    /// at once than it keeps, or holds idle descriptors nobody needs.
+    pub const KEEPALIVE: super::Keepalive = super::Keepalive::Auto;
     /// Below Apache's default `KeepAliveTimeout 5`, so we drop an idle pooled connection before
     /// the backend does (a backend close racing our reuse is the classic spurious 502).
     pub const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);

@@ -27,6 +27,9 @@ pub struct WorkerStats {
     pub spliced_bytes: AtomicU64,
     pub upstream_failures: AtomicU64,
     pub upstream_retries: AtomicU64,
+    /// Upstream connections opened (attempted): with a pool that fits the load, this grows
+    /// only when backends close connections, not per request.
+    pub upstream_connects: AtomicU64,
     /// (upstream name, peer states), replaced about once a second by the worker.
     pub peers: Mutex<Vec<(String, Vec<PeerState>)>>,
 }
@@ -59,6 +62,7 @@ impl WorkerStats {
             spliced_bytes: AtomicU64::new(0),
             upstream_failures: AtomicU64::new(0),
             upstream_retries: AtomicU64::new(0),
+            upstream_connects: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
         })
     }
@@ -112,7 +116,7 @@ fn render_process(out: &mut String, workers: &[Arc<WorkerStats>], serving: bool)
 /// Connection, byte and upstream counters summed over the workers.
 fn render_counters(out: &mut String, workers: &[Arc<WorkerStats>]) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let gauges: [(&str, &str, &str, u64); 7] = [
+    let gauges: [(&str, &str, &str, u64); 8] = [
         (
             "proxy_active_connections",
             "gauge",
@@ -154,6 +158,12 @@ fn render_counters(out: &mut String, workers: &[Arc<WorkerStats>]) {
             "counter",
             "Requests passed to the next upstream server after a failure.",
             sum(&|w| w.upstream_retries.load(Relaxed)),
+        ),
+        (
+            "proxy_upstream_connects_total",
+            "counter",
+            "Upstream connections opened (connect attempts); per request, the pool's miss rate.",
+            sum(&|w| w.upstream_connects.load(Relaxed)),
         ),
     ];
     for (name, kind, help, value) in gauges {

@@ -92,9 +92,15 @@ fn provision_rendered_nginx_conf_imports_back_to_rendered_proxy_toml() {
         let nginx = provision::render_seed::nginx_conf(&inv, host).unwrap();
         let path = dir.0.join(format!("{}.nginx.conf", host.name));
         std::fs::write(&path, nginx).unwrap();
-        let (cfg, imported) = import(&path);
+        let (mut cfg, imported) = import(&path);
         let ours = provision::render::proxy_toml(&inv, host).unwrap();
         let ours = config::parse(&ours, Path::new("rendered.toml")).unwrap();
+        // nginx has no self-sizing pool: the seed's nginx.conf gets a fixed `keepalive N`
+        // where our proxy.toml leaves `keepalive` at its default, "auto".
+        let n = provision::render_seed::PROXY_DEFAULT_KEEPALIVE as usize;
+        assert_eq!(cfg.upstreams[0].keepalive, config::Keepalive::Max(n));
+        assert_eq!(ours.upstreams[0].keepalive, config::Keepalive::Auto);
+        cfg.upstreams[0].keepalive = config::Keepalive::Auto;
         assert_equivalent(cfg, ours);
         // Only /etc/nginx/mime.types (outside the confined directory) is reported.
         assert_eq!(imported.losses.len(), 1, "{}", imported.report());
@@ -142,7 +148,7 @@ fn the_binary_exits_0_3_1_and_its_output_passes_check() {
     assert_eq!((app.servers[0].weight, app.servers[0].max_fails), (3, 2));
     assert_eq!(app.servers[0].fail_timeout.as_secs(), 5);
     assert!(app.servers[1].backup);
-    assert_eq!(app.keepalive, 16);
+    assert_eq!(app.keepalive, config::Keepalive::Max(16));
     assert_eq!(app.read_timeout.as_secs(), 30);
     assert_eq!(cfg.upstreams[1].name, "127.0.0.1:9000");
     assert_eq!(cfg.servers[0].client_max_body_size, 10 << 20);

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use benches::backends::{self, BackendKind};
 use benches::report::{self, IdleRow, Report, Row};
+use benches::targets::UpstreamKeepalive;
 use benches::targets::{self, Kind, ProxySetup};
 use benches::{backend, idle, procfs, wrk, BenchError, Context, Result};
 use clap::{Parser, Subcommand};
@@ -63,6 +65,19 @@ struct Args {
     /// Backend threads (default: as many as the proxies' workers, at most one per core).
     #[arg(long)]
     backend_threads: Option<usize>,
+    /// The server behind the proxies: `monoio` (the bench's own responder, never closes a
+    /// connection), `nginx` (Debian's, static files) or `apache` (event MPM, closes after 100
+    /// requests or 5 s idle).
+    #[arg(long, default_value = "monoio", value_parser = parse_backend)]
+    backend: BackendKind,
+    /// Upstream `keepalive` for ours and nginx: a number for both, or `auto` (our default; nginx
+    /// then gets 1024). HAProxy keeps its own default.
+    #[arg(long, default_value = "auto", value_parser = UpstreamKeepalive::parse)]
+    upstream_keepalive: UpstreamKeepalive,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<BackendKind, String> {
+    BackendKind::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,6 +87,9 @@ enum Cmd {
     Backend {
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// monoio, nginx or apache.
+        #[arg(long, default_value = "monoio", value_parser = parse_backend)]
+        kind: BackendKind,
     },
 }
 
@@ -112,8 +130,8 @@ const FULL: [Case; 5] = [
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let r = match args.cmd {
-        Some(Cmd::Backend { threads }) => run_backend(threads),
+    let r = match &args.cmd {
+        Some(Cmd::Backend { threads, kind }) => run_backend(*threads, *kind),
         None => run(&args),
     };
     match r {
@@ -125,10 +143,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_backend(threads: usize) -> Result<()> {
+fn run_backend(threads: usize, kind: BackendKind) -> Result<()> {
+    if kind != BackendKind::Monoio {
+        // A real server runs as our child; it is stopped (by pid) when SIGTERM or SIGINT ends us.
+        let exe = std::env::current_exe().ctx("find own executable")?;
+        let b = backends::start(kind, &exe, threads)?;
+        println!("PORT {}", b.port);
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        wait_for_stop_signal();
+        drop(b);
+        return Ok(());
+    }
     let (port, listeners) = backend::bind(threads).ctx("bind backend")?;
     println!("PORT {port}");
     backend::serve(listeners).ctx("backend")
+}
+
+/// Block until SIGTERM or SIGINT arrives (then return instead of dying, so guards run).
+fn wait_for_stop_signal() {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it, pthread_sigmask
+    // blocks the two signals for this (only) thread so sigwait can take them synchronously.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+    }
 }
 
 /// One measured wrk run of `case` against a fresh `kind` process.
@@ -164,7 +208,9 @@ fn measure(
     };
     let (busy0, ours0, t0) = (procfs::system_busy_seconds(), ours(), Instant::now());
     let cpu0 = pid.map(procfs::tree_cpu_seconds);
+    let opens0 = procfs::tcp_active_opens();
     let res = wrk::run(&url, case.conns, secs);
+    let opens1 = procfs::tcp_active_opens();
     let cpu1 = pid.map(procfs::tree_cpu_seconds);
     let (busy1, ours1, wall) = (procfs::system_busy_seconds(), ours(), t0.elapsed());
     let peak = pid.map(|p| procfs::tree_status_kib(p, "VmHWM"));
@@ -188,6 +234,11 @@ fn measure(
         _ => 0.0,
     };
     let other = (busy1 - busy0) - (ours1 - ours0) - target_cpu;
+    // wrk opens its connections once at the start of the run; reconnects after a close count.
+    let connects = opens1
+        .saturating_sub(opens0)
+        .saturating_sub(case.conns as u64);
+    let connects_per_req = (res.requests > 0).then(|| connects as f64 / res.requests as f64);
     Ok(Row {
         case: case.label.to_string(),
         target: t.kind,
@@ -195,6 +246,7 @@ fn measure(
         cpu_per_1k,
         peak_rss_kib: peak,
         other_load: Some((other / wall.as_secs_f64().max(1e-3)).max(0.0)),
+        connects_per_req,
     })
 }
 
@@ -299,7 +351,8 @@ fn run(args: &Args) -> Result<()> {
     });
 
     let mut report = Report::default();
-    let (backend_proc, backend_port) = targets::start_backend(&exe, threads)?;
+    let backend = backends::start(args.backend, &exe, threads)?;
+    let backend_port = backend.port;
     let setup = ProxySetup {
         backend_port,
         workers: args.workers.max(1),
@@ -312,8 +365,12 @@ fn run(args: &Args) -> Result<()> {
         proxy_bin: proxy_bin.clone(),
         proxy_args: args.proxy_args.clone(),
         proxy_toml: args.proxy_toml.clone(),
+        upstream_keepalive: args.upstream_keepalive,
     };
-    report.title = format!("req/s, workers = {}", setup.workers);
+    report.title = format!(
+        "req/s, workers = {}, backend {}",
+        setup.workers, args.backend
+    );
     // Check every target starts before spending minutes on load.
     for k in &kinds {
         drop(targets::start(*k, &setup)?);
@@ -331,12 +388,13 @@ fn run(args: &Args) -> Result<()> {
             .join(" ")
     ));
     report.notes.push(format!(
-        "workers = {} for every proxy; backend: {} threads; wrk -t1 --latency, {secs} s per case after {} s warm-up, median of {} round(s); upstream keepalive {}; logs off",
+        "workers = {} for every proxy; backend: {} with {} threads/processes; wrk -t1 --latency, {secs} s per case after {} s warm-up, median of {} round(s) (req/s picks the row; CPU and connects are their own medians); upstream keepalive {}; logs off; connects / req: machine-wide TCP active opens during the run minus wrk's connections",
         setup.workers,
+        args.backend,
         threads,
         args.warmup,
         args.rounds.max(1),
-        benches::targets::UPSTREAM_KEEPALIVE
+        args.upstream_keepalive
     ));
     let git = std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
@@ -360,7 +418,7 @@ fn run(args: &Args) -> Result<()> {
             for (i, kind) in kinds.iter().enumerate() {
                 let row = measure(
                     *kind,
-                    backend_proc.pid(),
+                    backend.pid(),
                     case,
                     &setup,
                     args.warmup,
@@ -408,7 +466,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
 
-    drop(backend_proc);
+    drop(backend);
     report.notes.push(format!(
         "total run time {:.0} s",
         started.elapsed().as_secs_f64()

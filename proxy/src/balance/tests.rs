@@ -29,7 +29,7 @@ fn balancer(balance: Balance, servers: Vec<UpstreamServer>) -> Balancer {
         name: "u".into(),
         servers,
         balance,
-        keepalive: 32,
+        keepalive: crate::config::Keepalive::Max(32),
         keepalive_timeout: Duration::from_secs(4),
         connect_timeout: Duration::from_secs(60),
         read_timeout: Duration::from_secs(60),

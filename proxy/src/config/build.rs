@@ -13,7 +13,8 @@ use toml_edit::{Item, TableLike, Value};
 use super::raw::{RawLocation, RawPeer, RawServer, RawTop, RawUpstream, Scalar};
 use super::units::{parse_duration, parse_size};
 use super::{
-    defaults, Balance, Config, ConfigErrors, Location, Server, Upstream, UpstreamServer, Workers,
+    defaults, Balance, Config, ConfigErrors, Keepalive, Location, Server, Upstream, UpstreamServer,
+    Workers,
 };
 
 type Span = Option<Range<usize>>;
@@ -89,6 +90,29 @@ impl Ctx<'_> {
                 };
                 self.error_at(s, msg);
                 default
+            }
+        }
+    }
+
+    /// An upstream's `keepalive`: "auto" or a count of idle connections (nginx's meaning).
+    fn keepalive(&mut self, v: &Option<Spanned<Scalar>>, what: &str) -> Keepalive {
+        const MAX: i64 = 1_000_000;
+        match v.as_ref().map(|s| (s, s.get_ref())) {
+            None => defaults::KEEPALIVE,
+            Some((_, Scalar::Str(a))) if a == "auto" => Keepalive::Auto,
+            Some((_, Scalar::Int(n))) if (0..=MAX).contains(n) => {
+                Keepalive::Max(usize::try_from(*n).unwrap_or(0))
+            }
+            Some((s, bad)) => {
+                let got = match bad {
+                    Scalar::Str(t) => format!("\"{t}\""),
+                    Scalar::Int(n) => n.to_string(),
+                };
+                self.error_at(
+                    s,
+                    format!("{what} must be \"auto\" or a number of idle connections between 0 and {MAX}, got {got}"),
+                );
+                defaults::KEEPALIVE
             }
         }
     }
@@ -382,13 +406,7 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
             }
         }
     }
-    let keepalive = cx.int(
-        &raw.keepalive,
-        defaults::KEEPALIVE as i64,
-        0,
-        1_000_000,
-        &format!("{what}: keepalive"),
-    );
+    let keepalive = cx.keepalive(&raw.keepalive, &format!("{what}: keepalive"));
     let keepalive_timeout = cx.duration(
         &raw.keepalive_timeout,
         defaults::UPSTREAM_KEEPALIVE_TIMEOUT,
@@ -430,7 +448,7 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         name: name.to_owned(),
         servers,
         balance,
-        keepalive: usize::try_from(keepalive).unwrap_or(defaults::KEEPALIVE),
+        keepalive,
         keepalive_timeout,
         connect_timeout,
         read_timeout,

@@ -71,7 +71,7 @@ pub struct RawUpstream {
     #[serde(rename = "servers")]
     pub _servers: Option<IgnoredAny>,
     pub balance: Option<Spanned<String>>,
-    pub keepalive: Option<Spanned<i64>>,
+    pub keepalive: Option<Spanned<Scalar>>,
     pub keepalive_timeout: Option<Spanned<Scalar>>,
     pub connect_timeout: Option<Spanned<Scalar>>,
     pub read_timeout: Option<Spanned<Scalar>>,

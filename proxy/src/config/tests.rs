@@ -131,7 +131,7 @@ fn design_example_parses_to_the_expected_config() {
                 seed_peer("172.16.249.202:80"),
             ],
             balance: Balance::RoundRobin,
-            keepalive: 32,
+            keepalive: Keepalive::Max(32),
             keepalive_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(60),
@@ -202,7 +202,7 @@ fn every_default() {
     let up = &c.upstreams[0];
     assert_eq!(up.name, "u");
     assert_eq!(up.balance, Balance::RoundRobin);
-    assert_eq!(up.keepalive, 32);
+    assert_eq!(up.keepalive, Keepalive::Auto);
     assert_eq!(up.keepalive_timeout, Duration::from_secs(4));
     assert_eq!(up.connect_timeout, Duration::from_secs(60));
     assert_eq!(up.read_timeout, Duration::from_secs(60));
@@ -272,7 +272,7 @@ fn every_key_set() {
     assert_eq!(c.admin, Some(addr("[::1]:9900")));
     let a = &c.upstreams[0];
     assert_eq!(a.balance, Balance::LeastConn);
-    assert_eq!(a.keepalive, 0);
+    assert_eq!(a.keepalive, Keepalive::Max(0));
     assert_eq!(a.keepalive_timeout, Duration::from_secs(3));
     assert_eq!(a.connect_timeout, Duration::from_millis(500));
     assert_eq!(a.read_timeout, Duration::from_secs(90));
@@ -395,11 +395,7 @@ fn wrong_types_are_errors_with_their_line() {
         2,
         "invalid type",
     );
-    one_err(
-        &base_insert(2, &["keepalive = \"many\""]),
-        3,
-        "invalid type",
-    );
+    one_err(&base_insert(2, &["keepalive = true"]), 3, "invalid type");
     one_err(
         &base_with(5, "listen = \"127.0.0.1:8000\""),
         5,
@@ -841,4 +837,24 @@ fn connection_and_body_buffering_keys() {
         1,
         "worker_connections must be between 1",
     );
+}
+
+#[test]
+fn keepalive_is_auto_or_a_count() {
+    let c = ok(&base_insert(2, &["keepalive = \"auto\""]));
+    assert_eq!(c.upstreams[0].keepalive, Keepalive::Auto);
+    let c = ok(&base_insert(2, &["keepalive = 64"]));
+    assert_eq!(c.upstreams[0].keepalive, Keepalive::Max(64));
+    one_err(
+        &base_insert(2, &["keepalive = \"lots\""]),
+        3,
+        "keepalive must be \"auto\" or a number of idle connections between 0 and 1000000, got \"lots\"",
+    );
+    one_err(&base_insert(2, &["keepalive = -1"]), 3, "got -1");
+    let e = errs(&base_insert(
+        2,
+        &["keepalive = 2000000", "read_timeout = \"x\""],
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!((e[0].0, e[1].0), (3, 4), "{e:?}");
 }

@@ -10,6 +10,7 @@ use crate::config::{Config, Server, Upstream};
 use crate::http::{self, RequestHead};
 use crate::metrics;
 use crate::policy::{self, ExchangeError, Kind, Retry, Side, Stage};
+use crate::pool::InUse;
 use crate::route;
 
 use super::io::UpstreamSide;
@@ -145,11 +146,16 @@ impl Conn {
         t: &Target<'_>,
         request: &Rc<Vec<u8>>,
     ) -> Result<(Done, Outcome), ExchangeError> {
+        let u = t.upstream;
         let pooled = self
             .ctx
             .pool
             .borrow_mut()
-            .take(&t.upstream.name, t.addr, Instant::now());
+            .take(&u.name, t.addr, Instant::now());
+        // Counted as in use until the attempt ends, however it ends: the pool sizes itself
+        // ("auto") from the peak of this count.
+        let ctx = self.ctx.clone();
+        let _in_use = InUse::new(&ctx.pool, &u.name, t.addr, u.keepalive, u.keepalive_timeout);
         let state = policy::Attempt {
             reused: pooled.is_some(),
             replayable: t.replayable,
@@ -167,15 +173,10 @@ impl Conn {
         self.uheaders = std::mem::take(&mut up.headers);
         let finished = result?;
         if finished.reusable {
-            let u = t.upstream;
-            self.ctx.pool.borrow_mut().put(
-                &u.name,
-                u.keepalive,
-                u.keepalive_timeout,
-                t.addr,
-                up.io.tcp,
-                Instant::now(),
-            );
+            self.ctx
+                .pool
+                .borrow_mut()
+                .put(&u.name, t.addr, up.io.tcp, Instant::now());
         }
         Ok((finished.done, finished.outcome))
     }

@@ -19,6 +19,7 @@ const MAX_INTERIM: usize = 8;
 impl Conn {
     pub(super) async fn connect(&self, t: &Target<'_>) -> Result<TcpStream, ExchangeError> {
         let timer = &self.client.io.timer;
+        metrics::add(&self.ctx.stats.upstream_connects, 1);
         let connect = TcpStream::connect_addr(t.addr);
         match timer.within(t.upstream.connect_timeout, connect).await {
             Ok(Ok(s)) => {

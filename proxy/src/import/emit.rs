@@ -95,7 +95,7 @@ fn upstream(s: &mut String, up: &Upstream) {
             let _ = writeln!(s, "keepalive = {n}");
         }
         None => s.push_str(
-            "# no `keepalive`: nginx opened a new upstream connection per request; the proxy pools\n# idle connections (32 per worker by default; keepalive = 0 turns pooling off)\n",
+            "# no `keepalive`: nginx opened a new upstream connection per request; the proxy pools\n# idle connections (keepalive = \"auto\" by default: as many as were recently in use;\n# keepalive = 0 turns pooling off)\n",
         ),
     }
     if let Some(t) = &up.keepalive_timeout {

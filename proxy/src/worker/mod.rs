@@ -74,6 +74,13 @@ fn build_runtime(engine: Engine) -> io::Result<(Runtime, &'static str)> {
     Ok((rt.into(), "epoll"))
 }
 
+/// Descriptors this worker may hold in idle upstream connections (see [`crate::pool::fd_budget`]).
+fn idle_fd_budget(workers: usize) -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _hard)| soft);
+    crate::pool::fd_budget(soft, workers)
+}
+
 fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'static str>)>) {
     let config = shared.config();
     if config.pin_workers {
@@ -97,7 +104,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             stats: stats.clone(),
             generation: Cell::new(shared.generation.load(Ordering::Acquire)),
             balancers: RefCell::new(Vec::new()),
-            pool: RefCell::new(Pool::new()),
+            pool: RefCell::new(Pool::new(idle_fd_budget(shared.stats.len()))),
             buffers: BufferPool::default(),
             deadlines: Rc::new(Deadlines::default()),
             log: RefCell::new(AccessLog::new(shared.log_sink())),
