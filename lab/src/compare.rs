@@ -218,9 +218,9 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
 fn keepalive_note(n: u32) -> String {
     if n > 0 {
         format!(
-            "upstream keep-alive on both sides: our proxy pools {n} idle connections per worker \
-             (proxy.toml sets no `keepalive`, the default {n} applies); nginx has `keepalive {n}` \
-             + proxy_http_version 1.1 + Connection \"\""
+            "upstream keep-alive on both sides: our proxy.toml sets no `keepalive`, so the \
+             default \"auto\" pools as many idle connections as were recently busy; nginx has \
+             `keepalive {n}` per worker + proxy_http_version 1.1 + Connection \"\""
         )
     } else {
         "upstream keep-alive on neither side: our proxy.toml sets keepalive = 0, nginx has no \
