@@ -109,6 +109,7 @@ fn seed_peer(address: &str) -> UpstreamServer {
         backup: false,
         down: false,
         max_conns: 0,
+        slow_start: Duration::ZERO,
     }
 }
 
@@ -124,6 +125,8 @@ fn design_example_parses_to_the_expected_config() {
         client_body_temp_path: "/var/cache/proxy/client_body_temp".into(),
         access_log: Some(PathBuf::from("/var/log/proxy/access.log")),
         admin: Some(addr("127.0.0.1:9900")),
+        admin_token_file: None,
+        state_file: None,
         upstreams: vec![Upstream {
             name: "ProxyServer".into(),
             servers: vec![
@@ -136,6 +139,7 @@ fn design_example_parses_to_the_expected_config() {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            health_check: None,
         }],
         servers: vec![Server {
             listen: vec![addr("0.0.0.0:80"), addr("[::]:80")],
@@ -218,6 +222,7 @@ fn every_default() {
             backup: false,
             down: false,
             max_conns: 0,
+            slow_start: Duration::ZERO,
         }]
     );
     let s = &c.servers[0];
@@ -288,6 +293,7 @@ fn every_key_set() {
             backup: false,
             down: false,
             max_conns: 7,
+            slow_start: Duration::ZERO,
         }
     );
     assert_eq!(a.servers[1].address, addr("[fd00::2]:82"));
