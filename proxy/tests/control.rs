@@ -55,3 +55,235 @@ fn round_robin_alternates_strictly_across_workers() {
         assert!(n > 0, "worker {w} served nothing:\n{m}");
     }
 }
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// A token file readable by its owner only, in the proxy's test directory.
+fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("admin.token");
+    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A proxy with an admin token and a state file in its own directory.
+fn controlled(workers: usize, backends: &[&Backend], upstream_extra: &str) -> Proxy {
+    let dir = common::temp_dir("ctl-files");
+    let token = token_file(&dir);
+    let top = format!(
+        "admin_token_file = \"{}\"\nstate_file = \"{}\"\n",
+        token.display(),
+        dir.join("server-state").display()
+    );
+    proxy(workers, backends, &top, upstream_extra)
+}
+
+/// POST to the admin listener with an optional bearer token.
+fn post(p: &Proxy, path: &str, token: Option<&str>, body: &str) -> common::Response {
+    let mut c = common::Client::connect(p.admin);
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    c.send(&format!(
+        "POST {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    c.response()
+}
+
+fn set(p: &Proxy, b: &Backend, body: &str) -> common::Response {
+    post(
+        p,
+        &format!("/api/upstreams/u/servers/{}", b.addr),
+        Some(TOKEN),
+        body,
+    )
+}
+
+/// Workers apply shared state at their next tick (50 ms).
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
+fn server_json(p: &Proxy, b: &Backend) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_slice(&p.admin_get("/api/upstreams").body).unwrap();
+    all["upstreams"][0]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["resolved"] == b.addr.to_string())
+        .cloned()
+        .expect("server in /api/upstreams")
+}
+
+/// A backend answering its name, after `slow` for /slow.
+fn named(name: &'static str, slow: std::time::Duration) -> Backend {
+    Backend::start(move |r| {
+        if r.target == "/slow" {
+            std::thread::sleep(slow);
+        }
+        common::Reply::text(name)
+    })
+}
+
+#[test]
+fn drain_stops_new_requests_while_the_in_flight_one_finishes() {
+    use std::time::Duration;
+    let a = named("A", Duration::from_millis(1500));
+    let b = named("B", Duration::from_millis(1500));
+    let p = controlled(2, &[&a, &b], "");
+    let addr = p.addr;
+    let slow = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        c.send("GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        c.response()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.count() + b.count() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (busy, busy_name, other_name) = if a.count() > 0 {
+        (&a, "A", "B")
+    } else {
+        (&b, "B", "A")
+    };
+    let r = set(&p, busy, r#"{"state": "drain"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let js: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(js["admin_state"], "drain");
+    assert_eq!(js["state"], "drain");
+    settle();
+    let before = busy.count();
+    for got in bodies(&p, 10) {
+        assert_eq!(got, other_name, "a drained server got a new request");
+    }
+    assert_eq!(busy.count(), before);
+    // The in-flight request on the drained server completes normally.
+    let done = slow.join().unwrap();
+    assert_eq!((done.status, done.text()), (200, busy_name.to_string()));
+    // ready: back in the rotation.
+    assert_eq!(set(&p, busy, r#"{"state": "ready"}"#).status, 200);
+    settle();
+    let got = bodies(&p, 4);
+    assert!(got.contains(&busy_name.to_string()), "{got:?}");
+}
+
+#[test]
+fn maint_takes_a_server_out_and_weight_changes_the_share() {
+    let a = Backend::page("A");
+    let b = Backend::page("B");
+    let p = controlled(1, &[&a, &b], "");
+    assert_eq!(set(&p, &a, r#"{"state": "maint"}"#).status, 200);
+    settle();
+    assert!(bodies(&p, 6).iter().all(|g| g == "B"));
+    let js = server_json(&p, &a);
+    assert_eq!(
+        (js["state"].as_str(), js["admin_state"].as_str()),
+        (Some("maint"), Some("maint"))
+    );
+    let r = set(&p, &a, r#"{"state": "ready", "weight": 3}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    settle();
+    // nginx's smooth WRR for {3, 1}: A A B A, repeating.
+    let got = bodies(&p, 8).join(" ");
+    assert_eq!(got.matches('A').count(), 6, "{got}");
+    let js = server_json(&p, &a);
+    assert_eq!(
+        (js["weight"].as_u64(), js["configured_weight"].as_u64()),
+        (Some(3), Some(1))
+    );
+}
+
+#[test]
+fn mutations_need_the_token_and_bad_requests_get_a_message() {
+    let a = Backend::page("A");
+    let p = controlled(1, &[&a], "");
+    let path = format!("/api/upstreams/u/servers/{}", a.addr);
+    let r = post(&p, &path, None, r#"{"state": "drain"}"#);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(
+        post(&p, &path, Some("wrong"), r#"{"state": "drain"}"#).status,
+        403
+    );
+    for (body, needle) in [
+        ("{not json", "JSON"),
+        (r#"{"state": "sleeping"}"#, "sleeping"),
+        (r#"{"weight": 0}"#, "weight"),
+        (r#"{"colour": "red"}"#, "colour"),
+        ("{}", "nothing to change"),
+        ("", "JSON"),
+    ] {
+        let r = post(&p, &path, Some(TOKEN), body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains(needle), "{body}: {}", r.text());
+    }
+    let r = post(
+        &p,
+        "/api/upstreams/nope/servers/1.2.3.4:80",
+        Some(TOKEN),
+        r#"{"state":"drain"}"#,
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("nope"));
+    assert_eq!(p.admin_get(&path).status, 405);
+    // Nothing changed, and the proxy is still serving.
+    assert_eq!(server_json(&p, &a)["admin_state"], "ready");
+    assert_eq!(p.get("/").status, 200);
+}
+
+#[test]
+fn a_group_readable_token_file_is_refused_with_its_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Backend::page("A");
+    let p = controlled(1, &[&a], "");
+    let config = std::fs::read_to_string(&p.config_path).unwrap();
+    let token_path = config
+        .lines()
+        .find_map(|l| l.strip_prefix("admin_token_file = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .unwrap();
+    std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = set(&p, &a, r#"{"state": "drain"}"#);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains(&token_path) && r.text().contains("644"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn state_survives_reload_and_restart() {
+    let a = Backend::page("A");
+    let b = Backend::page("B");
+    let mut p = controlled(2, &[&a, &b], "");
+    assert_eq!(set(&p, &a, r#"{"state": "maint"}"#).status, 200);
+    assert_eq!(set(&p, &b, r#"{"weight": 2}"#).status, 200);
+    // SIGHUP with a changed config (a new timeout): the states stay.
+    let text = std::fs::read_to_string(&p.config_path).unwrap();
+    std::fs::write(
+        &p.config_path,
+        text.replace("[upstream.u]\n", "[upstream.u]\nread_timeout = \"30s\"\n"),
+    )
+    .unwrap();
+    p.signal(nix::sys::signal::Signal::SIGHUP as i32);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(bodies(&p, 6).iter().all(|g| g == "B"));
+    assert_eq!(server_json(&p, &a)["admin_state"], "maint");
+    // A restart reads the state file.
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+    let port = p.addr.port();
+    let q = Proxy::spawn(
+        p.config_path.clone(),
+        p.dir.clone(),
+        port,
+        p.admin.port(),
+        &[],
+    );
+    assert!(bodies(&q, 6).iter().all(|g| g == "B"));
+    assert_eq!(server_json(&q, &a)["admin_state"], "maint");
+    assert_eq!(server_json(&q, &b)["weight"], 2);
+    std::mem::forget(p);
+}
