@@ -287,3 +287,159 @@ fn state_survives_reload_and_restart() {
     assert_eq!(server_json(&q, &b)["weight"], 2);
     std::mem::forget(p);
 }
+
+mod checks {
+    use super::*;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const OK: u8 = 0;
+    const ERROR_500: u8 = 1;
+    const HANG: u8 = 2;
+    const CLOSE: u8 = 3;
+
+    /// A backend whose /health answers as `mode` says; everything else gets its name.
+    fn switchable(name: &'static str, mode: Arc<AtomicU8>) -> Backend {
+        Backend::start(move |r| {
+            if r.target != "/health" {
+                return common::Reply::text(name);
+            }
+            match mode.load(Ordering::Relaxed) {
+                OK => common::Reply::text("ok"),
+                ERROR_500 => common::Reply::Full {
+                    status: 500,
+                    headers: vec![],
+                    body: b"broken".to_vec(),
+                    chunked: false,
+                    close: false,
+                },
+                HANG => common::Reply::Hang,
+                _ => common::Reply::Drop,
+            }
+        })
+    }
+
+    const CHECK: &str = "health_check = { uri = \"/health\", interval = \"200ms\", timeout = \"300ms\", fall = 2, rise = 2 }";
+
+    /// Wait until `b`'s health is `want`; returns its server object.
+    fn wait_health(p: &Proxy, b: &Backend, want: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = server_json(p, b);
+            if s["health"] == want {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "health never became {want}: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn traffic(b: &Backend) -> usize {
+        b.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target != "/health")
+            .count()
+    }
+
+    #[test]
+    fn a_server_failing_checks_gets_no_traffic_until_it_passes_again() {
+        let mode = Arc::new(AtomicU8::new(OK));
+        let a = switchable("A", Arc::new(AtomicU8::new(OK)));
+        let b = switchable("B", mode.clone());
+        let p = proxy(2, &[&a, &b], "", CHECK);
+        wait_health(&p, &b, "up");
+        for (bad, result) in [
+            (ERROR_500, "500"),
+            (HANG, "timeout"),
+            (CLOSE, "closed without a response"),
+        ] {
+            mode.store(bad, Ordering::Relaxed);
+            let s = wait_health(&p, &b, "down");
+            assert_eq!(s["state"], "down");
+            assert_eq!(s["last_check"]["result"], result, "{s}");
+            assert_eq!(s["last_check"]["passed"], false);
+            settle();
+            let before = traffic(&b);
+            assert!(bodies(&p, 8).iter().all(|g| g == "A"));
+            assert_eq!(traffic(&b), before, "a server failing checks got traffic");
+            mode.store(OK, Ordering::Relaxed);
+            let s = wait_health(&p, &b, "up");
+            assert_eq!(s["last_check"]["result"], "200");
+            settle();
+            let got = bodies(&p, 4);
+            assert!(got.contains(&"B".to_string()), "{got:?}");
+        }
+        let m = p.admin_get("/metrics").text();
+        let line = format!(
+            "proxy_upstream_server_health_changes_total{{upstream=\"u\",server=\"{}\",to=\"down\"}} 3",
+            b.addr
+        );
+        assert!(m.contains(&line), "{line}\n{m}");
+    }
+
+    #[test]
+    fn nothing_listening_is_down_and_one_checker_serves_all_workers() {
+        let a = switchable("A", Arc::new(AtomicU8::new(OK)));
+        let dead = common::free_port();
+        let upstream = format!(
+            "servers = [{{ address = \"{}\" }}, {{ address = \"127.0.0.1:{dead}\" }}]\n{CHECK}",
+            a.addr
+        );
+        let dir = common::temp_dir("dead");
+        let port = common::free_port();
+        let admin = common::free_port();
+        let top = format!("client_body_temp_path = \"{}\"", dir.join("b").display());
+        let text = common::config_text(port, admin, &top, &upstream, "", "off")
+            .replace("workers = 1\n", "workers = 2\n");
+        std::fs::write(dir.join("proxy.toml"), text).unwrap();
+        let p = Proxy::spawn(dir.join("proxy.toml"), dir, port, admin, &[]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let dead_state = loop {
+            let all: serde_json::Value =
+                serde_json::from_slice(&p.admin_get("/api/upstreams").body).unwrap();
+            let s = all["upstreams"][0]["servers"][1].clone();
+            if s["health"] == "down" || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(dead_state["health"], "down", "{dead_state}");
+        assert_eq!(dead_state["last_check"]["result"], "connection refused");
+        // Every request reaches A (none fails over from the dead one: it gets no traffic).
+        assert!(bodies(&p, 6).iter().all(|g| g == "A"));
+        // One checker for the process: 2 workers, a check every 200 ms, so about 5 a second,
+        // not 10 (measured 5-6; bound 8).
+        let n0 = a.count() - traffic(&a);
+        std::thread::sleep(Duration::from_secs(1));
+        let checks = a.count() - traffic(&a) - n0;
+        assert!((3..=8).contains(&checks), "{checks} checks in 1 s");
+    }
+
+    #[test]
+    fn passive_max_fails_still_applies_to_a_server_passing_its_checks() {
+        // B passes /health but drops real requests: the passive accounting takes it out.
+        let a = switchable("A", Arc::new(AtomicU8::new(OK)));
+        let b = Backend::start(|r| {
+            if r.target == "/health" {
+                common::Reply::text("ok")
+            } else {
+                common::Reply::Drop
+            }
+        });
+        let p = proxy(1, &[&a, &b], "", CHECK);
+        wait_health(&p, &b, "up");
+        assert!(bodies(&p, 6).iter().all(|g| g == "A"));
+        std::thread::sleep(Duration::from_millis(300));
+        let s = server_json(&p, &b);
+        assert_eq!(
+            (s["health"].as_str(), s["state"].as_str()),
+            (Some("up"), Some("down")),
+            "{s}"
+        );
+        assert!(s["fails"].as_u64() >= Some(1), "{s}");
+        assert_eq!(traffic(&b), 1, "one try, then out for fail_timeout");
+    }
+}

@@ -10,6 +10,7 @@
 //! admin state and weight go to the `state_file` (HAProxy's server-state-file). Health is not
 //! saved: after a restart the checks establish it again.
 
+pub mod checker;
 mod cycle;
 pub mod health;
 mod registry;
