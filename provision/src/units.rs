@@ -18,7 +18,10 @@
 //! - ProtectSystem=strict (232) -> ProtectSystem=full (/usr, /boot and /etc read-only);
 //! - RuntimeDirectory + RuntimeDirectoryPreserve (235) -> neither: without Preserve, systemd
 //!   would delete vrrp's state at every restart; vrrp creates its runtime directory itself in
-//!   /run, which ProtectSystem=full leaves writable.
+//!   /run, which ProtectSystem=full leaves writable;
+//! - StartLimitIntervalSec in [Unit] (229) -> StartLimitInterval in [Service], the older name
+//!   and place: left out, systemd 219 would apply its default start limit and give up on a
+//!   vrrp that keeps failing.
 
 use std::fmt::Write as _;
 
@@ -34,6 +37,8 @@ const DYNAMIC_USER: u32 = 232;
 const AMBIENT_CAPS: u32 = 229;
 /// LogsDirectory, CacheDirectory, RuntimeDirectoryPreserve.
 const DIRECTORIES: u32 = 235;
+/// StartLimitIntervalSec in [Unit] (before: StartLimitInterval in [Service]).
+const START_LIMIT_IN_UNIT: u32 = 229;
 
 /// The user deploy/proxy.service names (`User=`): a dynamic one on current systemd, a static
 /// system user that provision creates where DynamicUser is missing. Not "proxy": Debian's
@@ -73,7 +78,8 @@ pub const SINCE: &[(&str, u32)] = &[
     ("ProtectSystem", 214),
     ("ProtectHome", 214),
     ("AmbientCapabilities", AMBIENT_CAPS),
-    ("StartLimitIntervalSec", 229),
+    ("StartLimitInterval", 1),
+    ("StartLimitIntervalSec", START_LIMIT_IN_UNIT),
     ("RestrictRealtime", 231),
     ("MemoryDenyWriteExecute", 231),
     ("DynamicUser", DYNAMIC_USER),
@@ -120,12 +126,25 @@ fn render(unit: &str, systemd: u32) -> String {
     }
     let mut out = String::new();
     let mut left_out = Vec::new();
+    let start_limit = unit
+        .lines()
+        .filter_map(directive)
+        .find(|(k, _)| *k == "StartLimitIntervalSec")
+        .map(|(_, v)| v)
+        .filter(|_| systemd < START_LIMIT_IN_UNIT);
     for line in unit.lines() {
         let Some((key, value)) = directive(line) else {
             out.push_str(line);
             out.push('\n');
+            if let (Some(v), "[Service]") = (start_limit, line.trim()) {
+                let _ = writeln!(out, "StartLimitInterval={v}");
+            }
             continue;
         };
+        if key == "StartLimitIntervalSec" && start_limit.is_some() {
+            // Written under its old name right after the [Service] header instead.
+            continue;
+        }
         let since = SINCE
             .iter()
             .find(|(k, _)| *k == key)
@@ -244,6 +263,12 @@ mod tests {
         assert!(v.contains(
             "\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_NICE CAP_IPC_LOCK\n"
         ));
+        // Never give up restarting vrrp: systemd 219 spells the start limit StartLimitInterval
+        // and reads it in [Service] only (229 renamed it and moved it to [Unit]).
+        assert!(!v.contains("StartLimitIntervalSec"), "{v}");
+        let service = v.split("[Service]\n").nth(1).expect("a [Service] section");
+        assert!(service.starts_with("StartLimitInterval=0\n"), "{v}");
+        assert!(vrrp_unit(229).contains("\nStartLimitIntervalSec=0\n"));
         // Current systemd: deploy/'s units as they are.
         assert_eq!(proxy_unit(252), PROXY_UNIT);
         assert_eq!(vrrp_unit(255), VRRP_UNIT);
