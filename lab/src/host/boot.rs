@@ -26,9 +26,11 @@ pub const ALWAYS_MASKED: &[&str] = &[
     "systemd-timesyncd.service",
 ];
 
-/// Units that the lab (sshd) or `provision` (Apache on backends, chrony, firewalld) start on
-/// purpose: disabled like the rest, but not masked, so `systemctl enable` works on them.
+/// Units that the lab (sshd) or `provision` (Apache on backends, chrony, firewalld, BIRD on
+/// anycast balancers) start on purpose: disabled like the rest, but not masked, so
+/// `systemctl enable` works on them.
 pub const LEFT_FOR_PROVISION: &[&str] = &[
+    "bird.service",
     "ssh.service",
     "sshd.service",
     "apache2.service",
