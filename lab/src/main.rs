@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lab::host::Service;
 use lab::state::{Init, DEFAULT_STATE_ROOT};
+use lab::topology::Topology;
 use lab::{bench, compare, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
@@ -45,6 +46,10 @@ enum Cmd {
         /// PID 1 of each host: systemd (default where it can boot) or none.
         #[arg(long, value_parser = parse_init)]
         init: Option<Init>,
+        /// flat: the seed's one segment (VRRP); ecmp: a router namespace (FRR, BGP + BFD,
+        /// ECMP) between the client and the balancers, which announce the VIPs (anycast).
+        #[arg(long, value_parser = parse_topology, default_value = "flat")]
+        topology: Topology,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -86,6 +91,9 @@ enum Cmd {
         /// Also write a JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The procedure for this topology (default: the running lab's); must be the lab's.
+        #[arg(long, value_parser = parse_topology)]
+        topology: Option<Topology>,
     },
     /// wrk from the client against the VIP, in rounds; records target/lab/bench.{md,svg}.
     Bench {
@@ -159,6 +167,10 @@ fn parse_init(s: &str) -> Result<Init, String> {
     Init::parse(s).ok_or_else(|| format!("{s:?}: systemd or none"))
 }
 
+fn parse_topology(s: &str) -> Result<Topology, String> {
+    Topology::parse(s).ok_or_else(|| format!("{s:?}: flat or ecmp"))
+}
+
 fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
     match s {
         None | Some("all") => Ok(None),
@@ -191,6 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             without,
             bare,
             init,
+            topology,
         } => {
             let without = without
                 .iter()
@@ -209,6 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     progress: true,
                     bare,
                     init,
+                    topology,
                 },
             )?;
         }
@@ -278,13 +292,26 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             lab.open()?.set_link(&host, true)?;
             println!("{host}: link restored");
         }
-        Cmd::Scenario { svg, json } => {
+        Cmd::Scenario {
+            svg,
+            json,
+            topology,
+        } => {
+            let running = lab.open()?;
+            let lab_topology = running.plan.topology();
+            if topology.is_some_and(|t| t != lab_topology) {
+                return Err(LabError::Other(format!(
+                    "lab {:?} runs the {lab_topology} topology; `lab down`, then `lab up --topology {}`",
+                    lab.names.id,
+                    topology.unwrap_or_default()
+                )));
+            }
             let opts = scenario::Options {
                 svg,
                 json,
                 ..scenario::Options::default()
             };
-            let report = scenario::run(&lab.open()?, &opts)?;
+            let report = scenario::run(&running, &opts)?;
             println!("\n{}", scenario::summary(&report));
             println!("timeline: {}", opts.svg.display());
             return Ok(if report.ok() {

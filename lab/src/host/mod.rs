@@ -180,7 +180,14 @@ fi"#,
     /// target, and the machine's own units disabled and masked (see [`boot`]).
     /// A `bare` host keeps the machine's /etc/hostname, as a fresh server keeps its
     /// installer's: naming it is `provision`'s job.
-    pub fn prepare_boot(&self, ssh: &Ssh, prefix: u8, bare: bool) -> Result<()> {
+    /// `gateway`: its default route, if the topology has one.
+    pub fn prepare_boot(
+        &self,
+        ssh: &Ssh,
+        prefix: u8,
+        gateway: Option<std::net::Ipv4Addr>,
+        bare: bool,
+    ) -> Result<()> {
         if !bare {
             self.write_file("/etc/hostname", &format!("{}\n", self.host.name), 0o644)?;
         }
@@ -199,7 +206,7 @@ fi"#,
         )?;
         self.write_file(
             boot::INTERFACES,
-            &boot::interfaces(&self.host.interface, self.host.address, prefix),
+            &boot::interfaces(&self.host.interface, self.host.address, prefix, gateway),
             0o644,
         )?;
         boot::fresh_state(&self.path("/"))?;

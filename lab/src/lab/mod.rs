@@ -17,9 +17,10 @@ use crate::cgroup;
 use crate::error::{LabError, Result};
 use crate::host::keeper::{self, Boot, Keeper};
 use crate::host::{self, Context, HostHandle, Service};
+use crate::router;
 use crate::state::{Init, Names, State, StateDir};
 use crate::sys;
-use crate::topology::{self, Plan};
+use crate::topology::{self, Plan, Topology};
 
 /// The systemd a lab host boots.
 pub const SYSTEMD: &str = "/lib/systemd/systemd";
@@ -45,6 +46,8 @@ pub struct UpOptions {
     pub bare: bool,
     /// The hosts' init; `None`: systemd where it can boot, else none (said on stderr).
     pub init: Option<Init>,
+    /// The network's shape: the seed's one segment, or a BGP/ECMP router in front.
+    pub topology: Topology,
 }
 
 /// How long a systemd host may take to boot (about 1 s when the machine is idle).
@@ -172,11 +175,9 @@ impl Lab {
     }
 
     fn create(&self, inventory: &Path, inv: &Inventory, opts: &UpOptions) -> Result<()> {
-        let client = topology::client_address(inv).ok_or_else(|| {
-            LabError::Other("no free address for the lab client in the network".into())
-        })?;
+        let client = topology::client_address_for(inv, opts.topology)?;
         for h in &inv.hosts {
-            if h.name == "client" || h.name == "bridge" {
+            if ["client", "bridge", "router"].contains(&h.name.as_str()) {
                 return Err(LabError::Other(format!(
                     "host name {:?} is reserved by the lab",
                     h.name
@@ -184,7 +185,7 @@ impl Lab {
             }
         }
         let (init, layout) = init::choose(opts)?;
-        let plan = Plan::new(inv, &self.names, client);
+        let plan = Plan::new(inv, &self.names, client, opts.topology);
         let say = |msg: String| {
             if opts.progress {
                 println!("  {msg}");
@@ -194,6 +195,7 @@ impl Lab {
             id: self.names.id.clone(),
             client_address: Some(client),
             init,
+            topology: opts.topology,
             ..State::default()
         };
         self.dir.save(&state)?;
@@ -208,11 +210,28 @@ impl Lab {
             inv.network.prefix
         ));
         self.create_network(&plan, &mut state, init)?;
+        if let Some(r) = &plan.router {
+            say(format!(
+                "router: {} ({} on the hosts' bridge{}, {} towards the client), FRR bgpd AS {} \
+                 peering with the balancers (AS {}), BFD {}, maximum-paths {}",
+                r.ns,
+                r.address,
+                r.gateway
+                    .map(|g| format!(", gateway {g}"))
+                    .unwrap_or_default(),
+                topology::CLIENT_SUBNET_ROUTER,
+                r.peering.router_asn,
+                r.peering.local_asn,
+                if r.peering.bfd { "on" } else { "off" },
+                router::MAXIMUM_PATHS
+            ));
+            self.start_router(inv, r, &mut state)?;
+        }
         let pubkey = self.create_ssh_key()?;
         say(hosts_summary(init));
         let keepers = self.spawn_keepers(inv, &plan, layout.as_ref(), &mut state)?;
         let handles = self.handles(inv, &state);
-        self.setup_hosts(inv, &handles, &pubkey, opts.bare)?;
+        self.setup_hosts(inv, &plan, &handles, &pubkey, opts.bare)?;
         for k in keepers {
             k.boot()?;
         }
@@ -268,6 +287,7 @@ impl Lab {
     fn create_network(&self, plan: &Plan, state: &mut State, init: Init) -> Result<()> {
         let mut all_ns = vec![plan.bridge_ns.clone()];
         all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
+        all_ns.extend(plan.router.iter().map(|r| r.ns.clone()));
         all_ns.push(plan.client.ns.clone());
         for ns in &all_ns {
             if sys::netns_exists(ns) {
@@ -284,8 +304,29 @@ impl Lab {
         topology::create_bridge(plan)?;
         for node in &plan.hosts {
             topology::attach(plan, node, init == Init::None)?;
+            // A systemd host's ifupdown sets its gateway at boot.
+            if let (Init::None, Some(gw)) = (init, plan.hosts_gateway()) {
+                topology::add_default_route(node, gw)?;
+            }
         }
-        topology::attach(plan, &plan.client, true)
+        match &plan.router {
+            Some(r) => {
+                topology::create_router(plan, r)?;
+                topology::attach_client_to_router(plan)
+            }
+            None => topology::attach(plan, &plan.client, true),
+        }
+    }
+
+    /// The router's keeper (recorded before FRR starts) and FRR peering with every balancer.
+    fn start_router(&self, inv: &Inventory, r: &topology::Router, state: &mut State) -> Result<()> {
+        let k = Keeper::spawn(&r.ns, "router", &self.dir.router_dir(), &Boot::Plain)?;
+        state.router_keeper = Some(k.pid);
+        self.dir.save(state)?;
+        let pid = k.pid;
+        k.boot()?;
+        let balancers: Vec<_> = inv.balancers().map(|b| b.address).collect();
+        router::start_frr(pid, &r.peering, &balancers)
     }
 
     /// The lab's SSH key pair; returns the public key.
@@ -324,6 +365,7 @@ impl Lab {
     fn setup_hosts(
         &self,
         inv: &Inventory,
+        plan: &Plan,
         handles: &[HostHandle],
         pubkey: &str,
         bare: bool,
@@ -333,10 +375,11 @@ impl Lab {
             bin_dir: &self.bin_dir,
         };
         let mut known_hosts = String::new();
+        let gateway = plan.hosts_gateway();
         for hh in handles {
             hh.setup_ssh(&inv.ssh, pubkey)?;
             if hh.init == Init::Systemd {
-                hh.prepare_boot(&inv.ssh, inv.network.prefix, bare)?;
+                hh.prepare_boot(&inv.ssh, inv.network.prefix, gateway, bare)?;
             }
             if !bare {
                 hh.setup_role(&ctx)?;
@@ -454,7 +497,7 @@ impl Lab {
         }
         let inventory = Inventory::load(&self.dir.inventory_file())?;
         let client = state.client_address.ok_or_else(not_up)?;
-        let plan = Plan::new(&inventory, &self.names, client);
+        let plan = Plan::new(&inventory, &self.names, client, state.topology);
         Ok(Running {
             lab: self.clone(),
             state,
