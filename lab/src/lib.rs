@@ -36,6 +36,7 @@ pub mod compare;
 pub mod error;
 pub mod host;
 pub mod lab;
+pub mod netlink;
 pub mod probe;
 pub mod router;
 pub mod scenario;

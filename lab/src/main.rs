@@ -84,11 +84,15 @@ enum Cmd {
     Cut { host: String },
     /// Restore a host's link.
     Heal { host: String },
-    /// Run the seed's test procedure against the running lab.
+    /// Run the seed's test procedure against the running lab (with --topology ecmp: both
+    /// balancers serving, a proxy death, a link cut, each withdrawn from the router).
     Scenario {
-        #[arg(long, default_value = "target/lab/timeline.svg")]
-        svg: PathBuf,
-        /// Also write a JSON report here.
+        /// The timeline picture (default target/lab/timeline.svg; ecmp:
+        /// target/lab/ecmp-timeline.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Also write a JSON report here (ecmp: always, by default to
+        /// target/lab/ecmp-scenario.json).
         #[arg(long)]
         json: Option<PathBuf>,
         /// The procedure for this topology (default: the running lab's); must be the lab's.
@@ -306,8 +310,30 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     topology.unwrap_or_default()
                 )));
             }
+            if lab_topology == Topology::Ecmp {
+                let d = scenario::ecmp::Options::default();
+                let opts = scenario::ecmp::Options {
+                    svg: svg.unwrap_or(d.svg.clone()),
+                    json: json.or(d.json.clone()),
+                    ..d
+                };
+                let report = scenario::ecmp::run(&running, &opts)?;
+                println!(
+                    "\n{}",
+                    scenario::ecmp::summary(&report.steps, report.duration_s)
+                );
+                println!("timeline: {}", opts.svg.display());
+                if let Some(j) = &opts.json {
+                    println!("report: {}", j.display());
+                }
+                return Ok(if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             let opts = scenario::Options {
-                svg,
+                svg: svg.unwrap_or_else(|| scenario::Options::default().svg),
                 json,
                 ..scenario::Options::default()
             };
