@@ -61,12 +61,12 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Stop a service on a host: proxy, vrrp, httpd, sshd or all.
+    /// Stop a service on a host: proxy, vrrp, httpd, sshd, bird or all.
     Stop {
         host: String,
         service: Option<String>,
     },
-    /// Start a service on a host: proxy, vrrp, httpd, sshd or all.
+    /// Start a service on a host: proxy, vrrp, httpd, sshd, bird or all.
     Start {
         host: String,
         service: Option<String>,
@@ -180,7 +180,7 @@ fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
         None | Some("all") => Ok(None),
         Some(name) => Service::parse(name).map(Some).ok_or_else(|| {
             LabError::Other(format!(
-                "unknown service {name:?} (proxy, vrrp, httpd, sshd or all)"
+                "unknown service {name:?} (proxy, vrrp, httpd, sshd, bird or all)"
             ))
         }),
     }

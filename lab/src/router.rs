@@ -40,6 +40,11 @@ pub struct Peering {
     pub bfd: bool,
 }
 
+/// Whether the inventory's balancers announce the VIPs over BGP (`[bgp] mode = "anycast"`).
+pub fn anycast(_inv: &Inventory) -> bool {
+    false
+}
+
 impl Peering {
     /// The inventory's `[bgp]` section, or the lab's defaults for an inventory without one.
     pub fn for_inventory(_inv: &Inventory) -> Peering {
@@ -55,6 +60,41 @@ impl Default for Peering {
             router: Ipv4Addr::new(172, 16, 249, 1),
             router_asn: 65000,
             bfd: true,
+        }
+    }
+}
+
+/// The inventory text the ECMP lab runs: `text` with `[bgp] mode = "anycast"`, the section
+/// appended with [`Peering::default`]'s values when it has none. An inventory that asks for
+/// VRRP explicitly is refused rather than silently changed.
+pub fn anycast_inventory(text: &str, origin: &str) -> Result<String> {
+    let value: toml::Table = text
+        .parse()
+        .map_err(|e| LabError::Other(format!("{origin}: {e}")))?;
+    let mode = value
+        .get("bgp")
+        .map(|b| b.get("mode").and_then(toml::Value::as_str));
+    match mode {
+        Some(Some("anycast")) => Ok(text.to_string()),
+        Some(m) => Err(LabError::Other(format!(
+            "{origin}: [bgp] mode = {:?} (absent means \"vrrp\"), but --topology ecmp announces \
+             the VIPs from every balancer: set mode = \"anycast\" or remove the [bgp] section",
+            m.unwrap_or("vrrp")
+        ))),
+        None => {
+            let p = Peering::default();
+            let mut out = text.to_string();
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let _ = write!(
+                out,
+                "\n# Added by `lab up --topology ecmp`: every balancer announces the VIPs to the lab's\n\
+                 # router over BGP while its proxy is healthy.\n\
+                 [bgp]\nmode = \"anycast\"\nlocal_asn = {}\nrouter = \"{}\"\nrouter_asn = {}\nbfd = {}\n",
+                p.local_asn, p.router, p.router_asn, p.bfd
+            );
+            Ok(out)
         }
     }
 }
@@ -202,6 +242,26 @@ mod tests {
         );
         assert!(parse_nexthops("").is_empty());
         assert!(parse_nexthops("via nonsense via").is_empty());
+    }
+
+    #[test]
+    fn ecmp_inventory_gets_an_anycast_bgp_section() {
+        let seed = include_str!("../../lab.toml");
+        let out = anycast_inventory(seed, "lab.toml").unwrap();
+        assert!(out.starts_with(seed));
+        let t: toml::Table = out.parse().unwrap();
+        let bgp = t.get("bgp").unwrap();
+        assert_eq!(bgp.get("mode").unwrap().as_str(), Some("anycast"));
+        assert_eq!(bgp.get("router").unwrap().as_str(), Some("172.16.249.1"));
+        assert_eq!(bgp.get("local_asn").unwrap().as_integer(), Some(65001));
+        // Already anycast: unchanged; VRRP asked for: refused with the file's name.
+        assert_eq!(anycast_inventory(&out, "x.toml").unwrap(), out);
+        let vrrp = format!("{seed}\n[bgp]\nmode = \"vrrp\"\n");
+        let e = anycast_inventory(&vrrp, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("x.toml") && e.contains("anycast"), "{e}");
+        assert!(anycast_inventory("[network", "bad.toml").is_err());
+        let no_mode = format!("{seed}\n[bgp]\nlocal_asn = 65001\n");
+        assert!(anycast_inventory(&no_mode, "x.toml").is_err());
     }
 
     #[test]

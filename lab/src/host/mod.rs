@@ -41,6 +41,8 @@ pub struct HostHandle {
     pub init: Init,
     /// The keeper's console log (outside the host), if known.
     pub console: Option<PathBuf>,
+    /// A balancer that announces the VIPs over BGP (runs BIRD).
+    pub anycast: bool,
 }
 
 impl HostHandle {
@@ -88,7 +90,7 @@ impl HostHandle {
 
     /// The services this host runs.
     pub fn services(&self) -> &'static [Service] {
-        Service::for_role(self.host.role)
+        Service::for_host(self.host.role, self.anycast)
     }
 
     /// One-time setup at `lab up`: the host's own SSH host keys and the lab key.
@@ -317,7 +319,12 @@ mod tests {
             Service::for_role(Role::Backend),
             &[Service::Sshd, Service::Httpd]
         );
+        assert_eq!(
+            Service::for_host(Role::Balancer, true),
+            &[Service::Sshd, Service::Proxy, Service::Bird, Service::Vrrp]
+        );
         assert_eq!(Service::parse("vrrp"), Some(Service::Vrrp));
+        assert_eq!(Service::parse("bird"), Some(Service::Bird));
         assert_eq!(Service::parse("nginx"), None);
     }
 
@@ -336,6 +343,7 @@ mod tests {
             keeper: 1234,
             init: Init::Systemd,
             console: None,
+            anycast: false,
         };
         assert_eq!(h.path("/etc/x"), PathBuf::from("/proc/1234/root/etc/x"));
         let c = h.command("ls");

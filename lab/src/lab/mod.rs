@@ -355,6 +355,7 @@ impl Lab {
                     keeper: *state.keepers.get(&h.name)?,
                     init: state.init,
                     console: Some(keeper::Keeper::console_log(&self.dir.host_dir(&h.name))),
+                    anycast: router::anycast(inv),
                 })
             })
             .collect()
