@@ -58,6 +58,9 @@ pub struct StepResult {
     pub served: Vec<Served>,
     /// Answers no access log holds (a log not yet flushed, or lost).
     pub unattributed: usize,
+    /// Long-lived keep-alive connections that broke during the step (reset, closed or
+    /// silent): the established flows the step cost.
+    pub held_broken: usize,
     pub start_s: f64,
     pub end_s: f64,
     /// Empty when the step matched.
@@ -82,6 +85,7 @@ pub fn evaluate(
     paths: &[HolderChange],
     served_by: &HashMap<u64, String>,
     balancers: &[String],
+    held_broken: &[Duration],
 ) -> StepResult {
     let in_step: Vec<&Request> = requests
         .iter()
@@ -188,6 +192,10 @@ pub fn evaluate(
             .map(|r| since(r.at, w.start)),
         served,
         unattributed,
+        held_broken: held_broken
+            .iter()
+            .filter(|t| **t >= w.start && **t < w.end)
+            .count(),
         start_s: w.start.as_secs_f64(),
         end_s: w.end.as_secs_f64(),
         problems,
@@ -197,7 +205,7 @@ pub fn evaluate(
 /// The closing table.
 pub fn summary(steps: &[StepResult], duration_s: f64) -> String {
     let mut s = String::from(
-        "STEP  EXPECTED         OBSERVED          SENT  FAILED  ROUTED(s)  BOUND(s)  LAST-FAIL(s)  STEADY SERVED BY  RESULT\n",
+        "STEP  EXPECTED         OBSERVED          SENT  FAILED  ROUTED(s)  BOUND(s)  LAST-FAIL(s)  KEPT BROKEN  STEADY SERVED BY  RESULT\n",
     );
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |f| format!("{f:.2}"));
     for r in steps {
@@ -207,7 +215,7 @@ pub fn summary(steps: &[StepResult], duration_s: f64) -> String {
             .map(|b| format!("{} {}", b.balancer, b.steady))
             .collect();
         s.push_str(&format!(
-            "{:<5} {:<16} {:<16} {:>5}  {:>6}  {:>9}  {:>8.2}  {:>12}  {:<16}  {}\n",
+            "{:<5} {:<16} {:<16} {:>5}  {:>6}  {:>9}  {:>8.2}  {:>12}  {:>11}  {:<16}  {}\n",
             r.id,
             r.expected,
             r.observed,
@@ -216,6 +224,7 @@ pub fn summary(steps: &[StepResult], duration_s: f64) -> String {
             opt(r.routed_s),
             r.bound_s,
             opt(r.last_failure_s),
+            r.held_broken,
             served.join(", "),
             if r.ok() { "ok" } else { "MISMATCH" }
         ));
@@ -312,7 +321,7 @@ mod tests {
             steady_from: ms(2500),
             end: ms(4000),
         };
-        let r = evaluate(&spec, w, &reqs, &paths, &by, &both());
+        let r = evaluate(&spec, w, &reqs, &paths, &by, &both(), &[]);
         assert!(r.ok(), "{:?}", r.problems);
         assert_eq!(r.routed_s, Some(0.7));
         assert_eq!(r.last_failure_s, Some(0.78));
@@ -327,7 +336,7 @@ mod tests {
             bound: ms(500),
             ..spec.clone()
         };
-        let r = evaluate(&tight, w, &reqs, &paths, &by, &both());
+        let r = evaluate(&tight, w, &reqs, &paths, &by, &both(), &[]);
         assert!(
             r.problems.iter().any(|p| p.contains("more than the bound")),
             "{:?}",
@@ -337,7 +346,15 @@ mod tests {
             expect: both(),
             ..spec
         };
-        let r = evaluate(&both_spec, w, &reqs, &paths, &by, &both());
+        let r = evaluate(
+            &both_spec,
+            w,
+            &reqs,
+            &paths,
+            &by,
+            &both(),
+            &[ms(900), ms(1200), ms(1300)],
+        );
         assert!(
             r.problems
                 .iter()
@@ -346,6 +363,8 @@ mod tests {
             r.problems
         );
         assert!(r.problems.iter().any(|p| p.contains("routes to server2")));
+        // Breakages are counted inside the step's window only.
+        assert_eq!(r.held_broken, 2);
     }
 
     #[test]
@@ -367,7 +386,7 @@ mod tests {
             steady_from: ms(500),
             end: ms(2000),
         };
-        let r = evaluate(&spec, w, &reqs, &paths, &by, &both());
+        let r = evaluate(&spec, w, &reqs, &paths, &by, &both(), &[]);
         assert!(r.ok(), "{:?}", r.problems);
         assert_eq!(r.routed_s, Some(0.0));
         assert_eq!(r.served[0].steady, 75);
@@ -377,7 +396,7 @@ mod tests {
                 by.insert(id, "server2".into());
             }
         }
-        let r = evaluate(&spec, w, &reqs, &paths, &by, &both());
+        let r = evaluate(&spec, w, &reqs, &paths, &by, &both(), &[]);
         assert!(
             r.problems
                 .iter()

@@ -6,6 +6,7 @@
 //! [`eval::evaluate`] and drawn on a timeline as the VRRP scenario's.
 
 pub mod eval;
+pub mod held;
 pub mod record;
 
 use std::io::Write as _;
@@ -36,6 +37,9 @@ pub struct Options {
     pub clients: usize,
     /// Pause of each client thread between two requests.
     pub period: Duration,
+    /// Long-lived keep-alive connections, each asking again every `held_period`.
+    pub held: usize,
+    pub held_period: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +50,8 @@ impl Default for Options {
             steady: Duration::from_millis(2000),
             clients: 6,
             period: Duration::from_millis(20),
+            held: 20,
+            held_period: Duration::from_millis(100),
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct Report {
     pub failed: usize,
     pub duration_s: f64,
     pub clients: usize,
+    /// Long-lived connections kept open (replaced when broken).
+    pub held: usize,
 }
 
 impl Report {
@@ -175,11 +183,20 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         opts.clients,
         opts.period,
     )?;
+    let held = held::Held::start(
+        &lab.plan.client.ns,
+        vip,
+        opts.held,
+        opts.held_period,
+        rec.started(),
+    )?;
     println!(
-        "scenario (ecmp): {} client threads on {} ask http://{vip}/?ecmp=ID, a new connection each, every {} ms\n",
+        "scenario (ecmp): {} client threads on {} ask http://{vip}/?ecmp=ID, a new connection each, every {} ms; {} keep-alive connections ask every {} ms\n",
         opts.clients,
         lab.plan.client.address,
-        opts.period.as_millis()
+        opts.period.as_millis(),
+        opts.held,
+        opts.held_period.as_millis()
     );
     let mut windows = Vec::new();
     let mut error = None;
@@ -214,13 +231,24 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         return Err(LabError::Other(e));
     }
     let snap = rec.finish();
+    let broken: Vec<Duration> = held.finish().into_iter().map(|b| b.at).collect();
     // The proxies flush their access logs every 100 ms.
     thread::sleep(Duration::from_millis(300));
     let served_by = record::served_by(&access_logs(lab));
     let results: Vec<StepResult> = steps
         .iter()
         .zip(&windows)
-        .map(|(s, w)| eval::evaluate(&s.spec, *w, &snap.requests, &snap.paths, &served_by, &names))
+        .map(|(s, w)| {
+            eval::evaluate(
+                &s.spec,
+                *w,
+                &snap.requests,
+                &snap.paths,
+                &served_by,
+                &names,
+                &broken,
+            )
+        })
         .collect();
     println!();
     for r in &results {
@@ -232,6 +260,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         duration_s: duration.as_secs_f64(),
         steps: results,
         clients: opts.clients,
+        held: opts.held,
     };
     write_outputs(&report, &snap, &served_by, &names, opts)?;
     if let Some(e) = error {
@@ -261,7 +290,7 @@ fn print_result(r: &StepResult) {
         .map(|b| format!("{} {} (steady {})", b.balancer, b.step, b.steady))
         .collect();
     println!(
-        "step {:<3}routed to {:<16} after {} (bound {:.2} s); sent {}, failed {} (steady {}), last failure {}; served by {}{}  {}",
+        "step {:<3}routed to {:<16} after {} (bound {:.2} s); sent {}, failed {} (steady {}), last failure {}; kept connections broken {}; served by {}{}  {}",
         r.id,
         r.observed,
         opt(r.routed_s),
@@ -270,6 +299,7 @@ fn print_result(r: &StepResult) {
         r.failed,
         r.steady_failed,
         opt(r.last_failure_s),
+        r.held_broken,
         served.join(", "),
         if r.unattributed > 0 {
             format!(", {} not in any access log", r.unattributed)

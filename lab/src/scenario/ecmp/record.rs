@@ -176,6 +176,11 @@ impl Recorder {
         })
     }
 
+    /// When the recorder started (the timeline's zero).
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     /// Time since the recorder started (the timeline's clock).
     pub fn now(&self) -> Duration {
         self.start.elapsed()
