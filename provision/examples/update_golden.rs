@@ -14,4 +14,10 @@ fn main() {
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         println!("wrote {}", path.display());
     }
+    for (family, host) in cases::ANYCAST_CASES {
+        let path = cases::anycast_path(*family, host);
+        std::fs::write(&path, cases::render_anycast(*family, host))
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        println!("wrote {}", path.display());
+    }
 }

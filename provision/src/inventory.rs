@@ -17,6 +17,9 @@ use crate::names::{
 };
 use toml::Spanned;
 
+mod bgp;
+pub use bgp::{Bgp, BgpMode};
+
 /// What a host does in the seed's architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -119,6 +122,8 @@ pub struct Inventory {
     pub lab: bool,
     /// In file order.
     pub hosts: Vec<Host>,
+    /// `[bgp]`, if present (absent = VRRP, as `mode = "vrrp"`).
+    pub bgp: Option<Bgp>,
 }
 
 impl Inventory {
@@ -154,6 +159,12 @@ impl Inventory {
     /// Balancers in file order.
     pub fn balancers(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.role == Role::Balancer)
+    }
+
+    /// The BGP settings when the VIPs are announced (`[bgp] mode = "anycast"`), None when
+    /// VRRP elects one balancer to hold them.
+    pub fn anycast(&self) -> Option<&Bgp> {
+        self.bgp.as_ref().filter(|b| b.mode == BgpMode::Anycast)
     }
 
     /// Backends in file order.
@@ -203,6 +214,7 @@ struct RawInventory {
     lab: Option<RawLab>,
     #[serde(default)]
     host: Vec<Spanned<RawHost>>,
+    bgp: Option<Spanned<bgp::RawBgp>>,
 }
 
 /// `[lab]`: a marker, no keys yet.
@@ -511,6 +523,21 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             );
         }
     }
+    let bgp = raw.bgp.as_ref().and_then(|b| {
+        let subnet = |a: Ipv4Addr| subnet.is_some_and(|gw| in_subnet(gw, prefix, a));
+        let v = bgp::validate(&mut c, b, &subnet)?;
+        let router = b.get_ref().router_spanned();
+        // The router may well be the gateway; it must not be a host or a VIP.
+        let taken = seen.get(&v.router).filter(|_| Some(v.router) != gateway);
+        if let (Some(r), Some((line, what))) = (router, taken) {
+            let msg = format!(
+                "router {} is already used by {what} (line {line})",
+                v.router
+            );
+            c.at(r, msg);
+        }
+        Some(v)
+    });
     if raw.ssh.get_ref().user.is_empty() {
         c.at(&raw.ssh, "[ssh] user is empty".into());
     }
@@ -548,6 +575,7 @@ fn validate(raw: RawInventory, text: &str) -> Result<Inventory, Vec<Diagnostic>>
             },
             lab: raw.lab.is_some(),
             hosts,
+            bgp,
         }),
         _ => {
             c.errors.sort_by_key(|d| d.line);

@@ -5,7 +5,8 @@
 //! Read it in this order. `inventory` parses and validates lab.toml (shared with the `lab`
 //! crate); `names` is what it accepts as host, interface and time names. `render` turns it into
 //! each balancer's proxy.toml and vrrp.toml (also shared, so the lab runs exactly what provision
-//! deploys), `render_seed` into the nginx.conf and keepalived.conf of the system being replaced
+//! deploys), `render_anycast` into the vrrp.toml and bird.conf of anycast mode (`[bgp] mode =
+//! "anycast"`: every balancer announces the VIPs over BGP), `render_seed` into the nginx.conf and keepalived.conf of the system being replaced
 //! (for side-by-side benchmarks), and `units` renders the systemd units for the host's systemd
 //! version. `os` maps /etc/os-release to a supported family and knows what families differ in.
 //! `plan` defines the idempotent actions and `steps` builds a host's plan from inventory, family
@@ -35,6 +36,7 @@ pub mod out;
 pub mod plan;
 pub mod quote;
 pub mod render;
+pub mod render_anycast;
 pub mod render_seed;
 pub mod report;
 pub mod rollout;

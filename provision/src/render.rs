@@ -41,6 +41,11 @@ pub enum RenderError {
     NotABalancer(String),
     #[error("host {0:?} has no priority")]
     NoPriority(String),
+    #[error("{host}: anycast mode ([bgp] mode = \"anycast\") is not supported on {family} (CentOS/RHEL 7): EPEL 7 only has BIRD 1.6, whose configuration differs from BIRD 2's; use EL8 or newer, Debian 12 or Ubuntu 22.04+, or mode = \"vrrp\"")]
+    AnycastUnsupported {
+        host: String,
+        family: crate::os::Family,
+    },
 }
 
 /// The track script's weight: 0, so a balancer whose proxy fails goes to FAULT (keepalived's
@@ -112,7 +117,12 @@ pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
 
 /// The vrrp.toml of balancer `host`: instance VI_1 on the host's interface with the seed's
 /// router id, priority, PASS authentication and VIPs, tracking the local proxy's /healthz.
+/// In anycast mode (`[bgp] mode = "anycast"`) the `[anycast]` table of
+/// [`crate::render_anycast::vrrp_toml`] instead.
 pub fn vrrp_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
+    if let Some(bgp) = inv.anycast() {
+        return crate::render_anycast::vrrp_toml(inv, host, bgp);
+    }
     let priority = balancer_priority(host)?;
     let net = &inv.network;
     let state = state_hint(inv, priority);
@@ -188,9 +198,11 @@ pub fn index_html(host: &Host) -> Option<String> {
     host.page.as_ref().map(|p| format!("{p}\n"))
 }
 
-/// Every configuration file a balancer needs: proxy.toml, vrrp.toml and both units.
+/// Every configuration file a balancer needs: proxy.toml, vrrp.toml and both units; in
+/// anycast mode also bird.conf (at Debian's path: where the lab's hosts and Debian/Ubuntu keep
+/// it; provision puts it where the host's family expects it).
 pub fn balancer_files(inv: &Inventory, host: &Host) -> Result<Vec<File>, RenderError> {
-    Ok(vec![
+    let mut files = vec![
         File {
             path: PROXY_CONFIG_PATH,
             contents: proxy_toml(inv, host)?,
@@ -212,7 +224,16 @@ pub fn balancer_files(inv: &Inventory, host: &Host) -> Result<Vec<File>, RenderE
             contents: VRRP_UNIT.to_string(),
             mode: 0o644,
         },
-    ])
+    ];
+    if let Some(bgp) = inv.anycast() {
+        files.push(File {
+            path: crate::render_anycast::BIRD_CONFIG_PATH,
+            contents: crate::render_anycast::bird_conf(inv, host, bgp)?,
+            // BIRD reads it as its own user after dropping root; nothing secret in it.
+            mode: 0o644,
+        });
+    }
+    Ok(files)
 }
 
 /// Master_Down_Interval of a backup with `priority` (RFC 3768: 3 * interval + Skew_Time, with

@@ -61,6 +61,11 @@ fn no_stray_golden_files() {
     let mut want: Vec<_> = cases::CASES
         .iter()
         .map(|(f, h)| cases::path(*f, h))
+        .chain(
+            cases::ANYCAST_CASES
+                .iter()
+                .map(|(f, h)| cases::anycast_path(*f, h)),
+        )
         .collect();
     want.sort();
     assert_eq!(files, want);
@@ -83,6 +88,84 @@ goldens! {
     debian12_backend: Family::Debian12, "server3";
     ubuntu_balancer: Family::Ubuntu, "server2";
     ubuntu_backend: Family::Ubuntu, "server4";
+}
+
+fn anycast_golden(family: Family, host: &str) {
+    compare(
+        &cases::anycast_path(family, host),
+        &cases::render_anycast(family, host),
+    );
+}
+
+#[test]
+fn anycast_debian12_balancer() {
+    anycast_golden(Family::Debian12, "server1");
+}
+
+#[test]
+fn anycast_el9_balancer() {
+    anycast_golden(Family::El9, "server2");
+}
+
+#[test]
+fn anycast_el7_is_refused() {
+    anycast_golden(Family::El7, "server1");
+}
+
+/// What anycast mode changes, asserted directly: BIRD installed, its config validated before
+/// it replaces the old one, BGP and BFD open to the router only, no VRRP; backends as in VRRP
+/// mode; EL7 refused for balancers only.
+#[test]
+fn anycast_plans_keep_their_properties() {
+    let text = format!("{SEED}{}", cases::ANYCAST_BGP);
+    let inv = Inventory::parse(&text, "lab.toml").unwrap();
+    let vrrp_inv = Inventory::parse(SEED, "lab.toml").unwrap();
+    for fam in Family::ALL {
+        for h in &inv.hosts {
+            let plan = steps::plan(&inv, h, fam);
+            if h.name == "server3" || h.name == "server4" {
+                let same = steps::plan(&vrrp_inv, h, fam).unwrap();
+                assert_eq!(
+                    plan.unwrap(),
+                    same,
+                    "{fam} {}: backends do not change",
+                    h.name
+                );
+                continue;
+            }
+            if fam == Family::El7 {
+                let e = plan.unwrap_err().to_string();
+                assert!(e.contains("not supported on el7"), "{e}");
+                continue;
+            }
+            let text = plan.unwrap().render();
+            assert!(text.contains("validate: bird -p -c {}"), "{fam}");
+            assert!(
+                text.contains("on change: systemctl reload-or-restart bird"),
+                "{fam}"
+            );
+            assert!(text.contains("[anycast]"), "{fam}");
+            assert!(
+                !text.contains("ip protocol 112") && !text.contains("protocol value=\"vrrp\""),
+                "{fam}: no VRRP"
+            );
+            if fam.is_el() {
+                assert!(text.contains("package epel-release installed"));
+                assert!(text.contains("file /etc/bird.conf mode 0644"));
+                assert!(text.contains(
+                    "source address=\"172.16.249.1\" port port=\"179\" protocol=\"tcp\""
+                ));
+                assert!(text.contains(
+                    "source address=\"172.16.249.1\" port port=\"3784-3785\" protocol=\"udp\""
+                ));
+            } else {
+                assert!(text.contains("package bird2 installed"));
+                assert!(text.contains("file /etc/bird/bird.conf mode 0644"));
+                assert!(text.contains("ip saddr 172.16.249.1 tcp dport 179 counter accept"));
+                assert!(text.contains("ip saddr 172.16.249.1 udp dport 3784-3785 counter accept"));
+            }
+        }
+    }
 }
 
 /// Facts the golden files encode, asserted directly so a careless regeneration cannot hide a

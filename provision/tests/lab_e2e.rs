@@ -902,3 +902,113 @@ fn provision_the_lab_over_ssh() {
     // confirm time); bound with about 30 % margin.
     assert!(elapsed < Duration::from_secs(240), "took {elapsed:?}");
 }
+
+/// The router of anycast mode: BIRD 2 in the lab's client namespace, one eBGP session with
+/// BFD per balancer, the routes into the client's kernel table (several nexthops: ECMP).
+fn anycast_router_conf(router: &str, balancers: &[String]) -> String {
+    let mut c = format!(
+        "log stderr all;\nrouter id {router};\nprotocol device {{ scan time 10; }}\n\
+         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
+         protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n"
+    );
+    for (i, b) in balancers.iter().enumerate() {
+        c.push_str(&format!(
+            "protocol bgp b{i} {{ local {router} as 65000; neighbor {b} as 65001; bfd on;\n\
+             connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
+        ));
+    }
+    c
+}
+
+/// Anycast mode ([bgp] mode = "anycast") deployed to the lab's Debian hosts: BIRD on both
+/// balancers peers with a BIRD router in the client namespace, the router's table has the VIP
+/// through both balancers, and a second run changes nothing.
+#[test]
+fn provision_anycast_mode_in_the_lab_idempotently() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root (lab namespaces)");
+    let bins = bin_dir();
+    let id = format!("pa{}", std::process::id());
+    let root = PathBuf::from(format!("/run/provision-e2e-{id}"));
+    std::fs::create_dir_all(&root).expect("state root");
+    let text = std::fs::read_to_string(inventory()).expect("lab.toml");
+    let parsed = provision::inventory::Inventory::parse(&text, "lab.toml").expect("lab.toml");
+    let router = lab::topology::client_address(&parsed).expect("client address");
+    let inv = root.join("lab.toml");
+    std::fs::write(
+        &inv,
+        format!("{text}\n[bgp]\nmode = \"anycast\"\nlocal_asn = 65001\nrouter = \"{router}\"\nrouter_asn = 65000\n"),
+    )
+    .expect("inventory");
+    let lab = Lab::new(&id, &root.join("state"), bins.clone()).expect("lab");
+    let guard = Guard {
+        lab: lab.clone(),
+        root: root.clone(),
+    };
+    lab.up(
+        &inv,
+        &UpOptions {
+            without: vec![Service::Httpd, Service::Proxy, Service::Vrrp],
+            progress: false,
+            bare: true,
+            init: Some(lab::state::Init::Systemd),
+        },
+    )
+    .expect("lab up");
+    let r = lab.open().expect("lab open");
+    let client = r.plan.client.ns.clone();
+    let balancers: Vec<String> = parsed.balancers().map(|b| b.address.to_string()).collect();
+    let conf = root.join("router.conf");
+    std::fs::write(&conf, anycast_router_conf(&router.to_string(), &balancers)).expect("router");
+    let sock = root.join("router.sock");
+    let log = std::fs::File::create(root.join("router.log")).expect("router log");
+    let bird = Command::new("ip")
+        .args(["netns", "exec", &client, "bird", "-f", "-c"])
+        .arg(&conf)
+        .arg("-s")
+        .arg(&sock)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("bird (package bird2) as the router");
+    let _router = KillOnDrop(Some(bird));
+    let kh = root.join("known_hosts");
+    std::fs::copy(r.lab.dir.known_hosts(), &kh).expect("known_hosts");
+
+    let first = provision(&r, &inv, &kh, &[]);
+    assert_eq!(first.code, 0, "first run failed:\n{}", first.out);
+    for h in ["server1", "server2", "server3", "server4"] {
+        let (_, changed, failed, unreachable, _) = recap(&first.out, h);
+        assert!(changed > 0, "{h} changed nothing on the first run");
+        assert_eq!((failed, unreachable), (0, 0), "{h}");
+    }
+    for h in ["server1", "server2"] {
+        assert_eq!(systemctl(&r, h, &["is-active", "bird"]), "active", "{h}");
+        assert_eq!(systemctl(&r, h, &["is-enabled", "bird"]), "enabled", "{h}");
+    }
+    // The router reaches the VIP through both balancers.
+    let vip = format!("{}/32", parsed.network.vips[0]);
+    wait_for("ECMP route through both balancers", 30, || {
+        let out = Command::new("ip")
+            .args(["-n", &client, "route", "show", &vip])
+            .output()
+            .expect("ip route");
+        let text = String::from_utf8_lossy(&out.stdout);
+        balancers
+            .iter()
+            .all(|b| text.contains(&format!("via {b} ")))
+    });
+
+    let second = provision(&r, &inv, &kh, &[]);
+    assert_eq!(second.code, 0, "second run failed:\n{}", second.out);
+    for h in ["server1", "server2", "server3", "server4"] {
+        let (_, changed, failed, unreachable, _) = recap(&second.out, h);
+        assert_eq!(
+            (changed, failed, unreachable),
+            (0, 0, 0),
+            "{h} not idempotent:\n{}",
+            second.out
+        );
+    }
+    drop(guard);
+}

@@ -13,6 +13,7 @@ use crate::instance::InstanceConfig;
 pub use crate::track::Probe;
 use crate::wire::vrrp;
 
+mod anycast;
 mod lint;
 mod raw;
 mod recover;
@@ -59,6 +60,8 @@ pub struct Config {
     pub realtime: bool,
     pub scripts: Vec<TrackScript>,
     pub instances: Vec<VrrpInstance>,
+    /// `[anycast]`: VIPs announced over BGP instead of elected with VRRP.
+    pub anycast: Option<Anycast>,
     /// Line numbers of items, for lint warnings.
     pub lines: Lines,
 }
@@ -86,6 +89,38 @@ pub struct TrackScript {
     pub weight: i32,
     pub fall: u32,
     pub rise: u32,
+}
+
+/// `[anycast]`: the VIPs sit on `interface` (a dummy interface vrrp creates if missing) as
+/// host routes while every tracked check passes, and are taken off when one fails or vrrp
+/// stops. BIRD exports the addresses of that interface to its BGP neighbour, so "on the
+/// interface" means "announced", and taking them off withdraws the route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anycast {
+    /// Default "vip0".
+    pub interface: String,
+    /// Each a host route: /32 or /128.
+    pub vips: Vec<IpAddr>,
+    /// Indices into [`Config::scripts`].
+    pub track_script: Vec<usize>,
+    pub track_interface: Vec<String>,
+    /// Run after the VIPs were put on the interface.
+    pub notify_announce: Option<String>,
+    /// Run after the VIPs were taken off.
+    pub notify_withdraw: Option<String>,
+    /// Line of the `[anycast]` header, for warnings.
+    pub line: usize,
+}
+
+impl Anycast {
+    /// Host-route prefix length of `vip`.
+    pub fn prefix(vip: IpAddr) -> u8 {
+        if vip.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
 }
 
 /// `[vrrp_instance.NAME]`.

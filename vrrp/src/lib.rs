@@ -14,8 +14,11 @@
 //! [`daemon`] is the single-threaded event loop that connects sockets, timers, tracking,
 //! reloads, notify scripts and the status file to the state machines. [`cli`] holds the
 //! commands (`vrrp --config`, `vrrp --check`, `vrrp status`, `vrrp import`); [`import`] turns a
-//! keepalived.conf into vrrp.toml with a report of what does not carry over.
+//! keepalived.conf into vrrp.toml with a report of what does not carry over. [`anycast`] is
+//! the other mode: VIPs announced over BGP (through BIRD) by every healthy balancer instead of
+//! elected, pure too; the daemon puts them on a dummy interface while the checks pass.
 
+pub mod anycast;
 pub mod cli;
 pub mod config;
 pub mod daemon;

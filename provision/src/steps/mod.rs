@@ -1,5 +1,6 @@
 //! The steps of a host's plan, per OS family. Pure: inventory + family in, [`Plan`] out.
 
+mod anycast;
 mod network;
 mod roles;
 mod system;
@@ -23,6 +24,12 @@ pub fn plan_for(
     family: Family,
     systemd: u32,
 ) -> Result<Plan, RenderError> {
+    if let (Role::Balancer, Some(_), Family::El7) = (host.role, inv.anycast(), family) {
+        return Err(RenderError::AnycastUnsupported {
+            host: host.name.clone(),
+            family,
+        });
+    }
     let mut steps = vec![system::hostname(host)];
     if family == Family::El7 {
         if let Some(url) = &inv.os.el7_repo_baseurl {
@@ -39,7 +46,13 @@ pub fn plan_for(
         Role::Balancer => {
             steps.push(roles::proxy(inv, host, family, systemd)?);
             steps.push(roles::vrrp(inv, host, family, systemd)?);
-            steps.push(roles::vip_check(inv));
+            match inv.anycast() {
+                None => steps.push(roles::vip_check(inv)),
+                Some(bgp) => {
+                    steps.push(anycast::bird(inv, host, family, bgp)?);
+                    steps.push(anycast::announced_check(inv));
+                }
+            }
         }
     }
     steps.push(network::static_address(inv, host, family));

@@ -33,7 +33,7 @@ pub(super) fn httpd(host: &Host, family: Family) -> Step {
 
 /// SELinux labels of the deployed files (bin_t for binaries under /usr/local/bin, etc_t for
 /// configs): a file created by `mv` from /var/tmp keeps its tmp label unless relabelled.
-fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
+pub(super) fn selinux_labels(step: Step, family: Family, paths: &[&str]) -> Step {
     if !family.is_el() {
         return step;
     }

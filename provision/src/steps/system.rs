@@ -114,7 +114,9 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
             Check::FirewalldPort("80/tcp".into()),
             "firewall-cmd --permanent --add-port=80/tcp",
         );
-        if balancer {
+        if let (true, Some(bgp)) = (balancer, inv.anycast()) {
+            step = super::anycast::firewalld_rules(step, bgp);
+        } else if balancer {
             for p in vrrp_peers(inv, host) {
                 let rule = format!(
                     "rule family=\"ipv4\" source address=\"{}\" protocol value=\"vrrp\" accept",
@@ -135,7 +137,9 @@ pub(super) fn firewall(inv: &Inventory, host: &Host, family: Family) -> Step {
         );
         let _ = writeln!(c, "    tcp dport {} accept", inv.ssh.port);
         let _ = writeln!(c, "    tcp dport 80 accept");
-        if balancer {
+        if let (true, Some(bgp)) = (balancer, inv.anycast()) {
+            c.push_str(&super::anycast::nft_rules(bgp));
+        } else if balancer {
             let peers: Vec<String> = vrrp_peers(inv, host)
                 .map(|p| p.address.to_string())
                 .collect();

@@ -24,6 +24,34 @@ pub const CASES: &[(Family, &str)] = &[
     (Family::Ubuntu, "server4"),
 ];
 
+/// The `[bgp]` section that turns the seed's lab.toml into anycast mode.
+pub const ANYCAST_BGP: &str = "\n[bgp]\nmode = \"anycast\"\nlocal_asn = 65001\nrouter = \"172.16.249.1\"\nrouter_asn = 65000\n";
+
+/// Anycast mode's cases: a balancer on Debian 12 and on EL9, and EL7's refusal.
+pub const ANYCAST_CASES: &[(Family, &str)] = &[
+    (Family::Debian12, "server1"),
+    (Family::El9, "server2"),
+    (Family::El7, "server1"),
+];
+
+/// The golden file of an anycast case.
+pub fn anycast_path(family: Family, host: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("anycast-{}-{host}.plan", family.name()))
+}
+
+/// The plan text of an anycast case, or the refusal a plan ends with.
+pub fn render_anycast(family: Family, host: &str) -> String {
+    let text = format!("{SEED}{ANYCAST_BGP}");
+    let inv = Inventory::parse(&text, "lab.toml").expect("lab.toml with [bgp]");
+    let h = inv.host(host).expect("host").clone();
+    match steps::plan(&inv, &h, family) {
+        Ok(plan) => plan.render(),
+        Err(e) => format!("# plan for {host} on {family} refused:\n{e}\n"),
+    }
+}
+
 /// The golden file of a case.
 pub fn path(family: Family, host: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -104,6 +104,16 @@ fn written_path(cmd: &str) -> Option<String> {
 pub fn lint(cfg: &Config) -> Vec<Warning> {
     let mut out = Vec::new();
     sandbox_warnings(cfg, &mut out);
+    if let Some(a) = cfg.anycast.as_ref().filter(|a| a.track_script.is_empty()) {
+        out.push(warn(
+            cfg,
+            a.line,
+            format!(
+                "[anycast] has no track_script: the VIPs stay announced while vrrp runs, so a dead proxy keeps drawing its share of the traffic ({} addresses)",
+                a.vips.len()
+            ),
+        ));
+    }
     for (i, inst) in cfg.instances.iter().enumerate() {
         if inst.version == Version::V3 && inst.auth != Auth::None {
             out.push(warn(

@@ -15,6 +15,20 @@ pub(super) struct RawFile {
     pub vrrp_script: BTreeMap<String, Spanned<RawScript>>,
     #[serde(default)]
     pub vrrp_instance: BTreeMap<String, Spanned<RawInstance>>,
+    pub anycast: Option<Spanned<RawAnycast>>,
+}
+
+/// `[anycast]`: VIPs announced over BGP (by BIRD, from the addresses on `interface`) while
+/// every tracked check passes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnycast {
+    pub interface: Option<Spanned<String>>,
+    pub virtual_ipaddress: Option<Spanned<Vec<Spanned<String>>>>,
+    pub track_script: Option<Vec<Spanned<String>>>,
+    pub track_interface: Option<Vec<Spanned<String>>>,
+    pub notify_announce: Option<Spanned<String>>,
+    pub notify_withdraw: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

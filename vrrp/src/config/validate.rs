@@ -21,16 +21,16 @@ const MAX_PREEMPT_DELAY_S: f64 = 1000.0;
 const MAX_WEIGHT: i64 = 253;
 
 /// Validation context: collects every error with its line:col and keeps going.
-struct Ctx<'a> {
-    errors: conf::Collector<'a>,
+pub(super) struct Ctx<'a> {
+    pub(super) errors: conf::Collector<'a>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.errors.error(span, message);
     }
 
-    fn line(&self, span: Range<usize>) -> usize {
+    pub(super) fn line(&self, span: Range<usize>) -> usize {
         self.errors.source.line(span.start)
     }
 
@@ -185,8 +185,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             instances.push(vi);
         }
     }
-    if raw.vrrp_instance.is_empty() {
-        cx.err(0..0, "no [vrrp_instance.NAME] table: nothing to do");
+    let anycast = raw
+        .anycast
+        .as_ref()
+        .and_then(|a| super::anycast::validate(&mut cx, a, &script_names, &known, &instances));
+    if raw.vrrp_instance.is_empty() && raw.anycast.is_none() {
+        cx.err(
+            0..0,
+            "no [vrrp_instance.NAME] or [anycast] table: nothing to do",
+        );
     }
 
     if had_shape_errors {
@@ -200,6 +207,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         realtime,
         scripts,
         instances,
+        anycast,
         lines,
     })
 }
@@ -271,7 +279,7 @@ fn script(cx: &mut Ctx<'_>, name: &str, s: &Spanned<RawScript>) -> Option<TrackS
     })
 }
 
-fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
+pub(super) fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -477,21 +485,7 @@ fn instance(
             unicast_peer.push(a);
         }
     }
-    let mut track_script = Vec::new();
-    for t in r.track_script.iter().flatten() {
-        match scripts.get(t.get_ref().as_str()) {
-            Some(idx) => track_script.push(*idx),
-            None if known_scripts.contains(&t.get_ref().as_str()) => {}
-            None => cx.err(
-                t.span(),
-                format!(
-                    "track_script {:?}: no [vrrp_script.{}]",
-                    t.get_ref(),
-                    t.get_ref()
-                ),
-            ),
-        }
-    }
+    let track_script = track_scripts(cx, r.track_script.as_deref(), scripts, known_scripts);
     let track_interface: Vec<String> = r
         .track_interface
         .iter()
@@ -525,6 +519,32 @@ fn instance(
         notify_fault: s(&r.notify_fault),
         notify: s(&r.notify),
     })
+}
+
+/// `track_script` names resolved to indices into the scripts; an unknown name is an error,
+/// a script that exists but failed validation was reported already.
+pub(super) fn track_scripts(
+    cx: &mut Ctx<'_>,
+    names: Option<&[Spanned<String>]>,
+    scripts: &HashMap<&str, usize>,
+    known_scripts: &[&str],
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for t in names.unwrap_or_default() {
+        match scripts.get(t.get_ref().as_str()) {
+            Some(idx) => out.push(*idx),
+            None if known_scripts.contains(&t.get_ref().as_str()) => {}
+            None => cx.err(
+                t.span(),
+                format!(
+                    "track_script {:?}: no [vrrp_script.{}]",
+                    t.get_ref(),
+                    t.get_ref()
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// v2: whole seconds 1..=255; v3: centiseconds 0.01..=40.95.

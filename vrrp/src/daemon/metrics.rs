@@ -197,7 +197,52 @@ pub fn render(st: &Status, now_ms: u64) -> String {
         }
     }
     lateness(&mut out, st);
+    if let Some(a) = &st.anycast {
+        anycast(&mut out, a);
+    }
     out
+}
+
+/// `[anycast]`: announced or not, transitions, and each VIP on the interface.
+fn anycast(out: &mut String, a: &super::status::AnycastStatus) {
+    family(
+        out,
+        "vrrp_anycast_announced",
+        "gauge",
+        "1 while this balancer announces the anycast VIPs.",
+    );
+    let _ = writeln!(
+        out,
+        "vrrp_anycast_announced{{interface=\"{}\"}} {}",
+        a.interface,
+        u8::from(a.state == "ANNOUNCED")
+    );
+    family(
+        out,
+        "vrrp_anycast_transitions_total",
+        "counter",
+        "Announcements and withdrawals since start.",
+    );
+    let _ = writeln!(
+        out,
+        "vrrp_anycast_transitions_total{{interface=\"{}\"}} {}",
+        a.interface, a.transitions
+    );
+    family(
+        out,
+        "vrrp_anycast_vip_on_interface",
+        "gauge",
+        "1 when the anycast VIP is on the interface (and so exported by BIRD).",
+    );
+    for v in &a.vips {
+        let _ = writeln!(
+            out,
+            "vrrp_anycast_vip_on_interface{{interface=\"{}\",vip=\"{}\"}} {}",
+            a.interface,
+            v.address,
+            u8::from(v.on_interface)
+        );
+    }
 }
 
 /// The advert lateness histogram (cumulative buckets, seconds).

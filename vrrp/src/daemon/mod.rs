@@ -18,6 +18,7 @@
 //!   the Prometheus endpoint.
 //! - `pacer`: with `realtime = true`, the SCHED_RR thread that repeats the masters' adverts.
 //! - [`notify`]: the notify scripts.
+//! - `anycast`: `[anycast]`, the VIPs on the dummy interface while the checks pass.
 
 use std::collections::HashMap;
 use std::io;
@@ -30,6 +31,7 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::sys::netlink::{Events, Netlink, NetlinkError};
 use crate::sys::socket::NetError;
 
+mod anycast;
 mod metrics;
 pub mod notify;
 mod pacer;
@@ -119,4 +121,6 @@ struct Daemon {
     metrics: Option<metrics::Shared>,
     /// With `realtime = true`: the thread that repeats the masters' adverts.
     pacer: Option<pacer::Pacer>,
+    /// `[anycast]`, when configured.
+    anycast: Option<anycast::AnycastRunner>,
 }

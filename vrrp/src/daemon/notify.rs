@@ -57,6 +57,11 @@ impl Children {
         }
     }
 
+    /// Starts `cmd` with /bin/sh, as the state-specific notify scripts.
+    pub fn run(&mut self, now: Instant, cmd: &str) {
+        self.spawn(now, Command::new("/bin/sh").arg("-c").arg(cmd), cmd);
+    }
+
     fn spawn(&mut self, now: Instant, cmd: &mut Command, what: &str) {
         match cmd
             .stdin(Stdio::null())

@@ -66,5 +66,6 @@ impl Daemon {
                 drive(router, &mut self.netlink, &mut self.children);
             }
         }
+        self.reconcile_anycast(now);
     }
 }

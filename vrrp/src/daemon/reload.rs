@@ -47,6 +47,7 @@ impl Daemon {
             ..new
         };
         self.sync_scripts();
+        self.reload_anycast(now);
         let confs = self.cfg.instances.clone();
         for conf in &confs {
             if let Some(pos) = kept.iter().position(|k| k.conf.name == conf.name) {

@@ -81,6 +81,7 @@ impl Daemon {
             status_written: None,
             metrics: None,
             pacer: None,
+            anycast: None,
             cfg,
         };
         daemon.sync_scripts();
@@ -105,6 +106,7 @@ impl Daemon {
             self.routers.push(router);
         }
         self.drive_all();
+        self.start_anycast(now);
         self.reconcile_vips(now);
         self.write_status();
         tracing::info!(
@@ -272,6 +274,7 @@ impl Daemon {
             router.instance.handle(now, Event::Shutdown);
             drive(router, &mut self.netlink, &mut self.children);
         }
+        self.shutdown_anycast(now);
         self.write_status();
         self.tracked.clear();
         self.children.finish(Duration::from_secs(2));

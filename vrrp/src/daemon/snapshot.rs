@@ -3,9 +3,13 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::anycast::AnycastRunner;
 use super::router::Router;
-use super::status::{write, InstanceStatus, PeerStatus, Status, TrackStatus, VipStatus};
+use super::status::{
+    write, AnycastStatus, InstanceStatus, PeerStatus, Status, TrackStatus, VipStatus,
+};
 use super::Daemon;
+use crate::config::Anycast;
 
 /// Counters and ages alone refresh the status file at most this often.
 const VOLATILE_REFRESH: Duration = Duration::from_secs(1);
@@ -29,6 +33,44 @@ impl Daemon {
                 .routers
                 .iter()
                 .map(|r| self.instance_status(r, now_ms))
+                .collect(),
+            anycast: self.anycast.as_ref().map(|a| self.anycast_status(a)),
+        }
+    }
+
+    fn anycast_status(&self, a: &AnycastRunner) -> AnycastStatus {
+        let scripts = a
+            .conf
+            .track_script
+            .iter()
+            .filter_map(|&i| self.cfg.scripts.get(i))
+            .map(|s| TrackStatus {
+                what: format!("script {}", s.name),
+                weight: s.weight,
+                ok: self.tracked.get(&s.name).and_then(|t| t.fall_rise.state()),
+                contribution: 0,
+            });
+        let links = a.links.iter().map(|(name, up)| TrackStatus {
+            what: format!("interface {name}"),
+            weight: 0,
+            ok: Some(*up),
+            contribution: 0,
+        });
+        AnycastStatus {
+            interface: a.conf.interface.clone(),
+            state: a.machine.state().to_string(),
+            since_ms: a.since_ms,
+            reason: a.machine.reason().to_string(),
+            transitions: a.machine.transitions(),
+            tracks: scripts.chain(links).collect(),
+            vips: a
+                .conf
+                .vips
+                .iter()
+                .map(|v| VipStatus {
+                    address: format!("{v}/{}", Anycast::prefix(*v)),
+                    on_interface: a.vips_present.contains(v),
+                })
                 .collect(),
         }
     }

@@ -20,6 +20,30 @@ pub struct Status {
     pub updated_ms: u64,
     #[serde(default)]
     pub instance: Vec<InstanceStatus>,
+    /// `[anycast]`, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast: Option<AnycastStatus>,
+}
+
+/// `[anycast]`: whether this balancer announces the VIPs, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnycastStatus {
+    pub interface: String,
+    /// ANNOUNCED / WITHDRAWN / STOPPED / INIT.
+    pub state: String,
+    /// Unix time in milliseconds of the last transition.
+    #[serde(default)]
+    pub since_ms: u64,
+    /// Why the state was entered (for WITHDRAWN: what fails).
+    pub reason: String,
+    #[serde(default)]
+    pub transitions: u64,
+    /// Tracked scripts and interfaces (weight is the script's; any failure withdraws).
+    #[serde(default)]
+    pub tracks: Vec<TrackStatus>,
+    /// Each VIP (as /32 or /128) and whether it is on the interface, i.e. announced.
+    #[serde(default)]
+    pub vips: Vec<VipStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +199,44 @@ pub fn render(st: &Status, alive: bool, now_ms: u64) -> String {
     for i in &st.instance {
         render_instance(&mut out, i, now_ms);
     }
+    if let Some(a) = &st.anycast {
+        render_anycast(&mut out, a, now_ms);
+    }
     out
+}
+
+fn ok_word(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "ok",
+        Some(false) => "FAILING",
+        None => "no result yet",
+    }
+}
+
+fn render_anycast(out: &mut String, a: &AnycastStatus, now_ms: u64) {
+    let vips: Vec<String> = a
+        .vips
+        .iter()
+        .map(|v| {
+            let mark = if v.on_interface { "" } else { " (off)" };
+            format!("{}{mark}", v.address)
+        })
+        .collect();
+    out.push_str(&format!(
+        "anycast {} on {}: vips {}\n",
+        a.state,
+        a.interface,
+        vips.join(",")
+    ));
+    let since = now_ms.saturating_sub(a.since_ms) as f64 / 1000.0;
+    out.push_str(&format!(
+        "  {} for {since:.1} s: {} ({} transitions)\n",
+        a.state, a.reason, a.transitions
+    ));
+    for t in &a.tracks {
+        let ok = ok_word(t.ok);
+        out.push_str(&format!("  track {}: {ok}\n", t.what));
+    }
 }
 
 fn render_instance(out: &mut String, i: &InstanceStatus, now_ms: u64) {
@@ -207,11 +268,7 @@ fn render_instance(out: &mut String, i: &InstanceStatus, now_ms: u64) {
         out.push_str(&format!("  {} for {since:.1} s: {}\n", i.state, i.reason));
     }
     for t in &i.tracks {
-        let ok = match t.ok {
-            Some(true) => "ok",
-            Some(false) => "FAILING",
-            None => "no result yet",
-        };
+        let ok = ok_word(t.ok);
         out.push_str(&format!(
             "  track {} weight {}: {ok}, contributes {:+}\n",
             t.what, t.weight, t.contribution
@@ -276,6 +333,23 @@ mod tests {
                 advert_lateness: lateness,
                 ..Default::default()
             }],
+            anycast: Some(AnycastStatus {
+                interface: "vip0".into(),
+                state: "WITHDRAWN".into(),
+                since_ms: 12_000,
+                reason: "track script chk is failing".into(),
+                transitions: 3,
+                tracks: vec![TrackStatus {
+                    what: "script chk".into(),
+                    weight: 0,
+                    ok: Some(false),
+                    contribution: 0,
+                }],
+                vips: vec![VipStatus {
+                    address: "10.0.0.80/32".into(),
+                    on_interface: false,
+                }],
+            }),
         };
         write(&dir, &st).unwrap();
         assert_eq!(read(&dir).unwrap(), st);
@@ -286,6 +360,9 @@ mod tests {
             "track script chk weight -20: FAILING, contributes -20",
             "peer 10.0.0.2 priority 100 last advert 2.61 s ago",
             "advert lateness max 3000 us over 2",
+            "anycast WITHDRAWN on vip0: vips 10.0.0.80/32 (off)",
+            "WITHDRAWN for 1.6 s: track script chk is failing (3 transitions)",
+            "track script chk: FAILING",
         ] {
             assert!(text.contains(want), "{want}\n{text}");
         }

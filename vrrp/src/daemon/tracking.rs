@@ -64,6 +64,7 @@ impl Daemon {
             router.health = health;
         }
         self.drive_all();
+        self.apply_anycast_health(now);
     }
 
     /// Re-reads links after the kernel announced a change: binds instances whose interface
@@ -101,6 +102,7 @@ impl Daemon {
                 }
             }
         }
+        self.refresh_anycast_links();
         self.apply_health(now);
     }
 

@@ -18,7 +18,9 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo as InfoAttr, LinkMessage,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
@@ -180,6 +182,70 @@ impl Netlink {
             op: "RTM_GETLINK",
             detail: "no link in reply",
         })
+    }
+
+    /// The index of interface `name`, created as a `dummy` (administratively up) if it does
+    /// not exist. A kernel built without the dummy driver gets an `ifb` device instead: it
+    /// is as inert (NOARP, drops what is sent to it) and its addresses are local addresses
+    /// all the same. An existing interface is used as it is, only brought up.
+    pub fn ensure_dummy(&mut self, name: &str) -> Result<u32, NetlinkError> {
+        if let Ok(idx) = ifindex(name) {
+            self.set_up(idx)?;
+            return Ok(idx);
+        }
+        let mut created = self.create_link(name, InfoKind::Dummy)?;
+        if let Some(e) = created.take_if(|e| e.raw_os_error() == Some(libc::EOPNOTSUPP)) {
+            tracing::info!(interface = name, error = %e, "no dummy interfaces in this kernel: using an ifb device");
+            created = self.create_link(name, InfoKind::Ifb)?;
+        }
+        match created {
+            None => {}
+            Some(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Some(source) => {
+                return Err(NetlinkError::Kernel {
+                    op: "RTM_NEWLINK",
+                    what: name.to_string(),
+                    source,
+                })
+            }
+        }
+        let idx = ifindex(name)?;
+        self.set_up(idx)?;
+        Ok(idx)
+    }
+
+    /// RTM_NEWLINK for a new interface of `kind`. `Ok(Some(e))`: the kernel refused.
+    fn create_link(
+        &mut self,
+        name: &str,
+        kind: InfoKind,
+    ) -> Result<Option<io::Error>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![InfoAttr::Kind(kind)]));
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        self.request_ack("RTM_NEWLINK", RouteNetlinkMessage::NewLink(m), flags)
+    }
+
+    /// Sets IFF_UP on the interface.
+    pub fn set_up(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = ifindex;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        match self.request_ack(
+            "RTM_NEWLINK",
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )? {
+            None => Ok(()),
+            Some(source) => Err(NetlinkError::Kernel {
+                op: "RTM_SETLINK",
+                what: format!("up on ifindex {ifindex}"),
+                source,
+            }),
+        }
     }
 
     /// Removes every address in `vips` that is present on the interface (whatever its prefix):
