@@ -24,10 +24,14 @@ pub const DAEMONS: [&str; 3] = ["zebra", "bfdd", "bgpd"];
 pub const FRR_DIR: &str = "/usr/lib/frr";
 /// Equal-cost paths the router installs per prefix: more than any lab has balancers.
 pub const MAXIMUM_PATHS: u8 = 8;
-/// BFD timers of the lab's sessions (ms, multiplier): a dead balancer is declared down after
-/// 3 missed 100 ms packets (the balancer's side negotiates the same or slower).
-pub const BFD_INTERVAL_MS: u32 = 100;
-pub const BFD_MULTIPLIER: u32 = 3;
+/// BFD timers of the router's side (ms, multiplier). The session runs at the slower of the two
+/// sides' intervals and each side declares it down after the *other* side's multiplier of
+/// missed packets: with the balancers' 100 ms x 3 the router notices a dead balancer after
+/// 3 x 500 ms and a balancer a dead router after 5 x 500 ms. Slower than a dedicated router
+/// would run (100 ms x 3): every lab daemon shares two cores with builds and benchmarks, and
+/// at 3 x 100 ms sessions flapped there under load (BFD down, BGP torn down, reconnect).
+pub const BFD_INTERVAL_MS: u32 = 500;
+pub const BFD_MULTIPLIER: u32 = 5;
 
 /// Who peers with whom: the balancers' side of the `[bgp]` section of lab.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +45,22 @@ pub struct Peering {
 }
 
 /// Whether the inventory's balancers announce the VIPs over BGP (`[bgp] mode = "anycast"`).
-pub fn anycast(_inv: &Inventory) -> bool {
-    false
+pub fn anycast(inv: &Inventory) -> bool {
+    inv.anycast().is_some()
 }
 
 impl Peering {
     /// The inventory's `[bgp]` section, or the lab's defaults for an inventory without one.
-    pub fn for_inventory(_inv: &Inventory) -> Peering {
-        Peering::default()
+    pub fn for_inventory(inv: &Inventory) -> Peering {
+        match &inv.bgp {
+            Some(b) => Peering {
+                local_asn: b.local_asn,
+                router: b.router,
+                router_asn: b.router_asn,
+                bfd: b.bfd,
+            },
+            None => Peering::default(),
+        }
     }
 }
 
@@ -285,7 +297,7 @@ mod tests {
         ] {
             assert!(bgpd.lines().any(|l| l == line), "{line:?} in\n{bgpd}");
         }
-        assert!(cfgs[1].1.contains("  receive-interval 100\n"));
+        assert!(cfgs[1].1.contains("  receive-interval 500\n"));
         let no_bfd = Peering {
             bfd: false,
             ..Peering::default()

@@ -117,6 +117,10 @@ impl Lab {
         if inv.backends().next().is_some() {
             tools.push(("apache2", "apache2"));
         }
+        if opts.topology == Topology::Ecmp {
+            tools.push(("/usr/lib/frr/zebra", "frr"));
+            tools.push(("bird", "bird2"));
+        }
         for (tool, pkg) in tools {
             if !sys::have_program(tool) {
                 return Err(LabError::Missing {
@@ -147,7 +151,8 @@ impl Lab {
     /// crashed or interrupted `up` are removed first. On failure, whatever was created is
     /// removed again.
     pub fn up(&self, inventory: &Path, opts: &UpOptions) -> Result<UpOutcome> {
-        let inv = Inventory::load(inventory)?;
+        let text = self.inventory_text(inventory, opts.topology)?;
+        let inv = Inventory::parse(&text, &inventory.display().to_string())?;
         self.preflight(&inv, opts)?;
         if self.is_up() {
             return Ok(UpOutcome::AlreadyUp);
@@ -159,7 +164,7 @@ impl Lab {
             );
             self.down()?;
         }
-        match self.create(inventory, &inv, opts) {
+        match self.create(&text, &inv, opts) {
             Ok(()) => Ok(UpOutcome::Created),
             Err(e) => {
                 eprintln!(
@@ -174,7 +179,29 @@ impl Lab {
         }
     }
 
-    fn create(&self, inventory: &Path, inv: &Inventory, opts: &UpOptions) -> Result<()> {
+    /// The inventory the lab runs: the file itself, or for the ECMP topology the file with
+    /// `[bgp] mode = "anycast"` (see [`router::anycast_inventory`]). A flat lab cannot run an
+    /// anycast inventory: nothing would receive the announcements.
+    fn inventory_text(&self, inventory: &Path, topology: Topology) -> Result<String> {
+        let text = std::fs::read_to_string(inventory)
+            .map_err(|e| LabError::io(format!("read {}", inventory.display()), e))?;
+        let origin = inventory.display().to_string();
+        match topology {
+            Topology::Ecmp => router::anycast_inventory(&text, &origin),
+            Topology::Flat => {
+                let inv = Inventory::parse(&text, &origin)?;
+                if router::anycast(&inv) {
+                    return Err(LabError::Other(format!(
+                        "{origin} has [bgp] mode = \"anycast\": the balancers announce the VIPs \
+                         to a router over BGP; start the lab with `lab up --topology ecmp`"
+                    )));
+                }
+                Ok(text)
+            }
+        }
+    }
+
+    fn create(&self, text: &str, inv: &Inventory, opts: &UpOptions) -> Result<()> {
         let client = topology::client_address_for(inv, opts.topology)?;
         for h in &inv.hosts {
             if ["client", "bridge", "router"].contains(&h.name.as_str()) {
@@ -199,8 +226,8 @@ impl Lab {
             ..State::default()
         };
         self.dir.save(&state)?;
-        std::fs::copy(inventory, self.dir.inventory_file())
-            .map_err(|e| LabError::io(format!("copy {}", inventory.display()), e))?;
+        std::fs::write(self.dir.inventory_file(), text)
+            .map_err(|e| LabError::io("write the lab's inventory", e))?;
 
         say(format!(
             "network: bridge in {}, {} hosts and the client ({client}) on {}/{}",

@@ -58,6 +58,8 @@ pub struct StepResult {
     pub served: Vec<Served>,
     /// Answers no access log holds (a log not yet flushed, or lost).
     pub unattributed: usize,
+    /// Failed requests by what went wrong ("connect: Connection refused", "timeout", ...).
+    pub errors: Vec<(String, usize)>,
     /// Long-lived keep-alive connections that broke during the step (reset, closed or
     /// silent): the established flows the step cost.
     pub held_broken: usize,
@@ -71,6 +73,22 @@ impl StepResult {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// Failed requests grouped by their error without the errno suffix, most frequent first.
+fn error_kinds(requests: &[&Request]) -> Vec<(String, usize)> {
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for r in requests {
+        if let Err(e) = &r.result {
+            let kind = e.split(" (os error").next().unwrap_or(e).to_string();
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((kind, 1)),
+            }
+        }
+    }
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    kinds
 }
 
 /// Seconds from `from` to `t`.
@@ -192,6 +210,7 @@ pub fn evaluate(
             .map(|r| since(r.at, w.start)),
         served,
         unattributed,
+        errors: error_kinds(&in_step),
         held_broken: held_broken
             .iter()
             .filter(|t| **t >= w.start && **t < w.end)
@@ -326,6 +345,7 @@ mod tests {
         assert_eq!(r.routed_s, Some(0.7));
         assert_eq!(r.last_failure_s, Some(0.78));
         assert_eq!(r.failed, 40);
+        assert_eq!(r.errors, vec![("refused".to_string(), 40)]);
         assert_eq!(r.target_last_served_s, None);
         assert_eq!(r.served[0].steady, 0);
         assert_eq!(r.served[1].steady, 150);

@@ -37,6 +37,8 @@ pub struct Options {
     pub clients: usize,
     /// Pause of each client thread between two requests.
     pub period: Duration,
+    /// A request not answered within this fails.
+    pub timeout: Duration,
     /// Long-lived keep-alive connections, each asking again every `held_period`.
     pub held: usize,
     pub held_period: Duration,
@@ -50,6 +52,9 @@ impl Default for Options {
             steady: Duration::from_millis(2000),
             clients: 6,
             period: Duration::from_millis(20),
+            // Generous: the lab's daemons share two cores with whatever else runs; a slow
+            // answer is not a failover's failure.
+            timeout: Duration::from_secs(1),
             held: 20,
             held_period: Duration::from_millis(100),
         }
@@ -182,6 +187,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         vip,
         opts.clients,
         opts.period,
+        opts.timeout,
     )?;
     let held = held::Held::start(
         &lab.plan.client.ns,
@@ -230,11 +236,12 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
     if let Some(e) = rec.error() {
         return Err(LabError::Other(e));
     }
+    let run = rec.run();
     let snap = rec.finish();
     let broken: Vec<Duration> = held.finish().into_iter().map(|b| b.at).collect();
     // The proxies flush their access logs every 100 ms.
     thread::sleep(Duration::from_millis(300));
-    let served_by = record::served_by(&access_logs(lab));
+    let served_by = record::served_by(&access_logs(lab), run);
     let results: Vec<StepResult> = steps
         .iter()
         .zip(&windows)
@@ -308,6 +315,10 @@ fn print_result(r: &StepResult) {
         },
         if r.ok() { "OK" } else { "MISMATCH" }
     );
+    if !r.errors.is_empty() {
+        let kinds: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        println!("      failures: {}", kinds.join(", "));
+    }
     for p in &r.problems {
         println!("      !! {p}");
     }

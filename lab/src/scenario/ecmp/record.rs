@@ -50,6 +50,8 @@ pub struct Snapshot {
 
 pub struct Recorder {
     start: Instant,
+    /// Tags this run's request ids: the access logs keep earlier runs' too.
+    run: u64,
     stop: Arc<AtomicBool>,
     shared: Arc<Mutex<Shared>>,
     threads: Vec<JoinHandle<()>>,
@@ -64,9 +66,14 @@ impl Recorder {
         vip: Ipv4Addr,
         clients: usize,
         period: Duration,
+        timeout: Duration,
     ) -> Result<Recorder> {
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut rec = Recorder {
             start: Instant::now(),
+            run,
             stop: Arc::new(AtomicBool::new(false)),
             shared: Arc::new(Mutex::new(Shared::default())),
             threads: Vec::new(),
@@ -74,7 +81,7 @@ impl Recorder {
         rec.spawn_path_watcher(router_ns, balancers, vip)?;
         let ids = Arc::new(AtomicU64::new(1));
         for _ in 0..clients {
-            rec.spawn_client(client_ns, vip, period, ids.clone())?;
+            rec.spawn_client(client_ns, vip, period, timeout, ids.clone())?;
         }
         Ok(rec)
     }
@@ -147,17 +154,19 @@ impl Recorder {
         client_ns: &str,
         vip: Ipv4Addr,
         period: Duration,
+        timeout: Duration,
         ids: Arc<AtomicU64>,
     ) -> Result<()> {
-        let (stop, shared, start) = (self.stop.clone(), self.shared.clone(), self.start);
+        let (stop, shared, start, run) =
+            (self.stop.clone(), self.shared.clone(), self.start, self.run);
         self.spawn_in(client_ns, move || {
             let addr = SocketAddr::from((vip, 80));
             while !stop.load(Ordering::Relaxed) {
                 let id = ids.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
                 let at = start.elapsed();
-                let path = format!("/?{QUERY}={id}");
-                let result = match probe::http_get_path(addr, &path, probe::REQUEST_TIMEOUT) {
+                let path = format!("/?{QUERY}={run}.{id}");
+                let result = match probe::http_get_path(addr, &path, timeout) {
                     Ok((200, body)) => Ok(body.trim().to_string()),
                     Ok((status, _)) => Err(format!("HTTP {status}")),
                     Err(e) => Err(e),
@@ -174,6 +183,11 @@ impl Recorder {
                 thread::sleep(period);
             }
         })
+    }
+
+    /// The tag of this run's request ids (see [`served_by`]).
+    pub fn run(&self) -> u64 {
+        self.run
     }
 
     /// When the recorder started (the timeline's zero).
@@ -234,9 +248,10 @@ impl Drop for Recorder {
 }
 
 /// Request id -> the balancer whose access log holds it. `logs`: (balancer, its access log in
-/// nginx's "main" format, whose request field is `"GET /?ecmp=ID HTTP/1.1"`).
-pub fn served_by(logs: &[(String, String)]) -> HashMap<u64, String> {
-    let key = format!("GET /?{QUERY}=");
+/// nginx's "main" format, whose request field is `"GET /?ecmp=RUN.ID HTTP/1.1"`); only run
+/// `run`'s requests count.
+pub fn served_by(logs: &[(String, String)], run: u64) -> HashMap<u64, String> {
+    let key = format!("GET /?{QUERY}={run}.");
     let mut map = HashMap::new();
     for (balancer, text) in logs {
         for line in text.lines() {
@@ -258,12 +273,17 @@ mod tests {
 
     #[test]
     fn attributes_requests_by_access_log() {
-        let s1 = "172.16.250.10 - - [30/Nov/2026:23:10:01 +0000] \"GET /?ecmp=7 HTTP/1.1\" 200 17 \"-\" \"lab-client\" \"-\"\n\
+        let s1 = "172.16.250.10 - - [30/Nov/2026:23:10:01 +0000] \"GET /?ecmp=5.7 HTTP/1.1\" 200 17 \"-\" \"lab-client\" \"-\"\n\
                   172.16.250.10 - - [30/Nov/2026:23:10:01 +0000] \"GET / HTTP/1.1\" 200 17 \"-\" \"curl\" \"-\"\n\
                   garbage line\n";
-        let s2 = "172.16.250.10 - - [30/Nov/2026:23:10:01 +0000] \"GET /?ecmp=8 HTTP/1.1\" 200 17 \"-\" \"lab-client\" \"-\"\n\
-                  x \"GET /?ecmp= HTTP/1.1\"\n";
-        let m = served_by(&[("server1".into(), s1.into()), ("server2".into(), s2.into())]);
+        // An earlier run's request 7 in server2's log must not count.
+        let s2 = "172.16.250.10 - - [30/Nov/2026:23:10:01 +0000] \"GET /?ecmp=5.8 HTTP/1.1\" 200 17 \"-\" \"lab-client\" \"-\"\n\
+                  x \"GET /?ecmp=4.7 HTTP/1.1\"\n\
+                  x \"GET /?ecmp=5. HTTP/1.1\"\n";
+        let m = served_by(
+            &[("server1".into(), s1.into()), ("server2".into(), s2.into())],
+            5,
+        );
         assert_eq!(m.len(), 2);
         assert_eq!(m.get(&7).map(String::as_str), Some("server1"));
         assert_eq!(m.get(&8).map(String::as_str), Some("server2"));
