@@ -263,6 +263,7 @@ fn provision_as_a_sudo_user() {
             bare: true,
             // Real servers boot systemd: provision's systemctl steps run against it.
             init: Some(lab::state::Init::Systemd),
+            ..UpOptions::default()
         },
     )
     .expect("lab up");
@@ -363,6 +364,7 @@ fn provision_the_lab_over_ssh() {
             bare: true,
             // Real servers boot systemd: provision's systemctl steps run against it.
             init: Some(lab::state::Init::Systemd),
+            ..UpOptions::default()
         },
     )
     .expect("lab up");
@@ -952,6 +954,7 @@ fn provision_anycast_mode_in_the_lab_idempotently() {
             progress: false,
             bare: true,
             init: Some(lab::state::Init::Systemd),
+            ..UpOptions::default()
         },
     )
     .expect("lab up");

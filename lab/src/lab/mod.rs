@@ -180,24 +180,15 @@ impl Lab {
     }
 
     /// The inventory the lab runs: the file itself, or for the ECMP topology the file with
-    /// `[bgp] mode = "anycast"` (see [`router::anycast_inventory`]). A flat lab cannot run an
-    /// anycast inventory: nothing would receive the announcements.
+    /// `[bgp] mode = "anycast"` (see [`router::anycast_inventory`]). A flat lab runs an anycast
+    /// inventory as it is: its announcements go to whatever router the user runs (provision's
+    /// end-to-end test runs BIRD in the client namespace).
     fn inventory_text(&self, inventory: &Path, topology: Topology) -> Result<String> {
         let text = std::fs::read_to_string(inventory)
             .map_err(|e| LabError::io(format!("read {}", inventory.display()), e))?;
-        let origin = inventory.display().to_string();
         match topology {
-            Topology::Ecmp => router::anycast_inventory(&text, &origin),
-            Topology::Flat => {
-                let inv = Inventory::parse(&text, &origin)?;
-                if router::anycast(&inv) {
-                    return Err(LabError::Other(format!(
-                        "{origin} has [bgp] mode = \"anycast\": the balancers announce the VIPs \
-                         to a router over BGP; start the lab with `lab up --topology ecmp`"
-                    )));
-                }
-                Ok(text)
-            }
+            Topology::Ecmp => router::anycast_inventory(&text, &inventory.display().to_string()),
+            Topology::Flat => Ok(text),
         }
     }
 
