@@ -21,6 +21,8 @@
 //!   `ip` commands); nothing ever touches the machine's own namespace.
 //! - [`host`]: one host: its keeper (the process holding its namespaces, systemd or a shell),
 //!   what a systemd host boots (`host::boot`), files inside it, and its services.
+//! - [`router`]: the ECMP topology's router: FRR (zebra, bfdd, bgpd) confined in a lab
+//!   namespace, its rendered configs, and the nexthops it installed for a VIP.
 //! - [`cgroup`]: the cgroup directories systemd hosts boot in, found and removed again.
 //! - [`probe`]: looking from inside: HTTP from the client and "who holds the VIP" from threads
 //!   that entered a namespace, and the recorder the scenario polls with.
@@ -34,7 +36,9 @@ pub mod compare;
 pub mod error;
 pub mod host;
 pub mod lab;
+pub mod netlink;
 pub mod probe;
+pub mod router;
 pub mod scenario;
 pub mod state;
 pub mod sys;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lab::host::Service;
 use lab::state::{Init, DEFAULT_STATE_ROOT};
+use lab::topology::Topology;
 use lab::{bench, compare, scenario, Lab, LabError, UpOptions, UpOutcome};
 
 #[derive(Parser)]
@@ -45,6 +46,10 @@ enum Cmd {
         /// PID 1 of each host: systemd (default where it can boot) or none.
         #[arg(long, value_parser = parse_init)]
         init: Option<Init>,
+        /// flat: the seed's one segment (VRRP); ecmp: a router namespace (FRR, BGP + BFD,
+        /// ECMP) between the client and the balancers, which announce the VIPs (anycast).
+        #[arg(long, value_parser = parse_topology, default_value = "flat")]
+        topology: Topology,
     },
     /// Remove everything the lab created (also after a crash or a half-done up).
     Down,
@@ -56,12 +61,12 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Stop a service on a host: proxy, vrrp, httpd, sshd or all.
+    /// Stop a service on a host: proxy, vrrp, httpd, sshd, bird or all.
     Stop {
         host: String,
         service: Option<String>,
     },
-    /// Start a service on a host: proxy, vrrp, httpd, sshd or all.
+    /// Start a service on a host: proxy, vrrp, httpd, sshd, bird or all.
     Start {
         host: String,
         service: Option<String>,
@@ -79,13 +84,20 @@ enum Cmd {
     Cut { host: String },
     /// Restore a host's link.
     Heal { host: String },
-    /// Run the seed's test procedure against the running lab.
+    /// Run the seed's test procedure against the running lab (with --topology ecmp: both
+    /// balancers serving, a proxy death, a link cut, each withdrawn from the router).
     Scenario {
-        #[arg(long, default_value = "target/lab/timeline.svg")]
-        svg: PathBuf,
-        /// Also write a JSON report here.
+        /// The timeline picture (default target/lab/timeline.svg; ecmp:
+        /// target/lab/ecmp-timeline.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Also write a JSON report here (ecmp: always, by default to
+        /// target/lab/ecmp-scenario.json).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The procedure for this topology (default: the running lab's); must be the lab's.
+        #[arg(long, value_parser = parse_topology)]
+        topology: Option<Topology>,
     },
     /// wrk from the client against the VIP, in rounds; records target/lab/bench.{md,svg}.
     Bench {
@@ -166,12 +178,16 @@ fn parse_init(s: &str) -> Result<Init, String> {
     Init::parse(s).ok_or_else(|| format!("{s:?}: systemd or none"))
 }
 
+fn parse_topology(s: &str) -> Result<Topology, String> {
+    Topology::parse(s).ok_or_else(|| format!("{s:?}: flat or ecmp"))
+}
+
 fn parse_service(s: Option<&str>) -> Result<Option<Service>, LabError> {
     match s {
         None | Some("all") => Ok(None),
         Some(name) => Service::parse(name).map(Some).ok_or_else(|| {
             LabError::Other(format!(
-                "unknown service {name:?} (proxy, vrrp, httpd, sshd or all)"
+                "unknown service {name:?} (proxy, vrrp, httpd, sshd, bird or all)"
             ))
         }),
     }
@@ -198,6 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             without,
             bare,
             init,
+            topology,
         } => {
             let without = without
                 .iter()
@@ -216,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
                     progress: true,
                     bare,
                     init,
+                    topology,
                 },
             )?;
         }
@@ -285,13 +303,48 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             lab.open()?.set_link(&host, true)?;
             println!("{host}: link restored");
         }
-        Cmd::Scenario { svg, json } => {
+        Cmd::Scenario {
+            svg,
+            json,
+            topology,
+        } => {
+            let running = lab.open()?;
+            let lab_topology = running.plan.topology();
+            if topology.is_some_and(|t| t != lab_topology) {
+                return Err(LabError::Other(format!(
+                    "lab {:?} runs the {lab_topology} topology; `lab down`, then `lab up --topology {}`",
+                    lab.names.id,
+                    topology.unwrap_or_default()
+                )));
+            }
+            if lab_topology == Topology::Ecmp {
+                let d = scenario::ecmp::Options::default();
+                let opts = scenario::ecmp::Options {
+                    svg: svg.unwrap_or(d.svg.clone()),
+                    json: json.or(d.json.clone()),
+                    ..d
+                };
+                let report = scenario::ecmp::run(&running, &opts)?;
+                println!(
+                    "\n{}",
+                    scenario::ecmp::summary(&report.steps, report.duration_s)
+                );
+                println!("timeline: {}", opts.svg.display());
+                if let Some(j) = &opts.json {
+                    println!("report: {}", j.display());
+                }
+                return Ok(if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             let opts = scenario::Options {
-                svg,
+                svg: svg.unwrap_or_else(|| scenario::Options::default().svg),
                 json,
                 ..scenario::Options::default()
             };
-            let report = scenario::run(&lab.open()?, &opts)?;
+            let report = scenario::run(&running, &opts)?;
             println!("\n{}", scenario::summary(&report));
             println!("timeline: {}", opts.svg.display());
             return Ok(if report.ok() {

@@ -31,6 +31,15 @@ where
 
 /// One HTTP/1.1 GET of `/` with a total deadline; returns (status, body).
 pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::result::Result<(u16, String), String> {
+    http_get_path(addr, "/", timeout)
+}
+
+/// One HTTP/1.1 GET of `path` with a total deadline; returns (status, body).
+pub fn http_get_path(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     let left = timeout
@@ -40,7 +49,7 @@ pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::result::Result<(u16
     s.set_write_timeout(Some(left)).map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
     let req = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: lab-client\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lab-client\r\nConnection: close\r\n\r\n",
         addr.ip()
     );
     s.write_all(req.as_bytes())

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result};
+use crate::topology::Topology;
 
 /// Where lab state lives unless told otherwise: on tmpfs, like the namespaces it describes, so a
 /// reboot clears both.
@@ -41,6 +42,11 @@ impl Names {
 
     pub fn client_ns(&self) -> String {
         format!("{}-client", self.id)
+    }
+
+    /// The ECMP topology's router ("lab-router" for the default id).
+    pub fn router_ns(&self) -> String {
+        format!("{}-router", self.id)
     }
 
     pub fn host_ns(&self, host: &str) -> String {
@@ -95,6 +101,12 @@ pub struct State {
     /// even after a crash.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// The network's shape (state files written before there was a choice: flat).
+    #[serde(default)]
+    pub topology: Topology,
+    /// Pid of the ECMP router's keeper (holder of its mount and PID namespaces).
+    #[serde(default)]
+    pub router_keeper: Option<i32>,
     /// Set when `up` finished.
     pub complete: bool,
 }
@@ -139,6 +151,11 @@ impl StateDir {
     /// A host's overlay upper/work directories live under here.
     pub fn host_dir(&self, host: &str) -> PathBuf {
         self.dir.join("hosts").join(host)
+    }
+
+    /// The ECMP router's overlay upper/work directories.
+    pub fn router_dir(&self) -> PathBuf {
+        self.dir.join("router")
     }
 
     pub fn exists(&self) -> bool {
@@ -197,6 +214,7 @@ mod tests {
         assert_eq!(n.bridge_ns(), "lab-bridge");
         assert_eq!(n.client_ns(), "lab-client");
         assert_eq!(n.host_ns("server1"), "lab-server1");
+        assert_eq!(n.router_ns(), "lab-router");
     }
 
     #[test]
@@ -209,6 +227,8 @@ mod tests {
             toml::from_str("id = \"x\"\nnetns = []\ncomplete = true\n[keepers]\n").unwrap();
         assert_eq!(old.init, Init::None);
         assert!(old.cgroups.is_empty());
+        assert_eq!(old.topology, Topology::Flat);
+        assert_eq!(old.router_keeper, None);
     }
 
     #[test]

@@ -239,6 +239,7 @@ fn bare_lab(id: &str, text: &str) -> (Guard, Running, PathBuf) {
             bare: true,
             // Real servers boot systemd: provision's systemctl steps run against it.
             init: Some(lab::state::Init::Systemd),
+            ..UpOptions::default()
         },
     )
     .expect("lab up");

@@ -27,10 +27,9 @@ pub const ALWAYS_MASKED: &[&str] = &[
 ];
 
 /// Units that the lab (sshd) or `provision` (Apache on backends, chrony, firewalld, BIRD on
-/// anycast balancers) start on purpose: disabled like the rest, but not masked, so
-/// `systemctl enable` works on them.
+/// anycast balancers) start on purpose: disabled like the rest, but not masked, so `systemctl
+/// enable` works on them.
 pub const LEFT_FOR_PROVISION: &[&str] = &[
-    "bird.service",
     "ssh.service",
     "sshd.service",
     "apache2.service",
@@ -40,6 +39,7 @@ pub const LEFT_FOR_PROVISION: &[&str] = &[
     "firewalld.service",
     "networking.service",
     "nftables.service",
+    "bird.service",
 ];
 
 /// chrony's unit is skipped where CAP_SYS_TIME is missing (ConditionCapability). Lab hosts
@@ -178,12 +178,21 @@ pub fn fresh_state(root: &Path) -> Result<()> {
 /// and so knows it as its own: `systemctl restart networking` behaves as on a real server.
 pub const INTERFACES: &str = "/etc/network/interfaces";
 
-pub fn interfaces(iface: &str, address: std::net::Ipv4Addr, prefix: u8) -> String {
+/// `gateway`: the default route (the ECMP topology's router; none on the flat one).
+pub fn interfaces(
+    iface: &str,
+    address: std::net::Ipv4Addr,
+    prefix: u8,
+    gateway: Option<std::net::Ipv4Addr>,
+) -> String {
+    let gateway = gateway
+        .map(|g| format!("    gateway {g}\n"))
+        .unwrap_or_default();
     format!(
         "# lab: this host's address, as the installer leaves a static one\n\
          source /etc/network/interfaces.d/*\n\n\
          auto lo\niface lo inet loopback\n\n\
-         auto {iface}\niface {iface} inet static\n    address {address}/{prefix}\n"
+         auto {iface}\niface {iface} inet static\n    address {address}/{prefix}\n{gateway}"
     )
 }
 
@@ -242,6 +251,16 @@ pub fn etc_systemd(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_with_and_without_gateway() {
+        let a = "172.16.249.101".parse().unwrap();
+        let flat = interfaces("ens33", a, 24, None);
+        assert!(flat.ends_with("    address 172.16.249.101/24\n"), "{flat}");
+        assert!(!flat.contains("gateway"));
+        let ecmp = interfaces("ens33", a, 24, Some("172.16.249.2".parse().unwrap()));
+        assert!(ecmp.ends_with("/24\n    gateway 172.16.249.2\n"), "{ecmp}");
+    }
 
     fn links(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

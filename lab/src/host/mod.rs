@@ -41,6 +41,8 @@ pub struct HostHandle {
     pub init: Init,
     /// The keeper's console log (outside the host), if known.
     pub console: Option<PathBuf>,
+    /// A balancer that announces the VIPs over BGP (runs BIRD).
+    pub anycast: bool,
 }
 
 impl HostHandle {
@@ -88,7 +90,7 @@ impl HostHandle {
 
     /// The services this host runs.
     pub fn services(&self) -> &'static [Service] {
-        Service::for_role(self.host.role)
+        Service::for_host(self.host.role, self.anycast)
     }
 
     /// One-time setup at `lab up`: the host's own SSH host keys and the lab key.
@@ -180,7 +182,14 @@ fi"#,
     /// target, and the machine's own units disabled and masked (see [`boot`]).
     /// A `bare` host keeps the machine's /etc/hostname, as a fresh server keeps its
     /// installer's: naming it is `provision`'s job.
-    pub fn prepare_boot(&self, ssh: &Ssh, prefix: u8, bare: bool) -> Result<()> {
+    /// `gateway`: its default route, if the topology has one.
+    pub fn prepare_boot(
+        &self,
+        ssh: &Ssh,
+        prefix: u8,
+        gateway: Option<std::net::Ipv4Addr>,
+        bare: bool,
+    ) -> Result<()> {
         if !bare {
             self.write_file("/etc/hostname", &format!("{}\n", self.host.name), 0o644)?;
         }
@@ -199,7 +208,7 @@ fi"#,
         )?;
         self.write_file(
             boot::INTERFACES,
-            &boot::interfaces(&self.host.interface, self.host.address, prefix),
+            &boot::interfaces(&self.host.interface, self.host.address, prefix, gateway),
             0o644,
         )?;
         boot::fresh_state(&self.path("/"))?;
@@ -310,7 +319,12 @@ mod tests {
             Service::for_role(Role::Backend),
             &[Service::Sshd, Service::Httpd]
         );
+        assert_eq!(
+            Service::for_host(Role::Balancer, true),
+            &[Service::Sshd, Service::Proxy, Service::Bird, Service::Vrrp]
+        );
         assert_eq!(Service::parse("vrrp"), Some(Service::Vrrp));
+        assert_eq!(Service::parse("bird"), Some(Service::Bird));
         assert_eq!(Service::parse("nginx"), None);
     }
 
@@ -329,6 +343,7 @@ mod tests {
             keeper: 1234,
             init: Init::Systemd,
             console: None,
+            anycast: false,
         };
         assert_eq!(h.path("/etc/x"), PathBuf::from("/proc/1234/root/etc/x"));
         let c = h.command("ls");

@@ -22,6 +22,8 @@ pub enum Service {
     Httpd,
     Proxy,
     Vrrp,
+    /// BIRD on an anycast balancer: announces what vrrp puts on vip0 to the router.
+    Bird,
 }
 
 impl fmt::Display for Service {
@@ -31,7 +33,13 @@ impl fmt::Display for Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Sshd, Service::Httpd, Service::Proxy, Service::Vrrp];
+    pub const ALL: [Service; 5] = [
+        Service::Sshd,
+        Service::Httpd,
+        Service::Proxy,
+        Service::Vrrp,
+        Service::Bird,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Service {
             Service::Httpd => "httpd",
             Service::Proxy => "proxy",
             Service::Vrrp => "vrrp",
+            Service::Bird => "bird",
         }
     }
 
@@ -48,9 +57,18 @@ impl Service {
 
     /// The services of a role, in start order (proxy before vrrp: vrrp tracks the proxy).
     pub fn for_role(role: Role) -> &'static [Service] {
-        match role {
-            Role::Balancer => &[Service::Sshd, Service::Proxy, Service::Vrrp],
-            Role::Backend => &[Service::Sshd, Service::Httpd],
+        Service::for_host(role, false)
+    }
+
+    /// The services of a host, in start order; an anycast balancer also runs BIRD, started
+    /// before vrrp so that the VIPs are announced as soon as vrrp puts them on vip0.
+    pub fn for_host(role: Role, anycast: bool) -> &'static [Service] {
+        match (role, anycast) {
+            (Role::Balancer, false) => &[Service::Sshd, Service::Proxy, Service::Vrrp],
+            (Role::Balancer, true) => {
+                &[Service::Sshd, Service::Proxy, Service::Bird, Service::Vrrp]
+            }
+            (Role::Backend, _) => &[Service::Sshd, Service::Httpd],
         }
     }
 
@@ -61,6 +79,7 @@ impl Service {
             Service::Httpd => "apache2",
             Service::Proxy => "proxy",
             Service::Vrrp => "vrrp",
+            Service::Bird => "bird",
         }
     }
 
@@ -71,6 +90,7 @@ impl Service {
             Service::Httpd => "/run/apache2/apache2.pid",
             Service::Proxy => "/run/lab/proxy.pid",
             Service::Vrrp => "/run/lab/vrrp.pid",
+            Service::Bird => "/run/bird/bird.pid",
         }
     }
 
@@ -91,6 +111,8 @@ impl Service {
             Service::Httpd => "/var/log/apache2/error.log",
             Service::Proxy => "/var/log/proxy/proxy.log",
             Service::Vrrp => "/var/log/vrrp/vrrp.log",
+            // bird.conf logs to syslog, which a host without systemd does not run.
+            Service::Bird => "/var/log/bird.log",
         }
     }
 }
@@ -135,6 +157,14 @@ impl HostHandle {
             Service::Httpd => {
                 self.sh(
                     "mkdir -p /run/apache2 /run/lock/apache2 /var/log/apache2 && . /etc/apache2/envvars && apache2 -k start",
+                    &[],
+                )
+                .map_err(|e| failed(e.to_string()))?;
+            }
+            Service::Bird => {
+                // As Debian's unit: the config checked first, then the daemon (it forks).
+                self.sh(
+                    "mkdir -p /run/bird && bird -p -c /etc/bird/bird.conf && bird -c /etc/bird/bird.conf -s /run/bird/bird.ctl -P /run/bird/bird.pid",
                     &[],
                 )
                 .map_err(|e| failed(e.to_string()))?;

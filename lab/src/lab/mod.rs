@@ -17,9 +17,10 @@ use crate::cgroup;
 use crate::error::{LabError, Result};
 use crate::host::keeper::{self, Boot, Keeper};
 use crate::host::{self, Context, HostHandle, Service};
+use crate::router;
 use crate::state::{Init, Names, State, StateDir};
 use crate::sys;
-use crate::topology::{self, Plan};
+use crate::topology::{self, Plan, Topology};
 
 /// The systemd a lab host boots.
 pub const SYSTEMD: &str = "/lib/systemd/systemd";
@@ -45,6 +46,8 @@ pub struct UpOptions {
     pub bare: bool,
     /// The hosts' init; `None`: systemd where it can boot, else none (said on stderr).
     pub init: Option<Init>,
+    /// The network's shape: the seed's one segment, or a BGP/ECMP router in front.
+    pub topology: Topology,
 }
 
 /// How long a systemd host may take to boot (about 1 s when the machine is idle).
@@ -114,6 +117,10 @@ impl Lab {
         if inv.backends().next().is_some() {
             tools.push(("apache2", "apache2"));
         }
+        if opts.topology == Topology::Ecmp {
+            tools.push(("/usr/lib/frr/zebra", "frr"));
+            tools.push(("bird", "bird2"));
+        }
         for (tool, pkg) in tools {
             if !sys::have_program(tool) {
                 return Err(LabError::Missing {
@@ -144,7 +151,8 @@ impl Lab {
     /// crashed or interrupted `up` are removed first. On failure, whatever was created is
     /// removed again.
     pub fn up(&self, inventory: &Path, opts: &UpOptions) -> Result<UpOutcome> {
-        let inv = Inventory::load(inventory)?;
+        let text = self.inventory_text(inventory, opts.topology)?;
+        let inv = Inventory::parse(&text, &inventory.display().to_string())?;
         self.preflight(&inv, opts)?;
         if self.is_up() {
             return Ok(UpOutcome::AlreadyUp);
@@ -156,7 +164,7 @@ impl Lab {
             );
             self.down()?;
         }
-        match self.create(inventory, &inv, opts) {
+        match self.create(&text, &inv, opts) {
             Ok(()) => Ok(UpOutcome::Created),
             Err(e) => {
                 eprintln!(
@@ -171,12 +179,23 @@ impl Lab {
         }
     }
 
-    fn create(&self, inventory: &Path, inv: &Inventory, opts: &UpOptions) -> Result<()> {
-        let client = topology::client_address(inv).ok_or_else(|| {
-            LabError::Other("no free address for the lab client in the network".into())
-        })?;
+    /// The inventory the lab runs: the file itself, or for the ECMP topology the file with
+    /// `[bgp] mode = "anycast"` (see [`router::anycast_inventory`]). A flat lab runs an anycast
+    /// inventory as it is: its announcements go to whatever router the user runs (provision's
+    /// end-to-end test runs BIRD in the client namespace).
+    fn inventory_text(&self, inventory: &Path, topology: Topology) -> Result<String> {
+        let text = std::fs::read_to_string(inventory)
+            .map_err(|e| LabError::io(format!("read {}", inventory.display()), e))?;
+        match topology {
+            Topology::Ecmp => router::anycast_inventory(&text, &inventory.display().to_string()),
+            Topology::Flat => Ok(text),
+        }
+    }
+
+    fn create(&self, text: &str, inv: &Inventory, opts: &UpOptions) -> Result<()> {
+        let client = topology::client_address_for(inv, opts.topology)?;
         for h in &inv.hosts {
-            if h.name == "client" || h.name == "bridge" {
+            if ["client", "bridge", "router"].contains(&h.name.as_str()) {
                 return Err(LabError::Other(format!(
                     "host name {:?} is reserved by the lab",
                     h.name
@@ -184,7 +203,7 @@ impl Lab {
             }
         }
         let (init, layout) = init::choose(opts)?;
-        let plan = Plan::new(inv, &self.names, client);
+        let plan = Plan::new(inv, &self.names, client, opts.topology);
         let say = |msg: String| {
             if opts.progress {
                 println!("  {msg}");
@@ -194,11 +213,12 @@ impl Lab {
             id: self.names.id.clone(),
             client_address: Some(client),
             init,
+            topology: opts.topology,
             ..State::default()
         };
         self.dir.save(&state)?;
-        std::fs::copy(inventory, self.dir.inventory_file())
-            .map_err(|e| LabError::io(format!("copy {}", inventory.display()), e))?;
+        std::fs::write(self.dir.inventory_file(), text)
+            .map_err(|e| LabError::io("write the lab's inventory", e))?;
 
         say(format!(
             "network: bridge in {}, {} hosts and the client ({client}) on {}/{}",
@@ -208,11 +228,28 @@ impl Lab {
             inv.network.prefix
         ));
         self.create_network(&plan, &mut state, init)?;
+        if let Some(r) = &plan.router {
+            say(format!(
+                "router: {} ({} on the hosts' bridge{}, {} towards the client), FRR bgpd AS {} \
+                 peering with the balancers (AS {}), BFD {}, maximum-paths {}",
+                r.ns,
+                r.address,
+                r.gateway
+                    .map(|g| format!(", gateway {g}"))
+                    .unwrap_or_default(),
+                topology::CLIENT_SUBNET_ROUTER,
+                r.peering.router_asn,
+                r.peering.local_asn,
+                if r.peering.bfd { "on" } else { "off" },
+                router::MAXIMUM_PATHS
+            ));
+            self.start_router(inv, r, &mut state)?;
+        }
         let pubkey = self.create_ssh_key()?;
         say(hosts_summary(init));
         let keepers = self.spawn_keepers(inv, &plan, layout.as_ref(), &mut state)?;
         let handles = self.handles(inv, &state);
-        self.setup_hosts(inv, &handles, &pubkey, opts.bare)?;
+        self.setup_hosts(inv, &plan, &handles, &pubkey, opts.bare)?;
         for k in keepers {
             k.boot()?;
         }
@@ -268,6 +305,7 @@ impl Lab {
     fn create_network(&self, plan: &Plan, state: &mut State, init: Init) -> Result<()> {
         let mut all_ns = vec![plan.bridge_ns.clone()];
         all_ns.extend(plan.hosts.iter().map(|n| n.ns.clone()));
+        all_ns.extend(plan.router.iter().map(|r| r.ns.clone()));
         all_ns.push(plan.client.ns.clone());
         for ns in &all_ns {
             if sys::netns_exists(ns) {
@@ -284,8 +322,29 @@ impl Lab {
         topology::create_bridge(plan)?;
         for node in &plan.hosts {
             topology::attach(plan, node, init == Init::None)?;
+            // A systemd host's ifupdown sets its gateway at boot.
+            if let (Init::None, Some(gw)) = (init, plan.hosts_gateway()) {
+                topology::add_default_route(node, gw)?;
+            }
         }
-        topology::attach(plan, &plan.client, true)
+        match &plan.router {
+            Some(r) => {
+                topology::create_router(plan, r)?;
+                topology::attach_client_to_router(plan)
+            }
+            None => topology::attach(plan, &plan.client, true),
+        }
+    }
+
+    /// The router's keeper (recorded before FRR starts) and FRR peering with every balancer.
+    fn start_router(&self, inv: &Inventory, r: &topology::Router, state: &mut State) -> Result<()> {
+        let k = Keeper::spawn(&r.ns, "router", &self.dir.router_dir(), &Boot::Plain)?;
+        state.router_keeper = Some(k.pid);
+        self.dir.save(state)?;
+        let pid = k.pid;
+        k.boot()?;
+        let balancers: Vec<_> = inv.balancers().map(|b| b.address).collect();
+        router::start_frr(pid, &r.peering, &balancers)
     }
 
     /// The lab's SSH key pair; returns the public key.
@@ -314,6 +373,7 @@ impl Lab {
                     keeper: *state.keepers.get(&h.name)?,
                     init: state.init,
                     console: Some(keeper::Keeper::console_log(&self.dir.host_dir(&h.name))),
+                    anycast: router::anycast(inv),
                 })
             })
             .collect()
@@ -324,6 +384,7 @@ impl Lab {
     fn setup_hosts(
         &self,
         inv: &Inventory,
+        plan: &Plan,
         handles: &[HostHandle],
         pubkey: &str,
         bare: bool,
@@ -333,10 +394,11 @@ impl Lab {
             bin_dir: &self.bin_dir,
         };
         let mut known_hosts = String::new();
+        let gateway = plan.hosts_gateway();
         for hh in handles {
             hh.setup_ssh(&inv.ssh, pubkey)?;
             if hh.init == Init::Systemd {
-                hh.prepare_boot(&inv.ssh, inv.network.prefix, bare)?;
+                hh.prepare_boot(&inv.ssh, inv.network.prefix, gateway, bare)?;
             }
             if !bare {
                 hh.setup_role(&ctx)?;
@@ -454,7 +516,7 @@ impl Lab {
         }
         let inventory = Inventory::load(&self.dir.inventory_file())?;
         let client = state.client_address.ok_or_else(not_up)?;
-        let plan = Plan::new(&inventory, &self.names, client);
+        let plan = Plan::new(&inventory, &self.names, client, state.topology);
         Ok(Running {
             lab: self.clone(),
             state,

@@ -142,7 +142,7 @@ impl Running {
             .plan
             .node(&h.host.name)
             .ok_or_else(|| LabError::UnknownHost(host.into(), String::new()))?;
-        topology::set_port(&self.plan, node, up)
+        topology::set_port(node, up)
     }
 
     /// For each VIP, the balancers that have it configured.
@@ -191,13 +191,7 @@ impl Running {
             let link = self
                 .plan
                 .node(&h.host.name)
-                .map(|n| {
-                    if topology::port_is_up(&self.plan, n) {
-                        "up"
-                    } else {
-                        "CUT"
-                    }
-                })
+                .map(|n| if topology::port_is_up(n) { "up" } else { "CUT" })
                 .unwrap_or("?");
             let keeper = if h.alive() {
                 h.keeper.to_string()
@@ -234,23 +228,71 @@ impl Running {
             "client",
             "client",
             c.address.to_string(),
-            if topology::port_is_up(&self.plan, c) {
-                "up"
-            } else {
-                "CUT"
-            },
+            if topology::port_is_up(c) { "up" } else { "CUT" },
             "-",
             c.ns
         );
+        if let Some(r) = &self.plan.router {
+            let _ = writeln!(
+                s,
+                "{:<9} {:<9} {:<16} {:<5} {:<8} FRR {} (netns {})",
+                "router",
+                "router",
+                r.address.to_string(),
+                "up",
+                self.state
+                    .router_keeper
+                    .map_or("-".to_string(), |p| p.to_string()),
+                self.frr_summary(),
+                r.ns
+            );
+        }
         for (vip, holders) in self.vip_holders() {
-            let who = match holders.len() {
-                0 => "nobody".to_string(),
-                1 => holders.join(""),
-                _ => format!("{} (SPLIT BRAIN)", holders.join(" and ")),
+            let who = match (holders.len(), &self.plan.router) {
+                (0, _) => "nobody".to_string(),
+                (_, Some(r)) => format!(
+                    "{}; router nexthops: {}",
+                    holders.join(" and "),
+                    self.nexthop_names(&crate::router::nexthops(&r.ns, vip))
+                ),
+                (1, None) => holders.join(""),
+                (_, None) => format!("{} (SPLIT BRAIN)", holders.join(" and ")),
             };
             let _ = writeln!(s, "VIP {vip:<15} held by {who}");
         }
         s
+    }
+
+    /// "zebra 12, bfdd 15, bgpd 17" (pids inside the router) or what is not running.
+    fn frr_summary(&self) -> String {
+        let Some(k) = self.state.router_keeper else {
+            return "not started".into();
+        };
+        crate::router::DAEMONS
+            .iter()
+            .map(|d| match crate::router::daemon_pid(k, d) {
+                Some(p) => format!("{d} {p}"),
+                None => format!("{d} stopped"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Nexthop addresses by host name ("server1, server2"; "none" when empty).
+    pub fn nexthop_names(&self, hops: &[Ipv4Addr]) -> String {
+        if hops.is_empty() {
+            return "none".into();
+        }
+        hops.iter()
+            .map(|a| {
+                self.inventory
+                    .hosts
+                    .iter()
+                    .find(|h| h.address == *a)
+                    .map_or(a.to_string(), |h| h.name.clone())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// "MASTER/150" from `vrrp status` (state and effective priority of the first instance).
@@ -275,6 +317,8 @@ impl Running {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", &self.plan.client.ns, program]);
             c
+        } else if let (true, Some(k)) = (target == "router", self.state.router_keeper) {
+            crate::router::command(k, program)
         } else {
             self.host(target)?.command(program)
         };
@@ -344,6 +388,23 @@ impl Running {
                     {
                         pending.push(format!("a VRRP master for {v}"));
                     }
+                }
+            }
+            if let (Some(r), Some(v)) = (&self.plan.router, vip) {
+                // Every balancer that announces the VIP is one of the router's paths to it.
+                let want: Vec<Ipv4Addr> = self
+                    .inventory
+                    .balancers()
+                    .filter(|b| topology::addresses(&self.lab.names.host_ns(&b.name)).contains(&v))
+                    .map(|b| b.address)
+                    .collect();
+                let have = crate::router::nexthops(&r.ns, v);
+                if want.iter().any(|a| !have.contains(a)) {
+                    pending.push(format!(
+                        "the router's route to {v} via {} (has {})",
+                        self.nexthop_names(&want),
+                        self.nexthop_names(&have)
+                    ));
                 }
             }
             if pending.is_empty() {

@@ -2,6 +2,7 @@
 //! first VIP every 20 ms while the steps stop and start services and cut links; each step is
 //! judged by [`eval::evaluate`], the run summed up in a [`Report`] and drawn by [`timeline`].
 
+pub mod ecmp;
 pub mod eval;
 mod report;
 pub mod timeline;
@@ -269,11 +270,7 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
 /// Brings every host back to "all up": links healed, every service running, the preferred
 /// balancer holding the VIP.
 fn reset(lab: &Running, preferred: &str) -> Result<()> {
-    for h in lab.hosts() {
-        lab.set_link(&h.host.name, true)?;
-        lab.start(&h.host.name, None)?;
-    }
-    lab.wait_ready(Duration::from_secs(15))?;
+    reset_services(lab)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let holders = lab
@@ -293,6 +290,24 @@ fn reset(lab: &Running, preferred: &str) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Every link healed, every service running and answering.
+fn reset_services(lab: &Running) -> Result<()> {
+    for h in lab.hosts() {
+        lab.set_link(&h.host.name, true)?;
+        lab.start(&h.host.name, None)?;
+    }
+    lab.wait_ready(Duration::from_secs(15))
+}
+
+/// Writes `text` to `path`, creating its directory.
+fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+    }
+    std::fs::write(path, text).map_err(|e| LabError::io(format!("write {}", path.display()), e))
 }
 
 /// Runs every step, printing as it goes; writes the SVG (and JSON) at the end.
@@ -435,18 +450,11 @@ fn write_outputs(lab: &Running, report: &Report, opts: &Options) -> Result<()> {
         .backends()
         .filter_map(|b| b.page.clone())
         .collect();
-    let svg = timeline::render(report, &pages);
-    if let Some(dir) = opts.svg.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
-    }
-    std::fs::write(&opts.svg, svg)
-        .map_err(|e| LabError::io(format!("write {}", opts.svg.display()), e))?;
+    write_file(&opts.svg, &timeline::render(report, &pages))?;
     if let Some(path) = &opts.json {
         let text = serde_json::to_string_pretty(report)
             .map_err(|e| LabError::Other(format!("serialise report: {e}")))?;
-        std::fs::write(path, text)
-            .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        write_file(path, &text)?;
     }
     Ok(())
 }

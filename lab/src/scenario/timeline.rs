@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::eval::holders_at;
 use super::report::Report;
+use crate::probe::HolderChange;
 
 const LEFT: f64 = 150.0;
 const WIDTH: f64 = 1100.0;
@@ -20,11 +21,72 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// What a timeline shows: bars where a balancer holds the VIP (or is one of the router's
+/// paths), rows of ticks, dashed step boundaries.
+pub struct Parts<'a> {
+    pub title: String,
+    pub duration_s: f64,
+    pub balancers: &'a [String],
+    /// Who holds the VIP (VRRP) or which balancers the router routes it to (ECMP).
+    pub changes: &'a [HolderChange],
+    /// Row label after the balancer's name: "holds VIP".
+    pub holder_label: &'a str,
+    /// Several holders at once is normal (ECMP), not a split brain drawn in orange.
+    pub shared_ok: bool,
+    /// (label, [(time in s, colour)]): one tick per event.
+    pub rows: Vec<(String, Vec<(f64, &'static str)>)>,
+    /// (id, start in s, matched).
+    pub steps: Vec<(String, f64, bool)>,
+}
+
+/// Tick colours: an answer, an answer with an unknown body, a failure.
+pub const OK: &str = "#1c6dd0";
+pub const ODD: &str = "#7a4fd0";
+pub const FAILED: &str = "#d62728";
+
 /// Renders the report; `pages` are the backends' bodies, one row each.
 pub fn render(report: &Report, pages: &[String]) -> String {
-    let total = report.duration_s.max(1.0);
+    let mut rows: Vec<(String, Vec<(f64, &'static str)>)> =
+        pages.iter().map(|p| (p.clone(), Vec::new())).collect();
+    let mut failed = Vec::new();
+    for sample in &report.samples {
+        let t = sample.at.as_secs_f64();
+        match &sample.result {
+            Ok(body) => match rows.iter_mut().find(|(p, _)| p == body) {
+                Some((_, ticks)) => ticks.push((t, OK)),
+                None => failed.push((t, ODD)),
+            },
+            Err(_) => failed.push((t, FAILED)),
+        }
+    }
+    rows.push(("failed".into(), failed));
+    render_parts(&Parts {
+        title: format!(
+            "lab scenario: {} requests, {} failed, {} of {} steps matched",
+            report.sent,
+            report.failed,
+            report.steps.iter().filter(|r| r.ok()).count(),
+            report.steps.len()
+        ),
+        duration_s: report.duration_s,
+        balancers: &report.balancers,
+        changes: &report.changes,
+        holder_label: "holds VIP",
+        shared_ok: false,
+        rows,
+        steps: report
+            .steps
+            .iter()
+            .map(|r| (r.id.clone(), r.start_s, r.ok()))
+            .collect(),
+    })
+}
+
+/// Renders a timeline from its parts.
+pub fn render_parts(p: &Parts<'_>) -> String {
+    let total = p.duration_s.max(1.0);
     let x = |t: f64| LEFT + t / total * WIDTH;
-    let rows = report.balancers.len() + pages.len() + 1;
+    let rows = p.balancers.len() + p.rows.len();
     let height = TOP + ROW * rows as f64 + 50.0;
     let mut s = String::new();
     let _ = writeln!(
@@ -35,20 +97,16 @@ pub fn render(report: &Report, pages: &[String]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="10" y="18" font-size="14">lab scenario: {} requests, {} failed, {} of {} steps matched</text>"#,
-        report.sent,
-        report.failed,
-        report.steps.iter().filter(|r| r.ok()).count(),
-        report.steps.len()
+        r#"<text x="10" y="18" font-size="14">{}</text>"#,
+        esc(&p.title)
     );
     let row_y = |i: usize| TOP + ROW * i as f64;
-    let mut labels: Vec<String> = report
+    let mut labels: Vec<String> = p
         .balancers
         .iter()
-        .map(|b| format!("{b} holds VIP"))
+        .map(|b| format!("{b} {}", p.holder_label))
         .collect();
-    labels.extend(pages.iter().cloned());
-    labels.push("failed".into());
+    labels.extend(p.rows.iter().map(|(l, _)| l.clone()));
     for (i, l) in labels.iter().enumerate() {
         let y = row_y(i);
         let _ = writeln!(
@@ -60,7 +118,7 @@ pub fn render(report: &Report, pages: &[String]) -> String {
         );
     }
     // Holder bars.
-    let mut bounds: Vec<f64> = report.changes.iter().map(|c| c.at.as_secs_f64()).collect();
+    let mut bounds: Vec<f64> = p.changes.iter().map(|c| c.at.as_secs_f64()).collect();
     bounds.insert(0, 0.0);
     bounds.push(total);
     for pair in bounds.windows(2) {
@@ -70,10 +128,10 @@ pub fn render(report: &Report, pages: &[String]) -> String {
         if b <= a {
             continue;
         }
-        let holders = holders_at(&report.changes, Duration::from_secs_f64(a));
-        for (i, bal) in report.balancers.iter().enumerate() {
+        let holders = holders_at(p.changes, Duration::from_secs_f64(a));
+        for (i, bal) in p.balancers.iter().enumerate() {
             if holders.contains(bal) {
-                let color = if holders.len() > 1 {
+                let color = if holders.len() > 1 && !p.shared_ok {
                     "#e69f00"
                 } else {
                     "#2b8a3e"
@@ -89,37 +147,31 @@ pub fn render(report: &Report, pages: &[String]) -> String {
             }
         }
     }
-    // One tick per request.
-    let fail_row = report.balancers.len() + pages.len();
-    for sample in &report.samples {
-        let t = x(sample.at.as_secs_f64());
-        let (row, color) = match &sample.result {
-            Ok(body) => match pages.iter().position(|p| p == body) {
-                Some(i) => (report.balancers.len() + i, "#1c6dd0"),
-                None => (fail_row, "#7a4fd0"),
-            },
-            Err(_) => (fail_row, "#d62728"),
-        };
-        let y = row_y(row);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{t:.1}" x2="{t:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="1"/>"#,
-            y + 3.0,
-            y + ROW - 9.0
-        );
+    // One tick per event.
+    for (r, (_, ticks)) in p.rows.iter().enumerate() {
+        let y = row_y(p.balancers.len() + r);
+        for &(t, color) in ticks {
+            let t = x(t);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{t:.1}" x2="{t:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="1"/>"#,
+                y + 3.0,
+                y + ROW - 9.0
+            );
+        }
     }
     // Steps.
     let bottom = row_y(rows);
-    for r in &report.steps {
-        let sx = x(r.start_s);
-        let color = if r.ok() { "#555" } else { "#d62728" };
+    for (id, start_s, ok) in &p.steps {
+        let sx = x(*start_s);
+        let color = if *ok { "#555" } else { "#d62728" };
         let _ = writeln!(
             s,
             r#"<line x1="{sx:.1}" x2="{sx:.1}" y1="{:.1}" y2="{bottom:.1}" stroke="{color}" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="{color}">{}</text>"#,
             TOP - 12.0,
             sx + 3.0,
             TOP - 4.0,
-            esc(&r.id)
+            esc(id)
         );
     }
     // Time axis.
