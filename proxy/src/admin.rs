@@ -1,5 +1,6 @@
 //! The admin listener: `GET /healthz` (200 while the proxy serves, 503 while draining or with a
-//! dead worker) and `GET /metrics` (Prometheus text).
+//! dead worker), `GET /metrics` (Prometheus text), and the status page `GET /` with its JSON
+//! twin `GET /api/status` (see [`crate::status`]).
 //!
 //! The VRRP health track probes /healthz a few times a second and moves the VIP when it fails,
 //! so no admin client may hold it up: the listener runs its own small event loop (monoio on
@@ -22,6 +23,7 @@ use crate::metrics;
 use crate::rt::backoff::LogEvery;
 use crate::rt::event::LocalEvent;
 use crate::state::Shared;
+use crate::status;
 
 /// The most time one admin connection gets for its request and response.
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(2);
@@ -135,8 +137,22 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let line = head.split(|&c| c == b'\n').next().unwrap_or(b"");
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let mut extra = "Cache-Control: no-store\r\n".to_string();
     let (status, ctype, body) = match (method, path) {
+        ("GET", "/") => {
+            extra.push_str(&format!(
+                "Content-Security-Policy: {}\r\n",
+                status::PAGE_CSP
+            ));
+            (
+                "200 OK",
+                "text/html; charset=utf-8",
+                status::PAGE.to_string(),
+            )
+        }
+        ("GET", "/api/status") => ("200 OK", "application/json", status::json(shared)),
         ("GET", "/healthz") if shared.serving() => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/healthz") => (
             "503 Service Unavailable",
@@ -151,7 +167,7 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
         body.len()
     );
     let (r, _) = stream.write_all(response.into_bytes()).await;
