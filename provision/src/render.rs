@@ -88,6 +88,8 @@ pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     let _ = writeln!(s, "workers = \"auto\"");
     let _ = writeln!(s, "access_log = \"{PROXY_LOG_DIR}/access.log\"");
     let _ = writeln!(s, "admin = \"{PROXY_ADMIN}\"");
+    // The status page on the admin listener shows what the local vrrp writes here.
+    let _ = writeln!(s, "vrrp_status = \"{VRRP_RUNTIME_DIR}/status.toml\"");
     let _ = writeln!(s);
     let _ = writeln!(s, "[upstream.{UPSTREAM_NAME}]");
     let _ = writeln!(s, "servers = [");
@@ -238,6 +240,7 @@ mod tests {
 workers = "auto"
 access_log = "/var/log/proxy/access.log"
 admin = "127.0.0.1:9900"
+vrrp_status = "/run/vrrp/status.toml"
 
 [upstream.ProxyServer]
 servers = [
