@@ -2,6 +2,7 @@
 //! first VIP every 20 ms while the steps stop and start services and cut links; each step is
 //! judged by [`eval::evaluate`], the run summed up in a [`Report`] and drawn by [`timeline`].
 
+mod backend;
 pub mod eval;
 mod report;
 pub mod timeline;
@@ -160,6 +161,7 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
             max_run: workers,
             all_succeed,
             bound,
+            backend: None,
         },
     };
     let holder = |h: &str| Expect::Holder(h.to_string());
