@@ -23,6 +23,7 @@ fn upstream(balance: Balance, peers: u8) -> Upstream {
                 backup: false,
                 down: false,
                 max_conns: 0,
+                slow_start: Duration::ZERO,
             })
             .collect(),
         balance,
@@ -31,6 +32,7 @@ fn upstream(balance: Balance, peers: u8) -> Upstream {
         connect_timeout: Duration::from_secs(60),
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
+        health_check: None,
     }
 }
 

@@ -3,6 +3,15 @@
 //!
 //! Pure: one `Balancer` per upstream per worker (no locks), time passed in as `Instant`.
 //!
+//! What all workers share comes in from [`crate::control`] at the worker's tick (never on the
+//! request path): each server's admin state (drain/maint), active-check health, weight set at
+//! run time, the start of its slow start, and for round robin the precomputed smooth-WRR
+//! cycle with one atomic sequence number per upstream, so consecutive picks alternate across
+//! workers as nginx's do with a `zone` (see `control.rs` in this module).
+//!
+//! Weights are kept multiplied by [`SCALE`] so a slow start can ramp a weight of 1 smoothly;
+//! smooth WRR is scale invariant (every quantity scales alike), so the sequences are nginx's.
+//!
 //! The code follows nginx 1.22's `ngx_http_upstream_round_robin.c`,
 //! `ngx_http_upstream_least_conn_module.c` and `ngx_http_upstream_ip_hash_module.c` step by
 //! step, so a given sequence of picks and releases yields the same peers as nginx. Differences:
@@ -10,14 +19,22 @@
 //! `fail_timeout`, not "up to a second more"); and the single-peer fast path also honours
 //! `tried` (nginx stops retrying a single peer through its `tries` counter instead).
 
+mod control;
 mod select;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config;
+use crate::control::{AdminState, Cycle};
+
+/// Weights inside the balancer are the configured ones times this (see the module comment).
+const SCALE: i64 = 1000;
 
 /// Index of a peer inside its balancer (primaries first, then backups, in config order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +56,10 @@ pub struct Tried {
 }
 
 impl Tried {
+    /// Nothing tried yet: the first pick of a request.
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|w| *w == 0) && !self.backup
+    }
     pub fn contains(&self, id: PeerId) -> bool {
         self.bits
             .get(id.0 / 64)
@@ -74,6 +95,16 @@ pub struct PeerState {
     pub available: bool,
     pub active_conns: u32,
     pub fails_total: u64,
+    /// Configured weight, or the one set at run time.
+    pub weight: u32,
+    /// Weight in effect now (lower during slow start or after failures), in config units.
+    pub effective_weight: f64,
+    /// Failures counted within the current fail_timeout window.
+    pub fails: u32,
+    /// Requests handed to this server (each try counts).
+    pub requests: u64,
+    /// Responses with a 5xx status relayed from this server.
+    pub responses_5xx: u64,
 }
 
 /// One upstream server and nginx's per-peer state (`ngx_http_upstream_rr_peer_t`).
@@ -81,6 +112,9 @@ pub struct PeerState {
 struct Peer {
     name: String,
     address: SocketAddr,
+    /// Weight in config units (ip_hash and least_conn use it as nginx does).
+    base_weight: i64,
+    /// `base_weight * SCALE`; the smooth-WRR weights below are in the same unit.
     weight: i64,
     effective_weight: i64,
     current_weight: i64,
@@ -99,14 +133,25 @@ struct Peer {
     checked: Option<Instant>,
     /// Failures ever reported, for metrics.
     fails_total: u64,
+    requests: u64,
+    responses_5xx: u64,
+    /// Set at run time (admin API or state file); `down` in the config wins over it.
+    admin: AdminState,
+    /// Failing its active health checks.
+    health_down: bool,
+    slow_start: Duration,
+    /// Start of the slow start in progress.
+    ramp: Option<Instant>,
 }
 
 impl Peer {
     fn new(s: &config::UpstreamServer) -> Peer {
-        let weight = i64::from(s.weight.max(1));
+        let base_weight = i64::from(s.weight.max(1));
+        let weight = base_weight * SCALE;
         Peer {
             name: s.name.clone(),
             address: s.address,
+            base_weight,
             weight,
             effective_weight: weight,
             current_weight: 0,
@@ -120,7 +165,24 @@ impl Peer {
             accessed: None,
             checked: None,
             fails_total: 0,
+            requests: 0,
+            responses_5xx: 0,
+            admin: AdminState::Ready,
+            health_down: false,
+            slow_start: s.slow_start,
+            ramp: None,
         }
+    }
+
+    /// Not down by config, maintenance, drain or active checks. A drained peer still takes
+    /// ip_hash's sticky clients (`sticky`), as nginx Plus's drain keeps sessions.
+    fn in_service(&self, sticky: bool) -> bool {
+        let admitted = match self.admin {
+            AdminState::Ready => true,
+            AdminState::Drain => sticky,
+            AdminState::Maint => false,
+        };
+        admitted && !self.down && !self.health_down
     }
 
     /// Out after max_fails failures until fail_timeout has passed since `checked`.
@@ -130,6 +192,18 @@ impl Peer {
             && self
                 .checked
                 .is_some_and(|c| now.saturating_duration_since(c) <= self.fail_timeout)
+    }
+
+    /// Failures counted in the current fail_timeout window (0 once it has passed).
+    fn fails_in_window(&self, now: Instant) -> u32 {
+        let open = self
+            .checked
+            .is_some_and(|c| now.saturating_duration_since(c) <= self.fail_timeout);
+        if open {
+            self.fails
+        } else {
+            0
+        }
     }
 
     fn full(&self) -> bool {
@@ -160,6 +234,11 @@ pub struct Balancer {
     single: bool,
     /// Sum of the primaries' weights, down ones included (ip_hash walks all of them).
     primary_weight: i64,
+    /// Round robin shared by all workers: the upstream's smooth-WRR cycle and its sequence
+    /// number, used while every primary is in its steady state (see `control.rs`).
+    cycle: Option<Arc<Cycle>>,
+    /// Peers with a slow start in progress (0 = no ramp to look at on a pick).
+    ramping: usize,
 }
 
 impl Balancer {
@@ -172,19 +251,24 @@ impl Balancer {
             .collect();
         let primaries = peers.len();
         peers.extend(upstream.servers.iter().filter(|s| s.backup).map(Peer::new));
-        let primary_weight = peers[..primaries].iter().map(|p| p.weight).sum();
+        let primary_weight = peers[..primaries].iter().map(|p| p.base_weight).sum();
         Balancer {
             single: primaries == 1 && peers.len() == 1,
             peers,
             primaries,
             method: upstream.balance,
             primary_weight,
+            cycle: None,
+            ramping: 0,
         }
     }
 
     /// Pick a peer for a request (not in `tried`), mark it tried and count it as an active connection.
     /// None = no eligible peer (all down / failed / at max_conns / tried) -> the proxy answers 502.
     pub fn pick(&mut self, now: Instant, client: IpAddr, tried: &mut Tried) -> Option<PeerId> {
+        if self.ramping > 0 {
+            self.settle_ramps(now);
+        }
         let i = match self.method {
             config::Balance::RoundRobin => self.pick_round_robin(now, tried),
             config::Balance::LeastConn => self.pick_least_conn(now, tried),
@@ -192,6 +276,7 @@ impl Balancer {
         }?;
         let peer = self.peers.get_mut(i)?;
         peer.conns = peer.conns.saturating_add(1);
+        peer.requests = peer.requests.saturating_add(1);
         tried.insert(PeerId(i));
         Some(PeerId(i))
     }
@@ -216,7 +301,7 @@ impl Balancer {
                 peer.accessed = Some(now);
                 peer.checked = Some(now);
                 if peer.max_fails != 0 {
-                    peer.effective_weight -= peer.weight / i64::from(peer.max_fails);
+                    peer.effective_weight -= peer.base_weight / i64::from(peer.max_fails) * SCALE;
                 }
                 if peer.effective_weight < 0 {
                     peer.effective_weight = 0;
@@ -226,8 +311,22 @@ impl Balancer {
                 // A success counts as "the peer is back" only for a pick made after the
                 // last failure's window (the probe moved `checked` past `accessed`).
                 if peer.accessed < peer.checked {
+                    // Back from fail_timeout (it was out): that is where a slow start begins.
+                    let was_out = peer.max_fails != 0 && peer.fails >= peer.max_fails;
                     peer.fails = 0;
+                    if was_out {
+                        self.start_ramp(id, now);
+                    }
                 }
+            }
+        }
+    }
+
+    /// The status of a response the peer gave (counts 5xx for the status API).
+    pub fn record_status(&mut self, id: PeerId, status: u16) {
+        if let Some(peer) = self.peers.get_mut(id.0) {
+            if (500..600).contains(&status) {
+                peer.responses_5xx = peer.responses_5xx.saturating_add(1);
             }
         }
     }
@@ -261,9 +360,14 @@ impl Balancer {
                 name: p.name.clone(),
                 address: p.address,
                 backup: p.backup,
-                available: !p.down && !p.failed(now),
+                available: p.in_service(false) && !p.failed(now),
                 active_conns: p.conns,
                 fails_total: p.fails_total,
+                weight: u32::try_from(p.base_weight).unwrap_or(u32::MAX),
+                effective_weight: self.wrr_weight(p, now) as f64 / SCALE as f64,
+                fails: p.fails_in_window(now),
+                requests: p.requests,
+                responses_5xx: p.responses_5xx,
             })
             .collect()
     }

@@ -13,6 +13,7 @@
 //! are all reported together. A TOML syntax error stops everything (there is no document).
 
 mod build;
+mod check;
 mod raw;
 mod units;
 
@@ -53,6 +54,34 @@ pub struct UpstreamServer {
     pub down: bool,
     /// 0 = unlimited.
     pub max_conns: u32,
+    /// nginx Plus `slow_start`: after the server comes back its weight ramps up from 0 over
+    /// this long. Zero = off.
+    pub slow_start: Duration,
+}
+
+/// Active health checks of an upstream's servers (nginx Plus `health_check`, HAProxy `check`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// Request target of the check (`GET uri HTTP/1.1`).
+    pub uri: String,
+    pub interval: Duration,
+    /// For connecting and the whole response head.
+    pub timeout: Duration,
+    /// Consecutive failed checks that take an up server down.
+    pub fall: u32,
+    /// Consecutive passed checks that bring a down server back.
+    pub rise: u32,
+    pub expect: Expect,
+}
+
+/// Status codes a check accepts, e.g. "2xx|3xx", "200", "200-399" (alternatives joined by `|`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect(pub Vec<(u16, u16)>);
+
+impl Expect {
+    pub fn matches(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +96,7 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub send_timeout: Duration,
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +149,12 @@ pub struct Config {
     /// SHA-256 of the file's text (hex), so an operator can tell which config a process runs
     /// and whether both balancers run the same one (`sha256sum proxy.toml` gives the same).
     pub sha256: String,
+    /// File holding the bearer token that admin mutations (POST) require; must not be
+    /// readable by group or others.
+    pub admin_token_file: Option<PathBuf>,
+    /// Where drain/maint/weight set at run time are kept across restarts (HAProxy's
+    /// server-state-file).
+    pub state_file: Option<PathBuf>,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
 }
@@ -174,6 +210,12 @@ pub mod defaults {
     pub const WORKER_CONNECTIONS: usize = 4096;
     /// nginx's default on 64-bit machines (two pages).
     pub const CLIENT_BODY_BUFFER_SIZE: usize = 16 << 10;
+    pub const CHECK_URI: &str = "/";
+    pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+    pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const CHECK_FALL: u32 = 3;
+    pub const CHECK_RISE: u32 = 2;
+    pub const CHECK_EXPECT: &str = "2xx|3xx";
     /// Writable by the service: systemd makes it with `CacheDirectory=proxy`.
     pub const CLIENT_BODY_TEMP_PATH: &str = "/var/cache/proxy/client_body_temp";
     /// Where vrrp (runtime_dir /run/vrrp) writes its status.

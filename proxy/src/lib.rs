@@ -17,6 +17,7 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod http;
 pub mod import;
 pub mod log;

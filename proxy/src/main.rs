@@ -139,6 +139,14 @@ fn run(
     if let Some(addr) = admin {
         admin_spawn(addr, &shared)?;
     }
+    proxy::control::checker::spawn(shared.clone()).map_err(|e| e.to_string())?;
+    if let proxy::control::token::Token::Unavailable(why) =
+        proxy::control::token::Token::load(shared.config().admin_token_file.as_deref())
+    {
+        if shared.config().admin_token_file.is_some() {
+            tracing::error!("{why}");
+        }
+    }
     tracing::info!(workers, config = %path.display(), "proxy started");
 
     loop {

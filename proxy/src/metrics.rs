@@ -172,6 +172,7 @@ fn render_peers(out: &mut String, workers: &[Arc<WorkerStats>]) {
     out.push_str("# TYPE proxy_upstream_server_up gauge\n");
     let mut fails = String::new();
     let mut conns = String::new();
+    let mut requests = String::new();
     for w in workers {
         let Ok(peers) = w.peers.lock() else { continue };
         for (upstream, states) in peers.iter() {
@@ -195,6 +196,11 @@ fn render_peers(out: &mut String, workers: &[Arc<WorkerStats>]) {
                     "proxy_upstream_server_active{{{labels}}} {}",
                     p.active_conns
                 );
+                let _ = writeln!(
+                    requests,
+                    "proxy_upstream_server_requests_total{{{labels}}} {}",
+                    p.requests
+                );
             }
         }
     }
@@ -206,4 +212,7 @@ fn render_peers(out: &mut String, workers: &[Arc<WorkerStats>]) {
     );
     out.push_str("# TYPE proxy_upstream_server_active gauge\n");
     out.push_str(&conns);
+    out.push_str("# HELP proxy_upstream_server_requests_total Requests handed to the server (by worker; each try counts).\n");
+    out.push_str("# TYPE proxy_upstream_server_requests_total counter\n");
+    out.push_str(&requests);
 }

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use crate::balance::Balancer;
 use crate::config::Config;
+use crate::control::Registry;
 use crate::log::{AccessLog, LogSink};
 use crate::metrics::WorkerStats;
 use crate::pool::Pool;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub started: SystemTime,
     /// The last successful reload (SIGHUP) and how many there were, for the status page.
     reloads: Mutex<(Option<SystemTime>, u64)>,
+    /// Server state shared by all workers (admin state, health, weights, round robin).
+    pub control: Registry,
 }
 
 impl Shared {
@@ -54,6 +57,7 @@ impl Shared {
         engine: Engine,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            control: Registry::new(&config),
             config: Mutex::new(config),
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
@@ -72,8 +76,10 @@ impl Shared {
         }
     }
 
-    /// Publish a new config (and log sink); workers pick it up on their next tick.
+    /// Publish a new config (and log sink); workers pick it up on their next tick. The
+    /// servers' shared state follows the new config first.
     pub fn replace(&self, config: Arc<Config>, log: Option<LogSink>) {
+        self.control.sync(&config);
         match self.config.lock() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
@@ -121,6 +127,8 @@ pub struct WorkerCtx {
     /// shared `Arc` refcount would bounce between workers' caches.
     pub(crate) config: RefCell<Rc<Config>>,
     pub(crate) generation: Cell<u64>,
+    /// The [`Registry`] epoch this worker's balancers reflect.
+    pub(crate) control_epoch: Cell<u64>,
     /// Parallel to `config.upstreams`. A request keeps the `Rc` of the balancer it picked from,
     /// so a reload in the middle of it releases the peer into the right one.
     pub(crate) balancers: RefCell<Vec<Rc<RefCell<Balancer>>>>,

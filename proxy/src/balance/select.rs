@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Instant;
 
-use super::{Balancer, PeerId, Tried};
+use super::{Balancer, PeerId, Tried, SCALE};
 
 /// nginx gives up hashing after this many unusable peers and falls back to round robin.
 const IP_HASH_MAX_TRIES: u32 = 20;
@@ -18,11 +18,19 @@ impl Balancer {
         self.primaries..self.peers.len()
     }
 
-    /// Not down, not failed within fail_timeout, not at max_conns, not tried by this request.
-    fn eligible(&self, i: usize, now: Instant, tried: &Tried) -> bool {
-        self.peers
-            .get(i)
-            .is_some_and(|p| !tried.contains(PeerId(i)) && !p.down && !p.failed(now) && !p.full())
+    /// In service (not down, drained, in maintenance or failing checks), not failed within
+    /// fail_timeout, not at max_conns, not tried by this request.
+    pub(super) fn eligible(&self, i: usize, now: Instant, tried: &Tried) -> bool {
+        self.peers.get(i).is_some_and(|p| {
+            !tried.contains(PeerId(i)) && p.in_service(false) && !p.failed(now) && !p.full()
+        })
+    }
+
+    /// [`Self::eligible`] for ip_hash, where a drained peer keeps its sticky clients.
+    fn eligible_sticky(&self, i: usize, now: Instant, tried: &Tried) -> bool {
+        self.peers.get(i).is_some_and(|p| {
+            !tried.contains(PeerId(i)) && p.in_service(true) && !p.failed(now) && !p.full()
+        })
     }
 
     /// `ngx_http_upstream_get_round_robin_peer`: the primaries, then (once, for the rest of the
@@ -31,6 +39,8 @@ impl Balancer {
         if !tried.backup {
             let found = if self.single {
                 self.single_peer(tried)
+            } else if let Some(i) = self.next_in_cycle(now, tried) {
+                Some(i)
             } else {
                 self.smooth_wrr(self.primary_range(), now, tried)
             };
@@ -45,7 +55,7 @@ impl Balancer {
     /// nginx's `peers->single` fast path: no weights, no failure accounting.
     fn single_peer(&self, tried: &Tried) -> Option<usize> {
         let peer = self.peers.first()?;
-        if peer.down || peer.full() || tried.contains(PeerId(0)) {
+        if !peer.in_service(false) || peer.full() || tried.contains(PeerId(0)) {
             return None;
         }
         Some(0)
@@ -60,13 +70,17 @@ impl Balancer {
             if !self.eligible(i, now, tried) {
                 continue;
             }
+            let Some(peer) = self.peers.get(i) else {
+                continue;
+            };
+            let w = self.wrr_weight(peer, now);
             let Some(peer) = self.peers.get_mut(i) else {
                 continue;
             };
-            peer.current_weight += peer.effective_weight;
-            total += peer.effective_weight;
+            peer.current_weight += w;
+            total += w;
             if peer.effective_weight < peer.weight {
-                peer.effective_weight += 1;
+                peer.effective_weight += SCALE;
             }
             if best.is_none_or_lower(peer.current_weight) {
                 best = Some((i, peer.current_weight));
@@ -99,9 +113,9 @@ impl Balancer {
     fn least_conn_in(&mut self, range: Range<usize>, now: Instant, tried: &Tried) -> Option<usize> {
         // Active conns and weight as u64: u32 * u32 cannot overflow.
         let load = |b: &Balancer, i: usize| {
-            b.peers
-                .get(i)
-                .map_or((0, 1), |p| (u64::from(p.conns), p.weight.unsigned_abs()))
+            b.peers.get(i).map_or((0, 1), |p| {
+                (u64::from(p.conns), p.base_weight.unsigned_abs())
+            })
         };
         let mut best: Option<usize> = None;
         let mut many = false;
@@ -140,13 +154,17 @@ impl Balancer {
                 if conns * best_weight != best_conns * weight {
                     continue;
                 }
+                let Some(peer) = self.peers.get(i) else {
+                    continue;
+                };
+                let w = self.wrr_weight(peer, now);
                 let Some(peer) = self.peers.get_mut(i) else {
                     continue;
                 };
-                peer.current_weight += peer.effective_weight;
-                total += peer.effective_weight;
+                peer.current_weight += w;
+                total += w;
                 if peer.effective_weight < peer.weight {
-                    peer.effective_weight += 1;
+                    peer.effective_weight += SCALE;
                 }
                 // The first peer of the loop is `best` itself; later ones must beat it strictly.
                 if i == first {
@@ -196,13 +214,13 @@ impl Balancer {
             let mut p = 0;
             // Walk the primaries subtracting weights; w < primary_weight keeps p in range.
             while let Some(peer) = self.peers.get(p).filter(|_| p < self.primaries) {
-                if w < peer.weight {
+                if w < peer.base_weight {
                     break;
                 }
-                w -= peer.weight;
+                w -= peer.base_weight;
                 p += 1;
             }
-            if p < self.primaries && self.eligible(p, now, tried) {
+            if p < self.primaries && self.eligible_sticky(p, now, tried) {
                 break p;
             }
             tried.ip_tries += 1;

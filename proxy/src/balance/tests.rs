@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::config::{Balance, Upstream, UpstreamServer};
 
-const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+pub(super) const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 /// Peer "a" is 10.0.0.1:80, "b" 10.0.0.2:80, ...; nginx's defaults otherwise.
-fn srv(name: &str, weight: u32) -> UpstreamServer {
+pub(super) fn srv(name: &str, weight: u32) -> UpstreamServer {
     let last = name.bytes().next().map_or(0, |c| c - b'a' + 1);
     UpstreamServer {
         name: name.to_string(),
@@ -21,10 +21,11 @@ fn srv(name: &str, weight: u32) -> UpstreamServer {
         backup: false,
         down: false,
         max_conns: 0,
+        slow_start: Duration::ZERO,
     }
 }
 
-fn balancer(balance: Balance, servers: Vec<UpstreamServer>) -> Balancer {
+pub(super) fn balancer(balance: Balance, servers: Vec<UpstreamServer>) -> Balancer {
     Balancer::new(&Upstream {
         name: "u".into(),
         servers,
@@ -34,6 +35,7 @@ fn balancer(balance: Balance, servers: Vec<UpstreamServer>) -> Balancer {
         connect_timeout: Duration::from_secs(60),
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
+        health_check: None,
     })
 }
 
@@ -44,16 +46,21 @@ fn rr(weights: &[(&str, u32)]) -> Balancer {
     )
 }
 
-fn ms(base: Instant, millis: u64) -> Instant {
+pub(super) fn ms(base: Instant, millis: u64) -> Instant {
     base + Duration::from_millis(millis)
 }
 
 /// One request: pick with a fresh `Tried`, release at once with `outcome`; "-" when none.
-fn request(b: &mut Balancer, now: Instant, outcome: Outcome) -> String {
+pub(super) fn request(b: &mut Balancer, now: Instant, outcome: Outcome) -> String {
     request_from(b, now, CLIENT, outcome)
 }
 
-fn request_from(b: &mut Balancer, now: Instant, client: IpAddr, outcome: Outcome) -> String {
+pub(super) fn request_from(
+    b: &mut Balancer,
+    now: Instant,
+    client: IpAddr,
+    outcome: Outcome,
+) -> String {
     let mut tried = Tried::default();
     match b.pick(now, client, &mut tried) {
         Some(id) => {
@@ -66,7 +73,7 @@ fn request_from(b: &mut Balancer, now: Instant, client: IpAddr, outcome: Outcome
 }
 
 /// `n` successful requests at `now`, names joined by spaces.
-fn seq(b: &mut Balancer, now: Instant, n: usize) -> String {
+pub(super) fn seq(b: &mut Balancer, now: Instant, n: usize) -> String {
     (0..n)
         .map(|_| request(b, now, Outcome::Success))
         .collect::<Vec<_>>()
@@ -617,6 +624,11 @@ fn states_and_accessors() {
                 available: true,
                 active_conns: 1,
                 fails_total: 0,
+                weight: 1,
+                effective_weight: 1.0,
+                fails: 0,
+                requests: 1,
+                responses_5xx: 0,
             },
             PeerState {
                 name: "c".into(),
@@ -625,6 +637,11 @@ fn states_and_accessors() {
                 available: false,
                 active_conns: 0,
                 fails_total: 0,
+                weight: 1,
+                effective_weight: 1.0,
+                fails: 0,
+                requests: 0,
+                responses_5xx: 0,
             },
             PeerState {
                 name: "a".into(),
@@ -633,6 +650,11 @@ fn states_and_accessors() {
                 available: true,
                 active_conns: 0,
                 fails_total: 0,
+                weight: 1,
+                effective_weight: 1.0,
+                fails: 0,
+                requests: 0,
+                responses_5xx: 0,
             },
         ]
     );

@@ -23,7 +23,7 @@ pub(super) type Resolver<'r> = &'r dyn Fn(&str) -> Result<SocketAddr, String>;
 
 /// Validation context: the error collector (byte spans -> line:col, keeps going) and the
 /// resolver for upstream host names.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     errors: conf::Collector<'a>,
     resolver: Resolver<'a>,
 }
@@ -39,7 +39,7 @@ impl Ctx<'_> {
         self.errors.error(span.unwrap_or(0..0), message);
     }
 
-    fn error_at<T>(&mut self, v: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn error_at<T>(&mut self, v: &Spanned<T>, message: impl Into<String>) {
         self.error(Some(v.span()), message);
     }
 
@@ -67,7 +67,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(
+    pub(super) fn int(
         &mut self,
         v: &Option<Spanned<i64>>,
         default: i64,
@@ -95,7 +95,7 @@ impl Ctx<'_> {
 
     /// A duration written as "10s"-style string or integer seconds. `nonzero` rejects 0 for
     /// timeouts where 0 would fail every request.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         v: &Option<Spanned<Scalar>>,
         default: Duration,
@@ -181,6 +181,12 @@ pub(super) fn build(
         Some(top) => top_level(&mut cx, top),
         None => (Workers::Auto, false, None, None),
     };
+    let admin_token_file = top
+        .as_ref()
+        .and_then(|t| absolute_file(&mut cx, t.admin_token_file.as_ref(), "admin_token_file"));
+    let state_file = top
+        .as_ref()
+        .and_then(|t| absolute_file(&mut cx, t.state_file.as_ref(), "state_file"));
 
     let client_body_temp_path = client_body_temp_path(&mut cx, top.as_ref());
     let vrrp_status = vrrp_status(&mut cx, top.as_ref());
@@ -249,6 +255,8 @@ pub(super) fn build(
         admin,
         vrrp_status,
         sha256: String::new(),
+        admin_token_file,
+        state_file,
         upstreams: upstreams.into_iter().flatten().collect(),
         servers: servers.into_iter().flatten().collect(),
     })
@@ -298,6 +306,16 @@ fn top_level(
             }
         });
     (workers, top.pin_workers.unwrap_or(false), access_log, admin)
+}
+
+/// A file path the service reads or writes whatever its working directory is.
+fn absolute_file(cx: &mut Ctx<'_>, v: Option<&Spanned<String>>, what: &str) -> Option<PathBuf> {
+    let v = v?;
+    if !Path::new(v.get_ref()).is_absolute() || v.get_ref().ends_with('/') {
+        cx.error_at(v, format!("{what} must be an absolute file path"));
+        return None;
+    }
+    Some(PathBuf::from(v.get_ref()))
 }
 
 fn worker_connections(cx: &mut Ctx<'_>, top: &RawTop) -> usize {
@@ -392,6 +410,14 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         },
     };
     if balance == Balance::IpHash {
+        for slow in peers.iter().filter_map(|(p, _)| p.as_ref()) {
+            if !slow.slow_start.is_zero() {
+                cx.error(
+                    span.clone(),
+                    format!("{what}: server {}: slow_start cannot be used with balance = \"ip_hash\" (nginx Plus refuses this too)", slow.name),
+                );
+            }
+        }
         for backup in peers.iter().filter_map(|(_, b)| b.as_ref()) {
             if *backup.get_ref() {
                 cx.error_at(
@@ -433,6 +459,11 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         true,
     );
 
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .map(|h| super::check::health_check(cx, h, &what));
+
     let all_parsed = peers.iter().all(|(p, _)| p.is_some());
     let servers: Vec<UpstreamServer> = peers.into_iter().filter_map(|(p, _)| p).collect();
     if all_parsed && !servers.is_empty() && servers.iter().all(|s| s.backup) {
@@ -454,6 +485,7 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         connect_timeout,
         read_timeout,
         send_timeout,
+        health_check,
     })
 }
 
@@ -492,6 +524,12 @@ fn peer(
         &format!("{what}: fail_timeout"),
         false,
     );
+    let slow_start = cx.duration(
+        &raw.slow_start,
+        Duration::ZERO,
+        &format!("{what}: slow_start"),
+        false,
+    );
     let server = address.ok().map(|address| UpstreamServer {
         name: raw.address.get_ref().clone(),
         address,
@@ -501,6 +539,7 @@ fn peer(
         backup: raw.backup.as_ref().is_some_and(|b| *b.get_ref()),
         down: raw.down.unwrap_or(false),
         max_conns: u32::try_from(max_conns).unwrap_or(0),
+        slow_start,
     });
     (server, raw.backup)
 }

@@ -56,6 +56,8 @@ pub struct RawTop {
     pub access_log: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
     pub vrrp_status: Option<Spanned<String>>,
+    pub admin_token_file: Option<Spanned<String>>,
+    pub state_file: Option<Spanned<String>>,
     /// `[upstream.NAME]` tables, handled one by one.
     #[serde(rename = "upstream")]
     pub _upstream: Option<IgnoredAny>,
@@ -77,6 +79,20 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Spanned<Scalar>>,
     pub read_timeout: Option<Spanned<Scalar>>,
     pub send_timeout: Option<Spanned<Scalar>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+}
+
+/// `health_check = { uri, interval, timeout, fall, rise, expect }` (nginx Plus `health_check`,
+/// HAProxy `check inter fall rise` + `http-check expect`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub uri: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Scalar>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub fall: Option<Spanned<i64>>,
+    pub rise: Option<Spanned<i64>>,
+    pub expect: Option<Spanned<String>>,
 }
 
 /// One entry of `servers` (nginx `server ADDRESS weight=.. max_fails=.. ...;`).
@@ -90,6 +106,7 @@ pub struct RawPeer {
     pub backup: Option<Spanned<bool>>,
     pub down: Option<bool>,
     pub max_conns: Option<Spanned<i64>>,
+    pub slow_start: Option<Spanned<Scalar>>,
 }
 
 /// `[[server]]` (nginx `server { ... }`).

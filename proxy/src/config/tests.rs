@@ -109,6 +109,7 @@ fn seed_peer(address: &str) -> UpstreamServer {
         backup: false,
         down: false,
         max_conns: 0,
+        slow_start: Duration::ZERO,
     }
 }
 
@@ -126,6 +127,8 @@ fn design_example_parses_to_the_expected_config() {
         admin: Some(addr("127.0.0.1:9900")),
         vrrp_status: Some(PathBuf::from("/run/vrrp/status.toml")),
         sha256: got.sha256.clone(),
+        admin_token_file: None,
+        state_file: None,
         upstreams: vec![Upstream {
             name: "ProxyServer".into(),
             servers: vec![
@@ -138,6 +141,7 @@ fn design_example_parses_to_the_expected_config() {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            health_check: None,
         }],
         servers: vec![Server {
             listen: vec![addr("0.0.0.0:80"), addr("[::]:80")],
@@ -246,6 +250,7 @@ fn every_default() {
             backup: false,
             down: false,
             max_conns: 0,
+            slow_start: Duration::ZERO,
         }]
     );
     let s = &c.servers[0];
@@ -316,6 +321,7 @@ fn every_key_set() {
             backup: false,
             down: false,
             max_conns: 7,
+            slow_start: Duration::ZERO,
         }
     );
     assert_eq!(a.servers[1].address, addr("[fd00::2]:82"));

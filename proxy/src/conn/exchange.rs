@@ -110,7 +110,11 @@ impl Conn {
             };
             match self.attempt(&target, request).await {
                 Ok((done, outcome)) => {
-                    balancer.borrow_mut().release(peer, Instant::now(), outcome);
+                    {
+                        let mut b = balancer.borrow_mut();
+                        b.release(peer, Instant::now(), outcome);
+                        b.record_status(peer, done.status);
+                    }
                     if outcome == Outcome::Failure {
                         // Failed after the head went out: counted, never retried.
                         metrics::add(&self.ctx.stats.upstream_failures, 1);

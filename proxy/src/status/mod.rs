@@ -3,12 +3,11 @@
 //!
 //! One document for the whole balancer, as an operator of the pair needs it: the local vrrp's
 //! role and why (from its status file, [`vrrp`]), every upstream server's state and counters
-//! ([`upstreams`]), and the process (version, config digest and reloads, uptime, workers).
+//! (the control API's view, [`crate::control::status`]), and the process (version, config digest and reloads, uptime, workers).
 //! Rates (requests and 5xx per second) are left to the page, which divides the difference of
 //! two samples' totals by the time between them: the JSON holds only totals, so two clients
 //! polling at different periods both see correct rates.
 
-pub mod upstreams;
 pub mod vrrp;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,8 +15,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::admin::Response;
+use crate::control::status::UpstreamStatus;
 use crate::state::Shared;
-use upstreams::UpstreamView;
 use vrrp::VrrpView;
 
 /// The page, served as is: inline CSS and JS, no external asset.
@@ -37,7 +37,8 @@ pub struct Status {
     pub now_ms: u64,
     pub process: Process,
     pub workers: Vec<Worker>,
-    pub upstreams: Vec<UpstreamView>,
+    /// As `GET /api/upstreams` shows them.
+    pub upstreams: Vec<UpstreamStatus>,
     pub vrrp: VrrpView,
 }
 
@@ -107,18 +108,17 @@ pub fn collect(shared: &Shared) -> Status {
         now_ms: unix_ms(now),
         process,
         workers,
-        upstreams: upstreams::collect(shared, &config),
+        upstreams: crate::control::status::upstreams(&shared.control, &shared.stats).upstreams,
         vrrp: vrrp::read(config.vrrp_status.as_deref(), unix_ms(now)),
     }
 }
 
-/// `GET /api/status`.
-pub fn json(shared: &Shared) -> String {
-    serde_json::to_string(&collect(shared)).unwrap_or_else(|e| {
-        // Only non-string map keys or a failing Serialize impl can get here; neither exists in
-        // these types, but the admin listener must answer something either way.
-        format!("{{\"error\":{:?}}}", e.to_string())
-    })
+/// `GET /`: the page, with a policy that lets it load nothing but itself and /api/status.
+pub fn page() -> Response {
+    let mut r = Response::new(200, "text/html; charset=utf-8", PAGE);
+    r.headers
+        .push(("Content-Security-Policy", PAGE_CSP.to_string()));
+    r
 }
 
 fn hostname() -> String {

@@ -28,6 +28,9 @@ pub(super) async fn control_loop(ctx: &Rc<WorkerCtx>) {
             ctx.generation.set(gen);
             reload(ctx);
         }
+        if ctx.shared.control.epoch() != ctx.control_epoch.get() {
+            apply_control(ctx, now);
+        }
         ctx.log.borrow_mut().flush();
         if ticks.is_multiple_of(PUBLISH_EVERY) {
             publish_peers(ctx);
@@ -58,6 +61,8 @@ fn reload(ctx: &Rc<WorkerCtx>) {
     rebuild_balancers(ctx, &config);
     ctx.log.borrow_mut().set_sink(ctx.shared.log_sink());
     *ctx.config.borrow_mut() = config.clone();
+    // New balancers start from the config: give them the shared state at once.
+    apply_control(ctx, Instant::now());
     if let Err(e) = super::listen::sync_listeners(ctx, &config) {
         tracing::error!(worker = ctx.id, error = %e, "reload: could not bind a new listen address");
     }
@@ -79,6 +84,20 @@ pub(super) fn rebuild_balancers(ctx: &WorkerCtx, config: &Config) {
         .map(|u| find_old(u).unwrap_or_else(|| Rc::new(RefCell::new(Balancer::new(u)))))
         .collect();
     *ctx.balancers.borrow_mut() = new;
+}
+
+/// Copy the shared server state (admin state, health, weights, round robin's cycle) into this
+/// worker's balancers. Runs at a tick when the registry's epoch moved, never per request.
+pub(super) fn apply_control(ctx: &WorkerCtx, now: Instant) {
+    let epoch = ctx.shared.control.epoch();
+    let views = ctx.shared.control.views();
+    let config = ctx.config();
+    for (u, b) in config.upstreams.iter().zip(ctx.balancers.borrow().iter()) {
+        if let Some(view) = views.iter().find(|v| v.name == u.name) {
+            b.borrow_mut().apply(view, now);
+        }
+    }
+    ctx.control_epoch.set(epoch);
 }
 
 fn publish_peers(ctx: &WorkerCtx) {

@@ -96,6 +96,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             uring: engine == "io_uring",
             stats: stats.clone(),
             generation: Cell::new(shared.generation.load(Ordering::Acquire)),
+            control_epoch: Cell::new(0),
             balancers: RefCell::new(Vec::new()),
             pool: RefCell::new(Pool::new()),
             buffers: BufferPool::default(),
@@ -111,6 +112,7 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             shared,
         });
         control::rebuild_balancers(&ctx, &config);
+        control::apply_control(&ctx, std::time::Instant::now());
         if let Err(e) = listen::sync_listeners(&ctx, &config) {
             let _ = ready.send((id, Err(e)));
             return;

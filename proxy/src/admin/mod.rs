@@ -1,6 +1,8 @@
 //! The admin listener: `GET /healthz` (200 while the proxy serves, 503 while draining or with a
-//! dead worker), `GET /metrics` (Prometheus text), and the status page `GET /` with its JSON
-//! twin `GET /api/status` (see [`crate::status`]).
+//! dead worker), `GET /metrics` (Prometheus text), the control API under `/api/upstreams`
+//! ([`api`]), and the status page `GET /` with its JSON twin `GET /api/status`
+//! ([`crate::status`]). [`request`] reads a bounded request and writes the response; [`route`]
+//! maps requests to handlers.
 //!
 //! The VRRP health track probes /healthz a few times a second and moves the VIP when it fails,
 //! so no admin client may hold it up: the listener runs its own small event loop (monoio on
@@ -16,7 +18,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::metrics;
@@ -25,10 +26,13 @@ use crate::rt::event::LocalEvent;
 use crate::state::Shared;
 use crate::status;
 
+pub mod api;
+pub mod request;
+
+pub use request::{Request, Response};
+
 /// The most time one admin connection gets for its request and response.
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(2);
-/// Largest admin request head read; the rest is ignored.
-const MAX_HEAD: usize = 4096;
 /// Admin connections served at once; a new one beyond this closes the oldest.
 const MAX_CONNS: usize = 256;
 
@@ -133,61 +137,28 @@ impl Live {
 }
 
 async fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    let head = read_head(&mut stream).await?;
-    let line = head.split(|&c| c == b'\n').next().unwrap_or(b"");
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let mut extra = "Cache-Control: no-store\r\n".to_string();
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/") => {
-            extra.push_str(&format!(
-                "Content-Security-Policy: {}\r\n",
-                status::PAGE_CSP
-            ));
-            (
-                "200 OK",
-                "text/html; charset=utf-8",
-                status::PAGE.to_string(),
-            )
-        }
-        ("GET", "/api/status") => ("200 OK", "application/json", status::json(shared)),
-        ("GET", "/healthz") if shared.serving() => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/healthz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "unavailable\n".to_string(),
-        ),
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics::render(&shared.stats, shared.serving()),
-        ),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    let response = match request::read(&mut stream).await? {
+        Ok(req) => route(&req, shared),
+        Err(refused) => refused,
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let (r, _) = stream.write_all(response.into_bytes()).await;
-    r.map(|_| ())
+    response.write(&mut stream).await
 }
 
-/// Read until the end of the head (or [`MAX_HEAD`] bytes, or EOF).
-async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    while head.len() < MAX_HEAD && !head_complete(&head) {
-        let room = vec![0u8; (MAX_HEAD - head.len()).min(1024)];
-        let (r, got) = stream.read(room).await;
-        match r? {
-            0 => break,
-            n => head.extend_from_slice(&got[..n]),
+/// Which handler answers a request.
+pub fn route(req: &Request, shared: &Shared) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/") => status::page(),
+        ("GET", "/api/status") => Response::json(&status::collect(shared)),
+        ("GET", "/healthz") if shared.serving() => Response::text(200, "ok\n"),
+        ("GET", "/healthz") => Response::text(503, "unavailable\n"),
+        ("GET", "/metrics") => {
+            let mut text = metrics::render(&shared.stats, shared.serving());
+            crate::control::status::render_metrics(&shared.control, &mut text);
+            Response::new(200, "text/plain; version=0.0.4", text)
         }
+        (_, p) if p == "/api/upstreams" || p.starts_with("/api/upstreams/") => {
+            api::handle(req, shared)
+        }
+        _ => Response::text(404, "not found\n"),
     }
-    Ok(head)
-}
-
-fn head_complete(head: &[u8]) -> bool {
-    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
 }

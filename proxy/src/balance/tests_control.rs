@@ -1,0 +1,157 @@
+//! The shared control state on the balancer: admin states, weights set at run time, slow
+//! start (fake clock: one base `Instant` plus offsets) and the shared round-robin cycle.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tests::{balancer, ms, request_from, seq, srv, CLIENT};
+use super::*;
+use crate::config::Balance;
+use crate::control::{AdminState, Cycle, ServerView, UpstreamView};
+
+/// A view of peers "a", "b", ... (as `srv` names them) with the given admin states.
+fn view(b: &Balancer, states: &[(&str, AdminState, u32)], back: Option<Instant>) -> UpstreamView {
+    UpstreamView {
+        name: "u".into(),
+        servers: states
+            .iter()
+            .map(|&(n, admin, weight)| ServerView {
+                name: n.into(),
+                address: b.address(PeerId(
+                    (0..b.len()).find(|&i| b.name(PeerId(i)) == n).unwrap(),
+                )),
+                admin,
+                health_down: false,
+                weight,
+                back_since: back,
+            })
+            .collect(),
+        cycle: None,
+    }
+}
+
+fn slow(name: &str, weight: u32, secs: u64) -> crate::config::UpstreamServer {
+    let mut s = srv(name, weight);
+    s.slow_start = Duration::from_secs(secs);
+    s
+}
+
+#[test]
+fn drain_and_maint_take_a_server_out_of_round_robin() {
+    let t = Instant::now();
+    let mut b = balancer(Balance::RoundRobin, vec![srv("a", 1), srv("b", 1)]);
+    b.apply(
+        &view(
+            &b,
+            &[("a", AdminState::Ready, 1), ("b", AdminState::Drain, 1)],
+            None,
+        ),
+        t,
+    );
+    assert_eq!(seq(&mut b, t, 4), "a a a a");
+    b.apply(
+        &view(
+            &b,
+            &[("a", AdminState::Maint, 1), ("b", AdminState::Ready, 1)],
+            None,
+        ),
+        t,
+    );
+    assert_eq!(seq(&mut b, t, 3), "b b b");
+    assert!(!b.states(t)[0].available);
+}
+
+#[test]
+fn ip_hash_keeps_sticky_clients_on_a_drained_server_but_not_in_maint() {
+    let t = Instant::now();
+    let mut b = balancer(Balance::IpHash, vec![srv("a", 1), srv("b", 1), srv("c", 1)]);
+    let client: IpAddr = "192.0.2.1".parse().unwrap();
+    let home = request_from(&mut b, t, client, Outcome::Success);
+    let others: Vec<&str> = ["a", "b", "c"].into_iter().filter(|n| *n != home).collect();
+    let states = |s| {
+        vec![
+            (home.as_str(), s, 1),
+            (others[0], AdminState::Ready, 1),
+            (others[1], AdminState::Ready, 1),
+        ]
+    };
+    b.apply(&view(&b, &states(AdminState::Drain), None), t);
+    assert_eq!(request_from(&mut b, t, client, Outcome::Success), home);
+    b.apply(&view(&b, &states(AdminState::Maint), None), t);
+    assert_ne!(request_from(&mut b, t, client, Outcome::Success), home);
+}
+
+#[test]
+fn weight_set_at_run_time_gives_nginx_sequence_for_the_new_weights() {
+    let t = Instant::now();
+    let mut b = balancer(
+        Balance::RoundRobin,
+        vec![srv("a", 1), srv("b", 1), srv("c", 1)],
+    );
+    let r = AdminState::Ready;
+    b.apply(&view(&b, &[("a", r, 5), ("b", r, 1), ("c", r, 1)], None), t);
+    assert_eq!(seq(&mut b, t, 7), "a a b a c a a");
+    assert_eq!(b.states(t)[0].weight, 5);
+}
+
+#[test]
+fn slow_start_ramps_linearly_then_the_nginx_sequence_holds() {
+    let t = Instant::now();
+    let mut b = balancer(Balance::RoundRobin, vec![srv("a", 1), slow("b", 1, 10)]);
+    let r = AdminState::Ready;
+    // b came back (checks up, or maint -> ready) at t.
+    b.apply(&view(&b, &[("a", r, 1), ("b", r, 1)], Some(t)), t);
+    let share = |b: &mut Balancer, at| {
+        let s = seq(b, at, 100);
+        s.split(' ').filter(|n| *n == "b").count()
+    };
+    assert_eq!(share(&mut b, t), 0, "weight 0 at the start of the ramp");
+    // At 25% of the ramp b weighs 0.25 against a's 1: one pick in five.
+    assert_eq!(share(&mut b, ms(t, 2_500)), 20);
+    assert_eq!(share(&mut b, ms(t, 5_000)), 33);
+    assert!((b.states(ms(t, 5_000))[1].effective_weight - 0.5).abs() < 1e-9);
+    // After the ramp: nginx's own sequence from its start.
+    assert_eq!(seq(&mut b, ms(t, 10_000), 6), "a b a b a b");
+    assert_eq!(b.ramping, 0);
+}
+
+#[test]
+fn slow_start_after_fail_timeout() {
+    let t = Instant::now();
+    let mut b = balancer(Balance::RoundRobin, vec![srv("a", 1), slow("b", 1, 10)]);
+    // b fails and is out for fail_timeout (10 s); the probe after it succeeds and b ramps.
+    assert_eq!(request_from(&mut b, t, CLIENT, Outcome::Success), "a");
+    assert_eq!(request_from(&mut b, t, CLIENT, Outcome::Failure), "b");
+    let back = ms(t, 10_001);
+    let mut picks = Vec::new();
+    for _ in 0..6 {
+        picks.push(request_from(&mut b, back, CLIENT, Outcome::Success));
+    }
+    assert!(picks.contains(&"b".to_string()), "the probe: {picks:?}");
+    // Right after the probe the ramp has just begun: b gets nothing for a while.
+    let early = seq(&mut b, ms(t, 10_002), 20);
+    assert!(!early.contains('b'), "{early}");
+    assert_eq!(seq(&mut b, ms(t, 20_002), 4), "a b a b");
+}
+
+#[test]
+fn a_shared_cycle_alternates_across_balancers_and_steps_aside_when_degraded() {
+    let t = Instant::now();
+    let cycle = Arc::new(Cycle::build(&[(0, 1), (1, 1)]).unwrap());
+    let mut w0 = balancer(Balance::RoundRobin, vec![srv("a", 1), srv("b", 1)]);
+    let mut w1 = w0.clone();
+    w0.set_cycle(Some(cycle.clone()));
+    w1.set_cycle(Some(cycle));
+    // Two workers, each with its own balancer: together they alternate.
+    let mut got = Vec::new();
+    for which in [0, 0, 1, 0, 1, 1] {
+        let w = if which == 0 { &mut w0 } else { &mut w1 };
+        got.push(request_from(w, t, CLIENT, Outcome::Success));
+    }
+    assert_eq!(got.join(" "), "a b a b a b");
+    // A failure seen by w0 takes it off the cycle (nginx's own WRR decides) until a later
+    // window; w1 keeps following the cycle.
+    assert_eq!(request_from(&mut w0, t, CLIENT, Outcome::Failure), "a");
+    assert_eq!(seq(&mut w0, t, 3), "b b b");
+}
