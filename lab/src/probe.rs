@@ -72,6 +72,34 @@ pub fn http_get_path(
     parse_response(&buf)
 }
 
+/// One HTTP/1.1 POST of a JSON `body` with a bearer `token`, total deadline `timeout`;
+/// returns (status, body).
+pub fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("read: {e}"))?;
+    parse_response(&buf)
+}
+
 /// Status and body of a complete `Connection: close` response.
 fn parse_response(buf: &[u8]) -> std::result::Result<(u16, String), String> {
     let text = String::from_utf8_lossy(buf);

@@ -15,6 +15,13 @@ pub const PROXY_CONFIG_PATH: &str = "/etc/proxy/proxy.toml";
 pub const VRRP_CONFIG_PATH: &str = "/etc/vrrp/vrrp.toml";
 /// The proxy's admin listener (GET /healthz, /metrics); loopback only.
 pub const PROXY_ADMIN: &str = "127.0.0.1:9900";
+/// The bearer token the proxy's control API requires (`admin_token_file`): made on each
+/// balancer (random, mode 0600, root's) and never rendered or shown; the unit hands it to the
+/// service user with `LoadCredential=`.
+pub const PROXY_TOKEN_PATH: &str = "/etc/proxy/admin.token";
+/// What systemd's `StateDirectory=proxy` makes; the proxy keeps drain/maint/weight set at run
+/// time there across restarts (`state_file`).
+pub const PROXY_STATE_DIR: &str = "/var/lib/proxy";
 /// The proxy's access log directory.
 pub const PROXY_LOG_DIR: &str = "/var/log/proxy";
 /// What systemd's `CacheDirectory=proxy` makes; the proxy's default client_body_temp_path
@@ -93,6 +100,11 @@ pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
     let _ = writeln!(s, "workers = \"auto\"");
     let _ = writeln!(s, "access_log = \"{PROXY_LOG_DIR}/access.log\"");
     let _ = writeln!(s, "admin = \"{PROXY_ADMIN}\"");
+    // The status page on the admin listener shows what the local vrrp writes here.
+    let _ = writeln!(s, "vrrp_status = \"{VRRP_RUNTIME_DIR}/status.toml\"");
+    // Run-time drain/ready/maint: POSTs need this token; what they set survives a restart.
+    let _ = writeln!(s, "admin_token_file = \"{PROXY_TOKEN_PATH}\"");
+    let _ = writeln!(s, "state_file = \"{PROXY_STATE_DIR}/server-state\"");
     let _ = writeln!(s);
     let _ = writeln!(s, "[upstream.{UPSTREAM_NAME}]");
     let _ = writeln!(s, "servers = [");
@@ -198,6 +210,11 @@ pub fn index_html(host: &Host) -> Option<String> {
     host.page.as_ref().map(|p| format!("{p}\n"))
 }
 
+/// A new admin token: 32 random bytes (from `random`, e.g. /dev/urandom) in hex.
+pub fn admin_token(random: &[u8; 32]) -> String {
+    random.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every configuration file a balancer needs: proxy.toml, vrrp.toml and both units; in
 /// anycast mode also bird.conf (at Debian's path: where the lab's hosts and Debian/Ubuntu keep
 /// it; provision puts it where the host's family expects it).
@@ -259,6 +276,9 @@ mod tests {
 workers = "auto"
 access_log = "/var/log/proxy/access.log"
 admin = "127.0.0.1:9900"
+vrrp_status = "/run/vrrp/status.toml"
+admin_token_file = "/etc/proxy/admin.token"
+state_file = "/var/lib/proxy/server-state"
 
 [upstream.ProxyServer]
 servers = [

@@ -11,7 +11,10 @@
 //!   creates;
 //! - LogsDirectory (235) -> /var/log/proxy created by provision, owned by that user, 0750;
 //! - CacheDirectory (235) -> /var/cache/proxy, the same way (large request bodies are buffered
-//!   there);
+//!   there); StateDirectory (235) -> /var/lib/proxy, the same way (the admin API's state file);
+//! - LoadCredential (247) -> where the proxy runs as the static user (below 232), the admin
+//!   token file is that user's (0600); between 232 and 246 the dynamic user cannot read root's
+//!   token, so run-time changes through the admin API are refused there (GETs still work);
 //! - AmbientCapabilities (229) -> the file capability cap_net_bind_service on the binary (set by
 //!   provision), bounded by CapabilityBoundingSet; NoNewPrivileges is left out with it, since
 //!   no_new_privs voids file capabilities at exec;
@@ -89,6 +92,7 @@ pub const SINCE: &[(&str, u32)] = &[
     ("RestrictNamespaces", 233),
     ("LogsDirectory", DIRECTORIES),
     ("CacheDirectory", DIRECTORIES),
+    ("StateDirectory", DIRECTORIES),
     ("RuntimeDirectoryPreserve", DIRECTORIES),
     ("LockPersonality", DIRECTORIES),
     ("RestrictSUIDSGID", 242),
@@ -97,6 +101,7 @@ pub const SINCE: &[(&str, u32)] = &[
     ("ProtectClock", 245),
     ("ProtectProc", 247),
     ("ProcSubset", 247),
+    ("LoadCredential", 247),
 ];
 
 /// The version `systemctl --version` prints on its first line ("systemd 219").
@@ -109,6 +114,11 @@ pub fn parse_version(out: &str) -> Option<u32> {
 /// Whether the proxy needs provision's static user, log directory and file capability.
 pub fn proxy_needs_setup(systemd: u32) -> bool {
     systemd < DIRECTORIES || systemd < DYNAMIC_USER || systemd < AMBIENT_CAPS
+}
+
+/// Whether the proxy runs as provision's static user (no DynamicUser).
+pub fn proxy_static_user(systemd: u32) -> bool {
+    systemd < DYNAMIC_USER
 }
 
 pub fn proxy_unit(systemd: u32) -> String {
@@ -253,7 +263,7 @@ mod tests {
             !u.contains("\nNoNewPrivileges="),
             "voids the file capability"
         );
-        assert!(u.starts_with("# Rendered by provision for systemd 219; left out (unknown to it): LogsDirectory, CacheDirectory, AmbientCapabilities, NoNewPrivileges,"), "{u}");
+        assert!(u.starts_with("# Rendered by provision for systemd 219; left out (unknown to it): LogsDirectory, CacheDirectory, StateDirectory, LoadCredential, AmbientCapabilities, NoNewPrivileges,"), "{u}");
         assert!(proxy_needs_setup(219));
         assert!(!proxy_needs_setup(239));
         let v = vrrp_unit(219);

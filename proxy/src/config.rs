@@ -146,6 +146,11 @@ pub struct Config {
     /// `None` = "off".
     pub access_log: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
+    /// The local vrrp daemon's status file, shown on the admin status page; `None` = "off".
+    pub vrrp_status: Option<PathBuf>,
+    /// SHA-256 of the file's text (hex), so an operator can tell which config a process runs
+    /// and whether both balancers run the same one (`sha256sum proxy.toml` gives the same).
+    pub sha256: String,
     /// File holding the bearer token that admin mutations (POST) require; must not be
     /// readable by group or others.
     pub admin_token_file: Option<PathBuf>,
@@ -169,7 +174,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates config text; `path` is only used in error messages and as [`Config::source`].
 /// Upstream server host names are resolved here (once, like nginx at startup).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    build::build(text, path, &build::system_resolver)
+    let mut config = build::build(text, path, &build::system_resolver)?;
+    config.sha256 = sha256_hex(text.as_bytes());
+    Ok(config)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Default values, nginx's where nginx has one.
@@ -207,4 +222,6 @@ pub mod defaults {
     pub const CHECK_EXPECT: &str = "2xx|3xx";
     /// Writable by the service: systemd makes it with `CacheDirectory=proxy`.
     pub const CLIENT_BODY_TEMP_PATH: &str = "/var/cache/proxy/client_body_temp";
+    /// Where vrrp (runtime_dir /run/vrrp) writes its status.
+    pub const VRRP_STATUS: &str = "/run/vrrp/status.toml";
 }

@@ -10,7 +10,8 @@
 //! `conn` serves one client connection (request, exchange with upstreams, relay); `rt` holds
 //! the runtime pieces they share (the deadline table every connection timeout uses, the buffer
 //! pool, splice(2), panic containment); `pool` keeps idle upstream connections; `admin` serves
-//! /healthz and /metrics from `metrics`; `log` writes the nginx-format access log.
+//! /healthz and /metrics from `metrics`, and the status page with its JSON from `status`;
+//! `log` writes the nginx-format access log.
 
 pub mod admin;
 pub mod balance;
@@ -27,4 +28,5 @@ pub mod pool;
 pub mod route;
 pub mod rt;
 pub mod state;
+pub mod status;
 pub mod worker;

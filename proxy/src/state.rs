@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::balance::Balancer;
 use crate::config::Config;
@@ -40,6 +41,10 @@ pub struct Shared {
     pub stats: Vec<Arc<WorkerStats>>,
     log: Mutex<Option<LogSink>>,
     pub engine: Engine,
+    /// When the process started (the status page's uptime).
+    pub started: SystemTime,
+    /// The last successful reload (SIGHUP) and how many there were, for the status page.
+    reloads: Mutex<(Option<SystemTime>, u64)>,
     /// Server state shared by all workers (admin state, health, weights, round robin).
     pub control: Registry,
 }
@@ -59,6 +64,8 @@ impl Shared {
             stats: (0..workers).map(WorkerStats::new).collect(),
             log: Mutex::new(log),
             engine,
+            started: SystemTime::now(),
+            reloads: Mutex::new((None, 0)),
         })
     }
 
@@ -81,7 +88,19 @@ impl Shared {
             Ok(mut l) => *l = log,
             Err(poisoned) => *poisoned.into_inner() = log,
         }
+        match self.reloads.lock() {
+            Ok(mut r) => *r = (Some(SystemTime::now()), r.1 + 1),
+            Err(poisoned) => *poisoned.into_inner() = (Some(SystemTime::now()), 0),
+        }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The last reload's time (`None`: never reloaded) and the number of reloads.
+    pub fn reloads(&self) -> (Option<SystemTime>, u64) {
+        match self.reloads.lock() {
+            Ok(r) => *r,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
     }
 
     pub fn log_sink(&self) -> Option<LogSink> {

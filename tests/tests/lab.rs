@@ -33,7 +33,7 @@ fn seed_scenario_passes_and_leaves_nothing_behind() {
     let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(
         ids,
-        ["1", "2", "3", "4", "5", "6", "6+", "7", "7+", "8", "8+"]
+        ["1", "2", "3", "4", "5", "6", "6+", "7", "7+", "8", "8+", "9", "9+"]
     );
     let expect = [
         ("1", "server1"),
@@ -47,6 +47,8 @@ fn seed_scenario_passes_and_leaves_nothing_behind() {
         ("7+", "server1"),
         ("8", "server2"),
         ("8+", "server1"),
+        ("9", "server1"),
+        ("9+", "server1"),
     ];
     for (s, (id, holder)) in steps.iter().zip(expect) {
         let ctx = format!("step {id}: {s:#}");
@@ -84,6 +86,18 @@ fn seed_scenario_passes_and_leaves_nothing_behind() {
         steps[7]["failed"], 0,
         "a stopped backend must cost no request"
     );
+    // Maintenance through the admin API: draining server3 costs no request and stops its
+    // answers (its last one within the slack of the API call), ready brings them back.
+    for (i, expect) in [(11, "drained"), (12, "ready")] {
+        let b = &steps[i]["backend"];
+        let ctx = format!("step {}: {b:#}", steps[i]["id"]);
+        assert_eq!(steps[i]["failed"], 0, "{ctx}");
+        assert_eq!(b["backend"], "server3", "{ctx}");
+        assert_eq!(b["expect"], expect, "{ctx}");
+        assert!(b["took_s"].as_f64().is_some_and(|t| t < 2.0), "{ctx}");
+    }
+    assert_eq!(steps[11]["backend"]["steady_answers"], 0);
+    assert!(steps[12]["backend"]["steady_answers"].as_u64().unwrap_or(0) > 0);
     assert!(out.status.success(), "lab scenario exited non-zero");
     let svg_text = std::fs::read_to_string(&svg).expect("svg written");
     assert!(svg_text.starts_with("<svg") && svg_text.contains("server1 holds VIP"));

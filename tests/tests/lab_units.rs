@@ -229,8 +229,8 @@ fn least_privilege(lab: &TestLab) {
             "proxy {f}"
         );
     }
-    // As the proxy sees the file system (its mount namespace, its user): only the log
-    // directory is writable.
+    // As the proxy sees the file system (its mount namespace, its user): only the log and
+    // state directories are writable.
     let as_proxy = |script: &str| {
         let (pid, uid) = (pid.to_string(), uid.to_string());
         let cmd = ["nsenter", "-t", &pid, "-m", "-S", &uid, "-G", &uid, "--"];
@@ -242,6 +242,17 @@ fn least_privilege(lab: &TestLab) {
     assert!(
         writes("/var/log/proxy/probe"),
         "its log directory is writable"
+    );
+    assert!(
+        writes("/var/lib/proxy/probe"),
+        "its state directory (state_file) is writable"
+    );
+    // The admin token: root's file stays unreadable to it, systemd's copy (LoadCredential=)
+    // is readable, and it is the same token.
+    assert!(!as_proxy("cat /etc/proxy/admin.token"), "root's token file");
+    assert!(
+        as_proxy("test -s /run/credentials/proxy.service/admin.token && cat /run/credentials/proxy.service/admin.token >/dev/null"),
+        "the token credential"
     );
     for p in [
         "/etc/proxy/probe",

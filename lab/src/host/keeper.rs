@@ -108,6 +108,11 @@ mount -t tmpfs -o mode=1777,nosuid,nodev "lab-$name-tmp" /tmp
 # Everything not overlaid or mounted above is the machine's: read-only for the host (a bind
 # remount changes this mount namespace's view only).
 mount -o remount,bind,ro /
+# Shared, as systemd makes / at boot on a machine (it does not in a container): a mount that a
+# unit's own namespace makes must show up here, e.g. the credentials of LoadCredential=, which
+# systemd mounts in a child namespace and moves to /run/credentials/UNIT. This namespace was
+# unshared private, so nothing propagates to the machine's.
+mount --make-rshared /
 hostname "$name"
 echo ready
 read -r go

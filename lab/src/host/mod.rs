@@ -71,6 +71,25 @@ impl HostHandle {
             .map_err(|e| LabError::io(ctx("chmod"), e))
     }
 
+    /// Writes a file only root may read, created with that mode (never readable in between).
+    pub fn write_secret(&self, path: &str, contents: &str) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let full = self.path(path);
+        let ctx = |what: &str| format!("{what} {path} in {}", self.host.name);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| LabError::io(ctx("create dir for"), e))?;
+        }
+        let _ = std::fs::remove_file(&full);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&full)
+            .and_then(|mut f| f.write_all(contents.as_bytes()))
+            .map_err(|e| LabError::io(ctx("write"), e))
+    }
+
     /// A command that runs inside the host (its network, mount, UTS, IPC and PID namespaces),
     /// with the capabilities the host's own processes lack dropped from its bounding set too:
     /// `lab exec server1 -- chronyd` must not be able to set the machine's clock either.
@@ -158,6 +177,8 @@ fi"#,
                 for f in render::balancer_files(ctx.inventory, &self.host)? {
                     self.write_file(f.path, &f.contents, f.mode)?;
                 }
+                // What provision makes on the host: a random admin token, root's, 0600.
+                self.write_secret(render::PROXY_TOKEN_PATH, &render::admin_token(&random()?))?;
                 // Where the units expect them, so `lab exec server1 -- vrrp status` works:
                 // links to the build's binaries (inside the host's /usr/local overlay).
                 for (name, dest) in [
@@ -281,6 +302,16 @@ fi"#,
                 Some(format!("{} {}", it.next()?, it.next()?))
             })
     }
+}
+
+/// 32 bytes from the kernel's random source.
+fn random() -> Result<[u8; 32]> {
+    use std::io::Read as _;
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| LabError::io("read /dev/urandom", e))?;
+    Ok(buf)
 }
 
 #[cfg(test)]

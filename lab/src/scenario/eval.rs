@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::backend::{self, BackendExpect, BackendResult};
 use crate::probe::{HolderChange, Sample};
 
 /// Who should hold the VIP once the step has settled.
@@ -40,6 +41,8 @@ pub struct StepSpec {
     pub all_succeed: bool,
     /// Upper bound for the failover time (Master_Down_Interval + detection + slack).
     pub bound: Option<Duration>,
+    /// A maintenance step: what must happen to one backend's answers.
+    pub backend: Option<BackendExpect>,
 }
 
 /// The step's time span on the recorder's clock.
@@ -76,6 +79,8 @@ pub struct StepResult {
     /// Requests each balancer's proxy logged during the step (its access log): an independent
     /// check of who served, next to "who held the VIP".
     pub access_logs: Vec<LogDelta>,
+    /// A maintenance step: the drained (or readied) backend's answers.
+    pub backend: Option<BackendResult>,
     /// Empty when the step matched.
     pub problems: Vec<String>,
 }
@@ -288,6 +293,11 @@ pub fn evaluate(
         }),
         _ => {}
     }
+    let backend = spec.backend.as_ref().map(|e| {
+        let (result, found) = backend::check(e, w, samples);
+        problems.extend(found);
+        result
+    });
 
     StepResult {
         id: spec.id.clone(),
@@ -305,6 +315,7 @@ pub fn evaluate(
         start_s: w.start.as_secs_f64(),
         end_s: w.end.as_secs_f64(),
         access_logs: Vec::new(),
+        backend,
         problems,
     }
 }
@@ -349,6 +360,7 @@ mod tests {
             max_run: 1,
             all_succeed: false,
             bound: Some(ms(5000)),
+            backend: None,
         }
     }
 

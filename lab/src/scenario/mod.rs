@@ -2,6 +2,7 @@
 //! first VIP every 20 ms while the steps stop and start services and cut links; each step is
 //! judged by [`eval::evaluate`], the run summed up in a [`Report`] and drawn by [`timeline`].
 
+pub mod backend;
 pub mod ecmp;
 pub mod eval;
 mod report;
@@ -22,6 +23,7 @@ use crate::host::Service;
 use crate::lab::Running;
 use crate::probe::Recorder;
 use crate::state::Init;
+use backend::BackendExpect;
 use eval::{Expect, LogDelta, StepResult, StepSpec, Window};
 
 /// Extra time allowed on top of the protocol's own delays (process start, probes, a loaded
@@ -59,6 +61,13 @@ pub enum Action {
     Start(String, Vec<Service>),
     Cut(String),
     Heal(String),
+    /// Set an upstream server's state ("drain", "ready", "maint") through each listed
+    /// balancer's admin API, as an operator would (the token from the balancer's own file).
+    SetServer {
+        balancers: Vec<String>,
+        server: String,
+        state: &'static str,
+    },
 }
 
 impl Action {
@@ -84,6 +93,17 @@ impl Action {
             Action::Start(h, svcs) => Some(services("start", h, svcs)),
             Action::Cut(h) => Some(format!("lab cut {h}")),
             Action::Heal(h) => Some(format!("lab heal {h}")),
+            Action::SetServer {
+                balancers,
+                server,
+                state,
+            } => Some(format!(
+                "{}: curl -H \"Authorization: Bearer $(cat {})\" -d '{{\"state\":\"{state}\"}}' http://{}{}",
+                balancers.join(", "),
+                render::PROXY_TOKEN_PATH,
+                render::PROXY_ADMIN,
+                server_path(server)
+            )),
         }
     }
 
@@ -104,7 +124,48 @@ impl Action {
             }
             Action::Cut(h) => lab.set_link(h, false),
             Action::Heal(h) => lab.set_link(h, true),
+            Action::SetServer {
+                balancers,
+                server,
+                state,
+            } => {
+                for b in balancers {
+                    set_server(lab, b, server, state)?;
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// The admin API path of `server` in the rendered upstream.
+fn server_path(server: &str) -> String {
+    format!("/api/upstreams/{}/servers/{server}", render::UPSTREAM_NAME)
+}
+
+/// POSTs `{"state": STATE}` for `server` to `balancer`'s admin listener (127.0.0.1 inside it).
+fn set_server(lab: &Running, balancer: &str, server: &str, state: &str) -> Result<()> {
+    let host = lab.host(balancer)?;
+    let token_path = host.path(render::PROXY_TOKEN_PATH);
+    let token = std::fs::read_to_string(&token_path)
+        .map_err(|e| LabError::io(format!("read {}", token_path.display()), e))?;
+    let admin: std::net::SocketAddr = render::PROXY_ADMIN
+        .parse()
+        .map_err(|_| LabError::Other("PROXY_ADMIN is not an address".into()))?;
+    let (path, body) = (server_path(server), format!("{{\"state\":\"{state}\"}}"));
+    let token = token.trim().to_string();
+    let answer = crate::probe::in_netns(&lab.lab.names.host_ns(balancer), move || {
+        crate::probe::http_post_json(admin, &path, &token, &body, Duration::from_secs(5))
+    })?;
+    match answer {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(LabError::Other(format!(
+            "{balancer}: {state} {server}: HTTP {status}: {}",
+            body.trim()
+        ))),
+        Err(e) => Err(LabError::Other(format!(
+            "{balancer}: {state} {server}: {e}"
+        ))),
     }
 }
 
@@ -121,12 +182,13 @@ fn secs(s: f64) -> Duration {
 
 /// The steps for an inventory with (at least) two balancers and two backends: the seed's own
 /// procedure (1)-(5), then what it never tried: (6) proxy death with vrrp running, (7) a
-/// backend stopping, (8) a cut link; "+" steps restore what the step before broke.
+/// backend stopping, (8) a cut link, (9) a backend drained for maintenance through the admin
+/// API on both balancers; "+" steps restore what the step before broke.
 pub fn steps(lab: &Running) -> Result<Vec<Step>> {
     let mut balancers: Vec<&Host> = lab.inventory.balancers().collect();
     balancers.sort_by_key(|h| std::cmp::Reverse(h.priority.unwrap_or(0)));
     let backends: Vec<&Host> = lab.inventory.backends().collect();
-    let (Some(b1), Some(b2), Some(_), Some(w2)) = (
+    let (Some(b1), Some(b2), Some(w1), Some(w2)) = (
         balancers.first(),
         balancers.get(1),
         backends.first(),
@@ -151,6 +213,17 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
     let pv = vec![Service::Proxy, Service::Vrrp];
     // The rendered proxy.toml says workers = "auto": one per core.
     let workers = thread::available_parallelism().map_or(1, |n| n.get());
+    let maintenance = |serving: bool| BackendExpect {
+        host: w1.name.clone(),
+        body: w1.page.clone().unwrap_or_default(),
+        serving,
+        bound: SLACK,
+    };
+    let set_w1 = |state| Action::SetServer {
+        balancers: vec![p.clone(), s.clone()],
+        server: format!("{}:{}", w1.address, render::BACKEND_PORT),
+        state,
+    };
     let step = |id: &str, title: String, action, expect, alternate, all_succeed, bound| Step {
         action,
         spec: StepSpec {
@@ -161,9 +234,15 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
             max_run: workers,
             all_succeed,
             bound,
+            backend: None,
         },
     };
     let holder = |h: &str| Expect::Holder(h.to_string());
+    let with_backend = |mut st: Step, e| {
+        st.spec.backend = Some(e);
+        st
+    };
+    let w1n = &w1.name;
     Ok(vec![
         step(
             "1",
@@ -263,6 +342,30 @@ pub fn steps(lab: &Running) -> Result<Vec<Step>> {
             false,
             false,
             Some(md(b1) + SLACK),
+        ),
+        with_backend(
+            step(
+                "9",
+                format!("backend {w1n} drained through the admin API under load: no request fails, {w1n} stops answering"),
+                set_w1("drain"),
+                holder(&p),
+                false,
+                true,
+                Some(SLACK),
+            ),
+            maintenance(false),
+        ),
+        with_backend(
+            step(
+                "9+",
+                format!("backend {w1n} ready again: its answers resume"),
+                set_w1("ready"),
+                holder(&p),
+                false,
+                true,
+                Some(SLACK),
+            ),
+            maintenance(true),
         ),
     ])
 }
@@ -488,6 +591,20 @@ fn print_result(r: &StepResult) {
             .collect();
         println!("      access logs: {}", logs.join(", "));
     }
+    if let Some(b) = &r.backend {
+        let took = b
+            .took_s
+            .map_or("never".to_string(), |t| format!("{t:.2} s"));
+        let what = if b.expect == "drained" {
+            "last answer"
+        } else {
+            "first answer"
+        };
+        println!(
+            "      {} {}: {what} {took} after the action; {} answers in the step, {} in the steady state",
+            b.backend, b.expect, b.answers, b.steady_answers
+        );
+    }
     for p in &r.problems {
         println!("      !! {p}");
     }
@@ -514,5 +631,14 @@ mod tests {
             Some("server4: systemctl start apache2")
         );
         assert_eq!(Action::Nothing.describe(Init::Systemd), None);
+        let drain = Action::SetServer {
+            balancers: vec!["server1".into(), "server2".into()],
+            server: "172.16.249.201:80".into(),
+            state: "drain",
+        };
+        assert_eq!(
+            drain.describe(Init::Systemd).as_deref(),
+            Some("server1, server2: curl -H \"Authorization: Bearer $(cat /etc/proxy/admin.token)\" -d '{\"state\":\"drain\"}' http://127.0.0.1:9900/api/upstreams/ProxyServer/servers/172.16.249.201:80")
+        );
     }
 }

@@ -50,6 +50,20 @@ pub fn summary(report: &Report) -> String {
             if r.ok() { "ok" } else { "MISMATCH" }
         ));
     }
+    for r in &report.steps {
+        if let Some(b) = &r.backend {
+            let took = b.took_s.map_or("never".into(), |t| format!("{t:.2} s"));
+            s.push_str(&format!(
+                "step {}: {} {}: {} answer {took} after the API call, {} in the steady state; {} failed requests\n",
+                r.id,
+                b.backend,
+                b.expect,
+                if b.expect == "drained" { "last" } else { "first" },
+                b.steady_answers,
+                r.failed
+            ));
+        }
+    }
     s.push_str(&format!(
         "{} requests in {:.1} s, {} failed; {} of {} steps matched\n",
         report.sent,

@@ -217,6 +217,7 @@ mod tests {
                 start_s: 1.0,
                 end_s: 2.0,
                 access_logs: vec![],
+                backend: None,
                 problems: vec![],
             }],
             sent: 3,

@@ -103,56 +103,65 @@ fn daemon(d: Daemon<'_>, family: Family, health: Option<(&str, String)>) -> Step
     step
 }
 
-/// What DynamicUser, LogsDirectory, CacheDirectory and AmbientCapabilities do on a current
-/// systemd, done by provision for an older one: a static system user, its log directory, the
-/// directory the proxy buffers large request bodies in, and the capability to
-/// bind port 80 as a file capability of the binary (after the binary: installing it drops it).
+/// What DynamicUser, LogsDirectory, CacheDirectory, StateDirectory and AmbientCapabilities do
+/// on a current systemd, done by provision for an older one: a static system user, its log
+/// directory, the directory the proxy buffers large request bodies in, the one it keeps its
+/// state file in, and the capability to bind port 80 as a file capability of the binary (after
+/// the binary: installing it drops it).
 fn proxy_setup_for_old_systemd(step: Step) -> Step {
     let user = units::PROXY_USER;
-    let log_dir = render::PROXY_LOG_DIR;
-    let cache_dir = render::PROXY_CACHE_DIR;
     let bin = render::PROXY_BIN_PATH;
-    step.ensure(
+    let mut step = step.ensure(
         &format!("system user {user}"),
         Check::UserExists(user.into()),
         &format!(
             "useradd --system --no-create-home --home-dir / --shell /sbin/nologin {}",
             shell_quote(user)
         ),
-    )
-    .ensure(
-        &format!("log directory {log_dir}"),
-        Check::DirOwned {
-            path: log_dir.into(),
-            owner: user.into(),
-            mode: "750".into(),
-        },
-        &format!(
-            "install -d -o {u} -g {u} -m 0750 {}",
-            shell_quote(log_dir),
-            u = shell_quote(user)
-        ),
-    )
-    .ensure(
-        &format!("request body directory {cache_dir}"),
-        Check::DirOwned {
-            path: cache_dir.into(),
-            owner: user.into(),
-            mode: "750".into(),
-        },
-        &format!(
-            "install -d -o {u} -g {u} -m 0750 {}",
-            shell_quote(cache_dir),
-            u = shell_quote(user)
-        ),
-    )
-    .ensure(
+    );
+    for (what, dir) in [
+        ("log directory", render::PROXY_LOG_DIR),
+        ("request body directory", render::PROXY_CACHE_DIR),
+        ("state directory", render::PROXY_STATE_DIR),
+    ] {
+        step = step.ensure(
+            &format!("{what} {dir}"),
+            Check::DirOwned {
+                path: dir.into(),
+                owner: user.into(),
+                mode: "750".into(),
+            },
+            &format!(
+                "install -d -o {u} -g {u} -m 0750 {}",
+                shell_quote(dir),
+                u = shell_quote(user)
+            ),
+        );
+    }
+    step.ensure(
         "proxy may bind port 80",
         Check::FileCapability {
             path: bin.into(),
             cap: "cap_net_bind_service".into(),
         },
         &format!("setcap cap_net_bind_service=+ep {}", shell_quote(bin)),
+    )
+}
+
+/// The admin API's token, made on the host the first time (random, mode 0600) and kept after:
+/// it never travels through provision, so no plan or diff shows it. `owner`: the static user
+/// that must read it where systemd cannot hand it over (`LoadCredential=`); else root's.
+fn admin_token(step: Step, owner: Option<&str>) -> Step {
+    let path = shell_quote(render::PROXY_TOKEN_PATH);
+    let chown = owner
+        .map(|u| format!(" && chown {} {path}", shell_quote(u)))
+        .unwrap_or_default();
+    step.ensure(
+        &format!("admin token {}", render::PROXY_TOKEN_PATH),
+        Check::FileExists(render::PROXY_TOKEN_PATH.into()),
+        &format!(
+            "install -d -m 0755 /etc/proxy && (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {path}.new && mv {path}.new {path}){chown}"
+        ),
     )
 }
 
@@ -173,10 +182,12 @@ pub(super) fn proxy(
             secret: None,
             unit_path: render::PROXY_UNIT_PATH,
             unit: units::proxy_unit(systemd),
-            setup: if units::proxy_needs_setup(systemd) {
-                proxy_setup_for_old_systemd
+            setup: if units::proxy_static_user(systemd) {
+                |s| admin_token(proxy_setup_for_old_systemd(s), Some(units::PROXY_USER))
+            } else if units::proxy_needs_setup(systemd) {
+                |s| admin_token(proxy_setup_for_old_systemd(s), None)
             } else {
-                |s| s
+                |s| admin_token(s, None)
             },
         },
         family,

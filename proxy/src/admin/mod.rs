@@ -1,7 +1,8 @@
 //! The admin listener: `GET /healthz` (200 while the proxy serves, 503 while draining or with a
-//! dead worker), `GET /metrics` (Prometheus text) and the control API under `/api/upstreams`
-//! ([`api`]). [`request`] reads a bounded request and writes the response; [`route`] maps
-//! requests to handlers.
+//! dead worker), `GET /metrics` (Prometheus text), the control API under `/api/upstreams`
+//! ([`api`]), and the status page `GET /` with its JSON twin `GET /api/status`
+//! ([`crate::status`]). [`request`] reads a bounded request and writes the response; [`route`]
+//! maps requests to handlers.
 //!
 //! The VRRP health track probes /healthz a few times a second and moves the VIP when it fails,
 //! so no admin client may hold it up: the listener runs its own small event loop (monoio on
@@ -23,6 +24,7 @@ use crate::metrics;
 use crate::rt::backoff::LogEvery;
 use crate::rt::event::LocalEvent;
 use crate::state::Shared;
+use crate::status;
 
 pub mod api;
 pub mod request;
@@ -145,6 +147,8 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
 /// Which handler answers a request.
 pub fn route(req: &Request, shared: &Shared) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/") => status::page(),
+        ("GET", "/api/status") => Response::json(&status::collect(shared)),
         ("GET", "/healthz") if shared.serving() => Response::text(200, "ok\n"),
         ("GET", "/healthz") => Response::text(503, "unavailable\n"),
         ("GET", "/metrics") => {

@@ -213,6 +213,7 @@ pub(super) fn build(
         .and_then(|t| absolute_file(&mut cx, t.state_file.as_ref(), "state_file"));
 
     let client_body_temp_path = client_body_temp_path(&mut cx, top.as_ref());
+    let vrrp_status = vrrp_status(&mut cx, top.as_ref());
     let worker_connections = match &top {
         Some(top) => worker_connections(&mut cx, top),
         None => defaults::WORKER_CONNECTIONS,
@@ -276,6 +277,8 @@ pub(super) fn build(
         client_body_temp_path,
         access_log,
         admin,
+        vrrp_status,
+        sha256: String::new(),
         admin_token_file,
         state_file,
         upstreams: upstreams.into_iter().flatten().collect(),
@@ -366,6 +369,22 @@ fn client_body_temp_path(cx: &mut Ctx<'_>, top: Option<&RawTop>) -> PathBuf {
         return default;
     }
     PathBuf::from(p.get_ref())
+}
+
+/// The local vrrp daemon's status file, for the status page: absolute, or "off".
+fn vrrp_status(cx: &mut Ctx<'_>, top: Option<&RawTop>) -> Option<PathBuf> {
+    let default = Some(PathBuf::from(defaults::VRRP_STATUS));
+    let Some(p) = top.and_then(|t| t.vrrp_status.as_ref()) else {
+        return default;
+    };
+    match p.get_ref().as_str() {
+        "off" => None,
+        s if Path::new(s).is_absolute() => Some(PathBuf::from(s)),
+        _ => {
+            cx.error_at(p, "vrrp_status must be an absolute file path or \"off\"");
+            default
+        }
+    }
 }
 
 fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Upstream> {

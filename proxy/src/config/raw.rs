@@ -55,6 +55,7 @@ pub struct RawTop {
     pub client_body_temp_path: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
+    pub vrrp_status: Option<Spanned<String>>,
     pub admin_token_file: Option<Spanned<String>>,
     pub state_file: Option<Spanned<String>>,
     /// `[upstream.NAME]` tables, handled one by one.

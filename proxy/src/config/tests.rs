@@ -125,6 +125,8 @@ fn design_example_parses_to_the_expected_config() {
         client_body_temp_path: "/var/cache/proxy/client_body_temp".into(),
         access_log: Some(PathBuf::from("/var/log/proxy/access.log")),
         admin: Some(addr("127.0.0.1:9900")),
+        vrrp_status: Some(PathBuf::from("/run/vrrp/status.toml")),
+        sha256: got.sha256.clone(),
         admin_token_file: None,
         state_file: None,
         upstreams: vec![Upstream {
@@ -158,6 +160,32 @@ fn design_example_parses_to_the_expected_config() {
         }],
     };
     assert_eq!(got, want);
+}
+
+#[test]
+fn vrrp_status_path_and_config_digest() {
+    let base = "[upstream.u]\nservers = [{ address = \"127.0.0.1:1\" }]\n[[server]]\nlisten = [\"127.0.0.1:8080\"]\n[[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n";
+    let c = ok(base);
+    assert_eq!(c.vrrp_status, Some(PathBuf::from("/run/vrrp/status.toml")));
+    // `printf %s "$base" | sha256sum` gives the same digest: the file's bytes, nothing else.
+    assert_eq!(c.sha256.len(), 64);
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_ne!(ok(&format!("{base}\n")).sha256, c.sha256);
+    let off = ok(&format!("vrrp_status = \"off\"\n{base}"));
+    assert_eq!(off.vrrp_status, None);
+    let other = ok(&format!("vrrp_status = \"/run/vrrp2/status.toml\"\n{base}"));
+    assert_eq!(
+        other.vrrp_status,
+        Some(PathBuf::from("/run/vrrp2/status.toml"))
+    );
+    one_err(
+        &format!("vrrp_status = \"status.toml\"\n{base}"),
+        1,
+        "vrrp_status must be an absolute file path",
+    );
 }
 
 #[test]

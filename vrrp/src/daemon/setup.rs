@@ -22,7 +22,7 @@ use crate::track::Health;
 impl Daemon {
     pub(super) fn new(config_path: PathBuf, cfg: Config) -> Result<Daemon, DaemonError> {
         let runtime_dir = cfg.runtime_dir.clone();
-        std::fs::create_dir_all(&runtime_dir).map_err(io_err(format!(
+        status::create_runtime_dir(&runtime_dir).map_err(io_err(format!(
             "create runtime_dir {}",
             runtime_dir.display()
         )))?;

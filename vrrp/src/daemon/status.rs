@@ -160,12 +160,32 @@ pub fn status_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join(STATUS_FILE)
 }
 
+/// The status file's mode: readable by everyone, whatever the daemon's umask (vrrp.service sets
+/// 0077). The proxy's status page runs as another (dynamic) user and reads it; nothing in it is
+/// secret (no auth_pass), and a VRRP advert tells the whole segment as much.
+pub const STATUS_MODE: u32 = 0o644;
+
 /// Atomically replaces the status file.
 pub fn write(runtime_dir: &Path, st: &Status) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let text = toml::to_string(st).map_err(io::Error::other)?;
     let tmp = runtime_dir.join(format!(".{STATUS_FILE}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, text)?;
+    // Explicitly, not through the create mode: the umask would mask that.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(STATUS_MODE))?;
     std::fs::rename(&tmp, status_path(runtime_dir))
+}
+
+/// Creates the runtime directory when it is missing, searchable by everyone (so the proxy's
+/// status page can reach the status file) whatever the umask; an existing directory (systemd's
+/// `RuntimeDirectory=`, 0755 by default) is left as it is.
+pub fn create_runtime_dir(runtime_dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if runtime_dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(runtime_dir)?;
+    std::fs::set_permissions(runtime_dir, std::fs::Permissions::from_mode(0o755))
 }
 
 pub fn read(runtime_dir: &Path) -> io::Result<Status> {
@@ -353,6 +373,7 @@ mod tests {
         };
         write(&dir, &st).unwrap();
         assert_eq!(read(&dir).unwrap(), st);
+        assert_eq!(mode(&status_path(&dir)), STATUS_MODE);
         let text = render(&st, true, 13_610);
         for want in [
             "VI_1 MASTER vrid 51 on eth0: priority 130 (base 150) master 10.0.0.1 vips 10.0.0.80/24",
@@ -370,5 +391,50 @@ mod tests {
         assert!(render(&st, false, 0).contains("NOT RUNNING"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!is_vrrp_alive(0));
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// vrrp.service runs with UMask=0077: the status file and a directory the daemon makes
+    /// itself must still be readable by the proxy (another user). Run in a child process so
+    /// the umask does not leak into the other tests' threads.
+    #[test]
+    fn status_file_is_world_readable_under_a_strict_umask() {
+        if std::env::var_os("VRRP_STATUS_UMASK_CHILD").is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let out = std::process::Command::new(exe)
+                .args([
+                    "--exact",
+                    "daemon::status::tests::status_file_is_world_readable_under_a_strict_umask",
+                    "--nocapture",
+                ])
+                .env("VRRP_STATUS_UMASK_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "the child ran no test: {text}");
+            return;
+        }
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let dir = std::env::temp_dir().join(format!("vrrp-status-umask-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = dir.join("run/vrrp");
+        create_runtime_dir(&run).unwrap();
+        assert_eq!(mode(&run), 0o755);
+        let st = Status {
+            pid: 1,
+            router_id: "r".into(),
+            config: "c".into(),
+            updated_ms: 0,
+            instance: vec![],
+            anycast: None,
+        };
+        write(&run, &st).unwrap();
+        assert_eq!(mode(&status_path(&run)), STATUS_MODE);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
