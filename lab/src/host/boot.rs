@@ -16,7 +16,12 @@ use crate::error::{LabError, Result};
 pub const TARGET: &str = "lab.target";
 
 /// Units a host must never run whether or not the machine enables them: logins on terminals
-/// the host does not own, and the clock setter (the host shares the machine's clock).
+/// the host does not own, the clock setter (the host shares the machine's clock), and the
+/// password-prompt watchers for consoles the host does not have. Those two `.path` units each
+/// hold an inotify instance, and every host's systemd counts against the machine's per-user
+/// limit (fs.inotify.max_user_instances, 128 by default): with several labs booting at once
+/// (parallel e2e tests) they were the units that failed first, and a host that boots degraded
+/// fails `lab up`.
 pub const ALWAYS_MASKED: &[&str] = &[
     "getty@.service",
     "serial-getty@.service",
@@ -24,6 +29,8 @@ pub const ALWAYS_MASKED: &[&str] = &[
     "container-getty@.service",
     "getty.target",
     "systemd-timesyncd.service",
+    "systemd-ask-password-console.path",
+    "systemd-ask-password-wall.path",
 ];
 
 /// Units that the lab (sshd) or `provision` (Apache on backends, chrony, firewalld, BIRD on
@@ -278,7 +285,12 @@ mod tests {
         ]);
         let plan = unit_plan(&l);
         assert_eq!(plan.unlink, l);
-        for m in ["nginx.service", "apt-daily.timer", "getty@.service"] {
+        for m in [
+            "nginx.service",
+            "apt-daily.timer",
+            "getty@.service",
+            "systemd-ask-password-wall.path",
+        ] {
             assert!(plan.mask.contains(&m.to_string()), "{m} masked");
         }
         for keep in ["apache2.service", "ssh.service"] {
