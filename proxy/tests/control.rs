@@ -528,3 +528,20 @@ fn slow_start_after_maintenance_ramps_the_share_up() {
     assert_eq!(late.iter().filter(|g| *g == "B").count(), 3, "{late:?}");
     assert_eq!(server_json(&p, &b)["state"], "up");
 }
+
+#[test]
+fn a_foreign_state_file_is_a_warning_not_a_failure() {
+    let a = Backend::page("A");
+    let dir = common::temp_dir("foreign");
+    let state = dir.join("server-state");
+    std::fs::write(&state, "# haproxy server-state\n1\n").unwrap();
+    let top = format!("state_file = \"{}\"", state.display());
+    let p = proxy(1, &[&a], &top, "");
+    assert_eq!(p.get("/").text(), "A");
+    let err = p.stderr();
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("WARN"),
+        "{err}"
+    );
+    assert_eq!(server_json(&p, &a)["admin_state"], "ready");
+}
