@@ -119,8 +119,9 @@ pub fn frr_configs(peering: &Peering, balancers: &[Ipv4Addr]) -> Vec<(&'static s
         "bfd\n profile lab\n  receive-interval {BFD_INTERVAL_MS}\n  transmit-interval {BFD_INTERVAL_MS}\n  detect-multiplier {BFD_MULTIPLIER}\n exit\nexit\n"
     );
     let bfdd = format!("{head}{bfd_profile}");
+    // The router only learns: nothing it knows is announced back to the balancers.
     let mut bgpd = format!(
-        "{head}router bgp {}\n bgp router-id {}\n",
+        "{head}route-map ANNOUNCE-NOTHING deny 10\nexit\nrouter bgp {}\n bgp router-id {}\n",
         peering.router_asn, peering.router
     );
     // The VIPs come without export policy from the balancers' own announcement (RFC 8212's
@@ -139,7 +140,7 @@ pub fn frr_configs(peering: &Peering, balancers: &[Ipv4Addr]) -> Vec<(&'static s
     }
     let _ = write!(
         bgpd,
-        " address-family ipv4 unicast\n  maximum-paths {MAXIMUM_PATHS}\n exit-address-family\nexit\n"
+        " address-family ipv4 unicast\n  maximum-paths {MAXIMUM_PATHS}\n  neighbor BALANCERS route-map ANNOUNCE-NOTHING out\n exit-address-family\nexit\n"
     );
     vec![("zebra", zebra), ("bfdd", bfdd), ("bgpd", bgpd)]
 }
@@ -294,6 +295,8 @@ mod tests {
             " neighbor 172.16.249.101 peer-group BALANCERS",
             " neighbor 172.16.249.102 peer-group BALANCERS",
             "  maximum-paths 8",
+            "  neighbor BALANCERS route-map ANNOUNCE-NOTHING out",
+            "route-map ANNOUNCE-NOTHING deny 10",
         ] {
             assert!(bgpd.lines().any(|l| l == line), "{line:?} in\n{bgpd}");
         }

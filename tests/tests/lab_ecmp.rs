@@ -39,6 +39,72 @@ fn machine_mounts(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `lab scenario --topology ecmp`: who the router routes to after each step, and who answered
+/// in each steady state, from the JSON report. Failure counts and times depend on how loaded
+/// the machine is and are the scenario's own verdict (printed), not asserted here.
+fn check_scenario(lab: &TestLab) {
+    let json = lab.root.join("ecmp.json");
+    let svg = lab.root.join("ecmp.svg");
+    let (json_s, svg_s) = (json.to_str().expect("utf-8"), svg.to_str().expect("utf-8"));
+    lab.run(&[
+        "scenario",
+        "--topology",
+        "ecmp",
+        "--svg",
+        svg_s,
+        "--json",
+        json_s,
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+            .expect("report is JSON");
+    let steps = report["steps"].as_array().expect("steps");
+    let expect = [
+        ("1", "server1+server2"),
+        ("2", "server2"),
+        ("2+", "server1+server2"),
+        ("3", "server2"),
+        ("3+", "server1+server2"),
+    ];
+    assert_eq!(steps.len(), expect.len(), "{report:#}");
+    for (s, (id, routed)) in steps.iter().zip(expect) {
+        let ctx = format!("step {id}: {s:#}");
+        assert_eq!(s["id"], id, "{ctx}");
+        assert_eq!(s["observed"], routed, "{ctx}");
+        let (t, bound) = (s["routed_s"].as_f64(), s["bound_s"].as_f64());
+        assert!(t.zip(bound).is_some_and(|(t, b)| t <= b), "{ctx}");
+        let served: Vec<u64> = ["server1", "server2"]
+            .iter()
+            .map(|b| {
+                s["served"]
+                    .as_array()
+                    .and_then(|v| v.iter().find(|x| x["balancer"] == *b))
+                    .and_then(|x| x["steady"].as_u64())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let answered =
+            s["steady_sent"].as_u64().unwrap_or(0) - s["steady_failed"].as_u64().unwrap_or(0);
+        if routed == "server2" {
+            assert_eq!(served[0], 0, "server1 answered while withdrawn: {ctx}");
+            assert!(served[1] > 0, "{ctx}");
+        } else {
+            // Both serve: each well above zero (an even split would be half).
+            for n in &served {
+                assert!(*n * 8 >= answered && *n > 0, "{ctx}");
+            }
+        }
+    }
+    // A proxy death costs requests until the router withdraws server1.
+    assert!(
+        steps[1]["failed"].as_u64().unwrap_or(0) > 0,
+        "{:#}",
+        steps[1]
+    );
+    let svg_text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("server1 in router's ECMP"));
+}
+
 #[test]
 fn ecmp_lab_has_both_balancers_as_nexthops_and_leaves_nothing_behind() {
     let lab = TestLab::new("e");
@@ -101,6 +167,8 @@ fn ecmp_lab_has_both_balancers_as_nexthops_and_leaves_nothing_behind() {
     // Nothing of the lab reached the machine: no address or route, no FRR files.
     assert_eq!(root_namespace_view(), root_view);
     assert_eq!(machine_frr_tmp(), frr_tmp);
+
+    check_scenario(&lab);
 
     let pids = lab.processes();
     let out = lab.run(&["down"]);

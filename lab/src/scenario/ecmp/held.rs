@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct Broken {
 
 pub struct Held {
     stop: Arc<AtomicBool>,
+    /// Bumped by [`Held::renew`]: every thread then closes its connections and opens new ones.
+    generation: Arc<AtomicU64>,
     broken: Arc<Mutex<Vec<Broken>>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -98,10 +100,12 @@ impl Held {
     ) -> Result<Held> {
         let mut held = Held {
             stop: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
             broken: Arc::new(Mutex::new(Vec::new())),
             threads: Vec::new(),
         };
         for part in [count / 2, count - count / 2] {
+            let generation = held.generation.clone();
             let (stop, broken, ns) = (
                 held.stop.clone(),
                 held.broken.clone(),
@@ -117,7 +121,13 @@ impl Held {
                 let addr = SocketAddr::from((vip, 80));
                 let mut conns: Vec<Option<TcpStream>> = (0..part).map(|_| None).collect();
                 let mut buf = Vec::with_capacity(4096);
+                let mut seen = generation.load(Ordering::Relaxed);
                 while !stop.load(Ordering::Relaxed) {
+                    let now = generation.load(Ordering::Relaxed);
+                    if now != seen {
+                        seen = now;
+                        conns.iter_mut().for_each(|c| *c = None);
+                    }
                     for c in conns.iter_mut() {
                         let was_open = c.is_some();
                         if let Err(why) = ask(c, addr, &mut buf) {
@@ -141,6 +151,13 @@ impl Held {
                 .map_err(LabError::Other)?;
         }
         Ok(held)
+    }
+
+    /// Closes every connection (not counted as broken) and opens new ones: connections opened
+    /// while the router has its current paths, which is what a client that connects during an
+    /// outage has.
+    pub fn renew(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Stops the threads; returns every breakage, in time order.
