@@ -98,6 +98,8 @@ pub fn proxy_toml(inv: &Inventory, host: &Host) -> Result<String, RenderError> {
         host.name, host.address
     );
     let _ = writeln!(s, "workers = \"auto\"");
+    // The seed's `events { worker_connections 1024; }`.
+    let _ = writeln!(s, "worker_connections = 1024");
     let _ = writeln!(s, "access_log = \"{PROXY_LOG_DIR}/access.log\"");
     let _ = writeln!(s, "admin = \"{PROXY_ADMIN}\"");
     // The status page on the admin listener shows what the local vrrp writes here.
@@ -274,6 +276,7 @@ mod tests {
         let got = proxy_toml(&inv, inv.host("server1").unwrap()).unwrap();
         let want = r#"# proxy.toml for server1 (172.16.249.101), rendered from lab.toml. Do not edit: changes are overwritten.
 workers = "auto"
+worker_connections = 1024
 access_log = "/var/log/proxy/access.log"
 admin = "127.0.0.1:9900"
 vrrp_status = "/run/vrrp/status.toml"

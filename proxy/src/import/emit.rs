@@ -34,6 +34,9 @@ pub(super) fn toml(m: &mut Model, source: &Path) -> String {
         "workers = {}",
         m.workers.as_deref().unwrap_or("\"auto\"")
     );
+    if let Some(n) = m.worker_connections {
+        let _ = writeln!(s, "worker_connections = {n}");
+    }
     if let Some(log) = &m.access_log {
         let _ = writeln!(s, "access_log = {}", toml_str(log));
     }

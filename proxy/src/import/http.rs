@@ -75,6 +75,7 @@ pub(super) fn walk_main(ds: &[Directive], m: &mut Model, losses: &mut Vec<Loss>)
                 _ => w.lose_at_top(d, "not understood; workers = \"auto\" (one per core)"),
             },
             "http" => http(&mut w, d, m),
+            "events" => events(&mut w, d, m),
             _ => {
                 let n = w.other(d);
                 w.top_notes.push(n);
@@ -82,6 +83,27 @@ pub(super) fn walk_main(ds: &[Directive], m: &mut Model, losses: &mut Vec<Loss>)
         }
     }
     m.notes.append(&mut w.top_notes);
+}
+
+/// `events { worker_connections N; ... }`: the proxy has the same per-worker cap; the rest of
+/// the block (use, multi_accept, accept_mutex) is about nginx's event loop and left as comments.
+fn events(w: &mut Walk<'_>, d: &Directive, m: &mut Model) {
+    for c in d.children() {
+        let n = c.args.first().and_then(|a| a.parse::<usize>().ok());
+        match (c.name.as_str(), n) {
+            ("worker_connections", Some(n)) if (1..=1 << 20).contains(&n) => {
+                m.worker_connections = Some(n)
+            }
+            ("worker_connections", _) => w.lose_at_top(
+                c,
+                "not understood; worker_connections = 1024 (the default) applies",
+            ),
+            _ => {
+                let n = w.other(c);
+                w.top_notes.push(n);
+            }
+        }
+    }
 }
 
 fn http(w: &mut Walk<'_>, d: &Directive, m: &mut Model) {

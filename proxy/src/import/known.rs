@@ -24,7 +24,6 @@ const HARMLESS: &[(&str, &str)] = &[
         "workers = N with pin_workers = true pins worker N to core N",
     ),
     ("events", "each worker runs its own io_uring event loop"),
-    ("worker_connections", "no per-worker connection cap"),
     ("use", "io_uring, falling back to epoll"),
     (
         "multi_accept",

@@ -45,6 +45,8 @@ impl Command {
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     pub workers: Option<String>,
+    /// nginx's `events { worker_connections }`, the same per-worker cap.
+    pub worker_connections: Option<usize>,
     pub access_log: Option<String>,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
