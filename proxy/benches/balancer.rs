@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use proxy::balance::{Balancer, Outcome, Tried};
 use proxy::config::{Balance, Upstream, UpstreamServer};
+use proxy::control::Cycle;
+use std::sync::Arc;
 
 fn upstream(balance: Balance, peers: u8) -> Upstream {
     Upstream {
@@ -38,14 +40,28 @@ fn upstream(balance: Balance, peers: u8) -> Upstream {
 
 fn pick_release(c: &mut Criterion) {
     let mut g = c.benchmark_group("pick_release");
+    // `shared`: round robin through the cycle all workers share (one atomic per pick), as
+    // workers run it; without it, each worker's own smooth WRR.
     let cases = [
-        ("round_robin_2", Balance::RoundRobin, 2),
-        ("round_robin_16", Balance::RoundRobin, 16),
-        ("least_conn_16", Balance::LeastConn, 16),
-        ("ip_hash_16", Balance::IpHash, 16),
+        ("round_robin_2", Balance::RoundRobin, 2, false),
+        ("round_robin_2_shared", Balance::RoundRobin, 2, true),
+        ("round_robin_16", Balance::RoundRobin, 16, false),
+        ("round_robin_16_shared", Balance::RoundRobin, 16, true),
+        ("least_conn_16", Balance::LeastConn, 16, false),
+        ("ip_hash_16", Balance::IpHash, 16, false),
     ];
-    for (name, balance, peers) in cases {
-        let mut b = Balancer::new(&upstream(balance, peers));
+    for (name, balance, peers, shared) in cases {
+        let up = upstream(balance, peers);
+        let mut b = Balancer::new(&up);
+        if shared {
+            let weights: Vec<(usize, u64)> = up
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, u64::from(s.weight)))
+                .collect();
+            b.set_cycle(Cycle::build(&weights).map(Arc::new));
+        }
         let now = Instant::now();
         let mut n: u32 = 0;
         g.bench_function(name, |bench| {

@@ -84,6 +84,25 @@ impl Expect {
     }
 }
 
+/// Back in the config's notation: "2xx|3xx", "200", "301-302".
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            if lo % 100 == 0 && hi == lo + 99 {
+                write!(f, "{}xx", lo / 100)?;
+            } else if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,

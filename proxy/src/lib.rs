@@ -18,6 +18,7 @@ pub mod balance;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod ctl;
 pub mod http;
 pub mod import;
 pub mod log;

@@ -32,13 +32,24 @@ struct Args {
     #[arg(long, default_value = "auto")]
     engine: String,
     #[command(subcommand)]
-    import: Option<proxy::import::Command>,
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    #[command(flatten)]
+    Import(proxy::import::Command),
+    /// Change or show servers' state at run time through the admin API
+    /// (drain|ready|maint UPSTREAM ADDR [--weight N], show).
+    Ctl(proxy::ctl::Ctl),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(import) = &args.import {
-        return import.run();
+    match &args.command {
+        Some(Sub::Import(import)) => return import.run(),
+        Some(Sub::Ctl(ctl)) => return ctl.run(),
+        None => {}
     }
     // I/O buffers (16 KiB) come from mmap, not the heap: with thousands of idle keep-alive
     // connections, heap-allocated buffers freed between small long-lived objects leave pages

@@ -443,3 +443,105 @@ mod checks {
         assert_eq!(traffic(&b), 1, "one try, then out for fail_timeout");
     }
 }
+
+fn ctl(p: &Proxy, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("ctl")
+        .arg("--config")
+        .arg(&p.config_path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn proxy_ctl_finds_the_admin_listener_and_token_from_the_config() {
+    let a = Backend::page("A");
+    let b = Backend::page("B");
+    let p = controlled(2, &[&a, &b], "");
+    let addr = a.addr.to_string();
+    let out = ctl(&p, &["drain", "u", &addr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("u {addr}: drain (weight 1)\n")
+    );
+    settle();
+    assert!(bodies(&p, 4).iter().all(|g| g == "B"));
+    let show = ctl(&p, &["show"]);
+    let table = String::from_utf8_lossy(&show.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.contains(&addr))
+        .expect("server row");
+    assert!(line.contains("drain"), "{table}");
+    let out = ctl(&p, &["ready", "u", &addr, "--weight", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server_json(&p, &a)["weight"], 2);
+    // Errors: exit 1 and the API's message.
+    let out = ctl(&p, &["maint", "u", "10.9.9.9:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no server \"10.9.9.9:1\""));
+}
+
+#[test]
+fn slow_start_after_maintenance_ramps_the_share_up() {
+    use std::time::Duration;
+    let a = Backend::page("A");
+    let b = Backend::page("B");
+    let dir = common::temp_dir("slow");
+    let token = token_file(&dir);
+    let upstream = format!(
+        "servers = [{{ address = \"{}\" }}, {{ address = \"{}\", slow_start = \"2s\" }}]",
+        a.addr, b.addr
+    );
+    let port = common::free_port();
+    let admin = common::free_port();
+    let top = format!(
+        "client_body_temp_path = \"{}\"\nadmin_token_file = \"{}\"",
+        dir.join("b").display(),
+        token.display()
+    );
+    let text = common::config_text(port, admin, &top, &upstream, "", "off");
+    std::fs::write(dir.join("proxy.toml"), text).unwrap();
+    let p = Proxy::spawn(dir.join("proxy.toml"), dir, port, admin, &[]);
+    assert_eq!(set(&p, &b, r#"{"state": "maint"}"#).status, 200);
+    settle();
+    assert_eq!(set(&p, &b, r#"{"state": "ready"}"#).status, 200);
+    settle();
+    // Early in the ramp (< 15% of 2 s) B weighs under 0.15 against A's 1.
+    let early = bodies(&p, 10);
+    let b_early = early.iter().filter(|g| *g == "B").count();
+    assert!(b_early <= 2, "{early:?}");
+    assert_eq!(server_json(&p, &b)["state"], "slow_start");
+    std::thread::sleep(Duration::from_millis(2000));
+    // After the ramp: nginx's alternation.
+    let late = bodies(&p, 6);
+    assert_eq!(late.iter().filter(|g| *g == "B").count(), 3, "{late:?}");
+    assert_eq!(server_json(&p, &b)["state"], "up");
+}
+
+#[test]
+fn a_foreign_state_file_is_a_warning_not_a_failure() {
+    let a = Backend::page("A");
+    let dir = common::temp_dir("foreign");
+    let state = dir.join("server-state");
+    std::fs::write(&state, "# haproxy server-state\n1\n").unwrap();
+    let top = format!("state_file = \"{}\"", state.display());
+    let p = proxy(1, &[&a], &top, "");
+    assert_eq!(p.get("/").text(), "A");
+    let err = p.stderr();
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("WARN"),
+        "{err}"
+    );
+    assert_eq!(server_json(&p, &a)["admin_state"], "ready");
+}

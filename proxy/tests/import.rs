@@ -124,7 +124,7 @@ fn the_binary_exits_0_3_1_and_its_output_passes_check() {
     let full = d.join("full.conf");
     std::fs::write(
         &full,
-        "worker_processes 2;\nevents { worker_connections 512; }\nhttp {\n  upstream app {\n    least_conn;\n    server 127.0.0.1:8081 weight=3 max_fails=2 fail_timeout=5s;\n    server 127.0.0.1:8082 backup;\n    keepalive 16;\n  }\n  proxy_read_timeout 30s;\n  server {\n    listen 127.0.0.1:18080 default_server;\n    client_max_body_size 10m;\n    location / { proxy_pass http://app; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; }\n    location /api/ { proxy_pass http://127.0.0.1:9000; }\n  }\n}\n",
+        "worker_processes 2;\nevents { worker_connections 512; }\nhttp {\n  upstream app {\n    least_conn;\n    server 127.0.0.1:8081 weight=3 max_fails=2 fail_timeout=5s slow_start=30s;\n    server 127.0.0.1:8082 backup;\n    keepalive 16;\n  }\n  proxy_read_timeout 30s;\n  server {\n    listen 127.0.0.1:18080 default_server;\n    client_max_body_size 10m;\n    location / { proxy_pass http://app; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; }\n    location /api/ { proxy_pass http://127.0.0.1:9000; }\n  }\n}\n",
     )
     .unwrap();
     let out = d.join("full.toml");
@@ -144,6 +144,7 @@ fn the_binary_exits_0_3_1_and_its_output_passes_check() {
     assert_eq!(app.balance, config::Balance::LeastConn);
     assert_eq!((app.servers[0].weight, app.servers[0].max_fails), (3, 2));
     assert_eq!(app.servers[0].fail_timeout.as_secs(), 5);
+    assert_eq!(app.servers[0].slow_start.as_secs(), 30);
     assert!(app.servers[1].backup);
     assert_eq!(app.keepalive, 16);
     assert_eq!(app.read_timeout.as_secs(), 30);

@@ -125,12 +125,13 @@ impl Balancer {
     }
 
     fn steady(&self, now: Instant) -> bool {
-        self.peers[..self.primaries].iter().all(|p| {
-            !p.in_service(false)
-                || (p.ramp.is_none()
-                    && p.effective_weight >= p.weight
-                    && p.fails_in_window(now) == 0
-                    && !p.full())
-        })
+        // Cheap field tests first: the clock is only read for a peer with failures counted.
+        self.ramping == 0
+            && self.peers[..self.primaries].iter().all(|p| {
+                !p.in_service(false)
+                    || (p.effective_weight >= p.weight
+                        && !p.full()
+                        && (p.fails == 0 || p.fails_in_window(now) == 0))
+            })
     }
 }

@@ -117,7 +117,9 @@ mod tests {
     fn expect_forms() {
         let e = parse_expect("2xx|3xx").unwrap();
         assert!(e.matches(200) && e.matches(399) && !e.matches(400) && !e.matches(199));
+        assert_eq!(e.to_string(), "2xx|3xx");
         let e = parse_expect("204|301-302").unwrap();
+        assert_eq!(e.to_string(), "204|301-302");
         assert!(e.matches(204) && e.matches(302) && !e.matches(200) && !e.matches(303));
         for bad in ["", "6xx", "2x", "abc", "300-200", "99", "200-", "22xx"] {
             assert!(parse_expect(bad).is_err(), "{bad:?} should be refused");

@@ -876,3 +876,84 @@ fn connection_and_body_buffering_keys() {
         "worker_connections must be between 1",
     );
 }
+
+mod control_keys {
+    use super::*;
+
+    #[test]
+    fn health_check_slow_start_and_files() {
+        let c = ok(&text(&[
+            "admin_token_file = \"/etc/proxy/admin.token\"",
+            "state_file = \"/var/lib/proxy/server-state\"",
+            "[upstream.u]",
+            "servers = [{ address = \"127.0.0.1:8080\", slow_start = \"30s\" }]",
+            "health_check = { uri = \"/health\", interval = \"500ms\", fall = 2, expect = \"200|301-302\" }",
+            "[[server]]",
+            "listen = [\"127.0.0.1:8000\"]",
+            "[[server.location]]",
+            "path = \"/\"",
+            "proxy_pass = \"u\"",
+        ]));
+        assert_eq!(
+            c.admin_token_file,
+            Some(PathBuf::from("/etc/proxy/admin.token"))
+        );
+        assert_eq!(
+            c.state_file,
+            Some(PathBuf::from("/var/lib/proxy/server-state"))
+        );
+        let u = &c.upstreams[0];
+        assert_eq!(u.servers[0].slow_start, Duration::from_secs(30));
+        let h = u.health_check.as_ref().expect("health_check");
+        assert_eq!(h.uri, "/health");
+        assert_eq!(h.interval, Duration::from_millis(500));
+        assert_eq!((h.timeout, h.fall, h.rise), (Duration::from_secs(1), 2, 2));
+        assert!(h.expect.matches(301) && !h.expect.matches(300) && h.expect.matches(200));
+        // Defaults: no checks, no slow start.
+        let c = ok(&BASE.join("\n"));
+        assert_eq!(c.upstreams[0].health_check, None);
+        assert_eq!(c.upstreams[0].servers[0].slow_start, Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_name_their_line() {
+        one_err(&base_insert(2, &["health_check = { fall = 0 }"]), 3, "fall");
+        one_err(
+            &base_insert(2, &["health_check = { expect = \"ok\" }"]),
+            3,
+            "expect",
+        );
+        one_err(
+            &base_insert(2, &["health_check = { intervall = \"1s\" }"]),
+            3,
+            "intervall",
+        );
+        one_err(
+            &base_insert(2, &["health_check = { uri = \"no-slash\" }"]),
+            3,
+            "uri",
+        );
+        one_err(
+            &base_insert(2, &["health_check = { timeout = \"0s\" }"]),
+            3,
+            "timeout",
+        );
+        one_err(
+            &base_with(
+                2,
+                "servers = [{ address = \"127.0.0.1:8080\", slow_start = \"soon\" }]",
+            ),
+            2,
+            "slow_start",
+        );
+        let ip_hash = base_insert(
+            1,
+            &["servers = [{ address = \"127.0.0.1:8080\", slow_start = \"5s\" }, { address = \"127.0.0.1:8081\" }]", "balance = \"ip_hash\""],
+        )
+        .replacen("servers = [{ address = \"127.0.0.1:8080\" }]\n", "", 1);
+        one_err(&ip_hash, 1, "ip_hash");
+        let top = |l: &str| format!("{l}\n{}", BASE.join("\n"));
+        one_err(&top("state_file = \"relative/state\""), 1, "absolute");
+        one_err(&top("admin_token_file = \"token\""), 1, "absolute");
+    }
+}

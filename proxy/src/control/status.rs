@@ -39,6 +39,8 @@ pub struct CheckStatus {
     pub timeout_ms: u64,
     pub fall: u32,
     pub rise: u32,
+    /// Accepted statuses, as in the config ("2xx|3xx").
+    pub expect: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +115,7 @@ fn upstream(
             timeout_ms: c.timeout.as_millis() as u64,
             fall: c.fall,
             rise: c.rise,
+            expect: c.expect.to_string(),
         }),
         servers: u
             .servers

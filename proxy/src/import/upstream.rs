@@ -103,7 +103,7 @@ fn directive<'d>(
 }
 
 /// One `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]
-/// [max_conns=N]`; also says whether it is a backup.
+/// [max_conns=N] [slow_start=T]`; also says whether it is a backup.
 fn server(w: &mut Walk<'_>, d: &Directive, notes: &mut Vec<String>) -> Option<(Peer, bool)> {
     let Some(addr) = d.args.first() else {
         notes.push(w.lose(d, "server without an address; left out"));
@@ -140,6 +140,10 @@ fn server(w: &mut Walk<'_>, d: &Directive, notes: &mut Vec<String>) -> Option<(P
             "fail_timeout" => values::duration(value)
                 .ok()
                 .map(|v| (conf::import::toml_str(&v), "fail_timeout")),
+            // nginx Plus; the same name and meaning here.
+            "slow_start" => values::duration(value)
+                .ok()
+                .map(|v| (conf::import::toml_str(&v), "slow_start")),
             "backup" if value.is_empty() => {
                 backup = true;
                 Some(("true".into(), "backup"))
