@@ -74,6 +74,8 @@ pub struct StepResult {
     pub bound_s: Option<f64>,
     /// Successful responses per body.
     pub bodies: Vec<(String, usize)>,
+    /// Failed requests per error (timeout, refused, HTTP status).
+    pub errors: Vec<(String, usize)>,
     pub start_s: f64,
     pub end_s: f64,
     /// Requests each balancer's proxy logged during the step (its access log): an independent
@@ -195,15 +197,19 @@ pub fn evaluate(
     };
 
     let mut bodies: Vec<(String, usize)> = Vec::new();
+    let mut errors: Vec<(String, usize)> = Vec::new();
     for s in &in_step {
-        if let Ok(b) = &s.result {
-            match bodies.iter_mut().find(|(k, _)| k == b) {
-                Some((_, n)) => *n += 1,
-                None => bodies.push((b.clone(), 1)),
-            }
+        let (tally, key) = match &s.result {
+            Ok(b) => (&mut bodies, b),
+            Err(e) => (&mut errors, e),
+        };
+        match tally.iter_mut().find(|(k, _)| k == key) {
+            Some((_, n)) => *n += 1,
+            None => tally.push((key.clone(), 1)),
         }
     }
     bodies.sort();
+    errors.sort();
 
     let observed_holders = holders_at(changes, w.end);
     let mut problems = Vec::new();
@@ -312,6 +318,7 @@ pub fn evaluate(
         failover_s: failover.map(|d| d.as_secs_f64()),
         bound_s: spec.bound.map(|d| d.as_secs_f64()),
         bodies,
+        errors,
         start_s: w.start.as_secs_f64(),
         end_s: w.end.as_secs_f64(),
         access_logs: Vec::new(),

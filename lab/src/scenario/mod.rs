@@ -583,6 +583,10 @@ fn print_result(r: &StepResult) {
     if !bodies.is_empty() {
         println!("      answers: {}", bodies.join(", "));
     }
+    if !r.errors.is_empty() {
+        let errors: Vec<String> = r.errors.iter().map(|(e, n)| format!("{e} x{n}")).collect();
+        println!("      failures: {}", errors.join(", "));
+    }
     if !r.access_logs.is_empty() {
         let logs: Vec<String> = r
             .access_logs

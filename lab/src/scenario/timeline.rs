@@ -214,6 +214,7 @@ mod tests {
                 failover_s: Some(0.5),
                 bound_s: Some(5.0),
                 bodies: vec![],
+                errors: vec![],
                 start_s: 1.0,
                 end_s: 2.0,
                 access_logs: vec![],
