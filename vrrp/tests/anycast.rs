@@ -118,6 +118,23 @@ fn anycast_vips_follow_the_track_and_leave_on_stop() {
         lab.log_dump()
     );
 
+    // SIGHUP with another VIP list: the dropped one comes off, the new one goes on.
+    let cfg = lab.path("b0.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("10.99.0.90/32", "10.99.0.100")).unwrap();
+    lab.signal(pid, libc::SIGHUP);
+    let reloaded = wait_for(Duration::from_secs(5), || {
+        let mut on = on_vip0(&lab, &ns);
+        on.sort();
+        on == ["10.99.0.100", "10.99.0.80"]
+    });
+    assert!(
+        reloaded.is_some(),
+        "{:?}\n{}",
+        on_vip0(&lab, &ns),
+        lab.log_dump()
+    );
+
     // SIGTERM: the VIPs come off before the daemon exits.
     lab.signal(pid, libc::SIGTERM);
     assert_eq!(lab.wait_exit(pid, Duration::from_secs(5)), Some(0));

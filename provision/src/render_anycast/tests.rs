@@ -46,7 +46,8 @@ filter export_anycast_vips {
   reject;
 }
 
-# A dead balancer or link is declared down 300 ms after its last BFD packet.
+# A dead balancer or link is declared down 300 ms after its last BFD packet (at the
+# slower of the two sides' timers: BFD negotiates).
 protocol bfd {
   interface "ens33" {
     min rx interval 100 ms;
@@ -88,6 +89,20 @@ protocol bgp to_router {
     )
     .unwrap();
     assert!(!nb.contains("bfd"), "{nb}");
+    let slow = anycast_inventory("bfd_interval_ms = 500\nbfd_multiplier = 5\n");
+    let sl = bird_conf(
+        &slow,
+        slow.host("server1").unwrap(),
+        slow.anycast().unwrap(),
+    )
+    .unwrap();
+    assert!(sl.contains("declared down 2500 ms after"), "{sl}");
+    assert!(
+        sl.contains(
+            "    min rx interval 500 ms;\n    min tx interval 500 ms;\n    multiplier 5;\n"
+        ),
+        "{sl}"
+    );
 }
 
 /// What the plan's validation step runs on the host: BIRD's own parser accepts the files.
