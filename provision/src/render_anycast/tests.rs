@@ -193,3 +193,20 @@ fn balancer_files_add_bird_conf_in_anycast_mode_only() {
         crate::render::balancer_files(&vrrp, vrrp.host("server1").unwrap()).unwrap()
     );
 }
+
+/// deploy/'s anycast examples are exactly what provision renders for server1 with the
+/// documented `[bgp]` section, so a hand install and a provisioned one never drift apart.
+#[test]
+fn deploy_examples_are_the_rendered_files() {
+    let inv = anycast_inventory("");
+    let s1 = inv.host("server1").unwrap();
+    let bgp = inv.anycast().unwrap();
+    assert_eq!(
+        include_str!("../../../deploy/bird-anycast.conf"),
+        bird_conf(&inv, s1, bgp).unwrap()
+    );
+    assert_eq!(
+        include_str!("../../../deploy/vrrp-anycast.toml"),
+        vrrp_toml(&inv, s1, bgp).unwrap()
+    );
+}
