@@ -58,7 +58,9 @@ fn status_json(lab: &Lab) -> serde_json::Value {
         .args(["status", "--runtime-dir", &dir, "--json"])
         .output()
         .expect("vrrp status");
-    serde_json::from_slice(&out.stdout).expect("status JSON")
+    // Null until the daemon wrote its first status: callers compare fields, and say what
+    // they got.
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn ms(d: Duration) -> u128 {
@@ -309,4 +311,36 @@ fn bird_announces_to_a_router_and_bfd_withdraws_a_dead_balancer() {
         ms(t0.elapsed())
     );
     assert_eq!(lab.wait_exit(vrrp, Duration::from_secs(5)), Some(0));
+}
+
+/// A predecessor killed with SIGKILL leaves its VIPs on vip0 (BIRD keeps announcing them until
+/// vrrp runs again): a new vrrp whose check fails takes them off at once, before any probe
+/// result arrives.
+#[test]
+fn stale_vips_come_off_when_vrrp_starts_unhealthy() {
+    let mut lab = Lab::new("anystale", 1);
+    let ns = lab.hosts[0].clone();
+    for args in [
+        vec!["ip", "link", "add", "vip0", "type", "ifb"],
+        vec!["ip", "link", "set", "vip0", "up"],
+        vec!["ip", "addr", "add", "10.99.0.80/32", "dev", "vip0"],
+        vec!["ip", "addr", "add", "10.99.0.90/32", "dev", "vip0"],
+    ] {
+        let out = lab.exec(&ns, &args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    assert!(all_on(&lab, &ns));
+    let flag = lab.path("flag");
+    std::fs::write(&flag, "fail\n").unwrap();
+    lab.start_vrrp(0, "b0", &anycast_toml(&lab, &flag));
+    let gone = wait_for(Duration::from_secs(5), || none_on(&lab, &ns));
+    assert!(gone.is_some(), "stale VIPs kept\n{}", lab.log_dump());
+    println!(
+        "ANYCAST-TIMING stale_vips_removed_ms={}",
+        ms(gone.unwrap_or_default())
+    );
+    let st = wait_for(Duration::from_secs(5), || {
+        status_json(&lab)["anycast"]["state"] == "WITHDRAWN"
+    });
+    assert!(st.is_some(), "{:#}", status_json(&lab));
 }
