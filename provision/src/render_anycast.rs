@@ -148,8 +148,9 @@ fn bgp_protocol(s: &mut String, host: &Host, bgp: &Bgp) {
     let _ = writeln!(s, "  keepalive time {BGP_KEEPALIVE_SECS};");
     let _ = writeln!(
         s,
-        "  # Back in service soon after the router or the link returns (defaults: 120 s, 60-300 s)."
+        "  # Back in service soon after the router or the link returns (defaults: 5 s before the\n  # first connect, 120 s between tries, 60-300 s after an error)."
     );
+    let _ = writeln!(s, "  connect delay time 1;");
     let _ = writeln!(s, "  connect retry time 5;");
     let _ = writeln!(s, "  error wait time 1, 30;");
     let _ = writeln!(

@@ -174,7 +174,7 @@ fn router_bird_conf(router: &str, balancer: &str) -> String {
          protocol bfd {{ interface \"eth0\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
          protocol bgp b0 {{ local {router} as 65000; neighbor {balancer} as 65001; bfd on;\n\
-         connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
+         connect delay time 1; connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
     )
 }
 

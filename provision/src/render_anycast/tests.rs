@@ -66,7 +66,9 @@ protocol bgp to_router {
   graceful restart off;
   hold time 9;
   keepalive time 3;
-  # Back in service soon after the router or the link returns (defaults: 120 s, 60-300 s).
+  # Back in service soon after the router or the link returns (defaults: 5 s before the
+  # first connect, 120 s between tries, 60-300 s after an error).
+  connect delay time 1;
   connect retry time 5;
   error wait time 1, 30;
   ipv4 {
