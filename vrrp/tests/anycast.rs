@@ -120,6 +120,18 @@ fn anycast_vips_follow_the_track_and_leave_on_stop() {
         lab.log_dump()
     );
 
+    // vip0 set down (BIRD would export nothing from it): brought up again.
+    assert!(lab
+        .exec(&ns, &["ip", "link", "set", "vip0", "down"])
+        .status
+        .success());
+    let up_again = wait_for(Duration::from_secs(5), || {
+        let out = lab.exec(&ns, &["ip", "-o", "link", "show", "vip0"]);
+        String::from_utf8_lossy(&out.stdout).contains(",UP,")
+    });
+    assert!(up_again.is_some(), "vip0 left down\n{}", lab.log_dump());
+    assert!(all_on(&lab, &ns), "{:?}", on_vip0(&lab, &ns));
+
     // SIGHUP with another VIP list: the dropped one comes off, the new one goes on.
     let cfg = lab.path("b0.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
