@@ -25,9 +25,6 @@ pub const BIRD_CONFIG_PATH_EL: &str = "/etc/bird.conf";
 pub const ANYCAST_INTERFACE: &str = "vip0";
 /// BIRD's name for the BGP session with the router (`birdc show protocols to_router`).
 pub const BGP_PROTOCOL: &str = "to_router";
-/// BFD timers: 100 ms x 3 declares the session down 300 ms after the last packet.
-pub const BFD_INTERVAL_MS: u32 = 100;
-pub const BFD_MULTIPLIER: u32 = 3;
 /// BGP hold and keepalive times (seconds): what notices a dead peer when BFD is off.
 pub const BGP_HOLD_SECS: u32 = 9;
 pub const BGP_KEEPALIVE_SECS: u32 = 3;
@@ -115,14 +112,15 @@ pub fn bird_conf(inv: &Inventory, host: &Host, bgp: &Bgp) -> Result<String, Rend
         "filter export_anycast_vips {{\n  if proto = \"anycast_vips\" && net ~ ANYCAST_VIPS then accept;\n  reject;\n}}\n"
     );
     if bgp.bfd {
+        let (ms, mult) = (bgp.bfd_interval_ms, bgp.bfd_multiplier);
         let _ = writeln!(
             s,
-            "# A dead balancer or link is declared down {} ms after its last BFD packet.",
-            BFD_INTERVAL_MS * BFD_MULTIPLIER
+            "# A dead balancer or link is declared down {} ms after its last BFD packet (at the\n# slower of the two sides' timers: BFD negotiates).",
+            ms * u32::from(mult)
         );
         let _ = writeln!(
             s,
-            "protocol bfd {{\n  interface \"{}\" {{\n    min rx interval {BFD_INTERVAL_MS} ms;\n    min tx interval {BFD_INTERVAL_MS} ms;\n    multiplier {BFD_MULTIPLIER};\n  }};\n}}\n",
+            "protocol bfd {{\n  interface \"{}\" {{\n    min rx interval {ms} ms;\n    min tx interval {ms} ms;\n    multiplier {mult};\n  }};\n}}\n",
             host.interface
         );
     }
@@ -150,8 +148,9 @@ fn bgp_protocol(s: &mut String, host: &Host, bgp: &Bgp) {
     let _ = writeln!(s, "  keepalive time {BGP_KEEPALIVE_SECS};");
     let _ = writeln!(
         s,
-        "  # Back in service soon after the router or the link returns (defaults: 120 s, 60-300 s)."
+        "  # Back in service soon after the router or the link returns (defaults: 5 s before the\n  # first connect, 120 s between tries, 60-300 s after an error)."
     );
+    let _ = writeln!(s, "  connect delay time 1;");
     let _ = writeln!(s, "  connect retry time 5;");
     let _ = writeln!(s, "  error wait time 1, 30;");
     let _ = writeln!(

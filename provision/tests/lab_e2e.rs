@@ -901,7 +901,7 @@ fn anycast_router_conf(router: &str, balancers: &[String]) -> String {
     for (i, b) in balancers.iter().enumerate() {
         c.push_str(&format!(
             "protocol bgp b{i} {{ local {router} as 65000; neighbor {b} as 65001; bfd on;\n\
-             connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
+             connect delay time 1; connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
         ));
     }
     c

@@ -58,7 +58,9 @@ fn status_json(lab: &Lab) -> serde_json::Value {
         .args(["status", "--runtime-dir", &dir, "--json"])
         .output()
         .expect("vrrp status");
-    serde_json::from_slice(&out.stdout).expect("status JSON")
+    // Null until the daemon wrote its first status: callers compare fields, and say what
+    // they got.
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn ms(d: Duration) -> u128 {
@@ -118,6 +120,35 @@ fn anycast_vips_follow_the_track_and_leave_on_stop() {
         lab.log_dump()
     );
 
+    // vip0 set down (BIRD would export nothing from it): brought up again.
+    assert!(lab
+        .exec(&ns, &["ip", "link", "set", "vip0", "down"])
+        .status
+        .success());
+    let up_again = wait_for(Duration::from_secs(5), || {
+        let out = lab.exec(&ns, &["ip", "-o", "link", "show", "vip0"]);
+        String::from_utf8_lossy(&out.stdout).contains(",UP,")
+    });
+    assert!(up_again.is_some(), "vip0 left down\n{}", lab.log_dump());
+    assert!(all_on(&lab, &ns), "{:?}", on_vip0(&lab, &ns));
+
+    // SIGHUP with another VIP list: the dropped one comes off, the new one goes on.
+    let cfg = lab.path("b0.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("10.99.0.90/32", "10.99.0.100")).unwrap();
+    lab.signal(pid, libc::SIGHUP);
+    let reloaded = wait_for(Duration::from_secs(5), || {
+        let mut on = on_vip0(&lab, &ns);
+        on.sort();
+        on == ["10.99.0.100", "10.99.0.80"]
+    });
+    assert!(
+        reloaded.is_some(),
+        "{:?}\n{}",
+        on_vip0(&lab, &ns),
+        lab.log_dump()
+    );
+
     // SIGTERM: the VIPs come off before the daemon exits.
     lab.signal(pid, libc::SIGTERM);
     assert_eq!(lab.wait_exit(pid, Duration::from_secs(5)), Some(0));
@@ -155,7 +186,7 @@ fn router_bird_conf(router: &str, balancer: &str) -> String {
          protocol bfd {{ interface \"eth0\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
          protocol bgp b0 {{ local {router} as 65000; neighbor {balancer} as 65001; bfd on;\n\
-         connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
+         connect delay time 1; connect retry time 1; error wait time 1, 5; ipv4 {{ import all; export none; }}; }}\n"
     )
 }
 
@@ -292,4 +323,36 @@ fn bird_announces_to_a_router_and_bfd_withdraws_a_dead_balancer() {
         ms(t0.elapsed())
     );
     assert_eq!(lab.wait_exit(vrrp, Duration::from_secs(5)), Some(0));
+}
+
+/// A predecessor killed with SIGKILL leaves its VIPs on vip0 (BIRD keeps announcing them until
+/// vrrp runs again): a new vrrp whose check fails takes them off at once, before any probe
+/// result arrives.
+#[test]
+fn stale_vips_come_off_when_vrrp_starts_unhealthy() {
+    let mut lab = Lab::new("anystale", 1);
+    let ns = lab.hosts[0].clone();
+    for args in [
+        vec!["ip", "link", "add", "vip0", "type", "ifb"],
+        vec!["ip", "link", "set", "vip0", "up"],
+        vec!["ip", "addr", "add", "10.99.0.80/32", "dev", "vip0"],
+        vec!["ip", "addr", "add", "10.99.0.90/32", "dev", "vip0"],
+    ] {
+        let out = lab.exec(&ns, &args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    assert!(all_on(&lab, &ns));
+    let flag = lab.path("flag");
+    std::fs::write(&flag, "fail\n").unwrap();
+    lab.start_vrrp(0, "b0", &anycast_toml(&lab, &flag));
+    let gone = wait_for(Duration::from_secs(5), || none_on(&lab, &ns));
+    assert!(gone.is_some(), "stale VIPs kept\n{}", lab.log_dump());
+    println!(
+        "ANYCAST-TIMING stale_vips_removed_ms={}",
+        ms(gone.unwrap_or_default())
+    );
+    let st = wait_for(Duration::from_secs(5), || {
+        status_json(&lab)["anycast"]["state"] == "WITHDRAWN"
+    });
+    assert!(st.is_some(), "{:#}", status_json(&lab));
 }

@@ -31,7 +31,15 @@ pub struct Bgp {
     /// BFD on the session: a dead balancer (or link) is noticed in well under a second
     /// instead of after the BGP hold time.
     pub bfd: bool,
+    /// BFD transmit/receive interval in milliseconds (default 100).
+    pub bfd_interval_ms: u32,
+    /// Missed BFD packets before the session is declared down (default 3).
+    pub bfd_multiplier: u8,
 }
+
+/// BFD defaults: 100 ms x 3 declares a peer dead 300 ms after its last packet.
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = 100;
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +49,8 @@ pub(super) struct RawBgp {
     router: Option<Spanned<String>>,
     router_asn: Option<Spanned<i64>>,
     bfd: Option<bool>,
+    bfd_interval_ms: Option<Spanned<i64>>,
+    bfd_multiplier: Option<Spanned<i64>>,
 }
 
 impl RawBgp {
@@ -65,6 +75,22 @@ fn asn(c: &mut Collector<'_>, v: &Spanned<i64>, what: &str) -> Option<u32> {
             None
         }
     }
+}
+
+/// `v` within `min..=max`, else an error at its line.
+fn ranged<T: TryFrom<i64>>(
+    c: &mut Collector<'_>,
+    v: &Spanned<i64>,
+    what: &str,
+    min: i64,
+    max: i64,
+) -> Option<T> {
+    let n = *v.get_ref();
+    if !(min..=max).contains(&n) {
+        c.at(v, format!("{what} must be {min}..={max}, got {n}"));
+        return None;
+    }
+    T::try_from(n).ok()
 }
 
 /// Validates `[bgp]`; `whole` is the section (for "missing key" errors); `subnet` says
@@ -123,8 +149,18 @@ pub(super) fn validate(
             c.at(v, format!("router_asn {r} equals local_asn: the balancers speak eBGP to the router (iBGP would not pass their routes on as they are)"));
         }
     }
+    let bfd_interval_ms = match &raw.bfd_interval_ms {
+        None => DEFAULT_BFD_INTERVAL_MS,
+        Some(v) => ranged(c, v, "bfd_interval_ms", 10, 10_000).unwrap_or(0),
+    };
+    let bfd_multiplier = match &raw.bfd_multiplier {
+        None => DEFAULT_BFD_MULTIPLIER,
+        Some(v) => ranged(c, v, "bfd_multiplier", 1, 255).unwrap_or(0),
+    };
     Some(Bgp {
         mode,
+        bfd_interval_ms,
+        bfd_multiplier,
         local_asn: local_asn.unwrap_or(0),
         router: router.unwrap_or(Ipv4Addr::UNSPECIFIED),
         router_asn: router_asn.unwrap_or(0),
@@ -174,6 +210,7 @@ mod tests {
             (b.local_asn, b.router_asn, b.bfd),
             (4_200_000_001, 65000, false)
         );
+        assert_eq!((b.bfd_interval_ms, b.bfd_multiplier), (100, 3));
         // The router may be the subnet's gateway.
         assert_eq!(b.router.to_string(), "172.16.249.2");
     }
@@ -221,6 +258,18 @@ mod tests {
                 .all(|(l, m)| *l == header && m.contains("needs")),
             "{errs:?}"
         );
+
+        let text = with("mode = \"anycast\"\nlocal_asn = 65001\nrouter = \"172.16.249.1\"\nrouter_asn = 65000\nbfd_interval_ms = 5\nbfd_multiplier = 0\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].0, line_of(&text, "bfd_interval_ms"));
+        assert!(
+            errs[0]
+                .1
+                .contains("bfd_interval_ms must be 10..=10000, got 5"),
+            "{errs:?}"
+        );
+        assert_eq!(errs[1].0, line_of(&text, "bfd_multiplier"));
 
         let text = with("mode = \"ecmp\"\n");
         let errs = errors(&text);

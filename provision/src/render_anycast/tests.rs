@@ -46,7 +46,8 @@ filter export_anycast_vips {
   reject;
 }
 
-# A dead balancer or link is declared down 300 ms after its last BFD packet.
+# A dead balancer or link is declared down 300 ms after its last BFD packet (at the
+# slower of the two sides' timers: BFD negotiates).
 protocol bfd {
   interface "ens33" {
     min rx interval 100 ms;
@@ -65,7 +66,9 @@ protocol bgp to_router {
   graceful restart off;
   hold time 9;
   keepalive time 3;
-  # Back in service soon after the router or the link returns (defaults: 120 s, 60-300 s).
+  # Back in service soon after the router or the link returns (defaults: 5 s before the
+  # first connect, 120 s between tries, 60-300 s after an error).
+  connect delay time 1;
   connect retry time 5;
   error wait time 1, 30;
   ipv4 {
@@ -88,6 +91,20 @@ protocol bgp to_router {
     )
     .unwrap();
     assert!(!nb.contains("bfd"), "{nb}");
+    let slow = anycast_inventory("bfd_interval_ms = 500\nbfd_multiplier = 5\n");
+    let sl = bird_conf(
+        &slow,
+        slow.host("server1").unwrap(),
+        slow.anycast().unwrap(),
+    )
+    .unwrap();
+    assert!(sl.contains("declared down 2500 ms after"), "{sl}");
+    assert!(
+        sl.contains(
+            "    min rx interval 500 ms;\n    min tx interval 500 ms;\n    multiplier 5;\n"
+        ),
+        "{sl}"
+    );
 }
 
 /// What the plan's validation step runs on the host: BIRD's own parser accepts the files.
@@ -176,5 +193,22 @@ fn balancer_files_add_bird_conf_in_anycast_mode_only() {
     assert_eq!(
         crate::render::balancer_files(&with_section, h).unwrap(),
         crate::render::balancer_files(&vrrp, vrrp.host("server1").unwrap()).unwrap()
+    );
+}
+
+/// deploy/'s anycast examples are exactly what provision renders for server1 with the
+/// documented `[bgp]` section, so a hand install and a provisioned one never drift apart.
+#[test]
+fn deploy_examples_are_the_rendered_files() {
+    let inv = anycast_inventory("");
+    let s1 = inv.host("server1").unwrap();
+    let bgp = inv.anycast().unwrap();
+    assert_eq!(
+        include_str!("../../../deploy/bird-anycast.conf"),
+        bird_conf(&inv, s1, bgp).unwrap()
+    );
+    assert_eq!(
+        include_str!("../../../deploy/vrrp-anycast.toml"),
+        vrrp_toml(&inv, s1, bgp).unwrap()
     );
 }

@@ -133,13 +133,15 @@ impl Daemon {
     }
 
     /// After the kernel announced link changes: the anycast interface (re-created if it was
-    /// deleted) and the tracked links' states. The caller re-evaluates health next.
+    /// deleted, brought up again if someone set it down: BIRD exports nothing from a down
+    /// interface) and the tracked links' states. The caller re-evaluates health next.
     pub(super) fn refresh_anycast_links(&mut self) {
         let Some(a) = self.anycast.as_ref() else {
             return;
         };
         let current = crate::sys::netlink::ifindex(&a.conf.interface).ok();
-        if current.is_none() || current != a.ifindex {
+        let up = current.is_some_and(|i| self.netlink.link(i).is_ok_and(|l| l.up));
+        if current.is_none() || current != a.ifindex || !up {
             self.bind_anycast();
         }
         let names: Vec<String> = self
