@@ -9,7 +9,8 @@
 # `taskset -c`: the proxy, and wrk plus the backend; default unpinned).
 # Per run: req/s and p99 from wrk (SECS after a 1 s warm-up), the proxy's CPU per request
 # (utime+stime from /proc/PID/stat) and TCP connects per request (machine-wide ActiveOpens
-# from /proc/net/snmp minus wrk's connections). Non-2xx answers abort the run.
+# from /proc/net/snmp minus wrk's connections), and the proxy threads' voluntary (sleeps) and
+# involuntary (preempted) context switches per request. Non-2xx answers abort the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$1 B=$2 C=${3:-50} P=${4:-/small} R=${5:-3}
@@ -49,6 +50,9 @@ proxy_pass = "b"
 TOML
 done
 hz=$(getconf CLK_TCK)
+# Context switches of all the proxy's threads: a voluntary one per sleep in io_uring_enter, so
+# per request they say how many requests each wake-up served.
+ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{v[$1]+=$2} END{printf "%d %d\n", v["voluntary_ctxt_switches:"], v["nonvoluntary_ctxt_switches:"]}'; }
 opens() { awk '/^Tcp:/{n++; if (n==1) for (i=1;i<=NF;i++) if ($i=="ActiveOpens") c=i; if (n==2) print $c}' /proc/net/snmp; }
 for _ in $(seq "$R"); do
   for side in A B; do
@@ -60,14 +64,17 @@ for _ in $(seq "$R"); do
     "${load[@]}" wrk -t1 -c"$C" -d1s "http://127.0.0.1:$port$P" >/dev/null
     t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
     o0=$(opens)
+    read -r v0 nv0 < <(ctxsw "$pid")
     out=$("${load[@]}" wrk -t1 -c"$C" -d"${SECS}s" --latency "http://127.0.0.1:$port$P")
     o1=$(opens)
+    read -r v1 nv1 < <(ctxsw "$pid")
     t1=$(awk '{print $14+$15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     if grep -q Non-2xx <<<"$out"; then echo "ab: $bin answered non-2xx" >&2; exit 1; fi
     n=$(awk '/requests in/{print $1}' <<<"$out")
-    awk -v b="$bin ($side)" -v c="$C" -v n="$n" -v t="$((t1 - t0))" -v hz="$hz" -v o="$((o1 - o0 - C))" '
+    awk -v b="$bin ($side)" -v c="$C" -v n="$n" -v t="$((t1 - t0))" -v hz="$hz" -v o="$((o1 - o0 - C))" \
+      -v v="$((v1 - v0))" -v nv="$((nv1 - nv0))" '
       /Requests\/sec/{rps=$2} $1=="99%"{p99=$2}
-      END{printf "%s c%s: %s req/s p99 %s cpu_us/req %.2f connects/req %.3f\n", b, c, rps, p99, t*1e6/hz/n, (o<0?0:o)/n}' <<<"$out"
+      END{printf "%s c%s: %s req/s p99 %s cpu_us/req %.2f connects/req %.3f wakeups/req %.3f preempted/req %.3f\n", b, c, rps, p99, t*1e6/hz/n, (o<0?0:o)/n, v/n, nv/n}' <<<"$out"
   done
 done
