@@ -4,7 +4,6 @@
 
 pub mod backoff;
 pub mod buffers;
-pub mod busy_poll;
 pub mod deadline;
 pub mod event;
 pub mod splice;

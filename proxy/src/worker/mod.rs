@@ -118,9 +118,6 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             shared,
         });
         control::rebuild_balancers(&ctx, &config);
-        if let Some(spin) = crate::rt::busy_poll::from_env() {
-            monoio::spawn(crate::rt::busy_poll::spin(stats.clone(), spin));
-        }
         if let Err(e) = listen::sync_listeners(&ctx, &config) {
             let _ = ready.send((id, Err(e)));
             return;
