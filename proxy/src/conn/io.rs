@@ -3,16 +3,13 @@
 //! [`ClientSide`] and [`UpstreamSide`] own an endpoint with the buffers read into it (in the
 //! manner of mini-redis's `Connection`). [`forward_exact`] moves a counted body between them.
 
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use nix::errno::Errno;
-use nix::sys::socket::{send, MsgFlags};
 
 use crate::http::HeaderSpan;
 use crate::metrics::{self, WorkerStats};
@@ -95,18 +92,14 @@ impl Endpoint {
 
     /// Write all of `buf` (kept for reuse) within the write timeout.
     pub async fn write_all(&mut self, buf: &mut Vec<u8>) -> Result<(), ExchangeError> {
-        let sent = self.send_now(buf)?;
-        if sent == buf.len() {
-            return Ok(());
-        }
-        let rest = std::mem::take(buf).slice(sent..);
+        let owned = std::mem::take(buf);
         match self
             .timer
-            .within(self.write_timeout, self.tcp.write_all(rest))
+            .within(self.write_timeout, self.tcp.write_all(owned))
             .await
         {
             Ok((r, back)) => {
-                *buf = back.into_inner();
+                *buf = back;
                 r.map(|_| ()).map_err(|_| self.error(Kind::Closed))
             }
             Err(_elapsed) => Err(self.error(Kind::Timeout)),
@@ -116,31 +109,10 @@ impl Endpoint {
     /// Write all of `data`, a buffer the caller keeps: a write cut by its timeout leaves the
     /// caller's bytes whole, so a retry on another connection sends exactly them again.
     pub async fn write_shared(&mut self, data: &Rc<Vec<u8>>) -> Result<(), ExchangeError> {
-        let sent = self.send_now(data)?;
-        if sent == data.len() {
-            return Ok(());
-        }
-        let write = self.tcp.write_all(data.clone().slice(sent..));
+        let write = self.tcp.write_all(data.clone());
         match self.timer.within(self.write_timeout, write).await {
             Ok((r, _)) => r.map(|_| ()).map_err(|_| self.error(Kind::Closed)),
             Err(_elapsed) => Err(self.error(Kind::Timeout)),
-        }
-    }
-
-    /// Send what the socket takes right now, with one non-blocking send(2). A request head or a
-    /// small response nearly always fits in the socket buffer whole, and then it costs no
-    /// io_uring operation, completion and task wake-up (measured: see `benches/ab.sh` in
-    /// the README). `Ok(0)` when the buffer is full (the caller waits through the runtime);
-    /// a reset or closed peer is this side's `Closed`.
-    fn send_now(&self, data: &[u8]) -> Result<usize, ExchangeError> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-        match send(self.tcp.as_raw_fd(), data, flags) {
-            Ok(n) => Ok(n),
-            Err(Errno::EAGAIN | Errno::EINTR | Errno::ENOBUFS) => Ok(0),
-            Err(_) => Err(self.error(Kind::Closed)),
         }
     }
 }
