@@ -156,6 +156,8 @@ http {{
 
 /// Apache 2.4 with the event MPM and Debian's keep-alive defaults (`KeepAliveTimeout 5`,
 /// `MaxKeepAliveRequests 100`): the backend most likely to close pooled connections under us.
+/// All child processes start at once: growing from one by Apache's spawn rate (one more per
+/// second, doubling) during a short run made it close keep-alive connections while busy.
 pub fn apache_config(port: u16, processes: usize, dir: &Path, root: &Path) -> String {
     let d = dir.display();
     let m = "/usr/lib/apache2/modules";
@@ -176,7 +178,7 @@ ListenBacklog 4096
 KeepAlive On
 KeepAliveTimeout 5
 MaxKeepAliveRequests 100
-StartServers {processes}
+StartServers {servers}
 ServerLimit {servers}
 ThreadsPerChild 64
 MaxRequestWorkers {workers}
@@ -185,8 +187,8 @@ DocumentRoot "{root}"
     Require all granted
 </Directory>
 "#,
-        servers = processes.max(1) * 16,
-        workers = processes.max(1) * 16 * 64,
+        servers = processes.max(1) * 32,
+        workers = processes.max(1) * 32 * 64,
         root = root.display(),
     )
 }

@@ -292,9 +292,21 @@ impl fmt::Display for UpstreamKeepalive {
 pub const UPSTREAM_KEEPALIVE: usize = 1024;
 
 pub fn ours_config(s: &ProxySetup, port: u16) -> String {
+    // The proxy closes client connections beyond `worker_connections` (default 4096) at accept:
+    // the idle test holds more. An explicit `--proxy-toml 'worker_connections = N'` wins.
+    let limit = if s
+        .proxy_toml
+        .iter()
+        .any(|l| l.trim_start().starts_with("worker_connections"))
+    {
+        String::new()
+    } else {
+        format!("worker_connections = {}", s.max_conns)
+    };
     format!(
         r#"workers = {workers}
 access_log = "off"
+{limit}
 {extra}
 
 [upstream.backend]
@@ -476,6 +488,13 @@ mod tests {
         assert!(o.contains("workers = 2") && o.contains("127.0.0.1:1234") && o.contains(":8080"));
         assert!(o.contains("access_log = \"off\"") && o.contains("keepalive = 1024"));
         assert!(o.contains("\npin_workers = true\n"), "{o}");
+        assert!(o.contains("\nworker_connections = 9256\n"), "{o}");
+        let mut own = setup();
+        own.proxy_toml = vec!["worker_connections = 5".into()];
+        assert_eq!(
+            ours_config(&own, 1).matches("worker_connections").count(),
+            1
+        );
         let n = nginx_config(&s, 8081, Path::new("/tmp/x"));
         assert!(n.contains("worker_processes 2;") && n.contains("keepalive 1024;"));
         assert!(n.contains("proxy_set_header Connection \"\";") && n.contains("access_log off;"));

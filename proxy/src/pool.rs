@@ -24,6 +24,8 @@ use monoio::net::TcpStream;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags};
 
+use crate::rt::deadline::Deadlines;
+
 mod sizing;
 
 pub use sizing::{fd_budget, Keepalive};
@@ -200,9 +202,11 @@ impl Pool {
     }
 }
 
-/// One upstream connection counted as in use for as long as this lives.
+/// One upstream connection counted as in use for as long as this lives. Times come from the
+/// worker's coarse clock (its last tick): windows of seconds need no clock read per request.
 pub struct InUse<'a> {
     pool: &'a RefCell<Pool>,
+    clock: &'a Deadlines,
     upstream: &'a str,
     addr: SocketAddr,
 }
@@ -210,15 +214,17 @@ pub struct InUse<'a> {
 impl<'a> InUse<'a> {
     pub fn new(
         pool: &'a RefCell<Pool>,
+        clock: &'a Deadlines,
         upstream: &'a str,
         addr: SocketAddr,
         keepalive: Keepalive,
         idle_timeout: Duration,
     ) -> InUse<'a> {
         pool.borrow_mut()
-            .checkout(upstream, addr, keepalive, idle_timeout, Instant::now());
+            .checkout(upstream, addr, keepalive, idle_timeout, clock.now());
         InUse {
             pool,
+            clock,
             upstream,
             addr,
         }
@@ -229,7 +235,7 @@ impl Drop for InUse<'_> {
     fn drop(&mut self) {
         self.pool
             .borrow_mut()
-            .checkin(self.upstream, self.addr, Instant::now());
+            .checkin(self.upstream, self.addr, self.clock.now());
     }
 }
 
@@ -341,6 +347,7 @@ mod tests {
     #[test]
     fn in_use_guard_counts_until_dropped() {
         let pool = RefCell::new(Pool::new(10));
+        let clock = Deadlines::default();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let busy = || {
             pool.borrow_mut()
@@ -350,8 +357,8 @@ mod tests {
                 .busy()
         };
         {
-            let _a = InUse::new(&pool, "u", addr, Keepalive::Auto, TIMEOUT);
-            let _b = InUse::new(&pool, "u", addr, Keepalive::Auto, TIMEOUT);
+            let _a = InUse::new(&pool, &clock, "u", addr, Keepalive::Auto, TIMEOUT);
+            let _b = InUse::new(&pool, &clock, "u", addr, Keepalive::Auto, TIMEOUT);
             assert_eq!(busy(), 2);
         }
         assert_eq!(busy(), 0);

@@ -51,6 +51,42 @@ fn two_hundred_requests_on_one_connection() {
     assert!(b1.connections.load(std::sync::atomic::Ordering::Relaxed) < 10);
 }
 
+/// With the default `keepalive = "auto"`, 64 clients sending in lockstep against a slow backend
+/// open no more upstream connections than were ever in use at once: every later round finds a
+/// pooled connection for each request. (A fixed `keepalive 32` closes 32 of them after every
+/// round and opens them again: measured 192 instead of at most 64.)
+#[test]
+fn auto_pool_opens_no_more_connections_than_were_in_use_at_once() {
+    const CLIENTS: usize = 64;
+    const ROUNDS: usize = 5;
+    let b = Backend::start(|_| {
+        std::thread::sleep(Duration::from_millis(30));
+        Reply::text("ok")
+    });
+    let p = Proxy::with_backends(&[&b], "", "");
+    let barrier = std::sync::Barrier::new(CLIENTS);
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            let (p, barrier) = (&p, &barrier);
+            s.spawn(move || {
+                let mut c = p.client();
+                for _ in 0..ROUNDS {
+                    barrier.wait();
+                    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                    assert_eq!(c.response().status, 200);
+                }
+            });
+        }
+    });
+    let opened = b.connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(b.count(), CLIENTS * ROUNDS);
+    assert!(
+        opened <= CLIENTS,
+        "{opened} upstream connections for {CLIENTS} clients"
+    );
+    assert_eq!(p.metric("proxy_upstream_connects_total"), opened as u64);
+}
+
 #[test]
 fn pipelined_requests_answered_in_order() {
     let b = Backend::start(|r| Reply::text(&r.target));

@@ -151,15 +151,15 @@ impl Conn {
         request: &Rc<Vec<u8>>,
     ) -> Result<(Done, Outcome), ExchangeError> {
         let u = t.upstream;
-        let pooled = self
-            .ctx
-            .pool
-            .borrow_mut()
-            .take(&u.name, t.addr, Instant::now());
+        // The worker's coarse clock (its last tick) is precise enough for idle times of
+        // seconds, and costs no clock read per request.
+        let now = self.client.io.timer.now();
+        let pooled = self.ctx.pool.borrow_mut().take(&u.name, t.addr, now);
         // Counted as in use until the attempt ends, however it ends: the pool sizes itself
         // ("auto") from the peak of this count.
         let ctx = self.ctx.clone();
-        let _in_use = InUse::new(&ctx.pool, &u.name, t.addr, u.keepalive, u.keepalive_timeout);
+        let (ka, idle) = (u.keepalive, u.keepalive_timeout);
+        let _in_use = InUse::new(&ctx.pool, &ctx.deadlines, &u.name, t.addr, ka, idle);
         let state = policy::Attempt {
             reused: pooled.is_some(),
             replayable: t.replayable,
@@ -180,7 +180,7 @@ impl Conn {
             self.ctx
                 .pool
                 .borrow_mut()
-                .put(&u.name, t.addr, up.io.tcp, Instant::now());
+                .put(&u.name, t.addr, up.io.tcp, self.client.io.timer.now());
         }
         Ok((finished.done, finished.outcome))
     }
