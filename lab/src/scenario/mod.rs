@@ -532,18 +532,25 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// Lines in each balancer's access log (read through its keeper, so from its own /var/log).
-fn access_log_lines(lab: &Running) -> Vec<(String, usize)> {
+/// Each balancer's proxy access log (read through its keeper, from its own /var/log); empty
+/// when it cannot be read.
+pub(crate) fn access_logs(lab: &Running) -> Vec<(String, String)> {
     let path = format!("{}/access.log", render::PROXY_LOG_DIR);
     lab.hosts()
         .into_iter()
         .filter(|h| h.host.role == provision::inventory::Role::Balancer)
         .map(|h| {
-            let n = std::fs::read(h.path(&path))
-                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-                .unwrap_or(0);
-            (h.host.name, n)
+            let text = h.read_file(&path).unwrap_or_default();
+            (h.host.name, text)
         })
+        .collect()
+}
+
+/// Lines in each balancer's access log.
+fn access_log_lines(lab: &Running) -> Vec<(String, usize)> {
+    access_logs(lab)
+        .into_iter()
+        .map(|(name, text)| (name, text.matches('\n').count()))
         .collect()
 }
 

@@ -251,7 +251,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
     let broken: Vec<Duration> = held.finish().into_iter().map(|b| b.at).collect();
     // The proxies flush their access logs every 100 ms.
     thread::sleep(Duration::from_millis(300));
-    let served_by = record::served_by(&access_logs(lab), run);
+    let served_by = record::served_by(&super::access_logs(lab), run);
     let results: Vec<StepResult> = steps
         .iter()
         .zip(&windows)
@@ -284,19 +284,6 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         return Err(e);
     }
     Ok(report)
-}
-
-/// Each balancer's proxy access log (read through its keeper, from its own /var/log).
-fn access_logs(lab: &Running) -> Vec<(String, String)> {
-    let path = format!("{}/access.log", render::PROXY_LOG_DIR);
-    lab.hosts()
-        .into_iter()
-        .filter(|h| h.host.role == provision::inventory::Role::Balancer)
-        .map(|h| {
-            let text = h.read_file(&path).unwrap_or_default();
-            (h.host.name, text)
-        })
-        .collect()
 }
 
 fn print_result(r: &StepResult) {
