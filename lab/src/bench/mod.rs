@@ -332,6 +332,9 @@ fn round(system: &str, holder: &str, w: &WrkResult, before: &Counters, after: &C
         }
     };
     let ok = w.requests.saturating_sub(w.non_2xx);
+    let lab_cpu = after.lab.seconds_since(&before.lab);
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     Round {
         system: system.into(),
         holder: holder.into(),
@@ -358,15 +361,11 @@ fn round(system: &str, holder: &str, w: &WrkResult, before: &Counters, after: &C
         } else {
             after.passive_opens.saturating_sub(before.passive_opens) as f64 / w.requests as f64
         },
-        lab_cpu_per_1k: per_1k(after.lab.seconds_since(&before.lab), 0.0),
-        lab_cpu_share: {
-            let wall = after.at.duration_since(before.at).as_secs_f64();
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-            if wall > 0.0 {
-                after.lab.seconds_since(&before.lab) / (cores * wall)
-            } else {
-                0.0
-            }
+        lab_cpu_per_1k: per_1k(lab_cpu, 0.0),
+        lab_cpu_share: if wall > 0.0 {
+            lab_cpu / (cores * wall)
+        } else {
+            0.0
         },
     }
 }
