@@ -35,6 +35,8 @@ fn upstream(balance: Balance, peers: u8) -> Upstream {
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
         health_check: None,
+        queue: 0,
+        queue_timeout: std::time::Duration::from_secs(60),
     }
 }
 

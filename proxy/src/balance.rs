@@ -20,6 +20,7 @@
 //! `tried` (nginx stops retrying a single peer through its `tries` counter instead).
 
 mod control;
+pub mod queue;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -239,6 +240,8 @@ pub struct Balancer {
     cycle: Option<Arc<Cycle>>,
     /// Peers with a slow start in progress (0 = no ramp to look at on a pick).
     ramping: usize,
+    /// Requests waiting for a server below its max_conns (`queue`).
+    queue: queue::Queue,
 }
 
 impl Balancer {
@@ -260,6 +263,7 @@ impl Balancer {
             primary_weight,
             cycle: None,
             ramping: 0,
+            queue: queue::Queue::new(upstream.queue),
         }
     }
 
@@ -281,6 +285,19 @@ impl Balancer {
         Some(PeerId(i))
     }
 
+    /// The request waiting room (`queue`).
+    pub fn queue(&mut self) -> &mut queue::Queue {
+        &mut self.queue
+    }
+
+    /// A pick that found nothing may wait: some server that could take the request is only
+    /// at its max_conns (down, failed and drained ones free no slot by finishing requests).
+    pub fn at_max_conns(&self, now: Instant) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.full() && p.in_service(false) && !p.failed(now))
+    }
+
     /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure accounting.
     pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) {
         let single = self.single;
@@ -288,6 +305,9 @@ impl Balancer {
             return;
         };
         peer.conns = peer.conns.saturating_sub(1);
+        if peer.max_conns != 0 && self.queue.enabled() {
+            self.queue.call_next();
+        }
         if outcome == Outcome::Failure {
             peer.fails_total = peer.fails_total.saturating_add(1);
         }

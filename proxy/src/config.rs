@@ -118,6 +118,11 @@ pub struct Upstream {
     pub read_timeout: Duration,
     pub send_timeout: Duration,
     pub health_check: Option<HealthCheck>,
+    /// nginx Plus `queue`: requests that may wait, per worker, for a server below its
+    /// `max_conns` instead of getting 502 at once. 0 = no queue (nginx's open-source behaviour).
+    pub queue: u32,
+    /// How long a request may wait in the queue before it gets 502 (nginx Plus `timeout=`).
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +224,8 @@ pub mod defaults {
     /// Below Apache's default `KeepAliveTimeout 5`, so we drop an idle pooled connection before
     /// the backend does (a backend close racing our reuse is the classic spurious 502).
     pub const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
+    /// nginx Plus's default `queue ... timeout=`.
+    pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
     pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -30,6 +30,10 @@ pub struct WorkerStats {
     /// Upstream connections opened (attempted): with a pool that fits the load, this grows
     /// only when backends close connections, not per request.
     pub upstream_connects: AtomicU64,
+    /// Requests that waited in an upstream's `queue` for a server below its max_conns.
+    pub upstream_queued: AtomicU64,
+    /// Requests answered 502 by the queue: it was full, or `queue_timeout` passed.
+    pub upstream_queue_rejected: AtomicU64,
     /// (upstream name, peer states), replaced about once a second by the worker.
     pub peers: Mutex<Vec<(String, Vec<PeerState>)>>,
 }
@@ -63,6 +67,8 @@ impl WorkerStats {
             upstream_failures: AtomicU64::new(0),
             upstream_retries: AtomicU64::new(0),
             upstream_connects: AtomicU64::new(0),
+            upstream_queued: AtomicU64::new(0),
+            upstream_queue_rejected: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
         })
     }
@@ -116,7 +122,7 @@ fn render_process(out: &mut String, workers: &[Arc<WorkerStats>], serving: bool)
 /// Connection, byte and upstream counters summed over the workers.
 fn render_counters(out: &mut String, workers: &[Arc<WorkerStats>]) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let gauges: [(&str, &str, &str, u64); 8] = [
+    let gauges: [(&str, &str, &str, u64); 10] = [
         (
             "proxy_active_connections",
             "gauge",
@@ -164,6 +170,18 @@ fn render_counters(out: &mut String, workers: &[Arc<WorkerStats>]) {
             "counter",
             "Upstream connections opened (connect attempts); per request, the pool's miss rate.",
             sum(&|w| w.upstream_connects.load(Relaxed)),
+        ),
+        (
+            "proxy_upstream_queued_total",
+            "counter",
+            "Requests that waited in an upstream queue for a server below its max_conns.",
+            sum(&|w| w.upstream_queued.load(Relaxed)),
+        ),
+        (
+            "proxy_upstream_queue_rejected_total",
+            "counter",
+            "Requests answered 502 by an upstream queue (full, or queue_timeout passed).",
+            sum(&|w| w.upstream_queue_rejected.load(Relaxed)),
         ),
     ];
     for (name, kind, help, value) in gauges {

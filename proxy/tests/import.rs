@@ -304,3 +304,33 @@ fn corpus_reports_match_goldens() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn nginx_plus_queue_is_carried_over_when_a_server_has_max_conns() {
+    let dir = TempDir::new("queue");
+    let d = &dir.0;
+    let conf = d.join("plus.conf");
+    std::fs::write(
+        &conf,
+        "http {\n  upstream app {\n    zone app 64k;\n    server 127.0.0.1:8081 max_conns=8;\n    queue 100 timeout=70s;\n  }\n  upstream other {\n    server 127.0.0.1:8082;\n    queue 10;\n  }\n  server {\n    listen 127.0.0.1:18083;\n    location / { proxy_pass http://app; }\n    location /o/ { proxy_pass http://other; }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["import", conf.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    let c = conf.display();
+    assert!(
+        stderr.contains(&format!(
+            "{c}:9: directive \"queue\" is not supported: no server has max_conns"
+        )),
+        "{stderr}"
+    );
+    let toml = d.join("plus.toml");
+    std::fs::write(&toml, &stdout).unwrap();
+    let (code, _, stderr) = run(&["--check", "--config", toml.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let cfg = config::load(&toml).unwrap();
+    let app = &cfg.upstreams[0];
+    assert_eq!((app.queue, app.queue_timeout.as_secs()), (100, 70));
+    assert_eq!(app.servers[0].max_conns, 8);
+    assert_eq!(cfg.upstreams[1].queue, 0);
+}

@@ -36,6 +36,8 @@ pub(super) fn balancer(balance: Balance, servers: Vec<UpstreamServer>) -> Balanc
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
         health_check: None,
+        queue: 0,
+        queue_timeout: std::time::Duration::from_secs(60),
     })
 }
 

@@ -482,8 +482,24 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         .as_ref()
         .map(|h| super::check::health_check(cx, h, &what));
 
+    let queue = cx.int(&raw.queue, 0, 0, 1_000_000, &format!("{what}: queue"));
+    let queue_timeout = cx.duration(
+        &raw.queue_timeout,
+        defaults::QUEUE_TIMEOUT,
+        &format!("{what}: queue_timeout"),
+        true,
+    );
+
     let all_parsed = peers.iter().all(|(p, _)| p.is_some());
     let servers: Vec<UpstreamServer> = peers.into_iter().filter_map(|(p, _)| p).collect();
+    if let Some(q) = raw.queue.as_ref().filter(|_| queue > 0) {
+        if all_parsed && servers.iter().all(|s| s.max_conns == 0) {
+            cx.error_at(
+                q,
+                format!("{what}: queue has no effect without max_conns on a server (requests wait for a server below its max_conns)"),
+            );
+        }
+    }
     if all_parsed && !servers.is_empty() && servers.iter().all(|s| s.backup) {
         cx.error(
             span,
@@ -504,6 +520,8 @@ fn upstream(cx: &mut Ctx<'_>, name: &str, item: &Item, span: Span) -> Option<Ups
         read_timeout,
         send_timeout,
         health_check,
+        queue: u32::try_from(queue).unwrap_or(0),
+        queue_timeout,
     })
 }
 

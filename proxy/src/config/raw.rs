@@ -80,6 +80,8 @@ pub struct RawUpstream {
     pub read_timeout: Option<Spanned<Scalar>>,
     pub send_timeout: Option<Spanned<Scalar>>,
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub queue: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `health_check = { uri, interval, timeout, fall, rise, expect }` (nginx Plus `health_check`,

@@ -142,6 +142,8 @@ fn design_example_parses_to_the_expected_config() {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             health_check: None,
+            queue: 0,
+            queue_timeout: std::time::Duration::from_secs(60),
         }],
         servers: vec![Server {
             listen: vec![addr("0.0.0.0:80"), addr("[::]:80")],
@@ -972,4 +974,37 @@ mod control_keys {
         one_err(&top("state_file = \"relative/state\""), 1, "absolute");
         one_err(&top("admin_token_file = \"token\""), 1, "absolute");
     }
+}
+
+#[test]
+fn upstream_queue_needs_max_conns_and_takes_a_timeout() {
+    let c = ok(
+        &base_insert(2, &["queue = 100", "queue_timeout = \"70s\""]).replace(
+            "{ address = \"127.0.0.1:8080\" }",
+            "{ address = \"127.0.0.1:8080\", max_conns = 4 }",
+        ),
+    );
+    assert_eq!(c.upstreams[0].queue, 100);
+    assert_eq!(c.upstreams[0].queue_timeout, Duration::from_secs(70));
+    let c = ok(&text(&BASE));
+    assert_eq!(
+        (c.upstreams[0].queue, c.upstreams[0].queue_timeout),
+        (0, Duration::from_secs(60)),
+        "off by default; nginx Plus's 60 s timeout"
+    );
+    one_err(
+        &base_insert(2, &["queue = 10"]),
+        3,
+        "queue has no effect without max_conns",
+    );
+    one_err(
+        &base_insert(2, &["queue = -1"]),
+        3,
+        "queue must be between 0",
+    );
+    one_err(
+        &base_insert(2, &["queue_timeout = \"0s\""]),
+        3,
+        "queue_timeout",
+    );
 }

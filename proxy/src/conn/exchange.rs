@@ -96,9 +96,32 @@ impl Conn {
         let mut tried = Tried::default();
         let mut last = ExchangeError::upstream(Kind::NoLive);
         let client_ip = self.peer.ip();
+        // Handed a slot by the queue: pick at once, ahead of those still waiting.
+        let mut called = false;
         loop {
             let now = Instant::now();
-            let Some(peer) = balancer.borrow_mut().pick(now, client_ip, &mut tried) else {
+            // First come, first served: while others wait for a slot, a newcomer goes behind
+            // them instead of taking the next free one (retries were already served once).
+            let behind = !called && tried.is_empty() && balancer.borrow_mut().queue().occupied();
+            let picked = if behind {
+                None
+            } else {
+                balancer.borrow_mut().pick(now, client_ip, &mut tried)
+            };
+            let Some(peer) = picked else {
+                let waitable = {
+                    let mut b = balancer.borrow_mut();
+                    b.queue().enabled() && tried.is_empty() && (behind || b.at_max_conns(now))
+                };
+                if waitable {
+                    match self.wait_in_queue(balancer, upstream).await {
+                        Ok(()) => {
+                            called = true;
+                            continue;
+                        }
+                        Err(()) => last = ExchangeError::upstream(Kind::NoLive),
+                    }
+                }
                 break;
             };
             let addr = balancer.borrow().address(peer);
@@ -140,6 +163,45 @@ impl Conn {
             tracing::error!(upstream = %upstream.name, "no live upstreams");
         }
         self.fail(last, head, body.to_stream > 0).await
+    }
+
+    /// Wait in the upstream's queue until a server slot is handed to this request. Err: the
+    /// queue is full or `queue_timeout` passed (nginx Plus answers 502 to both).
+    async fn wait_in_queue(
+        &self,
+        balancer: &RefCell<Balancer>,
+        upstream: &Upstream,
+    ) -> Result<(), ()> {
+        let stats = &self.ctx.stats;
+        let Some(ticket) = balancer.borrow_mut().queue().join() else {
+            metrics::add(&stats.upstream_queue_rejected, 1);
+            tracing::error!(upstream = %upstream.name, "upstream queue is full");
+            return Err(());
+        };
+        metrics::add(&stats.upstream_queued, 1);
+        let place = Place {
+            balancer,
+            ticket,
+            picked: false,
+        };
+        let called = std::future::poll_fn(|cx| {
+            if place.ticket.called() {
+                return std::task::Poll::Ready(());
+            }
+            place.ticket.park(cx.waker());
+            std::task::Poll::Pending
+        });
+        match monoio::time::timeout(upstream.queue_timeout, called).await {
+            Ok(()) => {
+                place.pick();
+                Ok(())
+            }
+            Err(_) => {
+                metrics::add(&stats.upstream_queue_rejected, 1);
+                tracing::error!(upstream = %upstream.name, "upstream queue timeout");
+                Err(())
+            }
+        }
     }
 
     /// One try against one server. `Ok`: the client got an answer (or went away) and the
@@ -221,6 +283,31 @@ impl Conn {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// A request's place in an upstream queue. However the wait ends (called, timed out, or the
+/// exchange dropped because the client went away), the queue hears of it: a slot handed to
+/// a request that no longer wants it goes to the next one in line.
+struct Place<'a> {
+    balancer: &'a RefCell<Balancer>,
+    ticket: crate::balance::queue::Ticket,
+    picked: bool,
+}
+
+impl Place<'_> {
+    /// Called: the request picks now, without another await in between.
+    fn pick(mut self) {
+        self.balancer.borrow_mut().queue().leave(&self.ticket);
+        self.picked = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.picked {
+            self.balancer.borrow_mut().queue().abandon(&self.ticket);
         }
     }
 }

@@ -104,6 +104,12 @@ fn upstream(s: &mut String, up: &Upstream) {
     if let Some(t) = &up.keepalive_timeout {
         let _ = writeln!(s, "keepalive_timeout = {}", toml_str(t));
     }
+    if let Some((n, timeout)) = &up.queue {
+        let _ = writeln!(s, "queue = {n}");
+        if let Some(t) = timeout {
+            let _ = writeln!(s, "queue_timeout = {}", toml_str(t));
+        }
+    }
     for (i, t) in up.timeouts.iter().enumerate() {
         if let Some((v, at)) = t {
             let _ = writeln!(s, "{} = {}   # {at}", timeout_key(i), toml_str(v));

@@ -61,6 +61,8 @@ pub(crate) struct Upstream {
     pub balance: Option<&'static str>,
     pub keepalive: Option<u64>,
     pub keepalive_timeout: Option<String>,
+    /// nginx Plus `queue N [timeout=T]`: the count and the timeout if given.
+    pub queue: Option<(u64, Option<String>)>,
     /// connect, read, send timeouts with where they were set.
     pub timeouts: [Option<(String, String)>; 3],
     pub notes: Vec<String>,

@@ -16,8 +16,17 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
         ..Upstream::default()
     };
     let mut backups = Vec::new();
+    let mut queue = None;
     for c in d.children() {
-        directive(w, c, &mut up, &mut backups);
+        if c.name == "queue" {
+            queue = Some(c);
+        } else {
+            directive(w, c, &mut up, &mut backups);
+        }
+    }
+    if let Some(c) = queue {
+        // After the servers: proxy.toml refuses a queue no server's max_conns can fill.
+        up.queue = queue_directive(w, c, &mut up);
     }
     if up.balance == Some("ip_hash") {
         // nginx refuses backup servers with ip_hash; so does proxy.toml.
@@ -100,6 +109,42 @@ fn directive<'d>(
             up.notes.push(n);
         }
     }
+}
+
+/// nginx Plus `queue N [timeout=T];` -> `queue = N` and `queue_timeout = "T"`.
+fn queue_directive(
+    w: &mut Walk<'_>,
+    c: &Directive,
+    up: &mut Upstream,
+) -> Option<(u64, Option<String>)> {
+    let count = c
+        .args
+        .first()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| (1..=1_000_000).contains(n));
+    let timeout = match c.args.get(1).map(|a| a.strip_prefix("timeout=")) {
+        None => Ok(None),
+        Some(Some(t)) => values::duration(t).map(Some),
+        Some(None) => Err(format!(
+            "unknown parameter {:?}; the queue is left out",
+            c.args[1]
+        )),
+    };
+    let capped = up
+        .peers
+        .iter()
+        .any(|p| p.fields.iter().any(|(k, _)| *k == "max_conns"));
+    let why = match (count, timeout) {
+        (None, _) => "not a number from 1 to 1000000; the queue is left out".to_string(),
+        (_, Err(e)) => e,
+        (Some(_), Ok(_)) if !capped => {
+            "no server has max_conns, so nothing would ever wait; left out".to_string()
+        }
+        (Some(n), Ok(t)) => return Some((n, t)),
+    };
+    let n = w.lose(c, why);
+    up.notes.push(n);
+    None
 }
 
 /// One `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]

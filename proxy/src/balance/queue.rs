@@ -1,0 +1,214 @@
+//! nginx Plus `queue`: requests that found every eligible server at its `max_conns` wait here,
+//! oldest first, instead of getting 502 at once (HAProxy queues the same way behind `maxconn`).
+//!
+//! Why a proxy wants it: a backend that runs a thread per request (Apache) serves a burst of
+//! concurrent requests in whatever order the kernel's scheduler picks its threads, so under
+//! load some requests wait many times longer than others. Capping the requests each server
+//! gets at once and queueing the rest here, first come first served, keeps the wait fair.
+//!
+//! Pure bookkeeping: no clock (the caller bounds the wait with `queue_timeout`) and no I/O;
+//! a [`Ticket`] is woken through the task waker its owner registered.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::Waker;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    /// A slot was freed for this ticket; its owner has not picked yet.
+    Called,
+    /// Its owner picked (or tried to) after being called.
+    Done,
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: State,
+    waker: Option<Waker>,
+}
+
+/// One waiting request. Dropping a ticket leaves the queue; [`Queue::leave`] must see it
+/// first so a slot handed to it is passed on.
+#[derive(Debug)]
+pub struct Ticket(Rc<RefCell<Slot>>);
+
+impl Ticket {
+    /// A slot was freed for this request: it may pick now.
+    pub fn called(&self) -> bool {
+        self.0.borrow().state == State::Called
+    }
+
+    /// Remember the task to wake when the ticket is called.
+    pub fn park(&self, waker: &Waker) {
+        let mut slot = self.0.borrow_mut();
+        match &slot.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => slot.waker = Some(waker.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    /// `queue`: at most this many waiting requests (0 = no queue).
+    limit: usize,
+    waiting: VecDeque<Rc<RefCell<Slot>>>,
+    /// Tickets called but not yet done: their slots are spoken for, so a newcomer must queue.
+    handoff: usize,
+}
+
+impl Queue {
+    pub fn new(limit: u32) -> Queue {
+        Queue {
+            limit: limit as usize,
+            ..Queue::default()
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// A newcomer must go behind the requests already waiting (first come, first served).
+    pub fn occupied(&self) -> bool {
+        self.handoff > 0 || self.waiting.iter().any(|s| Rc::strong_count(s) > 1)
+    }
+
+    /// Requests waiting now (abandoned tickets not counted).
+    pub fn waiting(&self) -> usize {
+        self.waiting
+            .iter()
+            .filter(|s| Rc::strong_count(s) > 1)
+            .count()
+    }
+
+    /// Queue a request; None when `limit` requests already wait (nginx Plus answers 502).
+    pub fn join(&mut self) -> Option<Ticket> {
+        self.waiting.retain(|s| Rc::strong_count(s) > 1);
+        if self.waiting.len() >= self.limit {
+            return None;
+        }
+        let slot = Rc::new(RefCell::new(Slot {
+            state: State::Waiting,
+            waker: None,
+        }));
+        self.waiting.push_back(slot.clone());
+        Some(Ticket(slot))
+    }
+
+    /// A server slot was freed: call the oldest request still waiting.
+    pub fn call_next(&mut self) {
+        while let Some(slot) = self.waiting.pop_front() {
+            if Rc::strong_count(&slot) == 1 {
+                continue; // abandoned (timed out, client gone)
+            }
+            let mut s = slot.borrow_mut();
+            s.state = State::Called;
+            self.handoff += 1;
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+            return;
+        }
+    }
+
+    /// The ticket's owner is about to pick (called) or gives up (timed out, dropped). A slot
+    /// handed to a ticket that gives up goes to the next in line.
+    pub fn leave(&mut self, ticket: &Ticket) {
+        let was = std::mem::replace(&mut ticket.0.borrow_mut().state, State::Done);
+        if was == State::Called {
+            self.handoff -= 1;
+        }
+    }
+
+    /// Like [`Queue::leave`], for a ticket given up without picking.
+    pub fn abandon(&mut self, ticket: &Ticket) {
+        let called = ticket.called();
+        self.leave(ticket);
+        if called {
+            self.call_next();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Waker, Arc<Count>) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (Waker::from(c.clone()), c)
+    }
+
+    #[test]
+    fn oldest_first_and_bounded() {
+        let mut q = Queue::new(2);
+        let a = q.join().unwrap();
+        let b = q.join().unwrap();
+        assert!(
+            q.join().is_none(),
+            "a third request over queue = 2 gets 502"
+        );
+        let (wa, ca) = waker();
+        a.park(&wa);
+        q.call_next();
+        assert!(a.called() && !b.called());
+        assert_eq!(ca.0.load(Ordering::SeqCst), 1);
+        assert!(q.occupied(), "b still waits and a's slot is spoken for");
+        q.leave(&a);
+        q.call_next();
+        assert!(b.called());
+        q.leave(&b);
+        assert!(!q.occupied());
+    }
+
+    #[test]
+    fn newcomers_queue_while_a_called_request_has_not_picked() {
+        let mut q = Queue::new(4);
+        let a = q.join().unwrap();
+        q.call_next();
+        assert_eq!(q.waiting(), 0);
+        assert!(q.occupied(), "the freed slot belongs to a until it picks");
+        q.leave(&a);
+        assert!(!q.occupied());
+    }
+
+    #[test]
+    fn abandoned_tickets_are_skipped_and_free_their_place() {
+        let mut q = Queue::new(2);
+        let a = q.join().unwrap();
+        let b = q.join().unwrap();
+        q.abandon(&a);
+        drop(a);
+        assert_eq!(q.waiting(), 1);
+        let c = q.join().expect("a's place is free again");
+        q.call_next();
+        assert!(b.called() && !c.called());
+    }
+
+    #[test]
+    fn a_called_ticket_that_gives_up_passes_its_slot_on() {
+        let mut q = Queue::new(3);
+        let a = q.join().unwrap();
+        let b = q.join().unwrap();
+        q.call_next();
+        assert!(a.called());
+        q.abandon(&a);
+        drop(a);
+        assert!(b.called(), "the slot a was handed goes to b");
+        q.leave(&b);
+        assert!(!q.occupied());
+    }
+}
