@@ -126,6 +126,11 @@ enum Cmd {
         /// Run our proxy with `pin_workers = true` for this bench only.
         #[arg(long)]
         pin_workers: bool,
+        /// Cap the requests each backend gets at once from each worker (`max_conns = N` on
+        /// every server) and queue the rest in the proxy, first come first served, for this
+        /// bench only: trades throughput for tail latency (see the README).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_conns: Option<u32>,
     },
     /// Run provision on the lab's inventory from the lab's client namespace, with the lab's
     /// key and known_hosts (flags go to provision: --dry-run, --hosts, -v, ...).
@@ -362,6 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             out,
             workers,
             pin_workers,
+            max_conns,
         } => {
             let load = bench::Load {
                 duration: Duration::from_secs(duration),
@@ -371,6 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode, LabError> {
             let tuning = bench::tuning::Workers {
                 workers,
                 pin: pin_workers,
+                max_conns,
             };
             let applied = if tuning.is_default() {
                 None

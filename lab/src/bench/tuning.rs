@@ -1,8 +1,9 @@
-//! `lab bench --workers N --pin-workers`: our proxy's worker settings for one bench run.
+//! `lab bench --workers N --pin-workers --max-conns N`: our proxy's settings for one bench run.
 //!
 //! On this path the proxy is not alone on its cores (wrk and both backends share them), which is
-//! where `workers = "auto"` stops being the obvious choice; measuring both needs the balancers'
-//! proxy.toml changed and restored around the run. The file is rewritten on both balancers, the
+//! where `workers = "auto"` stops being the obvious choice, and where capping each backend's
+//! concurrent requests (`max_conns` with a `queue`) trades throughput for tail latency;
+//! measuring them needs the balancers' proxy.toml changed and restored around the run. The file is rewritten on both balancers, the
 //! proxy restarted, and the original put back (and the proxy restarted again) when the guard
 //! drops, also when the run fails half-way.
 
@@ -19,11 +20,16 @@ pub struct Workers {
     /// "auto" or a number, as proxy.toml's `workers`.
     pub workers: Option<String>,
     pub pin: bool,
+    /// `max_conns` on every upstream server, with a queue the clients can never fill.
+    pub max_conns: Option<u32>,
 }
+
+/// Per worker: far more than a bench's clients, so no request is turned away.
+const QUEUE: u32 = 10_000;
 
 impl Workers {
     pub fn is_default(&self) -> bool {
-        self.workers.is_none() && !self.pin
+        self.workers.is_none() && !self.pin && self.max_conns.is_none()
     }
 
     /// The report's note on what was changed, if anything was.
@@ -39,6 +45,9 @@ impl Workers {
         }
         if self.pin {
             keys.push("pin_workers = true".into());
+        }
+        if let Some(n) = self.max_conns {
+            keys.push(format!("max_conns = {n} on every server, queue = {QUEUE}"));
         }
         format!(
             "our proxy ran with {} (set for this run by lab bench)",
@@ -57,8 +66,14 @@ fn value(workers: &str) -> String {
 }
 
 /// proxy.toml with the top-level `workers` / `pin_workers` keys replaced (or added before the
-/// first table when absent). Only whole top-level lines are touched; everything else is kept.
+/// first table when absent), and with `max_conns` added to each one-line server entry
+/// (`{ address = ... }`, as provision renders them) and a `queue` to each upstream. Only whole
+/// lines are touched; everything else is kept.
 pub fn rewrite(toml: &str, w: &Workers) -> String {
+    let toml = match w.max_conns {
+        Some(n) => cap_servers(toml, n),
+        None => toml.to_string(),
+    };
     let mut wanted: Vec<(&str, String)> = Vec::new();
     if let Some(v) = &w.workers {
         wanted.push(("workers", value(v)));
@@ -92,6 +107,23 @@ pub fn rewrite(toml: &str, w: &Workers) -> String {
     for (i, (key, val)) in wanted.iter().enumerate() {
         if !placed[i] {
             out.push(format!("{key} = {val}"));
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+fn cap_servers(toml: &str, n: u32) -> String {
+    let mut out = Vec::new();
+    for line in toml.lines() {
+        let trimmed = line.trim_start();
+        match (trimmed.starts_with("{ address ="), line.rfind(" }")) {
+            (true, Some(end)) => {
+                out.push(format!("{}, max_conns = {n}{}", &line[..end], &line[end..]))
+            }
+            _ => out.push(line.to_string()),
+        }
+        if trimmed.starts_with("[upstream.") {
+            out.push(format!("queue = {QUEUE}"));
         }
     }
     out.join("\n") + "\n"
@@ -154,6 +186,7 @@ mod tests {
         let w = Workers {
             workers: Some("1".into()),
             pin: true,
+            max_conns: None,
         };
         let out = rewrite(DEPLOYED, &w);
         assert_eq!(
@@ -166,10 +199,34 @@ mod tests {
     }
 
     #[test]
+    fn max_conns_caps_every_rendered_server_and_queues_the_rest() {
+        let w = Workers {
+            max_conns: Some(8),
+            ..Workers::default()
+        };
+        let rendered = "workers = \"auto\"\n[upstream.ProxyServer]\nservers = [\n  { address = \"172.16.249.201:80\", weight = 1 },  # server3\n  { address = \"172.16.249.202:80\", weight = 1 },  # server4\n]\nbalance = \"round_robin\"\n";
+        let out = rewrite(rendered, &w);
+        assert_eq!(
+            out.matches(", max_conns = 8 },  # server").count(),
+            2,
+            "{out}"
+        );
+        let parsed: toml::Table = out.parse().unwrap();
+        let up = &parsed["upstream"]["ProxyServer"];
+        assert_eq!(up["queue"].as_integer(), Some(i64::from(QUEUE)));
+        for s in up["servers"].as_array().unwrap() {
+            assert_eq!(s["max_conns"].as_integer(), Some(8));
+        }
+        assert!(!w.is_default());
+        assert!(w.describe().contains("max_conns = 8 on every server"));
+    }
+
+    #[test]
     fn auto_stays_a_string_and_a_file_without_tables_gets_the_keys_at_the_end() {
         let w = Workers {
             workers: Some("auto".into()),
             pin: false,
+            max_conns: None,
         };
         assert_eq!(rewrite("workers = 2\n", &w), "workers = \"auto\"\n");
         assert_eq!(
