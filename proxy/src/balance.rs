@@ -298,6 +298,24 @@ impl Balancer {
             .any(|p| p.full() && p.in_service(false) && !p.failed(now))
     }
 
+    /// Call as many queued requests as the servers in service have room for: a server that
+    /// comes back (ready, passing checks) frees no slot through a finished request.
+    pub(crate) fn call_waiters(&mut self, now: Instant) {
+        if !self.queue.enabled() {
+            return;
+        }
+        let room = self
+            .peers
+            .iter()
+            .filter(|p| p.in_service(false) && !p.failed(now))
+            .map(|p| match p.max_conns {
+                0 => usize::MAX,
+                m => m.saturating_sub(p.conns) as usize,
+            })
+            .fold(0usize, usize::saturating_add);
+        self.queue.call_for(room);
+    }
+
     /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure accounting.
     pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) {
         let single = self.single;

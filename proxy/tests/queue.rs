@@ -100,5 +100,9 @@ fn a_full_queue_and_a_queue_timeout_answer_502() {
     let log = p.stderr();
     assert!(log.contains("upstream queue is full"), "{log}");
     assert!(log.contains("upstream queue timeout"), "{log}");
+    assert!(
+        !log.contains("no live upstreams"),
+        "one line per rejection: {log}"
+    );
     assert_eq!(b.count(), 1, "only the first request reached the backend");
 }

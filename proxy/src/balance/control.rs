@@ -44,6 +44,7 @@ impl Balancer {
             .map(|p| p.base_weight)
             .sum();
         self.cycle = view.cycle.clone();
+        self.call_waiters(now);
     }
 
     /// Use a shared cycle (tests and benches; workers get it through [`Self::apply`]).

@@ -114,6 +114,14 @@ impl Queue {
         }
     }
 
+    /// Servers have room for `room` more requests (one came back into service): call that
+    /// many waiters, counting those already called and not yet picked.
+    pub fn call_for(&mut self, room: usize) {
+        while self.handoff < room && self.waiting.iter().any(|s| Rc::strong_count(s) > 1) {
+            self.call_next();
+        }
+    }
+
     /// The ticket's owner is about to pick (called) or gives up (timed out, dropped). A slot
     /// handed to a ticket that gives up goes to the next in line.
     pub fn leave(&mut self, ticket: &Ticket) {
@@ -183,6 +191,18 @@ mod tests {
         assert!(q.occupied(), "the freed slot belongs to a until it picks");
         q.leave(&a);
         assert!(!q.occupied());
+    }
+
+    #[test]
+    fn room_calls_as_many_as_fit_counting_those_already_called() {
+        let mut q = Queue::new(8);
+        let t: Vec<Ticket> = (0..4).map(|_| q.join().unwrap()).collect();
+        q.call_next();
+        q.call_for(2);
+        let called: Vec<bool> = t.iter().map(Ticket::called).collect();
+        assert_eq!(called, [true, true, false, false]);
+        q.call_for(usize::MAX);
+        assert!(t.iter().all(Ticket::called));
     }
 
     #[test]

@@ -119,7 +119,10 @@ impl Conn {
                             called = true;
                             continue;
                         }
-                        Err(()) => last = ExchangeError::upstream(Kind::NoLive),
+                        Err(()) => {
+                            // Logged by the queue with its reason; 502 as nginx Plus answers.
+                            return self.fail(last, head, body.to_stream > 0).await;
+                        }
                     }
                 }
                 break;
