@@ -13,7 +13,6 @@
 //! left serving through our stack, with the VIP back on the preferred balancer.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,6 @@ use crate::bench::{self, Load, Round};
 use crate::error::{LabError, Result};
 use crate::host::{HostHandle, Service};
 use crate::lab::Running;
-use crate::probe;
 use crate::sys;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -297,41 +295,7 @@ fn parse_version(text: &str) -> Option<String> {
 
 /// Waits until exactly one balancer holds the first VIP and the VIP answers 200 from the client.
 fn wait_serving(lab: &Running, what: &str) -> Result<String> {
-    let vip = lab
-        .inventory
-        .network
-        .vips
-        .first()
-        .copied()
-        .ok_or_else(|| LabError::Other("no VIP in the inventory".into()))?;
-    let addr = SocketAddr::from((vip, 80));
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let holders = lab
-            .vip_holders()
-            .into_iter()
-            .find(|(v, _)| *v == vip)
-            .map(|(_, h)| h)
-            .unwrap_or_default();
-        let last = if let [one] = holders.as_slice() {
-            match probe::in_netns(&lab.plan.client.ns, move || {
-                probe::http_get(addr, Duration::from_millis(800))
-            })? {
-                Ok((200, _)) => return Ok(one.clone()),
-                Ok((status, _)) => format!("{vip} on {one} answers {status}"),
-                Err(e) => format!("{vip} on {one}: {e}"),
-            }
-        } else {
-            format!("{vip} held by {holders:?}")
-        };
-        if Instant::now() >= deadline {
-            return Err(LabError::Timeout {
-                what: format!("{what} to serve the VIP (last: {last})"),
-                secs: READY_TIMEOUT.as_secs_f64(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    bench::wait_answering(lab, what, true)
 }
 
 /// A process started for the comparison: its host, its pid outside the host, its stop signal.

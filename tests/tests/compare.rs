@@ -125,6 +125,24 @@ fn compare_nginx_measures_both_and_restores_our_stack() {
     // nginx replaces the backend's Server header with its own; our proxy does not.
     assert!(!resp.contains("server: nginx"), "{resp}");
 
+    // A bench measures only a VIP that is served: with vrrp stopped on both balancers nobody
+    // holds it, and `lab bench` says so instead of recording a round of connect errors.
+    for h in ["server1", "server2"] {
+        assert!(lab.run(&["stop", h, "vrrp"]).status.success());
+    }
+    let out = lab.run(&[
+        "bench",
+        "--rounds",
+        "1",
+        "--duration",
+        "1",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "benched a VIP nobody holds");
+    assert!(stderr.contains("to serve the VIP"), "{stderr}");
+
     let out = lab.run(&["down"]);
     assert!(out.status.success());
 }

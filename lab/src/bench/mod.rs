@@ -274,7 +274,8 @@ pub fn run(
     let script = write_script(out)?;
     let mut out = Vec::new();
     for i in 1..=rounds.max(1) {
-        let r = measure(lab, load, "ours", &holder(lab), &script)?;
+        let holder = wait_answering(lab, "our stack", false)?;
+        let r = measure(lab, load, "ours", &holder, &script)?;
         if progress {
             println!("round {i}: {}", r.summary());
         }
@@ -293,6 +294,52 @@ pub fn run(
         notes: vec![format!("binaries from {}", lab.lab.bin_dir.display())],
         rounds: out,
     })
+}
+
+/// How long a bench waits for the VIP to be held and to answer (after `--workers` restarted
+/// both proxies, a failover, or the seed's stack starting) before it refuses to measure.
+const SERVED_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Waits until the first VIP is held (by exactly one balancer when `single`, else by any:
+/// the ECMP topology has several) and answers 200 from the client; returns the holder. A round
+/// against a VIP nobody serves would only measure connect errors.
+pub fn wait_answering(lab: &Running, what: &str, single: bool) -> Result<String> {
+    let vip = lab
+        .inventory
+        .network
+        .vips
+        .first()
+        .copied()
+        .ok_or_else(|| LabError::Other("no VIP in the inventory".into()))?;
+    let addr = std::net::SocketAddr::from((vip, 80));
+    let deadline = Instant::now() + SERVED_TIMEOUT;
+    loop {
+        let holders = lab
+            .vip_holders()
+            .into_iter()
+            .find(|(v, _)| *v == vip)
+            .map(|(_, h)| h)
+            .unwrap_or_default();
+        let who = holders.join("+");
+        let last = if holders.is_empty() || (single && holders.len() > 1) {
+            format!("{vip} held by {holders:?}")
+        } else {
+            match crate::probe::in_netns(&lab.plan.client.ns, move || {
+                crate::probe::http_get(addr, Duration::from_millis(800))
+            })? {
+                Ok((200, _)) => return Ok(who),
+                Ok((status, _)) => format!("{vip} on {who} answers {status}"),
+                Err(e) => format!("{vip} on {who}: {e}"),
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(LabError::Timeout {
+                what: format!("{what} to serve the VIP (last: {last})"),
+                secs: SERVED_TIMEOUT.as_secs_f64(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The holder of the first VIP ("nobody", or several joined with '+').
