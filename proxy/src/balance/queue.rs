@@ -72,12 +72,27 @@ impl Queue {
     }
 
     /// A newcomer must go behind the requests already waiting (first come, first served).
-    pub fn occupied(&self) -> bool {
-        self.handoff > 0 || self.waiting.iter().any(|s| Rc::strong_count(s) > 1)
+    /// O(1) amortized: asked for every request of an upstream with a queue.
+    pub fn occupied(&mut self) -> bool {
+        self.handoff > 0 || self.anyone_waiting()
+    }
+
+    /// Someone is still waiting. Abandoned tickets (timed out, client gone) at the front are
+    /// dropped here, so the front answers for all.
+    fn anyone_waiting(&mut self) -> bool {
+        while self
+            .waiting
+            .front()
+            .is_some_and(|s| Rc::strong_count(s) == 1)
+        {
+            self.waiting.pop_front();
+        }
+        !self.waiting.is_empty()
     }
 
     /// Requests waiting now (abandoned tickets not counted).
-    pub fn waiting(&self) -> usize {
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.waiting
             .iter()
             .filter(|s| Rc::strong_count(s) > 1)
@@ -117,7 +132,7 @@ impl Queue {
     /// Servers have room for `room` more requests (one came back into service): call that
     /// many waiters, counting those already called and not yet picked.
     pub fn call_for(&mut self, room: usize) {
-        while self.handoff < room && self.waiting.iter().any(|s| Rc::strong_count(s) > 1) {
+        while self.handoff < room && self.anyone_waiting() {
             self.call_next();
         }
     }

@@ -102,11 +102,13 @@ impl Conn {
             let now = Instant::now();
             // First come, first served: while others wait for a slot, a newcomer goes behind
             // them instead of taking the next free one (retries were already served once).
-            let behind = !called && tried.is_empty() && balancer.borrow_mut().queue().occupied();
-            let picked = if behind {
-                None
-            } else {
-                balancer.borrow_mut().pick(now, client_ip, &mut tried)
+            let (behind, picked) = {
+                let mut b = balancer.borrow_mut();
+                if !called && tried.is_empty() && b.queue().occupied() {
+                    (true, None)
+                } else {
+                    (false, b.pick(now, client_ip, &mut tried))
+                }
             };
             let Some(peer) = picked else {
                 let waitable = {
@@ -114,16 +116,12 @@ impl Conn {
                     b.queue().enabled() && tried.is_empty() && (behind || b.at_max_conns(now))
                 };
                 if waitable {
-                    match self.wait_in_queue(balancer, upstream).await {
-                        Ok(()) => {
-                            called = true;
-                            continue;
-                        }
-                        Err(()) => {
-                            // Logged by the queue with its reason; 502 as nginx Plus answers.
-                            return self.fail(last, head, body.to_stream > 0).await;
-                        }
+                    if !self.wait_in_queue(balancer, upstream).await {
+                        // Logged with its reason; 502 as nginx Plus answers.
+                        return self.fail(last, head, body.to_stream > 0).await;
                     }
+                    called = true;
+                    continue;
                 }
                 break;
             };
@@ -168,18 +166,14 @@ impl Conn {
         self.fail(last, head, body.to_stream > 0).await
     }
 
-    /// Wait in the upstream's queue until a server slot is handed to this request. Err: the
+    /// Wait in the upstream's queue until a server slot is handed to this request. false: the
     /// queue is full or `queue_timeout` passed (nginx Plus answers 502 to both).
-    async fn wait_in_queue(
-        &self,
-        balancer: &RefCell<Balancer>,
-        upstream: &Upstream,
-    ) -> Result<(), ()> {
+    async fn wait_in_queue(&self, balancer: &RefCell<Balancer>, upstream: &Upstream) -> bool {
         let stats = &self.ctx.stats;
         let Some(ticket) = balancer.borrow_mut().queue().join() else {
             metrics::add(&stats.upstream_queue_rejected, 1);
             tracing::error!(upstream = %upstream.name, "upstream queue is full");
-            return Err(());
+            return false;
         };
         metrics::add(&stats.upstream_queued, 1);
         let place = Place {
@@ -197,12 +191,12 @@ impl Conn {
         match monoio::time::timeout(upstream.queue_timeout, called).await {
             Ok(()) => {
                 place.pick();
-                Ok(())
+                true
             }
             Err(_) => {
                 metrics::add(&stats.upstream_queue_rejected, 1);
                 tracing::error!(upstream = %upstream.name, "upstream queue timeout");
-                Err(())
+                false
             }
         }
     }
