@@ -39,9 +39,6 @@ const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 const NGINX_STDERR: &str = "/var/log/nginx/lab-stderr.log";
 const KEEPALIVED_LOG: &str = "/var/log/keepalived/keepalived.log";
 
-/// How long each stack gets to elect a master and answer on the VIP.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// What `lab bench --compare nginx` measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -435,7 +432,7 @@ impl Seed<'_> {
             .first()
             .map(|h| h.host.name.clone())
             .unwrap_or_default();
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + bench::SERVED_TIMEOUT;
         loop {
             let who = wait_serving(self.lab, "our stack, restarted")?;
             if who == want || Instant::now() >= deadline {

@@ -298,7 +298,7 @@ pub fn run(
 
 /// How long a bench waits for the VIP to be held and to answer (after `--workers` restarted
 /// both proxies, a failover, or the seed's stack starting) before it refuses to measure.
-const SERVED_TIMEOUT: Duration = Duration::from_secs(15);
+pub const SERVED_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Waits until the first VIP is held (by exactly one balancer when `single`, else by any:
 /// the ECMP topology has several) and answers 200 from the client; returns the holder. A round
