@@ -55,6 +55,51 @@ pub struct Window {
     pub end: Duration,
 }
 
+impl Window {
+    /// The requests sent in this window, those of its steady state, and how many of each
+    /// failed (both scenarios judge their steps from these).
+    pub fn split<'a, T: Timed>(&self, requests: &'a [T]) -> Split<'a, T> {
+        let in_step: Vec<&T> = requests
+            .iter()
+            .filter(|r| r.at() >= self.start && r.at() < self.end)
+            .collect();
+        let steady: Vec<&T> = in_step
+            .iter()
+            .copied()
+            .filter(|r| r.at() >= self.steady_from)
+            .collect();
+        Split {
+            failed: in_step.iter().filter(|r| !r.ok()).count(),
+            steady_failed: steady.iter().filter(|r| !r.ok()).count(),
+            in_step,
+            steady,
+        }
+    }
+}
+
+/// A recorded client request: when it was sent and whether it was answered.
+pub trait Timed {
+    fn at(&self) -> Duration;
+    fn ok(&self) -> bool;
+}
+
+impl Timed for Sample {
+    fn at(&self) -> Duration {
+        self.at
+    }
+    fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// A step's requests split by [`Window::split`].
+pub struct Split<'a, T> {
+    pub in_step: Vec<&'a T>,
+    pub steady: Vec<&'a T>,
+    pub failed: usize,
+    pub steady_failed: usize,
+}
+
 /// The verdict on one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepResult {
@@ -157,17 +202,12 @@ pub fn evaluate(
     samples: &[Sample],
     changes: &[HolderChange],
 ) -> StepResult {
-    let in_step: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.at >= w.start && s.at < w.end)
-        .collect();
-    let steady: Vec<&Sample> = in_step
-        .iter()
-        .copied()
-        .filter(|s| s.at >= w.steady_from)
-        .collect();
-    let failed = in_step.iter().filter(|s| s.result.is_err()).count();
-    let steady_failed = steady.iter().filter(|s| s.result.is_err()).count();
+    let Split {
+        in_step,
+        steady,
+        failed,
+        steady_failed,
+    } = w.split(samples);
     let steady_ok = steady.len() - steady_failed;
 
     // Longest stretch without a success, counting from the action to the window's end.

@@ -8,7 +8,16 @@ use serde::Serialize;
 
 use super::record::Request;
 use crate::probe::HolderChange;
-use crate::scenario::eval::{holders_at, holders_label, Window};
+use crate::scenario::eval::{holders_at, holders_label, Split, Timed, Window};
+
+impl Timed for Request {
+    fn at(&self) -> Duration {
+        self.at
+    }
+    fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
 
 /// What a step must show.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,17 +114,12 @@ pub fn evaluate(
     balancers: &[String],
     held_broken: &[Duration],
 ) -> StepResult {
-    let in_step: Vec<&Request> = requests
-        .iter()
-        .filter(|r| r.at >= w.start && r.at < w.end)
-        .collect();
-    let steady: Vec<&Request> = in_step
-        .iter()
-        .copied()
-        .filter(|r| r.at >= w.steady_from)
-        .collect();
-    let failed = in_step.iter().filter(|r| r.result.is_err()).count();
-    let steady_failed = steady.iter().filter(|r| r.result.is_err()).count();
+    let Split {
+        in_step,
+        steady,
+        failed,
+        steady_failed,
+    } = w.split(requests);
     let steady_ok = steady.len() - steady_failed;
     let by = |r: &Request| served_by.get(&r.id).map(String::as_str);
     let served: Vec<Served> = balancers
