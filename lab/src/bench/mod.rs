@@ -214,12 +214,7 @@ pub fn wrk_command_line(lab: &Running, load: &Load, script: &Path) -> Result<Str
 }
 
 fn vip_url(lab: &Running) -> Result<String> {
-    let vip = lab
-        .inventory
-        .network
-        .vips
-        .first()
-        .ok_or_else(|| LabError::Other("no VIP in the inventory".into()))?;
+    let vip = lab.first_vip()?;
     Ok(format!("http://{vip}/"))
 }
 
@@ -304,13 +299,7 @@ pub const SERVED_TIMEOUT: Duration = Duration::from_secs(15);
 /// the ECMP topology has several) and answers 200 from the client; returns the holder. A round
 /// against a VIP nobody serves would only measure connect errors.
 pub fn wait_answering(lab: &Running, what: &str, single: bool) -> Result<String> {
-    let vip = lab
-        .inventory
-        .network
-        .vips
-        .first()
-        .copied()
-        .ok_or_else(|| LabError::Other("no VIP in the inventory".into()))?;
+    let vip = lab.first_vip()?;
     let addr = std::net::SocketAddr::from((vip, 80));
     let deadline = Instant::now() + SERVED_TIMEOUT;
     loop {

@@ -145,6 +145,16 @@ impl Running {
         topology::set_port(node, up)
     }
 
+    /// The first VIP of the inventory: the one scenarios and benches aim at.
+    pub fn first_vip(&self) -> Result<Ipv4Addr> {
+        self.inventory
+            .network
+            .vips
+            .first()
+            .copied()
+            .ok_or_else(|| LabError::Other("no VIP in the inventory".into()))
+    }
+
     /// For each VIP, the balancers that have it configured.
     pub fn vip_holders(&self) -> Vec<(Ipv4Addr, Vec<String>)> {
         let per_host: Vec<(String, Vec<Ipv4Addr>)> = self

@@ -416,12 +416,7 @@ fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
 /// Runs every step, printing as it goes; writes the SVG (and JSON) at the end.
 pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
     let steps = steps(lab)?;
-    let vip = *lab
-        .inventory
-        .network
-        .vips
-        .first()
-        .ok_or_else(|| LabError::Other("no VIP".into()))?;
+    let vip = lab.first_vip()?;
     let preferred = match steps.first().map(|s| &s.spec.expect) {
         Some(Expect::Holder(h)) => h.clone(),
         _ => return Err(LabError::Other("no preferred balancer".into())),

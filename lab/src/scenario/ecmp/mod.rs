@@ -172,12 +172,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Report> {
         LabError::Other("this lab has no router: `lab up --topology ecmp` first".into())
     })?;
     let steps = steps(lab)?;
-    let vip = *lab
-        .inventory
-        .network
-        .vips
-        .first()
-        .ok_or_else(|| LabError::Other("no VIP".into()))?;
+    let vip = lab.first_vip()?;
     println!("scenario (ecmp): preparing (every service up, every balancer announcing {vip})");
     super::reset_services(lab)?;
     let balancers: Vec<(String, std::net::Ipv4Addr)> = lab
