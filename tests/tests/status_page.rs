@@ -121,14 +121,26 @@ fn row(server: &str) -> String {
     format!("document.querySelector('tr[data-server=\"{server}\"]')")
 }
 
+/// Where `action`'s button of `server`'s row is on the page ("left,top"): the browser clicks at
+/// a position it looked up just before, so a button that moves between refreshes can be missed.
+fn button_at(tab: &Tab, server: &str, action: &str) -> String {
+    js(
+        tab,
+        &format!(
+            "(r => r && Math.round(r.left) + ',' + Math.round(r.top))({}?.querySelector('button[data-action=\"{action}\"]')?.getBoundingClientRect())",
+            row(server)
+        ),
+    )
+}
+
 /// Clicks a state button of `server`'s row and waits until the page shows the state.
 ///
-/// The click is the browser's: a mouse press at the button's position. The page refreshes its
-/// table every second and the columns before the buttons change width with their numbers, so
-/// on a loaded machine the button can move between the position lookup and the press. Seen
-/// once in CI under full load: the "ready" click left the message at the previous action's for
-/// 10 s (the likely cause, not proven). A click that brought no answer in 5 s is repeated, at
-/// most three times; setting a state twice is harmless.
+/// The click is the browser's: a mouse press at the button's position. Seen once in CI under
+/// full load: the "ready" click left the message at the previous action's for 10 s. The
+/// likely cause: the buttons were the last column, and the cells before them change width
+/// with their values every refresh (the page now puts them next to the address, and the test
+/// checks they stay put). A click that brought no answer in 5 s is still repeated, at most
+/// three times; setting a state twice is harmless.
 fn click_state(tab: &Tab, server: &str, action: &str, shown: &str) {
     let sel = format!("tr[data-server=\"{server}\"] button[data-action=\"{action}\"]");
     let answered = |m: &str| m.starts_with(&format!("{action} {UPSTREAM} {server}:"));
@@ -401,10 +413,18 @@ fn drain_from_the_status_page_in_chromium() {
         thread::sleep(Duration::from_millis(20));
     }
     thread::sleep(Duration::from_millis(500));
+    let ready_before = button_at(&tab, SERVER3, "ready");
     let clicked = t0.elapsed();
     click_state(&tab, SERVER3, "drain", "drain");
     let applied = t0.elapsed();
     thread::sleep(Duration::from_secs(3));
+    // Under load the numbers and the state cell changed width ("up" became "drain"), and the
+    // page redrew every second: the buttons must not have moved.
+    assert_eq!(
+        button_at(&tab, SERVER3, "ready"),
+        ready_before,
+        "server3's ready button moved while the page refreshed"
+    );
     let shot = tab
         .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
         .expect("screenshot");
