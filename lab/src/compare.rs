@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use provision::render_seed;
 use serde::Serialize;
@@ -130,7 +130,7 @@ pub fn run(lab: &Running, opts: &Options) -> Result<Comparison> {
     let mut restored_holder = String::new();
     for i in 1..=opts.rounds.max(1) {
         say(format!("== round {i}: ours (proxy + vrrp)"));
-        let holder = wait_serving(lab, "our stack")?;
+        let holder = bench::wait_answering(lab, "our stack", &bench::our_holder(lab))?;
         let r = bench::measure(lab, &opts.load, OURS, &holder, &script)?;
         say(r.summary());
         rounds.push(r);
@@ -290,11 +290,6 @@ fn parse_version(text: &str) -> Option<String> {
     Some(format!("{} {b}", a.to_lowercase()))
 }
 
-/// Waits until exactly one balancer holds the first VIP and the VIP answers 200 from the client.
-fn wait_serving(lab: &Running, what: &str) -> Result<String> {
-    bench::wait_answering(lab, what, true)
-}
-
 /// A process started for the comparison: its host, its pid outside the host, its stop signal.
 struct Started {
     host: String,
@@ -378,7 +373,12 @@ impl Seed<'_> {
             });
             say(format!("{}: keepalived {pid}", h.host.name));
         }
-        let holder = wait_serving(self.lab, "nginx + keepalived")?;
+        // keepalived runs on every balancer: the highest priority one must hold the VIP.
+        let want = match self.balancers.first() {
+            Some(h) => bench::Holder::Preferred(h.host.name.clone()),
+            None => bench::Holder::Any,
+        };
+        let holder = bench::wait_answering(self.lab, "nginx + keepalived", &want)?;
         let log_len =
             |h: &HostHandle| std::fs::metadata(h.path(NGINX_ERROR_LOG)).map_or(0, |m| m.len());
         let before: Vec<u64> = self.balancers.iter().map(log_len).collect();
@@ -427,19 +427,11 @@ impl Seed<'_> {
         }
         // The preferred balancer takes the VIP back (preemption) after the other one may have
         // grabbed it first.
-        let want = self
-            .balancers
-            .first()
-            .map(|h| h.host.name.clone())
-            .unwrap_or_default();
-        let deadline = Instant::now() + bench::SERVED_TIMEOUT;
-        loop {
-            let who = wait_serving(self.lab, "our stack, restarted")?;
-            if who == want || Instant::now() >= deadline {
-                return Ok(who);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        bench::wait_answering(
+            self.lab,
+            "our stack, restarted",
+            &bench::our_holder(self.lab),
+        )
     }
 }
 

@@ -125,6 +125,55 @@ fn compare_nginx_measures_both_and_restores_our_stack() {
     // nginx replaces the backend's Server header with its own; our proxy does not.
     assert!(!resp.contains("server: nginx"), "{resp}");
 
+    // A round starts only once VRRP has settled. Right after server1's proxy is back, server2
+    // still holds the VIP and server1 (priority 150) preempts it a Master_Down_Interval later; a
+    // round started on server2 measured that takeover (seen: 50 connect errors in the first
+    // round after `--workers` restarted both proxies).
+    assert!(lab.run(&["stop", "server1", "proxy"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = String::from_utf8_lossy(&lab.run(&["status"]).stdout).to_string();
+        if status
+            .lines()
+            .any(|l| l.starts_with("VIP 172.16.249.80 ") && l.ends_with("held by server2"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server2 never took the VIP:\n{status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(lab.run(&["start", "server1", "proxy"]).status.success());
+    let settled = lab.root.join("settled.json");
+    let out = lab.run(&[
+        "bench",
+        "--rounds",
+        "1",
+        "--duration",
+        "5",
+        "--json",
+        settled.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "lab bench after a failover failed");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settled).expect("JSON written"))
+            .expect("JSON");
+    let round = &r["rounds"][0];
+    assert_eq!(round["holder"], "server1", "{round}");
+    for k in [
+        "non_2xx",
+        "connect_errors",
+        "read_errors",
+        "write_errors",
+        "timeouts",
+    ] {
+        assert_eq!(round[k], 0, "{k}: {round}");
+    }
+
     // A bench measures only a VIP that is served: with vrrp stopped on both balancers nobody
     // holds it, and `lab bench` says so instead of recording a round of connect errors.
     for h in ["server1", "server2"] {

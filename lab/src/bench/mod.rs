@@ -20,7 +20,7 @@ use benches::wrk::{self, WrkResult};
 use serde::Serialize;
 
 use crate::error::{LabError, Result};
-use crate::host::HostHandle;
+use crate::host::{HostHandle, Service};
 use crate::lab::Running;
 use crate::sys;
 
@@ -269,7 +269,7 @@ pub fn run(
     let script = write_script(out)?;
     let mut out = Vec::new();
     for i in 1..=rounds.max(1) {
-        let holder = wait_answering(lab, "our stack", false)?;
+        let holder = wait_answering(lab, "our stack", &our_holder(lab))?;
         let r = measure(lab, load, "ours", &holder, &script)?;
         if progress {
             println!("round {i}: {}", r.summary());
@@ -295,10 +295,54 @@ pub fn run(
 /// both proxies, a failover, or the seed's stack starting) before it refuses to measure.
 pub const SERVED_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Waits until the first VIP is held (by exactly one balancer when `single`, else by any:
-/// the ECMP topology has several) and answers 200 from the client; returns the holder. A round
-/// against a VIP nobody serves would only measure connect errors.
-pub fn wait_answering(lab: &Running, what: &str, single: bool) -> Result<String> {
+/// Who must hold the first VIP before a round is measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Any balancer, or several: the ECMP topology, where every balancer that runs announces it.
+    Any,
+    /// Exactly this balancer. VRRP preempts: while a lower-priority balancer holds the VIP
+    /// (after a restart or a failover) the preferred one takes it over a Master_Down_Interval
+    /// after it is back, and a round started before that measured the takeover (seen: 50 read
+    /// errors in the first round after `--workers` restarted both proxies).
+    Preferred(String),
+}
+
+/// The pure choice behind [`Holder::Preferred`]: the highest-priority balancer among those
+/// whose stack runs (`(name, priority, running)`; ties go to the first listed, as VRRP's own
+/// tie-break on the higher address is not known here). None when none runs.
+pub fn preferred(balancers: &[(String, u8, bool)]) -> Option<String> {
+    let mut best: Option<&(String, u8, bool)> = None;
+    for b in balancers.iter().filter(|b| b.2) {
+        if best.is_none_or(|x| b.1 > x.1) {
+            best = Some(b);
+        }
+    }
+    best.map(|b| b.0.clone())
+}
+
+/// Who must hold the VIP when our stack serves it: any balancer on ECMP; on VRRP the
+/// highest-priority balancer whose proxy and vrrp both run.
+pub fn our_holder(lab: &Running) -> Holder {
+    if lab.inventory.anycast().is_some() {
+        return Holder::Any;
+    }
+    let balancers: Vec<(String, u8, bool)> = lab
+        .hosts()
+        .into_iter()
+        .filter_map(|h| {
+            let running = [Service::Proxy, Service::Vrrp]
+                .iter()
+                .all(|&svc| h.service_pid(svc).is_some());
+            Some((h.host.name.clone(), h.host.priority?, running))
+        })
+        .collect();
+    preferred(&balancers).map_or(Holder::Any, Holder::Preferred)
+}
+
+/// Waits until the first VIP is held as `want` says and answers 200 from the client; returns
+/// the holder. A round against a VIP nobody serves would only measure connect errors, and one
+/// against a VIP about to move would measure the move.
+pub fn wait_answering(lab: &Running, what: &str, want: &Holder) -> Result<String> {
     let vip = lab.first_vip()?;
     let addr = std::net::SocketAddr::from((vip, 80));
     let deadline = Instant::now() + SERVED_TIMEOUT;
@@ -310,8 +354,18 @@ pub fn wait_answering(lab: &Running, what: &str, single: bool) -> Result<String>
             .map(|(_, h)| h)
             .unwrap_or_default();
         let who = holders.join("+");
-        let last = if holders.is_empty() || (single && holders.len() > 1) {
-            format!("{vip} held by {holders:?}")
+        let held = match want {
+            Holder::Any => !holders.is_empty(),
+            Holder::Preferred(name) => holders == [name.as_str()],
+        };
+        let last = if !held {
+            match want {
+                Holder::Any => format!("{vip} held by {holders:?}"),
+                Holder::Preferred(name) => format!(
+                    "{vip} held by {holders:?}, waiting for {name} (the highest priority with \
+                     its stack running) to take it over"
+                ),
+            }
         } else {
             match crate::probe::in_netns(&lab.plan.client.ns, move || {
                 crate::probe::http_get(addr, Duration::from_millis(800))
@@ -409,6 +463,19 @@ fn round(system: &str, holder: &str, w: &WrkResult, before: &Counters, after: &C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preferred_holder_is_the_highest_priority_balancer_whose_stack_runs() {
+        let b = |n: &str, p: u8, running: bool| (n.to_string(), p, running);
+        let both = [b("server2", 100, true), b("server1", 150, true)];
+        assert_eq!(preferred(&both).as_deref(), Some("server1"));
+        // server1's proxy is down: vrrp put it in FAULT, server2 is the one to wait for.
+        let one = [b("server1", 150, false), b("server2", 100, true)];
+        assert_eq!(preferred(&one).as_deref(), Some("server2"));
+        assert_eq!(preferred(&[b("server1", 150, false)]), None);
+        let tie = [b("a", 100, true), b("b", 100, true)];
+        assert_eq!(preferred(&tie).as_deref(), Some("a"));
+    }
 
     #[test]
     fn reads_passive_opens_from_snmp() {
