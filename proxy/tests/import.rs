@@ -324,6 +324,14 @@ fn nginx_plus_queue_is_carried_over_when_a_server_has_max_conns() {
         )),
         "{stderr}"
     );
+    // nginx counts max_conns across its workers when the upstream has a zone; here each
+    // worker counts its own, so a server may get workers x max_conns: the operator must hear it.
+    assert!(
+        stderr.contains(&format!(
+            "{c}:3: directive \"zone\" is not supported: max_conns is counted by each worker"
+        )),
+        "{stderr}"
+    );
     let toml = d.join("plus.toml");
     std::fs::write(&toml, &stdout).unwrap();
     let (code, _, stderr) = run(&["--check", "--config", toml.to_str().unwrap()]);

@@ -16,16 +16,20 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
         ..Upstream::default()
     };
     let mut backups = Vec::new();
-    let mut queue = None;
+    let (mut queue, mut zone) = (None, None);
     for c in d.children() {
-        if c.name == "queue" {
-            queue = Some(c);
-        } else {
-            directive(w, c, &mut up, &mut backups);
+        match c.name.as_str() {
+            "queue" => queue = Some(c),
+            "zone" => zone = Some(c),
+            _ => directive(w, c, &mut up, &mut backups),
         }
     }
+    // After the servers: both depend on whether any server has max_conns.
+    if let Some(c) = zone {
+        zone_directive(w, c, &mut up);
+    }
     if let Some(c) = queue {
-        // After the servers: proxy.toml refuses a queue no server's max_conns can fill.
+        // proxy.toml refuses a queue no server's max_conns can fill.
         up.queue = queue_directive(w, c, &mut up);
     }
     if up.balance == Some("ip_hash") {
@@ -111,6 +115,29 @@ fn directive<'d>(
     }
 }
 
+fn capped(up: &Upstream) -> bool {
+    up.peers
+        .iter()
+        .any(|p| p.fields.iter().any(|(k, _)| *k == "max_conns"))
+}
+
+/// `zone NAME [SIZE];`: nothing to carry over (our workers share health, drain and round robin
+/// without one), except what it does to `max_conns`: nginx counts that across its workers when
+/// the upstream has a zone, and each worker counts its own here. Reported when it matters.
+fn zone_directive(w: &mut Walk<'_>, c: &Directive, up: &mut Upstream) {
+    let n = if capped(up) {
+        w.lose(
+            c,
+            "max_conns is counted by each worker here (nginx counts it across workers through \
+             the zone): with N workers a server may get N x max_conns requests at once; use \
+             workers = 1 or divide max_conns by the workers",
+        )
+    } else {
+        w.other(c)
+    };
+    up.notes.push(n);
+}
+
 /// nginx Plus `queue N [timeout=T];` -> `queue = N` and `queue_timeout = "T"`.
 fn queue_directive(
     w: &mut Walk<'_>,
@@ -130,10 +157,7 @@ fn queue_directive(
             c.args[1]
         )),
     };
-    let capped = up
-        .peers
-        .iter()
-        .any(|p| p.fields.iter().any(|(k, _)| *k == "max_conns"));
+    let capped = capped(up);
     let why = match (count, timeout) {
         (None, _) => "not a number from 1 to 1000000; the queue is left out".to_string(),
         (_, Err(e)) => e,
