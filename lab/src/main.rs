@@ -126,9 +126,10 @@ enum Cmd {
         /// Run our proxy with `pin_workers = true` for this bench only.
         #[arg(long)]
         pin_workers: bool,
-        /// Cap the requests each backend gets at once from each worker (`max_conns = N` on
-        /// every server) and queue the rest in the proxy, first come first served, for this
-        /// bench only: trades throughput for tail latency (see the README).
+        /// Cap the requests each backend gets at once from the balancer, all its workers
+        /// together (`max_conns = N` on every server), and queue the rest in the proxy, first
+        /// come first served, for this bench only: trades throughput for tail latency (see the
+        /// README).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_conns: Option<u32>,
     },

@@ -1,7 +1,11 @@
 //! Peer selection exactly as nginx's upstream modules (round robin, least_conn, ip_hash) with
 //! passive health accounting (max_fails / fail_timeout), backups, `down` and `max_conns`.
 //!
-//! Pure: one `Balancer` per upstream per worker (no locks), time passed in as `Instant`.
+//! Pure: one `Balancer` per upstream per worker (no locks), time passed in as `Instant`. The
+//! one exception is `max_conns`: it caps the requests in flight from every worker together,
+//! an atomic counter per server shared through [`crate::control`] (HAProxy's `maxconn`,
+//! nginx's `max_conns` with a `zone`), and a worker with requests queued says so in a shared
+//! bitmask so another worker that frees a slot can wake it (the caller sends the wake-up).
 //!
 //! What all workers share comes in from [`crate::control`] at the worker's tick (never on the
 //! request path): each server's admin state (drain/maint), active-check health, weight set at
@@ -28,11 +32,12 @@ mod tests;
 mod tests_control;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config;
-use crate::control::{AdminState, Cycle};
+use crate::control::{AdminState, Busy, Cycle, Waiting};
 
 /// Weights inside the balancer are the configured ones times this (see the module comment).
 const SCALE: i64 = 1000;
@@ -124,8 +129,11 @@ struct Peer {
     max_conns: u32,
     down: bool,
     backup: bool,
-    /// Requests currently using this peer.
+    /// Requests of this worker currently using this peer.
     conns: u32,
+    /// Requests of all workers using it, what `max_conns` caps (None until the worker applied
+    /// the shared state: then this worker's `conns` stand in).
+    busy: Option<Busy>,
     fails: u32,
     /// Last failure.
     accessed: Option<Instant>,
@@ -162,6 +170,7 @@ impl Peer {
             down: s.down,
             backup: s.backup,
             conns: 0,
+            busy: None,
             fails: 0,
             accessed: None,
             checked: None,
@@ -208,7 +217,36 @@ impl Peer {
     }
 
     fn full(&self) -> bool {
-        self.max_conns != 0 && self.conns >= self.max_conns
+        self.max_conns != 0 && self.in_flight() >= self.max_conns
+    }
+
+    /// What `max_conns` is compared with: the shared count, or this worker's own before it
+    /// has the shared one.
+    fn in_flight(&self) -> u32 {
+        self.busy
+            .as_ref()
+            .map_or(self.conns, |b| b.0.load(Ordering::Acquire))
+    }
+
+    /// Count a request against `max_conns` in the shared count; false when another worker took
+    /// the last slot since this one looked.
+    fn take_slot(&self) -> bool {
+        match (&self.busy, self.max_conns) {
+            (Some(b), max) if max != 0 => {
+                b.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+            }
+            _ => true,
+        }
+    }
+
+    fn give_slot(&self) {
+        if let (Some(b), 1..) = (&self.busy, self.max_conns) {
+            let _ =
+                b.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
     }
 
     /// nginx: `if (now - best->checked > best->fail_timeout) best->checked = now;`
@@ -242,6 +280,9 @@ pub struct Balancer {
     ramping: usize,
     /// Requests waiting for a server below its max_conns (`queue`).
     queue: queue::Queue,
+    /// Which workers have requests queued for this upstream, and this worker's bit in it.
+    waiting: Option<Waiting>,
+    worker_bit: u64,
 }
 
 impl Balancer {
@@ -264,7 +305,15 @@ impl Balancer {
             cycle: None,
             ramping: 0,
             queue: queue::Queue::new(upstream.queue),
+            waiting: None,
+            worker_bit: 1,
         }
+    }
+
+    /// The worker this balancer serves (its bit in the shared waiting mask; more than 64
+    /// workers share bits, and a worker whose bit another cleared is still served by its tick).
+    pub fn set_worker(&mut self, id: usize) {
+        self.worker_bit = 1 << (id % 64);
     }
 
     /// Pick a peer for a request (not in `tried`), mark it tried and count it as an active connection.
@@ -273,11 +322,21 @@ impl Balancer {
         if self.ramping > 0 {
             self.settle_ramps(now);
         }
-        let i = match self.method {
-            config::Balance::RoundRobin => self.pick_round_robin(now, tried),
-            config::Balance::LeastConn => self.pick_least_conn(now, tried),
-            config::Balance::IpHash => self.pick_ip_hash(now, client, tried),
-        }?;
+        // A peer at max_conns is not picked; one whose last slot another worker takes between
+        // the look and the count is picked again (bounded: each miss is a slot taken).
+        let mut i = None;
+        for _ in 0..=self.peers.len() {
+            let pick = match self.method {
+                config::Balance::RoundRobin => self.pick_round_robin(now, tried),
+                config::Balance::LeastConn => self.pick_least_conn(now, tried),
+                config::Balance::IpHash => self.pick_ip_hash(now, client, tried),
+            }?;
+            if self.peers.get(pick)?.take_slot() {
+                i = Some(pick);
+                break;
+            }
+        }
+        let i = i?;
         let peer = self.peers.get_mut(i)?;
         peer.conns = peer.conns.saturating_add(1);
         peer.requests = peer.requests.saturating_add(1);
@@ -285,9 +344,32 @@ impl Balancer {
         Some(PeerId(i))
     }
 
-    /// The request waiting room (`queue`).
+    /// The request waiting room (`queue`). Call [`Self::publish_waiting`] after joining or
+    /// leaving it.
     pub fn queue(&mut self) -> &mut queue::Queue {
         &mut self.queue
+    }
+
+    /// Tell the other workers whether requests wait here.
+    pub fn publish_waiting(&mut self) {
+        let anyone = self.queue.anyone_waiting();
+        if let Some(w) = &self.waiting {
+            let bit = self.worker_bit;
+            let mask = w.0.load(Ordering::Acquire);
+            if anyone && mask & bit == 0 {
+                w.0.fetch_or(bit, Ordering::AcqRel);
+            } else if !anyone && mask & bit != 0 {
+                w.0.fetch_and(!bit, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Other workers with requests queued here (their bits): a newcomer goes behind them, and
+    /// a slot freed with nobody waiting in this worker is theirs.
+    pub fn others_waiting(&self) -> u64 {
+        self.waiting
+            .as_ref()
+            .map_or(0, |w| w.0.load(Ordering::Acquire) & !self.worker_bit)
     }
 
     /// A pick that found nothing may wait: some server that could take the request is only
@@ -310,28 +392,35 @@ impl Balancer {
             .filter(|p| p.in_service(false) && !p.failed(now))
             .map(|p| match p.max_conns {
                 0 => usize::MAX,
-                m => m.saturating_sub(p.conns) as usize,
+                m => m.saturating_sub(p.in_flight()) as usize,
             })
             .fold(0usize, usize::saturating_add);
         self.queue.call_for(room);
+        self.publish_waiting();
     }
 
-    /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure accounting.
-    pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) {
+    /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure
+    /// accounting. true: a `max_conns` slot was freed and nobody waits for it in this worker,
+    /// so the caller wakes the workers in [`Self::others_waiting`].
+    pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) -> bool {
         let single = self.single;
         let Some(peer) = self.peers.get_mut(id.0) else {
-            return;
+            return false;
         };
         peer.conns = peer.conns.saturating_sub(1);
+        peer.give_slot();
+        let mut unclaimed = false;
         if peer.max_conns != 0 && self.queue.enabled() {
-            self.queue.call_next();
+            unclaimed = !self.queue.call_next();
+            self.publish_waiting();
         }
+        let peer = &mut self.peers[id.0];
         if outcome == Outcome::Failure {
             peer.fails_total = peer.fails_total.saturating_add(1);
         }
         if single {
             // nginx keeps no failure state for a lone server: there is nothing to fail over to.
-            return;
+            return unclaimed;
         }
         match outcome {
             Outcome::Failure => {
@@ -358,6 +447,7 @@ impl Balancer {
                 }
             }
         }
+        unclaimed
     }
 
     /// The status of a response the peer gave (counts 5xx for the status API).

@@ -53,7 +53,8 @@ pub struct UpstreamServer {
     pub fail_timeout: Duration,
     pub backup: bool,
     pub down: bool,
-    /// 0 = unlimited.
+    /// Requests in flight to this server from all workers together (HAProxy's `maxconn`,
+    /// nginx's `max_conns` with a `zone`); 0 = unlimited.
     pub max_conns: u32,
     /// nginx Plus `slow_start`: after the server comes back its weight ramps up from 0 over
     /// this long. Zero = off.
@@ -119,7 +120,8 @@ pub struct Upstream {
     pub send_timeout: Duration,
     pub health_check: Option<HealthCheck>,
     /// nginx Plus `queue`: requests that may wait, per worker, for a server below its
-    /// `max_conns` instead of getting 502 at once. 0 = no queue (nginx's open-source behaviour).
+    /// `max_conns` instead of getting 502 at once (a slot freed by any worker calls a waiter).
+    /// 0 = no queue (nginx's open-source behaviour).
     pub queue: u32,
     /// How long a request may wait in the queue before it gets 502 (nginx Plus `timeout=`).
     pub queue_timeout: Duration,

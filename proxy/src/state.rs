@@ -47,6 +47,8 @@ pub struct Shared {
     reloads: Mutex<(Option<SystemTime>, u64)>,
     /// Server state shared by all workers (admin state, health, weights, round robin).
     pub control: Registry,
+    /// Waking a worker whose queued requests may take a slot another worker freed.
+    pub wakeups: crate::rt::wakeup::Wakeups,
 }
 
 impl Shared {
@@ -66,6 +68,7 @@ impl Shared {
             engine,
             started: SystemTime::now(),
             reloads: Mutex::new((None, 0)),
+            wakeups: crate::rt::wakeup::Wakeups::new(workers),
         })
     }
 

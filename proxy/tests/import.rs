@@ -324,12 +324,21 @@ fn nginx_plus_queue_is_carried_over_when_a_server_has_max_conns() {
         )),
         "{stderr}"
     );
-    // nginx counts max_conns across its workers when the upstream has a zone; here each
-    // worker counts its own, so a server may get workers x max_conns: the operator must hear it.
+    // With a zone nginx counts max_conns across its workers, as this proxy always does:
+    // nothing to report. Without one it counts per worker process: the operator must hear it.
+    assert!(!stderr.contains(&format!("{c}:3:")), "{stderr}");
+    let (code, _, stderr) = {
+        let plain = d.join("oss.conf");
+        std::fs::write(
+            &plain,
+            "http {\n  upstream app {\n    server 127.0.0.1:8081 max_conns=8;\n  }\n  server {\n    listen 127.0.0.1:18084;\n    location / { proxy_pass http://app; }\n  }\n}\n",
+        )
+        .unwrap();
+        run(&["import", plain.to_str().unwrap()])
+    };
+    assert_eq!(code, 3, "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "{c}:3: directive \"zone\" is not supported: max_conns is counted by each worker"
-        )),
+        stderr.contains("oss.conf:2: directive \"upstream\" is not supported: max_conns is counted across all workers here"),
         "{stderr}"
     );
     let toml = d.join("plus.toml");

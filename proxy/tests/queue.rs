@@ -106,3 +106,59 @@ fn a_full_queue_and_a_queue_timeout_answer_502() {
     );
     assert_eq!(b.count(), 1, "only the first request reached the backend");
 }
+
+/// Requests each worker sent to upstream servers, from /metrics (published at the workers' tick).
+fn upstream_requests_by_worker(p: &Proxy) -> Vec<u64> {
+    let m = p.admin_get("/metrics").text();
+    let mut by_worker = vec![0u64; 2];
+    for l in m.lines() {
+        let Some(rest) = l.strip_prefix("proxy_upstream_server_requests_total{") else {
+            continue;
+        };
+        let worker = rest
+            .split("worker=\"")
+            .nth(1)
+            .and_then(|w| w.split('"').next())
+            .and_then(|w| w.parse::<usize>().ok());
+        let n = l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
+        if let (Some(w), Some(n)) = (worker, n) {
+            if w < by_worker.len() {
+                by_worker[w] += n;
+            }
+        }
+    }
+    by_worker
+}
+
+/// `max_conns` counts across workers (HAProxy's `maxconn`, nginx's with a `zone`): with two
+/// workers and `max_conns = 1` the server still gets one request at a time, and a waiter in
+/// one worker is called when a request of the other worker frees the slot.
+#[test]
+fn max_conns_and_the_queue_span_the_workers() {
+    let (b, most) = slow_backend(Duration::from_millis(60));
+    let upstream = format!(
+        "servers = [{{ address = \"{}\", max_conns = 1 }}]\nqueue = 100",
+        b.addr
+    );
+    let p = Proxy::start("workers = 2", &upstream, "");
+    // 16 connections, so the kernel's SO_REUSEPORT hash gives both workers some (all on one
+    // worker: 2 in 65536).
+    let clients: Vec<_> = (0..16)
+        .map(|i| get_later(&p, &format!("/{i}"), Duration::ZERO))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap().0, 200, "no 502 while the queue has room");
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "max_conns = 1 held across both workers"
+    );
+    thread::sleep(Duration::from_millis(200)); // a tick publishes the per-worker counts
+    let by_worker = upstream_requests_by_worker(&p);
+    assert!(
+        by_worker.iter().all(|n| *n > 0),
+        "both workers served: {by_worker:?}"
+    );
+    assert_eq!(by_worker.iter().sum::<u64>(), 16);
+}

@@ -1,6 +1,7 @@
 //! The balancer side of the shared control state: applying a worker's copy of it, slow start,
 //! and round robin through the shared cycle.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,21 @@ impl Balancer {
                 continue;
             };
             let peer = &mut self.peers[i];
+            if peer.busy.as_ref() != Some(&s.busy) {
+                // This worker's requests in flight move to the shared count (at most once:
+                // the counter of a server is kept across reloads).
+                if peer.max_conns != 0 {
+                    if let Some(old) = &peer.busy {
+                        let _ = old
+                            .0
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                Some(n.saturating_sub(peer.conns))
+                            });
+                    }
+                    s.busy.0.fetch_add(peer.conns, Ordering::AcqRel);
+                }
+                peer.busy = Some(s.busy.clone());
+            }
             peer.admin = s.admin;
             peer.health_down = s.health_down;
             let base = i64::from(s.weight.max(1));
@@ -44,6 +60,7 @@ impl Balancer {
             .map(|p| p.base_weight)
             .sum();
         self.cycle = view.cycle.clone();
+        self.waiting = Some(view.waiting.clone());
         self.call_waiters(now);
     }
 

@@ -79,7 +79,7 @@ impl Queue {
 
     /// Someone is still waiting. Abandoned tickets (timed out, client gone) at the front are
     /// dropped here, so the front answers for all.
-    fn anyone_waiting(&mut self) -> bool {
+    pub fn anyone_waiting(&mut self) -> bool {
         while self
             .waiting
             .front()
@@ -113,8 +113,8 @@ impl Queue {
         Some(Ticket(slot))
     }
 
-    /// A server slot was freed: call the oldest request still waiting.
-    pub fn call_next(&mut self) {
+    /// A server slot was freed: call the oldest request still waiting. false: nobody waits.
+    pub fn call_next(&mut self) -> bool {
         while let Some(slot) = self.waiting.pop_front() {
             if Rc::strong_count(&slot) == 1 {
                 continue; // abandoned (timed out, client gone)
@@ -125,8 +125,9 @@ impl Queue {
             if let Some(w) = s.waker.take() {
                 w.wake();
             }
-            return;
+            return true;
         }
+        false
     }
 
     /// Servers have room for `room` more requests (one came back into service): call that
@@ -146,13 +147,12 @@ impl Queue {
         }
     }
 
-    /// Like [`Queue::leave`], for a ticket given up without picking.
-    pub fn abandon(&mut self, ticket: &Ticket) {
+    /// Like [`Queue::leave`], for a ticket given up without picking. true: it had been called
+    /// and nobody here was left to take its turn (another worker's waiter may).
+    pub fn abandon(&mut self, ticket: &Ticket) -> bool {
         let called = ticket.called();
         self.leave(ticket);
-        if called {
-            self.call_next();
-        }
+        called && !self.call_next()
     }
 }
 

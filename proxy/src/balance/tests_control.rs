@@ -25,9 +25,11 @@ fn view(b: &Balancer, states: &[(&str, AdminState, u32)], back: Option<Instant>)
                 health_down: false,
                 weight,
                 back_since: back,
+                busy: crate::control::Busy::default(),
             })
             .collect(),
         cycle: None,
+        waiting: crate::control::Waiting::default(),
     }
 }
 
@@ -154,4 +156,59 @@ fn a_shared_cycle_alternates_across_balancers_and_steps_aside_when_degraded() {
     // window; w1 keeps following the cycle.
     assert_eq!(request_from(&mut w0, t, CLIENT, Outcome::Failure), "a");
     assert_eq!(seq(&mut w0, t, 3), "b b b");
+}
+
+/// Two workers' balancers of one upstream, applied from the same view (as the registry hands
+/// it to every worker), with `max_conns = 1` on the one server and a queue.
+fn two_workers() -> (Balancer, Balancer) {
+    let mut s = srv("a", 1);
+    s.max_conns = 1;
+    let mut one = balancer(Balance::RoundRobin, vec![s]);
+    one.queue = super::queue::Queue::new(10);
+    let mut two = one.clone();
+    one.set_worker(0);
+    two.set_worker(1);
+    let v = view(&one, &[("a", AdminState::Ready, 1)], None);
+    let t = Instant::now();
+    one.apply(&v, t);
+    two.apply(&v, t);
+    (one, two)
+}
+
+#[test]
+fn max_conns_counts_the_requests_of_every_worker() {
+    let (mut one, mut two) = two_workers();
+    let t = Instant::now();
+    let got = one.pick(t, CLIENT, &mut Tried::default());
+    assert!(got.is_some());
+    assert_eq!(
+        two.pick(t, CLIENT, &mut Tried::default()),
+        None,
+        "the other worker's request holds the only slot"
+    );
+    assert!(two.at_max_conns(t), "so the request may queue");
+    assert!(
+        one.release(got.unwrap(), t, Outcome::Success),
+        "freed with nobody of its own waiting: the caller wakes the others"
+    );
+    assert!(two.pick(t, CLIENT, &mut Tried::default()).is_some());
+}
+
+#[test]
+fn queued_requests_are_seen_by_the_other_workers() {
+    let (mut one, mut two) = two_workers();
+    let t = Instant::now();
+    let held = one.pick(t, CLIENT, &mut Tried::default()).unwrap();
+    let ticket = two.queue().join().unwrap();
+    two.publish_waiting();
+    assert_eq!(one.others_waiting(), 0b10, "worker 1 waits");
+    assert_eq!(two.others_waiting(), 0, "its own bit does not count");
+    assert!(one.release(held, t, Outcome::Success));
+    // The woken worker calls its queue: the request it called takes the slot.
+    two.call_waiters(t);
+    assert!(ticket.called());
+    two.queue().leave(&ticket);
+    two.publish_waiting();
+    assert_eq!(one.others_waiting(), 0, "nobody waits any more");
+    assert!(two.pick(t, CLIENT, &mut Tried::default()).is_some());
 }

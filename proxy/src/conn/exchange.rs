@@ -104,7 +104,8 @@ impl Conn {
             // them instead of taking the next free one (retries were already served once).
             let (behind, picked) = {
                 let mut b = balancer.borrow_mut();
-                if !called && tried.is_empty() && b.queue().occupied() {
+                let queued = b.queue().occupied() || b.others_waiting() != 0;
+                if !called && tried.is_empty() && queued {
                     (true, None)
                 } else {
                     (false, b.pick(now, client_ip, &mut tried))
@@ -137,7 +138,9 @@ impl Conn {
                 Ok((done, outcome)) => {
                     {
                         let mut b = balancer.borrow_mut();
-                        b.release(peer, Instant::now(), outcome);
+                        if b.release(peer, Instant::now(), outcome) {
+                            self.ctx.shared.wakeups.wake(b.others_waiting());
+                        }
                         b.record_status(peer, done.status);
                     }
                     if outcome == Outcome::Failure {
@@ -147,9 +150,12 @@ impl Conn {
                     return done;
                 }
                 Err(err) => {
-                    balancer
-                        .borrow_mut()
-                        .release(peer, Instant::now(), err.outcome());
+                    {
+                        let mut b = balancer.borrow_mut();
+                        if b.release(peer, Instant::now(), err.outcome()) {
+                            self.ctx.shared.wakeups.wake(b.others_waiting());
+                        }
+                    }
                     metrics::add(&self.ctx.stats.upstream_failures, 1);
                     tracing::warn!(upstream = %upstream.name, server = %addr, error = ?err, "upstream attempt failed");
                     last = err;
@@ -180,7 +186,18 @@ impl Conn {
             balancer,
             ticket,
             picked: false,
+            wakeups: &self.ctx.shared.wakeups,
         };
+        {
+            // Queued where the other workers see it; a slot freed since the pick looked (by a
+            // worker that did not see this request yet) is taken at once.
+            let mut b = balancer.borrow_mut();
+            b.publish_waiting();
+            let now = Instant::now();
+            if !b.at_max_conns(now) {
+                b.call_waiters(now);
+            }
+        }
         let called = std::future::poll_fn(|cx| {
             if place.ticket.called() {
                 return std::task::Poll::Ready(());
@@ -291,12 +308,15 @@ struct Place<'a> {
     balancer: &'a RefCell<Balancer>,
     ticket: crate::balance::queue::Ticket,
     picked: bool,
+    wakeups: &'a crate::rt::wakeup::Wakeups,
 }
 
 impl Place<'_> {
     /// Called: the request picks now, without another await in between.
     fn pick(mut self) {
-        self.balancer.borrow_mut().queue().leave(&self.ticket);
+        let mut b = self.balancer.borrow_mut();
+        b.queue().leave(&self.ticket);
+        b.publish_waiting();
         self.picked = true;
     }
 }
@@ -304,7 +324,12 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if !self.picked {
-            self.balancer.borrow_mut().queue().abandon(&self.ticket);
+            let mut b = self.balancer.borrow_mut();
+            // Its turn goes to the next one here, or to another worker's queue.
+            if b.queue().abandon(&self.ticket) {
+                self.wakeups.wake(b.others_waiting());
+            }
+            b.publish_waiting();
         }
     }
 }

@@ -6,6 +6,10 @@
 //! its epoch. Workers never lock on the request path: each compares the epoch once per tick
 //! and, when it moved, copies a [`UpstreamView`] per upstream into its balancers.
 //!
+//! Two things are shared on the request path itself, as atomics (see [`Busy`], [`Waiting`]): the
+//! requests in flight to each server, so `max_conns` counts across workers, and which workers
+//! have requests queued for an upstream.
+//!
 //! The state survives a reload (servers matched by upstream name and address) and a restart:
 //! admin state and weight go to the `state_file` (HAProxy's server-state-file). Health is not
 //! saved: after a restart the checks establish it again.
@@ -19,6 +23,7 @@ pub mod status;
 pub mod token;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,7 +71,25 @@ pub struct UpstreamView {
     pub servers: Vec<ServerView>,
     /// Round robin's shared cycle over the servers in service (None: each worker's own WRR).
     pub cycle: Option<Arc<Cycle>>,
+    pub waiting: Waiting,
 }
+
+/// Requests in flight to one server from every worker: `max_conns` is a cap on this count
+/// (HAProxy's server `maxconn`, nginx's `max_conns` with a `zone`). Kept across reloads with
+/// the server's other state. Equal when it is the same counter.
+#[derive(Debug, Clone, Default)]
+pub struct Busy(pub Arc<AtomicU32>);
+
+impl PartialEq for Busy {
+    fn eq(&self, other: &Busy) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Which workers have requests queued for an upstream (bit `id % 64` per worker): a worker
+/// that frees a slot with nobody of its own waiting wakes one of these.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting(pub Arc<AtomicU64>);
 
 /// One server as a worker applies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,4 +105,5 @@ pub struct ServerView {
     /// When the server last came back into service (checks up, maint/drain -> ready): a
     /// slow start runs from here.
     pub back_since: Option<Instant>,
+    pub busy: Busy,
 }

@@ -10,7 +10,7 @@ use crate::config::{Balance, Config, HealthCheck, Upstream, UpstreamServer};
 
 use super::health::{Counter, Health, LastCheck, Probe};
 use super::state_file::{self, Saved};
-use super::{AdminState, Cycle, ServerView, UpstreamView};
+use super::{AdminState, Busy, Cycle, ServerView, UpstreamView, Waiting};
 
 /// Why a control request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +45,7 @@ pub(crate) struct UpstreamEntry {
     pub check: Option<HealthCheck>,
     pub servers: Vec<ServerEntry>,
     pub cycle: Option<Arc<Cycle>>,
+    pub waiting: Waiting,
 }
 
 /// One server's shared state.
@@ -76,6 +77,7 @@ pub(crate) struct ServerEntry {
     pub downtime: Duration,
     /// Back in service since (for slow start).
     pub back_since: Option<Instant>,
+    pub busy: Busy,
 }
 
 impl ServerEntry {
@@ -100,6 +102,7 @@ impl ServerEntry {
             out_since: None,
             downtime: Duration::ZERO,
             back_since: None,
+            busy: Busy::default(),
         }
     }
 
@@ -157,6 +160,7 @@ impl UpstreamEntry {
             check: u.health_check.clone(),
             servers: u.servers.iter().map(ServerEntry::new).collect(),
             cycle: None,
+            waiting: Waiting::default(),
         }
     }
 
@@ -191,9 +195,11 @@ impl UpstreamEntry {
                     health_down: s.health == Health::Down,
                     weight: s.weight(),
                     back_since: s.back_since,
+                    busy: s.busy.clone(),
                 })
                 .collect(),
             cycle: self.cycle.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -251,6 +257,10 @@ impl Registry {
             config.upstreams.iter().map(UpstreamEntry::new).collect();
         for u in &mut fresh {
             let old = inner.upstreams.iter().find(|o| o.name == u.name);
+            if let Some(o) = old {
+                // Workers keeping their balancer across the reload still publish here.
+                u.waiting = o.waiting.clone();
+            }
             for s in &mut u.servers {
                 let Some(prev) =
                     old.and_then(|o| o.servers.iter().find(|p| p.address == s.address))

@@ -25,8 +25,13 @@ pub(super) fn upstream(w: &mut Walk<'_>, d: &Directive) -> Option<Upstream> {
         }
     }
     // After the servers: both depend on whether any server has max_conns.
-    if let Some(c) = zone {
-        zone_directive(w, c, &mut up);
+    match zone {
+        Some(c) => {
+            let n = w.other(c);
+            up.notes.push(n);
+        }
+        None if capped(&up) => max_conns_per_worker(w, d, &mut up),
+        None => {}
     }
     if let Some(c) = queue {
         // proxy.toml refuses a queue no server's max_conns can fill.
@@ -121,20 +126,15 @@ fn capped(up: &Upstream) -> bool {
         .any(|p| p.fields.iter().any(|(k, _)| *k == "max_conns"))
 }
 
-/// `zone NAME [SIZE];`: nothing to carry over (our workers share health, drain and round robin
-/// without one), except what it does to `max_conns`: nginx counts that across its workers when
-/// the upstream has a zone, and each worker counts its own here. Reported when it matters.
-fn zone_directive(w: &mut Walk<'_>, c: &Directive, up: &mut Upstream) {
-    let n = if capped(up) {
-        w.lose(
-            c,
-            "max_conns is counted by each worker here (nginx counts it across workers through \
-             the zone): with N workers a server may get N x max_conns requests at once; use \
-             workers = 1 or divide max_conns by the workers",
-        )
-    } else {
-        w.other(c)
-    };
+/// An upstream without `zone` whose servers have `max_conns`: nginx counts those per worker
+/// process, this proxy across its workers (as nginx does with a zone). Reported on the
+/// upstream's line, so the operator can raise the numbers if the per-worker total was meant.
+fn max_conns_per_worker(w: &mut Walk<'_>, d: &Directive, up: &mut Upstream) {
+    let n = w.lose(
+        d,
+        "max_conns is counted across all workers here (nginx without a zone counts it per \
+         worker process): multiply it by nginx's worker_processes to allow the same total",
+    );
     up.notes.push(n);
 }
 

@@ -31,6 +31,9 @@ pub(super) async fn control_loop(ctx: &Rc<WorkerCtx>) {
         if ctx.shared.control.epoch() != ctx.control_epoch.get() {
             apply_control(ctx, now);
         }
+        // Queued requests are called when a slot is freed (here or, through a wake-up, in
+        // another worker); the tick catches a wake-up that was lost or raced with the queueing.
+        call_waiters(ctx, now);
         ctx.log.borrow_mut().flush();
         if ticks.is_multiple_of(PUBLISH_EVERY) {
             publish_peers(ctx);
@@ -81,7 +84,13 @@ pub(super) fn rebuild_balancers(ctx: &WorkerCtx, config: &Config) {
     let new: Vec<_> = config
         .upstreams
         .iter()
-        .map(|u| find_old(u).unwrap_or_else(|| Rc::new(RefCell::new(Balancer::new(u)))))
+        .map(|u| {
+            find_old(u).unwrap_or_else(|| {
+                let mut b = Balancer::new(u);
+                b.set_worker(ctx.id);
+                Rc::new(RefCell::new(b))
+            })
+        })
         .collect();
     *ctx.balancers.borrow_mut() = new;
 }
@@ -98,6 +107,34 @@ pub(super) fn apply_control(ctx: &WorkerCtx, now: Instant) {
         }
     }
     ctx.control_epoch.set(epoch);
+}
+
+/// Let queued requests take what room the servers have now.
+pub(super) fn call_waiters(ctx: &WorkerCtx, now: Instant) {
+    for b in ctx.balancers.borrow().iter() {
+        b.borrow_mut().call_waiters(now);
+    }
+}
+
+/// Another worker freed a `max_conns` slot while requests of this one were queued for it.
+pub(super) async fn wakeup_loop(ctx: Rc<WorkerCtx>, rx: std::os::unix::net::UnixDatagram) {
+    let rx = match monoio::net::unix::UnixDatagram::from_std(rx) {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(worker = ctx.id, error = %e, "wake-up socket unusable: queued requests are called at the tick");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; 64];
+    loop {
+        let (got, b) = rx.recv(buf).await;
+        buf = b;
+        if let Err(e) = got {
+            tracing::warn!(worker = ctx.id, error = %e, "wake-up socket failed: queued requests are called at the tick");
+            return;
+        }
+        call_waiters(&ctx, Instant::now());
+    }
 }
 
 fn publish_peers(ctx: &WorkerCtx) {

@@ -124,6 +124,9 @@ fn run(id: usize, shared: Arc<Shared>, ready: mpsc::Sender<(usize, io::Result<&'
             let _ = ready.send((id, Err(e)));
             return;
         }
+        if let Some(rx) = ctx.shared.wakeups.take_receiver(id) {
+            monoio::spawn(control::wakeup_loop(ctx.clone(), rx));
+        }
         stats.alive.store(true, Ordering::Relaxed);
         let _ = ready.send((id, Ok(engine)));
         control::control_loop(&ctx).await;

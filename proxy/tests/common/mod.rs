@@ -330,8 +330,14 @@ pub fn config_text(
     server_extra: &str,
     log: &str,
 ) -> String {
+    // One worker unless `top` says how many.
+    let workers = if top.lines().any(|l| l.trim_start().starts_with("workers ")) {
+        ""
+    } else {
+        "workers = 1\n"
+    };
     format!(
-        "workers = 1\naccess_log = \"{log}\"\nadmin = \"127.0.0.1:{admin}\"\n{top}\n\n\
+        "{workers}access_log = \"{log}\"\nadmin = \"127.0.0.1:{admin}\"\n{top}\n\n\
          [upstream.u]\n{upstream}\n\n\
          [[server]]\nlisten = [\"127.0.0.1:{port}\"]\n{server_extra}\n\n\
          [[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n"
