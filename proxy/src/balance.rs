@@ -280,9 +280,9 @@ pub struct Balancer {
     ramping: usize,
     /// Requests waiting for a server below its max_conns (`queue`).
     queue: queue::Queue,
-    /// Which workers have requests queued for this upstream, and this worker's bit in it.
+    /// The upstream's queue order across workers, and this worker's slot in it.
     waiting: Option<Waiting>,
-    worker_bit: u64,
+    worker_slot: usize,
 }
 
 impl Balancer {
@@ -306,14 +306,15 @@ impl Balancer {
             ramping: 0,
             queue: queue::Queue::new(upstream.queue),
             waiting: None,
-            worker_bit: 1,
+            worker_slot: 0,
         }
     }
 
-    /// The worker this balancer serves (its bit in the shared waiting mask; more than 64
-    /// workers share bits, and a worker whose bit another cleared is still served by its tick).
+    /// The worker this balancer serves: its slot in the shared queue order (`id % 64`; with
+    /// more than 64 workers two share a slot, and the one whose number is overwritten is
+    /// still served by its tick).
     pub fn set_worker(&mut self, id: usize) {
-        self.worker_bit = 1 << (id % 64);
+        self.worker_slot = id % 64;
     }
 
     /// Pick a peer for a request (not in `tried`), mark it tried and count it as an active connection.
@@ -344,32 +345,100 @@ impl Balancer {
         Some(PeerId(i))
     }
 
-    /// The request waiting room (`queue`). Call [`Self::publish_waiting`] after joining or
-    /// leaving it.
+    /// The request waiting room (`queue`). Join and leave it through [`Self::join_queue`],
+    /// [`Self::leave_queue`] and [`Self::abandon_queue`], which keep the other workers told.
     pub fn queue(&mut self) -> &mut queue::Queue {
         &mut self.queue
     }
 
-    /// Tell the other workers whether requests wait here.
-    pub fn publish_waiting(&mut self) {
-        let anyone = self.queue.anyone_waiting();
+    /// Queue a request, numbered in the upstream's order across workers (`number`: the one it
+    /// had when it was called before and then found no slot); None when this worker's queue
+    /// is full.
+    pub fn join_queue(&mut self, number: Option<u64>) -> Option<queue::Ticket> {
+        let ticket = match (&self.waiting, number) {
+            (_, Some(n)) => self.queue.join_as(n),
+            (Some(w), None) => {
+                let n = w.0.next.fetch_add(1, Ordering::AcqRel);
+                self.queue.join_as(n)
+            }
+            (None, None) => self.queue.join(),
+        };
+        self.publish_waiting();
+        ticket
+    }
+
+    /// A called request picks now: it leaves the queue.
+    pub fn leave_queue(&mut self, ticket: &queue::Ticket) {
+        if self.queue.leave(ticket) {
+            self.picked_called();
+        }
+        self.publish_waiting();
+    }
+
+    /// A queued request gives up (timed out, client gone). A slot it had been called for goes
+    /// to the oldest waiter of all workers: returns the bits of workers to wake (see
+    /// [`Self::call_waiters`]).
+    pub fn abandon_queue(&mut self, ticket: &queue::Ticket, now: Instant) -> u64 {
+        let called = self.queue.leave(ticket);
+        self.publish_waiting();
+        if !called {
+            return 0;
+        }
+        self.picked_called();
+        self.call_waiters(now)
+    }
+
+    /// A newcomer must queue behind those waiting here or in another worker, and must not
+    /// take a slot a called request is about to pick.
+    pub fn must_queue(&mut self) -> bool {
+        self.queue.occupied() || self.others_waiting() || self.called_anywhere() > 0
+    }
+
+    fn called_anywhere(&self) -> usize {
+        match &self.waiting {
+            Some(w) => w.0.called.load(Ordering::Acquire) as usize,
+            None => self.queue.handoff(),
+        }
+    }
+
+    fn picked_called(&self) {
         if let Some(w) = &self.waiting {
-            let bit = self.worker_bit;
-            let mask = w.0.load(Ordering::Acquire);
-            if anyone && mask & bit == 0 {
-                w.0.fetch_or(bit, Ordering::AcqRel);
-            } else if !anyone && mask & bit != 0 {
-                w.0.fetch_and(!bit, Ordering::AcqRel);
+            let _ =
+                w.0.called
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Tell the other workers the number of this worker's oldest waiter.
+    fn publish_waiting(&mut self) {
+        let oldest = self.queue.oldest();
+        if let Some(w) = &self.waiting {
+            let mine = &w.0.oldest[self.worker_slot];
+            if mine.load(Ordering::Acquire) != oldest {
+                mine.store(oldest, Ordering::Release);
             }
         }
     }
 
-    /// Other workers with requests queued here (their bits): a newcomer goes behind them, and
-    /// a slot freed with nobody waiting in this worker is theirs.
-    pub fn others_waiting(&self) -> u64 {
-        self.waiting
-            .as_ref()
-            .map_or(0, |w| w.0.load(Ordering::Acquire) & !self.worker_bit)
+    /// The worker whose waiter came first among the other workers' (its bit, `1 << slot`), and
+    /// that waiter's number; (0, MAX) when no other worker has anyone queued.
+    fn oldest_elsewhere(&self) -> (u64, u64) {
+        let Some(w) = &self.waiting else {
+            return (0, u64::MAX);
+        };
+        let mut best = (0, u64::MAX);
+        for (slot, n) in w.0.oldest.iter().enumerate() {
+            let n = n.load(Ordering::Acquire);
+            if slot != self.worker_slot && n < best.1 {
+                best = (1 << slot, n);
+            }
+        }
+        best
+    }
+
+    /// Another worker has requests queued here.
+    pub fn others_waiting(&self) -> bool {
+        self.oldest_elsewhere().1 != u64::MAX
     }
 
     /// A pick that found nothing may wait: some server that could take the request is only
@@ -380,11 +449,14 @@ impl Balancer {
             .any(|p| p.full() && p.in_service(false) && !p.failed(now))
     }
 
-    /// Call as many queued requests as the servers in service have room for: a server that
-    /// comes back (ready, passing checks) frees no slot through a finished request.
-    pub(crate) fn call_waiters(&mut self, now: Instant) {
+    /// Call queued requests, oldest of all workers first, while the servers in service have
+    /// room (slots not spoken for by requests already called). Stops at a waiter older than
+    /// this worker's in another worker: returns that worker's bit for the caller to wake (it
+    /// goes on from there), 0 when done. After a slot was freed, and when a server comes back
+    /// (ready, passing checks: no finished request frees a slot then).
+    pub fn call_waiters(&mut self, now: Instant) -> u64 {
         if !self.queue.enabled() {
-            return;
+            return 0;
         }
         let room = self
             .peers
@@ -395,25 +467,37 @@ impl Balancer {
                 m => m.saturating_sub(p.in_flight()) as usize,
             })
             .fold(0usize, usize::saturating_add);
-        self.queue.call_for(room);
+        let mut room = room.saturating_sub(self.called_anywhere());
+        let mut wake = 0;
+        while room > 0 {
+            let mine = self.queue.oldest();
+            let (other, theirs) = self.oldest_elsewhere();
+            if mine == u64::MAX || theirs < mine {
+                wake = other;
+                break;
+            }
+            self.queue.call_next();
+            if let Some(w) = &self.waiting {
+                w.0.called.fetch_add(1, Ordering::AcqRel);
+            }
+            room -= 1;
+        }
         self.publish_waiting();
+        wake
     }
 
     /// The request's use of `id` ended; decrements active conns; Failure does nginx's failure
-    /// accounting. true: a `max_conns` slot was freed and nobody waits for it in this worker,
-    /// so the caller wakes the workers in [`Self::others_waiting`].
-    pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) -> bool {
+    /// accounting. Returns the bit of another worker to wake: the freed `max_conns` slot is
+    /// for its queued request, the oldest of all (0: called here, or nobody waits).
+    pub fn release(&mut self, id: PeerId, now: Instant, outcome: Outcome) -> u64 {
         let single = self.single;
         let Some(peer) = self.peers.get_mut(id.0) else {
-            return false;
+            return 0;
         };
         peer.conns = peer.conns.saturating_sub(1);
         peer.give_slot();
-        let mut unclaimed = false;
-        if peer.max_conns != 0 && self.queue.enabled() {
-            unclaimed = !self.queue.call_next();
-            self.publish_waiting();
-        }
+        let capped = peer.max_conns != 0;
+        let unclaimed = if capped { self.call_waiters(now) } else { 0 };
         let peer = &mut self.peers[id.0];
         if outcome == Outcome::Failure {
             peer.fails_total = peer.fails_total.saturating_add(1);

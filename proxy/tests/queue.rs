@@ -162,3 +162,36 @@ fn max_conns_and_the_queue_span_the_workers() {
     );
     assert_eq!(by_worker.iter().sum::<u64>(), 16);
 }
+
+/// First come, first served across workers too: a slot freed in one worker goes to the oldest
+/// request queued in any worker, not to the freeing worker's own queue first.
+#[test]
+fn the_queue_order_spans_the_workers() {
+    let (b, most) = slow_backend(Duration::from_millis(80));
+    let upstream = format!(
+        "servers = [{{ address = \"{}\", max_conns = 1 }}]\nqueue = 100",
+        b.addr
+    );
+    let p = Proxy::start("workers = 2", &upstream, "");
+    // Staggered by 20 ms (as the one-worker test; the backend takes 80 ms each), so the
+    // arrival order is known and most requests queue; 16 connections spread over both workers.
+    let clients: Vec<_> = (0..16)
+        .map(|i| get_later(&p, &format!("/{i}"), Duration::from_millis(20 * i)))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap().0, 200);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    thread::sleep(Duration::from_millis(200));
+    let by_worker = upstream_requests_by_worker(&p);
+    assert!(by_worker.iter().all(|n| *n > 0), "{by_worker:?}");
+    let order: Vec<String> = b
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    let sent: Vec<String> = (0..16).map(|i| format!("/{i}")).collect();
+    assert_eq!(order, sent, "first come, first served across workers");
+}

@@ -27,6 +27,8 @@ enum State {
 struct Slot {
     state: State,
     waker: Option<Waker>,
+    /// Its place in the upstream's order across workers (see `control::Waiting`).
+    number: u64,
 }
 
 /// One waiting request. Dropping a ticket leaves the queue; [`Queue::leave`] must see it
@@ -38,6 +40,12 @@ impl Ticket {
     /// A slot was freed for this request: it may pick now.
     pub fn called(&self) -> bool {
         self.0.borrow().state == State::Called
+    }
+
+    /// Its place in the upstream's order across workers: a called request that then found no
+    /// slot (another took it first) queues again under the same number, ahead of later ones.
+    pub fn number(&self) -> u64 {
+        self.0.borrow().number
     }
 
     /// Remember the task to wake when the ticket is called.
@@ -57,6 +65,8 @@ pub struct Queue {
     waiting: VecDeque<Rc<RefCell<Slot>>>,
     /// Tickets called but not yet done: their slots are spoken for, so a newcomer must queue.
     handoff: usize,
+    /// Numbers for [`Queue::join`] when no shared order hands them out.
+    drawn: u64,
 }
 
 impl Queue {
@@ -101,6 +111,12 @@ impl Queue {
 
     /// Queue a request; None when `limit` requests already wait (nginx Plus answers 502).
     pub fn join(&mut self) -> Option<Ticket> {
+        self.drawn += 1;
+        self.join_as(self.drawn)
+    }
+
+    /// [`Queue::join`] with the number drawn from the upstream's order across workers (rising).
+    pub fn join_as(&mut self, number: u64) -> Option<Ticket> {
         self.waiting.retain(|s| Rc::strong_count(s) > 1);
         if self.waiting.len() >= self.limit {
             return None;
@@ -108,9 +124,30 @@ impl Queue {
         let slot = Rc::new(RefCell::new(Slot {
             state: State::Waiting,
             waker: None,
+            number,
         }));
-        self.waiting.push_back(slot.clone());
+        // In number order: at the back, except for a request queueing again under its number.
+        let at = self
+            .waiting
+            .iter()
+            .rposition(|s| s.borrow().number < number)
+            .map_or(0, |i| i + 1);
+        self.waiting.insert(at, slot.clone());
         Some(Ticket(slot))
+    }
+
+    /// Tickets called and not yet picked.
+    pub fn handoff(&self) -> usize {
+        self.handoff
+    }
+
+    /// The number of the oldest request still waiting (`u64::MAX`: none).
+    pub fn oldest(&mut self) -> u64 {
+        if self.anyone_waiting() {
+            self.waiting.front().map_or(u64::MAX, |s| s.borrow().number)
+        } else {
+            u64::MAX
+        }
     }
 
     /// A server slot was freed: call the oldest request still waiting. false: nobody waits.
@@ -140,11 +177,12 @@ impl Queue {
 
     /// The ticket's owner is about to pick (called) or gives up (timed out, dropped). A slot
     /// handed to a ticket that gives up goes to the next in line.
-    pub fn leave(&mut self, ticket: &Ticket) {
+    pub fn leave(&mut self, ticket: &Ticket) -> bool {
         let was = std::mem::replace(&mut ticket.0.borrow_mut().state, State::Done);
         if was == State::Called {
             self.handoff -= 1;
         }
+        was == State::Called
     }
 
     /// Like [`Queue::leave`], for a ticket given up without picking. true: it had been called

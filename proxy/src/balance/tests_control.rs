@@ -187,28 +187,72 @@ fn max_conns_counts_the_requests_of_every_worker() {
         "the other worker's request holds the only slot"
     );
     assert!(two.at_max_conns(t), "so the request may queue");
-    assert!(
+    assert_eq!(
         one.release(got.unwrap(), t, Outcome::Success),
-        "freed with nobody of its own waiting: the caller wakes the others"
+        0,
+        "nobody waits anywhere: nobody to wake"
     );
     assert!(two.pick(t, CLIENT, &mut Tried::default()).is_some());
 }
 
 #[test]
-fn queued_requests_are_seen_by_the_other_workers() {
+fn a_freed_slot_goes_to_the_oldest_waiter_of_all_workers() {
     let (mut one, mut two) = two_workers();
     let t = Instant::now();
     let held = one.pick(t, CLIENT, &mut Tried::default()).unwrap();
-    let ticket = two.queue().join().unwrap();
-    two.publish_waiting();
-    assert_eq!(one.others_waiting(), 0b10, "worker 1 waits");
-    assert_eq!(two.others_waiting(), 0, "its own bit does not count");
-    assert!(one.release(held, t, Outcome::Success));
-    // The woken worker calls its queue: the request it called takes the slot.
-    two.call_waiters(t);
-    assert!(ticket.called());
-    two.queue().leave(&ticket);
-    two.publish_waiting();
-    assert_eq!(one.others_waiting(), 0, "nobody waits any more");
-    assert!(two.pick(t, CLIENT, &mut Tried::default()).is_some());
+    // Worker 1 queues first, then worker 0.
+    let first = two.join_queue(None).unwrap();
+    assert!(one.others_waiting(), "worker 1 waits");
+    assert!(!two.others_waiting(), "its own waiter does not count");
+    let second = one.join_queue(None).unwrap();
+    assert!(one.must_queue(), "a newcomer goes behind both");
+    // Worker 0 frees the slot: not its own waiter's turn, worker 1 is woken.
+    assert_eq!(one.release(held, t, Outcome::Success), 0b10);
+    assert!(!second.called());
+    assert_eq!(two.call_waiters(t), 0);
+    assert!(first.called());
+    assert_eq!(one.call_waiters(t), 0, "the one slot is spoken for");
+    assert!(!second.called());
+    two.leave_queue(&first);
+    let held = two.pick(t, CLIENT, &mut Tried::default()).unwrap();
+    // Now worker 0's waiter is the oldest of all: worker 1's release wakes worker 0.
+    assert_eq!(two.release(held, t, Outcome::Success), 0b01);
+    assert_eq!(one.call_waiters(t), 0);
+    assert!(second.called());
+    one.leave_queue(&second);
+    assert!(!one.must_queue() && !two.must_queue(), "nobody waits");
+}
+
+#[test]
+fn a_called_waiter_that_gives_up_passes_its_turn_to_another_worker() {
+    let (mut one, mut two) = two_workers();
+    let t = Instant::now();
+    let held = one.pick(t, CLIENT, &mut Tried::default()).unwrap();
+    let a = one.join_queue(None).unwrap();
+    let b = two.join_queue(None).unwrap();
+    assert_eq!(
+        one.release(held, t, Outcome::Success),
+        0,
+        "its own waiter came first"
+    );
+    assert!(a.called());
+    assert_eq!(
+        one.abandon_queue(&a, t),
+        0b10,
+        "the turn goes to worker 1's waiter"
+    );
+    assert_eq!(two.call_waiters(t), 0);
+    assert!(b.called());
+}
+
+#[test]
+fn a_called_request_that_lost_its_slot_queues_again_in_its_place() {
+    let (mut one, _) = two_workers();
+    let a = one.join_queue(None).unwrap();
+    let b = one.join_queue(None).unwrap();
+    let again = one.join_queue(Some(a.number())).unwrap();
+    drop(a);
+    assert!(again.number() < b.number());
+    assert_eq!(one.call_waiters(Instant::now()), 0);
+    assert!(again.called() && !b.called(), "ahead of the later one");
 }

@@ -98,14 +98,15 @@ impl Conn {
         let client_ip = self.peer.ip();
         // Handed a slot by the queue: pick at once, ahead of those still waiting.
         let mut called = false;
+        // Its number in the queue order, kept should it have to queue again.
+        let mut number = None;
         loop {
             let now = Instant::now();
             // First come, first served: while others wait for a slot, a newcomer goes behind
             // them instead of taking the next free one (retries were already served once).
             let (behind, picked) = {
                 let mut b = balancer.borrow_mut();
-                let queued = b.queue().occupied() || b.others_waiting() != 0;
-                if !called && tried.is_empty() && queued {
+                if !called && tried.is_empty() && b.must_queue() {
                     (true, None)
                 } else {
                     (false, b.pick(now, client_ip, &mut tried))
@@ -117,11 +118,11 @@ impl Conn {
                     b.queue().enabled() && tried.is_empty() && (behind || b.at_max_conns(now))
                 };
                 if waitable {
-                    if !self.wait_in_queue(balancer, upstream).await {
+                    let Some(n) = self.wait_in_queue(balancer, upstream, number).await else {
                         // Logged with its reason; 502 as nginx Plus answers.
                         return self.fail(last, head, body.to_stream > 0).await;
-                    }
-                    called = true;
+                    };
+                    (called, number) = (true, Some(n));
                     continue;
                 }
                 break;
@@ -138,9 +139,8 @@ impl Conn {
                 Ok((done, outcome)) => {
                     {
                         let mut b = balancer.borrow_mut();
-                        if b.release(peer, Instant::now(), outcome) {
-                            self.ctx.shared.wakeups.wake(b.others_waiting());
-                        }
+                        let wake = b.release(peer, Instant::now(), outcome);
+                        self.ctx.shared.wakeups.wake(wake);
                         b.record_status(peer, done.status);
                     }
                     if outcome == Outcome::Failure {
@@ -152,9 +152,8 @@ impl Conn {
                 Err(err) => {
                     {
                         let mut b = balancer.borrow_mut();
-                        if b.release(peer, Instant::now(), err.outcome()) {
-                            self.ctx.shared.wakeups.wake(b.others_waiting());
-                        }
+                        let wake = b.release(peer, Instant::now(), err.outcome());
+                        self.ctx.shared.wakeups.wake(wake);
                     }
                     metrics::add(&self.ctx.stats.upstream_failures, 1);
                     tracing::warn!(upstream = %upstream.name, server = %addr, error = ?err, "upstream attempt failed");
@@ -172,14 +171,20 @@ impl Conn {
         self.fail(last, head, body.to_stream > 0).await
     }
 
-    /// Wait in the upstream's queue until a server slot is handed to this request. false: the
-    /// queue is full or `queue_timeout` passed (nginx Plus answers 502 to both).
-    async fn wait_in_queue(&self, balancer: &RefCell<Balancer>, upstream: &Upstream) -> bool {
+    /// Wait in the upstream's queue until a server slot is handed to this request; returns its
+    /// number in the queue order. None: the queue is full or `queue_timeout` passed (nginx
+    /// Plus answers 502 to both).
+    async fn wait_in_queue(
+        &self,
+        balancer: &RefCell<Balancer>,
+        upstream: &Upstream,
+        number: Option<u64>,
+    ) -> Option<u64> {
         let stats = &self.ctx.stats;
-        let Some(ticket) = balancer.borrow_mut().queue().join() else {
+        let Some(ticket) = balancer.borrow_mut().join_queue(number) else {
             metrics::add(&stats.upstream_queue_rejected, 1);
             tracing::error!(upstream = %upstream.name, "upstream queue is full");
-            return false;
+            return None;
         };
         metrics::add(&stats.upstream_queued, 1);
         let place = Place {
@@ -188,16 +193,10 @@ impl Conn {
             picked: false,
             wakeups: &self.ctx.shared.wakeups,
         };
-        {
-            // Queued where the other workers see it; a slot freed since the pick looked (by a
-            // worker that did not see this request yet) is taken at once.
-            let mut b = balancer.borrow_mut();
-            b.publish_waiting();
-            let now = Instant::now();
-            if !b.at_max_conns(now) {
-                b.call_waiters(now);
-            }
-        }
+        // Queued where the other workers see it; a slot freed since the pick looked (by a
+        // worker that did not see this request yet) is handed on at once.
+        let wake = balancer.borrow_mut().call_waiters(Instant::now());
+        self.ctx.shared.wakeups.wake(wake);
         let called = std::future::poll_fn(|cx| {
             if place.ticket.called() {
                 return std::task::Poll::Ready(());
@@ -206,14 +205,11 @@ impl Conn {
             std::task::Poll::Pending
         });
         match monoio::time::timeout(upstream.queue_timeout, called).await {
-            Ok(()) => {
-                place.pick();
-                true
-            }
+            Ok(()) => Some(place.pick()),
             Err(_) => {
                 metrics::add(&stats.upstream_queue_rejected, 1);
                 tracing::error!(upstream = %upstream.name, "upstream queue timeout");
-                false
+                None
             }
         }
     }
@@ -312,24 +308,23 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
-    /// Called: the request picks now, without another await in between.
-    fn pick(mut self) {
-        let mut b = self.balancer.borrow_mut();
-        b.queue().leave(&self.ticket);
-        b.publish_waiting();
+    /// Called: the request picks now, without another await in between. Its number.
+    fn pick(mut self) -> u64 {
+        self.balancer.borrow_mut().leave_queue(&self.ticket);
         self.picked = true;
+        self.ticket.number()
     }
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if !self.picked {
-            let mut b = self.balancer.borrow_mut();
-            // Its turn goes to the next one here, or to another worker's queue.
-            if b.queue().abandon(&self.ticket) {
-                self.wakeups.wake(b.others_waiting());
-            }
-            b.publish_waiting();
+            // A turn it was given goes to the oldest waiter, here or in another worker.
+            let wake = self
+                .balancer
+                .borrow_mut()
+                .abandon_queue(&self.ticket, Instant::now());
+            self.wakeups.wake(wake);
         }
     }
 }

@@ -86,10 +86,31 @@ impl PartialEq for Busy {
     }
 }
 
-/// Which workers have requests queued for an upstream (bit `id % 64` per worker): a worker
-/// that frees a slot with nobody of its own waiting wakes one of these.
-#[derive(Debug, Clone, Default)]
-pub struct Waiting(pub Arc<AtomicU64>);
+/// The upstream's queue across workers: every queued request draws a number from `next`, and
+/// each worker publishes the number of its oldest waiter in its slot of `oldest` (`id % 64`;
+/// `u64::MAX`: none). A freed slot goes to the worker holding the smallest number, so the
+/// queue is first come, first served across workers as well.
+#[derive(Debug, Clone)]
+pub struct Waiting(pub Arc<WaitingOrder>);
+
+#[derive(Debug)]
+pub struct WaitingOrder {
+    pub next: AtomicU64,
+    pub oldest: [AtomicU64; 64],
+    /// Requests called (a slot is free for each) that have not picked yet, in all workers:
+    /// their slots are spoken for, so nobody else calls or takes them.
+    pub called: AtomicU32,
+}
+
+impl Default for Waiting {
+    fn default() -> Waiting {
+        Waiting(Arc::new(WaitingOrder {
+            next: AtomicU64::new(0),
+            oldest: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            called: AtomicU32::new(0),
+        }))
+    }
+}
 
 /// One server as a worker applies it.
 #[derive(Debug, Clone, PartialEq)]

@@ -109,10 +109,12 @@ pub(super) fn apply_control(ctx: &WorkerCtx, now: Instant) {
     ctx.control_epoch.set(epoch);
 }
 
-/// Let queued requests take what room the servers have now.
+/// Let queued requests take what room the servers have now (oldest of all workers first:
+/// another worker holding an older one is woken to go on).
 pub(super) fn call_waiters(ctx: &WorkerCtx, now: Instant) {
     for b in ctx.balancers.borrow().iter() {
-        b.borrow_mut().call_waiters(now);
+        let wake = b.borrow_mut().call_waiters(now);
+        ctx.shared.wakeups.wake(wake);
     }
 }
 
