@@ -391,7 +391,9 @@ impl Balancer {
     /// A newcomer must queue behind those waiting here or in another worker, and must not
     /// take a slot a called request is about to pick.
     pub fn must_queue(&mut self) -> bool {
-        self.queue.occupied() || self.others_waiting() || self.called_anywhere() > 0
+        // Asked for every request: an upstream without a queue reads no shared state.
+        self.queue.enabled()
+            && (self.queue.occupied() || self.called_anywhere() > 0 || self.others_waiting())
     }
 
     fn called_anywhere(&self) -> usize {

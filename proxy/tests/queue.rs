@@ -130,21 +130,19 @@ fn upstream_requests_by_worker(p: &Proxy) -> Vec<u64> {
     by_worker
 }
 
-/// `max_conns` counts across workers (HAProxy's `maxconn`, nginx's with a `zone`): with two
-/// workers and `max_conns = 1` the server still gets one request at a time, and a waiter in
-/// one worker is called when a request of the other worker frees the slot.
-#[test]
-fn max_conns_and_the_queue_span_the_workers() {
-    let (b, most) = slow_backend(Duration::from_millis(60));
+/// 16 requests on their own connections through two workers with `max_conns = 1` and a queue,
+/// the i-th sent after i x `stagger` (so the kernel's SO_REUSEPORT hash gives both workers some:
+/// all on one worker is 2 in 65536): every one answered 200, the backend never had two at
+/// once, and both workers served. Returns the backend, to look at the order.
+fn sixteen_through_two_workers(hold: Duration, stagger: Duration) -> Backend {
+    let (b, most) = slow_backend(hold);
     let upstream = format!(
         "servers = [{{ address = \"{}\", max_conns = 1 }}]\nqueue = 100",
         b.addr
     );
     let p = Proxy::start("workers = 2", &upstream, "");
-    // 16 connections, so the kernel's SO_REUSEPORT hash gives both workers some (all on one
-    // worker: 2 in 65536).
     let clients: Vec<_> = (0..16)
-        .map(|i| get_later(&p, &format!("/{i}"), Duration::ZERO))
+        .map(|i| get_later(&p, &format!("/{i}"), stagger * i))
         .collect();
     for c in clients {
         assert_eq!(c.join().unwrap().0, 200, "no 502 while the queue has room");
@@ -161,30 +159,24 @@ fn max_conns_and_the_queue_span_the_workers() {
         "both workers served: {by_worker:?}"
     );
     assert_eq!(by_worker.iter().sum::<u64>(), 16);
+    b
+}
+
+/// `max_conns` counts across workers (HAProxy's `maxconn`, nginx's with a `zone`): with two
+/// workers and `max_conns = 1` the server still gets one request at a time, and a waiter in
+/// one worker is called when a request of the other worker frees the slot.
+#[test]
+fn max_conns_and_the_queue_span_the_workers() {
+    sixteen_through_two_workers(Duration::from_millis(60), Duration::ZERO);
 }
 
 /// First come, first served across workers too: a slot freed in one worker goes to the oldest
 /// request queued in any worker, not to the freeing worker's own queue first.
 #[test]
 fn the_queue_order_spans_the_workers() {
-    let (b, most) = slow_backend(Duration::from_millis(80));
-    let upstream = format!(
-        "servers = [{{ address = \"{}\", max_conns = 1 }}]\nqueue = 100",
-        b.addr
-    );
-    let p = Proxy::start("workers = 2", &upstream, "");
     // Staggered by 20 ms (as the one-worker test; the backend takes 80 ms each), so the
-    // arrival order is known and most requests queue; 16 connections spread over both workers.
-    let clients: Vec<_> = (0..16)
-        .map(|i| get_later(&p, &format!("/{i}"), Duration::from_millis(20 * i)))
-        .collect();
-    for c in clients {
-        assert_eq!(c.join().unwrap().0, 200);
-    }
-    assert_eq!(most.load(Ordering::SeqCst), 1);
-    thread::sleep(Duration::from_millis(200));
-    let by_worker = upstream_requests_by_worker(&p);
-    assert!(by_worker.iter().all(|n| *n > 0), "{by_worker:?}");
+    // arrival order is known and most requests queue.
+    let b = sixteen_through_two_workers(Duration::from_millis(80), Duration::from_millis(20));
     let order: Vec<String> = b
         .received
         .lock()

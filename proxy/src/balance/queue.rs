@@ -167,14 +167,6 @@ impl Queue {
         false
     }
 
-    /// Servers have room for `room` more requests (one came back into service): call that
-    /// many waiters, counting those already called and not yet picked.
-    pub fn call_for(&mut self, room: usize) {
-        while self.handoff < room && self.anyone_waiting() {
-            self.call_next();
-        }
-    }
-
     /// The ticket's owner is about to pick (called) or gives up (timed out, dropped). A slot
     /// handed to a ticket that gives up goes to the next in line.
     pub fn leave(&mut self, ticket: &Ticket) -> bool {
@@ -183,14 +175,6 @@ impl Queue {
             self.handoff -= 1;
         }
         was == State::Called
-    }
-
-    /// Like [`Queue::leave`], for a ticket given up without picking. true: it had been called
-    /// and nobody here was left to take its turn (another worker's waiter may).
-    pub fn abandon(&mut self, ticket: &Ticket) -> bool {
-        let called = ticket.called();
-        self.leave(ticket);
-        called && !self.call_next()
     }
 }
 
@@ -247,41 +231,15 @@ mod tests {
     }
 
     #[test]
-    fn room_calls_as_many_as_fit_counting_those_already_called() {
-        let mut q = Queue::new(8);
-        let t: Vec<Ticket> = (0..4).map(|_| q.join().unwrap()).collect();
-        q.call_next();
-        q.call_for(2);
-        let called: Vec<bool> = t.iter().map(Ticket::called).collect();
-        assert_eq!(called, [true, true, false, false]);
-        q.call_for(usize::MAX);
-        assert!(t.iter().all(Ticket::called));
-    }
-
-    #[test]
     fn abandoned_tickets_are_skipped_and_free_their_place() {
         let mut q = Queue::new(2);
         let a = q.join().unwrap();
         let b = q.join().unwrap();
-        q.abandon(&a);
+        q.leave(&a);
         drop(a);
         assert_eq!(q.waiting(), 1);
         let c = q.join().expect("a's place is free again");
         q.call_next();
         assert!(b.called() && !c.called());
-    }
-
-    #[test]
-    fn a_called_ticket_that_gives_up_passes_its_slot_on() {
-        let mut q = Queue::new(3);
-        let a = q.join().unwrap();
-        let b = q.join().unwrap();
-        q.call_next();
-        assert!(a.called());
-        q.abandon(&a);
-        drop(a);
-        assert!(b.called(), "the slot a was handed goes to b");
-        q.leave(&b);
-        assert!(!q.occupied());
     }
 }

@@ -256,3 +256,16 @@ fn a_called_request_that_lost_its_slot_queues_again_in_its_place() {
     assert_eq!(one.call_waiters(Instant::now()), 0);
     assert!(again.called() && !b.called(), "ahead of the later one");
 }
+
+#[test]
+fn a_called_waiter_that_gives_up_passes_its_turn_to_the_next_one_here() {
+    let (mut one, _) = two_workers();
+    let t = Instant::now();
+    let held = one.pick(t, CLIENT, &mut Tried::default()).unwrap();
+    let a = one.join_queue(None).unwrap();
+    let b = one.join_queue(None).unwrap();
+    assert_eq!(one.release(held, t, Outcome::Success), 0);
+    assert!(a.called() && !b.called());
+    assert_eq!(one.abandon_queue(&a, t), 0, "called here, nobody to wake");
+    assert!(b.called(), "the slot a was handed goes to b");
+}
